@@ -1,0 +1,267 @@
+//! `AgentActor`: owns one agent and is the only authority on whether it has room.
+//!
+//! In: `Offer` from skill queues (reserve room or decline), `Accept` / `Reject` from the
+//! API (offer mode), `Confirmed` / `SetWeight` / `Release` / `OfferVoid` from
+//! conversations, `Configure` / `SetStatus` from the API, and its own `Tick` (offer
+//! expiry, warm-up pacing, unassignment after the grace period).
+//!
+//! Out: `Assign` / `Offered` / `OfferWithdrawn` / `Unassign` to conversations,
+//! `OfferDeclined` and `AgentRoom` to its skill queues (the latter whenever its room
+//! changes), and events.
+
+use std::sync::Arc;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+
+use crate::actors::conversation::{ConvMsg, ConvReply};
+use crate::actors::shared::{AgentHandle, Shared, Timer};
+use crate::actors::skill_queue::QueueMsg;
+use crate::domain::agent::{Agent, AgentSpec, AgentStatus};
+use crate::domain::capacity::Weight;
+use crate::domain::conversation::Activity;
+use crate::domain::queue::{AgentRoom, Declined};
+use crate::error::RouterError;
+use crate::events::EventKind;
+use crate::ids::{ConversationId, SkillId};
+
+pub type AgentReply = RpcReplyPort<Result<Agent, RouterError>>;
+
+#[derive(Debug)]
+pub enum AgentMsg {
+    /// Replace skills and limits.
+    Configure(AgentSpec, AgentReply),
+    SetStatus(AgentStatus, AgentReply),
+    /// A skill queue offers a conversation: reserve room for it or decline.
+    Offer {
+        conversation: ConversationId,
+        /// The conversation's own skill (its SLA and offer mode).
+        skill: SkillId,
+        /// The queue that made the offer.
+        queue: SkillId,
+        epoch: u64,
+        weight: Weight,
+    },
+    /// Offer mode: the agent accepts. The conversation answers `reply`.
+    Accept { conversation: ConversationId, reply: ConvReply },
+    /// Offer mode: the agent rejects.
+    Reject { conversation: ConversationId, reply: RpcReplyPort<Result<(), RouterError>> },
+    /// The conversation is assigned to this agent, at this weight.
+    Confirmed { conversation: ConversationId, weight: Weight, activity: Activity },
+    /// A held conversation changed activity.
+    SetWeight { conversation: ConversationId, weight: Weight, activity: Activity },
+    /// The conversation left this agent (closed, transferred, returned).
+    Release { conversation: ConversationId },
+    /// The offer made for `epoch` is void (the conversation went elsewhere).
+    OfferVoid { conversation: ConversationId, epoch: u64 },
+    /// Tell the skill queues the room again (a queue restarted).
+    Resync,
+    Tick { generation: u64 },
+    #[cfg(test)]
+    Panic,
+}
+
+impl ractor::Message for AgentMsg {}
+
+#[derive(Debug)]
+pub struct AgentActor;
+
+#[derive(Debug)]
+pub struct AgentArgs {
+    pub shared: Arc<Shared>,
+    pub handle: AgentHandle,
+}
+
+#[derive(Debug)]
+pub struct AgentState {
+    shared: Arc<Shared>,
+    handle: AgentHandle,
+    /// What each skill queue was last told.
+    told: Vec<(SkillId, AgentRoom)>,
+    timer: Timer,
+}
+
+
+impl Actor for AgentActor {
+    type Msg = AgentMsg;
+    type State = AgentState;
+    type Arguments = AgentArgs;
+
+    async fn pre_start(&self, _myself: ActorRef<AgentMsg>, args: AgentArgs) -> Result<AgentState, ActorProcessingErr> {
+        Ok(AgentState {
+            shared: args.shared,
+            handle: args.handle,
+            told: Vec::new(),
+            timer: Timer::default(),
+        })
+    }
+
+    async fn post_start(&self, myself: ActorRef<AgentMsg>, st: &mut AgentState) -> Result<(), ActorProcessingErr> {
+        let agent = st.handle.snapshot();
+        self.settle(&myself, st, agent);
+        Ok(())
+    }
+
+    async fn post_stop(&self, _myself: ActorRef<AgentMsg>, st: &mut AgentState) -> Result<(), ActorProcessingErr> {
+        st.timer.cancel();
+        Ok(())
+    }
+
+    async fn handle(&self, myself: ActorRef<AgentMsg>, msg: AgentMsg, st: &mut AgentState) -> Result<(), ActorProcessingErr> {
+        let shared = Arc::clone(&st.shared);
+        let _handled = shared.handling();
+        let now = shared.now();
+        let policy = &shared.policy;
+        let mut agent = st.handle.snapshot();
+        let id = agent.id.clone();
+        match msg {
+            AgentMsg::Configure(spec, reply) => {
+                agent.reconfigure(spec, policy);
+                let _ = reply.send(Ok(agent.clone()));
+            }
+            AgentMsg::SetStatus(status, reply) => {
+                if status != agent.status {
+                    agent.set_status(status, now, policy);
+                    shared.event(now, EventKind::AgentStatusChanged { status }, None, Some(&id), None);
+                }
+                let _ = reply.send(Ok(agent.clone()));
+            }
+            AgentMsg::Offer { conversation, skill, queue, epoch, weight } => {
+                let offer_timeout = shared.skill(&skill).and_then(|s| s.offer_timeout);
+                match agent.reserve(&conversation, &skill, &queue, weight, epoch, now, offer_timeout, policy) {
+                    Ok(()) => match offer_timeout {
+                        None => shared.tell_conversation(&conversation, ConvMsg::Assign { agent: id.clone(), epoch, reply: None }),
+                        Some(t) => {
+                            shared.tell_conversation(&conversation, ConvMsg::Offered { agent: id.clone(), epoch });
+                            let kind = EventKind::Offered { expires_at: Some(now.plus(t)) };
+                            shared.event(now, kind, Some(&conversation), Some(&id), Some(&skill));
+                        }
+                    },
+                    Err(_) => {
+                        let room = agent.room(now, policy);
+                        shared.tell_queue(
+                            &queue,
+                            QueueMsg::OfferDeclined { conversation, epoch, agent: id.clone(), reason: Declined::NoRoom, room: Some(room) },
+                        );
+                        // The queue now knows this room; don't send it twice.
+                        if let Some((_, told)) = st.told.iter_mut().find(|(s, _)| *s == queue) {
+                            *told = room;
+                        }
+                    }
+                }
+            }
+            AgentMsg::Accept { conversation, reply } => match agent.reservations.get_mut(&conversation) {
+                Some(r) if !r.accepted => {
+                    r.accepted = true;
+                    let epoch = r.epoch;
+                    shared.tell_conversation(&conversation, ConvMsg::Assign { agent: id.clone(), epoch, reply: Some(reply) });
+                }
+                _ => {
+                    let _ = reply.send(Err(RouterError::Conflict(format!(
+                        "agent {id} has no pending offer for conversation {conversation}"
+                    ))));
+                }
+            },
+            AgentMsg::Reject { conversation, reply } => {
+                let pending = agent.reservations.get(&conversation).is_some_and(|r| !r.accepted);
+                if pending {
+                    self.withdraw(&shared, &mut agent, &conversation, false);
+                    let _ = reply.send(Ok(()));
+                } else {
+                    let _ = reply.send(Err(RouterError::Conflict(format!(
+                        "agent {id} has no pending offer for conversation {conversation}"
+                    ))));
+                }
+            }
+            AgentMsg::Confirmed { conversation, weight, activity } => {
+                if agent.conversations.contains_key(&conversation) {
+                    // Sent again by a restarted conversation actor.
+                    agent.set_weight(&conversation, weight, activity);
+                } else if !agent.confirm(&conversation, weight, activity, now, policy) {
+                    // Nothing reserved for it: never hold what we did not take room for.
+                    shared.tell_conversation(&conversation, ConvMsg::Unassign { agent: id.clone() });
+                }
+            }
+            AgentMsg::SetWeight { conversation, weight, activity } => {
+                agent.set_weight(&conversation, weight, activity);
+            }
+            AgentMsg::Release { conversation } => {
+                agent.release(&conversation);
+            }
+            AgentMsg::OfferVoid { conversation, epoch } => {
+                if agent.reservations.get(&conversation).is_some_and(|r| r.epoch == epoch) {
+                    agent.reservations.remove(&conversation);
+                }
+            }
+            AgentMsg::Resync => st.told.clear(),
+            AgentMsg::Tick { generation } => {
+                if !st.timer.fired(generation) {
+                    return Ok(());
+                }
+                for conversation in agent.expired_offers(now) {
+                    self.withdraw(&shared, &mut agent, &conversation, true);
+                }
+                if agent.unassign_at(policy).is_some_and(|t| now >= t) {
+                    for conversation in std::mem::take(&mut agent.conversations).into_keys() {
+                        shared.tell_conversation(&conversation, ConvMsg::Unassign { agent: id.clone() });
+                    }
+                }
+            }
+            #[cfg(test)]
+            AgentMsg::Panic => panic!("injected fault in agent {id}"),
+        }
+        self.settle(&myself, st, agent);
+        Ok(())
+    }
+}
+
+impl AgentActor {
+    /// An offer the agent rejected or let expire: free the room, send it to the next agent.
+    fn withdraw(&self, shared: &Shared, agent: &mut Agent, conversation: &ConversationId, expired: bool) {
+        let Some(r) = agent.reservations.remove(conversation) else { return };
+        let now = shared.now();
+        let id = agent.id.clone();
+        shared.tell_conversation(conversation, ConvMsg::OfferWithdrawn { agent: id.clone(), epoch: r.epoch });
+        shared.tell_queue(
+            &r.queue,
+            QueueMsg::OfferDeclined {
+                conversation: conversation.clone(),
+                epoch: r.epoch,
+                agent: id.clone(),
+                reason: Declined::Rejected,
+                room: None,
+            },
+        );
+        shared.event(now, EventKind::OfferDeclined { expired }, Some(conversation), Some(&id), Some(&r.skill));
+    }
+
+    /// Commits, tells the skill queues about a change of room, re-arms the timer.
+    fn settle(&self, myself: &ActorRef<AgentMsg>, st: &mut AgentState, agent: Agent) {
+        let shared = Arc::clone(&st.shared);
+        let now = shared.now();
+        let room = agent.room(now, &shared.policy);
+        // Skills it left: the queue forgets the agent.
+        st.told.retain(|(skill, _)| {
+            let keep = agent.skills.contains(skill);
+            if !keep {
+                shared.tell_queue(skill, QueueMsg::AgentGone { agent: agent.id.clone() });
+            }
+            keep
+        });
+        for skill in &agent.skills {
+            match st.told.iter_mut().find(|(s, _)| s == skill) {
+                Some((_, told)) if *told == room => {}
+                Some((_, told)) => {
+                    *told = room;
+                    shared.tell_queue(skill, QueueMsg::AgentRoom { agent: agent.id.clone(), room });
+                }
+                None => {
+                    st.told.push((skill.clone(), room));
+                    shared.tell_queue(skill, QueueMsg::AgentRoom { agent: agent.id.clone(), room });
+                }
+            }
+        }
+        let next = agent.next_deadline(now, &shared.policy);
+        st.handle.commit(agent);
+        st.timer.arm(&shared, next, myself, |generation| AgentMsg::Tick { generation });
+    }
+}

@@ -1,0 +1,390 @@
+//! `ConversationActor`: owns one conversation and its single, generation-tagged timer.
+//!
+//! In: API commands (`Command`, answered on a reply port), `Assign` / `Offered` /
+//! `OfferWithdrawn` from agents, `Unassign` from an agent going away, `ActivateFallback`
+//! from its skill queue, `Resync` after a peer restarted, and its own `Tick`.
+//!
+//! Out: `Upsert` / `Remove` to the skill queues it stands in, `Confirmed` / `SetWeight` /
+//! `Release` / `OfferVoid` to agents, and domain events. What it sends is derived by
+//! comparing the new state with what the peers were last told, so a restarted actor
+//! (which has told nobody anything) simply tells everyone again.
+
+use std::sync::Arc;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+
+use crate::actors::agent::AgentMsg;
+use crate::actors::shared::{ConsumerRecord, ConversationHandle, Shared, Timer};
+use crate::actors::skill_queue::QueueMsg;
+use crate::domain::capacity::Weight;
+use crate::domain::conversation::{Activity, ClosedBy, Conversation, State, UnassignReason};
+use crate::domain::queue::QueueEntry;
+use crate::domain::skill::Skill;
+use crate::error::RouterError;
+use crate::events::EventKind;
+use crate::ids::{AgentId, SkillId};
+use crate::time::Timestamp;
+
+pub type ConvReply = RpcReplyPort<Result<Conversation, RouterError>>;
+
+/// A command from the API.
+#[derive(Debug, Clone)]
+pub enum ConvCommand {
+    ConsumerMessage,
+    AgentMessage { agent: AgentId },
+    MarkUrgent,
+    FollowUp { agent: AgentId, due_in: std::time::Duration },
+    TransferToSkill { skill: SkillId },
+    TransferToAgent { agent: AgentId },
+    ReturnToQueue { agent: AgentId },
+    Close { by: ClosedBy, agent: Option<AgentId> },
+}
+
+#[derive(Debug)]
+pub enum ConvMsg {
+    /// An API command; the reply carries the conversation after it.
+    Command(ConvCommand, ConvReply),
+    /// An agent took room for the conversation: assign it if the offer is current.
+    /// `reply` answers the agent's `accept` call in offer mode.
+    Assign {
+        agent: AgentId,
+        epoch: u64,
+        reply: Option<ConvReply>,
+    },
+    /// Offer mode: `agent` holds an offer for this conversation.
+    Offered { agent: AgentId, epoch: u64 },
+    /// The agent rejected the offer or let it expire.
+    OfferWithdrawn { agent: AgentId, epoch: u64 },
+    /// The agent gave the conversation up (away or offline past the grace period, or
+    /// it never had it): back to the queue.
+    Unassign { agent: AgentId },
+    /// The skill queue has no agent online: stand in the fallback skill's queue too.
+    ActivateFallback { epoch: u64 },
+    /// Tell the queues and the agent everything again (one of them restarted).
+    Resync,
+    /// The conversation's timer fired.
+    Tick { generation: u64 },
+    /// Fault injection for supervision tests.
+    #[cfg(test)]
+    Panic,
+}
+
+impl ractor::Message for ConvMsg {}
+
+#[derive(Debug)]
+pub struct ConversationActor;
+
+#[derive(Debug)]
+pub struct ConvArgs {
+    pub shared: Arc<Shared>,
+    pub handle: ConversationHandle,
+}
+
+/// What the peers were last told about this conversation.
+#[derive(Debug, Default)]
+struct Told {
+    queues: Vec<(SkillId, QueueEntry)>,
+    agent: Option<(AgentId, Weight, Activity)>,
+}
+
+#[derive(Debug)]
+pub struct ConvState {
+    shared: Arc<Shared>,
+    handle: ConversationHandle,
+    told: Told,
+    timer: Timer,
+}
+
+
+/// What a handled message asks for besides the state change.
+#[derive(Default)]
+struct Outcome {
+    reply: Option<(ConvReply, Result<(), RouterError>)>,
+    unassigned: Option<(AgentId, UnassignReason)>,
+    transferred_from: Option<(SkillId, Option<AgentId>)>,
+    /// A stale `Assign`: the agent must drop its reservation.
+    void_offer: Option<(AgentId, u64)>,
+}
+
+impl Actor for ConversationActor {
+    type Msg = ConvMsg;
+    type State = ConvState;
+    type Arguments = ConvArgs;
+
+    async fn pre_start(&self, _myself: ActorRef<ConvMsg>, args: ConvArgs) -> Result<ConvState, ActorProcessingErr> {
+        Ok(ConvState {
+            shared: args.shared,
+            handle: args.handle,
+            told: Told::default(),
+            timer: Timer::default(),
+        })
+    }
+
+    async fn post_start(&self, myself: ActorRef<ConvMsg>, st: &mut ConvState) -> Result<(), ActorProcessingErr> {
+        // A new or restarted actor has told nobody anything yet.
+        let current = st.handle.snapshot();
+        self.settle(&myself, st, &current, current.clone(), Outcome::default());
+        Ok(())
+    }
+
+    async fn post_stop(&self, _myself: ActorRef<ConvMsg>, st: &mut ConvState) -> Result<(), ActorProcessingErr> {
+        st.timer.cancel();
+        Ok(())
+    }
+
+    async fn handle(&self, myself: ActorRef<ConvMsg>, msg: ConvMsg, st: &mut ConvState) -> Result<(), ActorProcessingErr> {
+        let shared = Arc::clone(&st.shared);
+        let _handled = shared.handling();
+        let now = shared.now();
+        let before = st.handle.snapshot();
+        let mut conv = before.clone();
+        let Some(skill) = shared.skill(&conv.skill) else {
+            tracing::error!(conversation = %conv.id, skill = %conv.skill, "conversation on unknown skill");
+            return Ok(());
+        };
+        let mut out = Outcome::default();
+        match msg {
+            ConvMsg::Command(cmd, reply) => {
+                let result = self.command(&shared, &mut conv, cmd, now, &skill, &mut out);
+                out.reply = Some((reply, result));
+            }
+            ConvMsg::Assign { agent, epoch, reply } => match conv.assign(&agent, epoch, now) {
+                Ok(_) => {
+                    if let Some(reply) = reply {
+                        out.reply = Some((reply, Ok(())));
+                    }
+                }
+                Err(e) => {
+                    out.void_offer = Some((agent, epoch));
+                    if let Some(reply) = reply {
+                        out.reply = Some((reply, Err(e.into())));
+                    }
+                }
+            },
+            ConvMsg::Offered { agent, epoch } => {
+                if conv.offer_made(&agent, epoch).is_err() {
+                    out.void_offer = Some((agent, epoch));
+                }
+            }
+            ConvMsg::OfferWithdrawn { agent, epoch } => {
+                conv.offer_withdrawn(&agent, epoch);
+            }
+            ConvMsg::Unassign { agent } => {
+                if conv.unassign(&agent, UnassignReason::AgentUnavailable, now, &skill).is_ok() {
+                    out.unassigned = Some((agent, UnassignReason::AgentUnavailable));
+                }
+            }
+            ConvMsg::ActivateFallback { epoch } => {
+                conv.activate_fallback(epoch);
+            }
+            ConvMsg::Resync => st.told = Told::default(),
+            ConvMsg::Tick { generation } => {
+                if !st.timer.fired(generation) {
+                    return Ok(());
+                }
+                if let Some(closure) = conv.closed {
+                    if now >= closure.at.plus(shared.policy.closed_retention) {
+                        myself.stop(Some("closed".into()));
+                        return Ok(());
+                    }
+                }
+            }
+            #[cfg(test)]
+            ConvMsg::Panic => panic!("injected fault in conversation {}", conv.id),
+        }
+        self.settle(&myself, st, &before, conv, out);
+        Ok(())
+    }
+}
+
+impl ConversationActor {
+    fn command(
+        &self,
+        shared: &Shared,
+        conv: &mut Conversation,
+        cmd: ConvCommand,
+        now: Timestamp,
+        skill: &Skill,
+        out: &mut Outcome,
+    ) -> Result<(), RouterError> {
+        let policy = &shared.policy;
+        match cmd {
+            ConvCommand::ConsumerMessage => conv.consumer_message(now, skill)?,
+            ConvCommand::AgentMessage { agent } => conv.agent_message(&agent, now)?,
+            ConvCommand::MarkUrgent => conv.mark_urgent(now, skill)?,
+            ConvCommand::FollowUp { agent, due_in } => conv.set_follow_up(&agent, due_in, now, policy)?,
+            ConvCommand::TransferToSkill { skill: to } => {
+                let target = shared
+                    .skill(&to)
+                    .ok_or_else(|| RouterError::not_found("skill", &to))?;
+                let from = conv.skill.clone();
+                let previous = conv.transfer_to_skill(&target, now)?;
+                self.note_transfer(out, from, previous, None);
+            }
+            ConvCommand::TransferToAgent { agent } => {
+                let from = conv.skill.clone();
+                let previous = conv.transfer_to_agent(&agent, now, policy.transfer_to_agent_max_wait, skill)?;
+                self.note_transfer(out, from, previous, Some(agent));
+            }
+            ConvCommand::ReturnToQueue { agent } => {
+                conv.unassign(&agent, UnassignReason::ReturnedByAgent, now, skill)?;
+                out.unassigned = Some((agent, UnassignReason::ReturnedByAgent));
+            }
+            ConvCommand::Close { by, agent } => {
+                conv.close(by, agent.as_ref(), now)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn note_transfer(&self, out: &mut Outcome, from: SkillId, previous: Option<AgentId>, to_agent: Option<AgentId>) {
+        if let Some(prev) = previous {
+            out.unassigned = Some((prev, UnassignReason::Transferred));
+        }
+        out.transferred_from = Some((from, to_agent));
+    }
+
+    /// Applies due timers, commits, tells peers what changed, publishes events,
+    /// answers the caller and re-arms the timer.
+    fn settle(&self, myself: &ActorRef<ConvMsg>, st: &mut ConvState, before: &Conversation, mut conv: Conversation, out: Outcome) {
+        let shared = Arc::clone(&st.shared);
+        let now = shared.now();
+        let Some(skill) = shared.skill(&conv.skill) else { return };
+        let has_fallback = skill
+            .fallback_skill
+            .as_ref()
+            .is_some_and(|f| shared.skills.contains_key(f));
+        conv.tick(now, &skill, has_fallback, &shared.policy);
+        st.handle.commit(conv.clone());
+
+        self.tell_peers(&shared, st, before, &conv, &skill, &out);
+        self.publish(&shared, before, &conv, now, &out);
+        if let Some((reply, result)) = out.reply {
+            let _ = reply.send(result.map(|()| conv.clone()));
+        }
+
+        let mut next = conv.next_deadline(now, &skill, has_fallback, &shared.policy);
+        if let Some(closure) = conv.closed {
+            next = Some(closure.at.plus(shared.policy.closed_retention));
+        }
+        st.timer.arm(&shared, next, myself, |generation| ConvMsg::Tick { generation });
+    }
+
+    fn tell_peers(&self, shared: &Shared, st: &mut ConvState, before: &Conversation, conv: &Conversation, skill: &Skill, out: &Outcome) {
+        // Queues: remove from those it left, upsert where the entry changed.
+        let wanted = conv.queues(skill);
+        let entry = conv.queue_entry(skill, &shared.policy);
+        st.told.queues.retain(|(q, _)| {
+            let keep = wanted.contains(q);
+            if !keep {
+                shared.tell_queue(q, QueueMsg::Remove { conversation: conv.id.clone() });
+            }
+            keep
+        });
+        if let Some(entry) = entry {
+            for q in wanted {
+                match st.told.queues.iter_mut().find(|(s, _)| *s == q) {
+                    Some((_, told)) if *told == entry => {}
+                    Some((_, told)) => {
+                        *told = entry.clone();
+                        shared.tell_queue(&q, QueueMsg::Upsert(entry.clone()));
+                    }
+                    None => {
+                        st.told.queues.push((q.clone(), entry.clone()));
+                        shared.tell_queue(&q, QueueMsg::Upsert(entry.clone()));
+                    }
+                }
+            }
+        }
+
+        // The holding agent: confirm a new assignment, follow weight changes, release.
+        let holder = match (&conv.state, &conv.agent_id) {
+            (State::Assigned, Some(a)) => Some((a.clone(), conv.weight(skill), conv.activity)),
+            _ => None,
+        };
+        let id = &conv.id;
+        match (&st.told.agent, &holder) {
+            (Some((old, ..)), Some((new, w, act))) if old == new => {
+                if st.told.agent.as_ref() != holder.as_ref() {
+                    shared.tell_agent(new, AgentMsg::SetWeight { conversation: id.clone(), weight: *w, activity: *act });
+                }
+            }
+            (told, _) => {
+                if let Some((old, ..)) = told {
+                    shared.tell_agent(old, AgentMsg::Release { conversation: id.clone() });
+                }
+                if let Some((new, w, act)) = &holder {
+                    shared.tell_agent(new, AgentMsg::Confirmed { conversation: id.clone(), weight: *w, activity: *act });
+                }
+            }
+        }
+        st.told.agent = holder;
+
+        // An offer that lost its conversation (assigned elsewhere, closed, moved).
+        if let Some(offered) = &before.offered_to {
+            if conv.offered_to.as_ref() != Some(offered) && conv.agent_id.as_ref() != Some(offered) {
+                shared.tell_agent(offered, AgentMsg::OfferVoid { conversation: id.clone(), epoch: before.epoch });
+            }
+        }
+        if let Some((agent, epoch)) = &out.void_offer {
+            shared.tell_agent(agent, AgentMsg::OfferVoid { conversation: id.clone(), epoch: *epoch });
+        }
+    }
+
+    fn publish(&self, shared: &Shared, before: &Conversation, conv: &Conversation, now: Timestamp, out: &Outcome) {
+        let id = Some(&conv.id);
+        let skill = Some(&conv.skill);
+        let agent = conv.agent_id.as_ref();
+        let event = |kind: EventKind, agent: Option<&AgentId>| shared.event(now, kind, id, agent, skill);
+
+        if let Some((from, to_agent)) = &out.transferred_from {
+            event(EventKind::Transferred { from_skill: from.clone(), to_agent: to_agent.clone() }, to_agent.as_ref());
+        }
+        if let Some((agent, reason)) = &out.unassigned {
+            event(EventKind::Unassigned { reason: *reason }, Some(agent));
+        }
+        if conv.state == State::Assigned && (before.state != State::Assigned || before.agent_id != conv.agent_id) {
+            let waited = before.queued_at.map_or(0, |q| now.since(q).as_millis() as u64);
+            event(EventKind::Assigned { waited_ms: waited }, agent);
+            if let Some(a) = agent {
+                shared.consumers.insert(
+                    conv.consumer_id.clone(),
+                    ConsumerRecord { last_agent: Some((a.clone(), now)) },
+                );
+            }
+        }
+        if before.first_response_at.is_none() {
+            if let Some(t) = conv.first_response_at {
+                event(EventKind::FirstResponse { after_ms: t.since(conv.opened_at).as_millis() as u64 }, agent);
+            }
+        }
+        if !conv.is_closed() && before.activity != conv.activity {
+            let kind = match conv.activity {
+                Activity::Inactive => EventKind::Inactive,
+                Activity::Active => EventKind::Reactivated,
+            };
+            event(kind, agent);
+        }
+        if let (Some(sla), false) = (conv.sla, conv.is_closed()) {
+            if conv.soon_overdue && !before.soon_overdue {
+                event(EventKind::SoonOverdue { kind: sla.kind, due_at: sla.due_at }, agent);
+            }
+            if conv.overdue && !before.overdue {
+                event(EventKind::Overdue { kind: sla.kind, due_at: sla.due_at }, agent);
+            }
+        }
+        if let Some(due) = conv.manual_due_at {
+            if before.manual_due_at != Some(due) {
+                event(EventKind::FollowUpSet { due_at: due }, agent);
+            }
+        }
+        if conv.fallback_active && !before.fallback_active {
+            if let Some(f) = shared.skill(&conv.skill).and_then(|s| s.fallback_skill.clone()) {
+                event(EventKind::FallbackActivated { fallback_skill: f }, None);
+            }
+        }
+        if let (Some(closure), None) = (conv.closed, before.closed) {
+            event(EventKind::Closed { by: closure.by }, before.agent_id.as_ref());
+        }
+    }
+}

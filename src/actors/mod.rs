@@ -1,0 +1,17 @@
+//! The actor shell around the domain core. One file per actor:
+//!
+//! - [`conversation`]: `ConversationActor`, one per open conversation, with its timer.
+//! - [`agent`]: `AgentActor`, one per agent, the authority on its room.
+//! - [`skill_queue`]: `SkillQueueActor`, one per skill: ranking and matching.
+//! - [`supervisor`]: spawns the above and restarts them from their last state.
+//! - [`shared`]: directories, clock, policy, event bus and the timer helper.
+//!
+//! No handler awaits another actor's reply: requests that need an answer carry a reply
+//! port that the last actor in the chain answers (e.g. `accept` goes to the agent, whose
+//! `Assign` carries the caller's port to the conversation).
+
+pub mod agent;
+pub mod conversation;
+pub mod shared;
+pub mod skill_queue;
+pub mod supervisor;

@@ -1,0 +1,170 @@
+//! `SkillQueueActor`: owns the ranked queue of one skill and its view of which agents
+//! have room, and matches on every event that can change the answer: an entry arrives
+//! or becomes actionable, an agent reports room, an offer comes back. Never on a poll.
+//!
+//! In: `Upsert` / `Remove` from conversations, `AgentRoom` / `AgentGone` /
+//! `OfferDeclined` from agents, snapshot calls from the API, its own `RetryDeclined`.
+//! Out: `Offer` to agents, `ActivateFallback` to conversations when no agent of the
+//! skill is online.
+
+use std::sync::Arc;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+
+use crate::actors::agent::AgentMsg;
+use crate::actors::conversation::ConvMsg;
+use crate::actors::shared::{Shared, Timer};
+use crate::domain::queue::{AgentRoom, Declined, QueueEntry, QueueFigures, QueueRow, SkillQueue};
+use crate::ids::{AgentId, ConversationId, SkillId};
+
+#[derive(Debug)]
+pub enum QueueMsg {
+    /// A conversation's entry is new or changed.
+    Upsert(QueueEntry),
+    /// The conversation left this queue (assigned, closed, transferred).
+    Remove { conversation: ConversationId },
+    /// An agent of the skill reports its room.
+    AgentRoom { agent: AgentId, room: AgentRoom },
+    /// The agent no longer has this skill.
+    AgentGone { agent: AgentId },
+    /// An offer came back; `room` is the agent's room when it declined for lack of it.
+    OfferDeclined {
+        conversation: ConversationId,
+        epoch: u64,
+        agent: AgentId,
+        reason: Declined,
+        room: Option<AgentRoom>,
+    },
+    /// Ranked rows, first is next.
+    Rows { limit: usize, reply: RpcReplyPort<Vec<QueueRow>> },
+    Figures(RpcReplyPort<QueueFigures>),
+    /// Offers declined by every agent are tried again.
+    RetryDeclined { generation: u64 },
+    #[cfg(test)]
+    Panic,
+}
+
+impl ractor::Message for QueueMsg {}
+
+#[derive(Debug)]
+pub struct SkillQueueActor;
+
+#[derive(Debug)]
+pub struct QueueArgs {
+    pub shared: Arc<Shared>,
+    pub skill: SkillId,
+}
+
+#[derive(Debug)]
+pub struct QueueState {
+    shared: Arc<Shared>,
+    queue: SkillQueue,
+    retry: Timer,
+}
+
+
+impl Actor for SkillQueueActor {
+    type Msg = QueueMsg;
+    type State = QueueState;
+    type Arguments = QueueArgs;
+
+    async fn pre_start(&self, _myself: ActorRef<QueueMsg>, args: QueueArgs) -> Result<QueueState, ActorProcessingErr> {
+        Ok(QueueState {
+            shared: args.shared,
+            queue: SkillQueue::new(args.skill),
+            retry: Timer::default(),
+        })
+    }
+
+    async fn post_stop(&self, _myself: ActorRef<QueueMsg>, st: &mut QueueState) -> Result<(), ActorProcessingErr> {
+        st.retry.cancel();
+        Ok(())
+    }
+
+    async fn handle(&self, myself: ActorRef<QueueMsg>, msg: QueueMsg, st: &mut QueueState) -> Result<(), ActorProcessingErr> {
+        let shared = Arc::clone(&st.shared);
+        let _handled = shared.handling();
+        let mut check_fallback = false;
+        match msg {
+            QueueMsg::Upsert(entry) => {
+                if entry.actionable && !entry.in_fallback && !st.queue.has_online_agent() && self.has_fallback(&shared, &st.queue.skill) {
+                    shared.tell_conversation(&entry.conversation_id, ConvMsg::ActivateFallback { epoch: entry.epoch });
+                }
+                st.queue.upsert(entry);
+            }
+            QueueMsg::Remove { conversation } => {
+                st.queue.remove(&conversation);
+            }
+            QueueMsg::AgentRoom { agent, room } => {
+                check_fallback = !room.online;
+                st.queue.set_agent(&agent, room);
+            }
+            QueueMsg::AgentGone { agent } => {
+                st.queue.remove_agent(&agent);
+                check_fallback = true;
+            }
+            QueueMsg::OfferDeclined { conversation, epoch, agent, reason, room } => {
+                st.queue.offer_declined(&conversation, epoch, &agent, reason, room);
+            }
+            QueueMsg::Rows { limit, reply } => {
+                let _ = reply.send(st.queue.rows(limit));
+                return Ok(());
+            }
+            QueueMsg::Figures(reply) => {
+                let _ = reply.send(st.queue.figures(shared.now()));
+                return Ok(());
+            }
+            QueueMsg::RetryDeclined { generation } => {
+                if st.retry.fired(generation) {
+                    st.queue.forget_declines();
+                }
+            }
+            #[cfg(test)]
+            QueueMsg::Panic => panic!("injected fault in queue {}", st.queue.skill),
+        }
+        if check_fallback && !st.queue.has_online_agent() {
+            self.send_to_fallback(&shared, st);
+        }
+        for offer in st.queue.match_offers() {
+            // Fallback entries carry their home skill: its offer mode and SLA apply.
+            let home = st.queue.home_skill(&offer.conversation_id).unwrap_or_else(|| st.queue.skill.clone());
+            shared.tell_agent(
+                &offer.agent_id,
+                AgentMsg::Offer {
+                    conversation: offer.conversation_id,
+                    skill: home,
+                    queue: st.queue.skill.clone(),
+                    epoch: offer.epoch,
+                    weight: offer.weight,
+                },
+            );
+        }
+        if st.queue.take_retry_wanted() {
+            let at = shared.now().plus(shared.policy.offer_retry_after);
+            if !st.retry.is_armed() {
+                st.retry.arm(&shared, Some(at), &myself, |generation| QueueMsg::RetryDeclined { generation });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl SkillQueueActor {
+    fn has_fallback(&self, shared: &Shared, skill: &SkillId) -> bool {
+        shared
+            .skill(skill)
+            .and_then(|s| s.fallback_skill.clone())
+            .is_some_and(|f| shared.skills.contains_key(&f))
+    }
+
+    /// No agent of this skill is online: actionable conversations also stand in the
+    /// fallback skill's queue.
+    fn send_to_fallback(&self, shared: &Shared, st: &QueueState) {
+        if !self.has_fallback(shared, &st.queue.skill) {
+            return;
+        }
+        for (id, epoch) in st.queue.fallback_candidates() {
+            shared.tell_conversation(id, ConvMsg::ActivateFallback { epoch });
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! Supervisors: spawn the conversation, agent and skill-queue actors linked to
+//! themselves, and restart one that crashed from its last committed state.
+//!
+//! Conversations and agents keep their state in a [`Handle`](super::shared::Handle)
+//! outside the actor, so the new actor starts where the old one stopped and re-tells its
+//! peers. A skill queue's state is derived: a restarted queue starts empty and every
+//! conversation and agent of the skill re-sends its entry or room (`Resync`).
+//!
+//! A supervisor never exits while the router runs: in ractor, an exiting actor takes its
+//! linked children with it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+
+use crate::actors::agent::{AgentActor, AgentArgs, AgentMsg};
+use crate::actors::conversation::{ConvArgs, ConvMsg, ConversationActor};
+use crate::actors::shared::{AgentHandle, ConversationHandle, Shared};
+use crate::actors::skill_queue::{QueueArgs, SkillQueueActor};
+use crate::error::RouterError;
+use crate::ids::{AgentId, ConversationId, SkillId};
+use crate::time::Timestamp;
+
+/// A crashing child is restarted at most this many times per window; after that it
+/// stays down (its state is kept and shown) and the failure is logged as an error.
+const MAX_RESTARTS: u32 = 5;
+const RESTART_WINDOW_SECS: u64 = 60;
+
+type SpawnReply = RpcReplyPort<Result<(), RouterError>>;
+
+#[derive(Debug)]
+pub enum SupervisorMsg {
+    SpawnConversation(ConversationHandle, SpawnReply),
+    SpawnAgent(AgentHandle, SpawnReply),
+    SpawnQueue(SkillId, SpawnReply),
+}
+
+impl ractor::Message for SupervisorMsg {}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Child {
+    Conversation(ConversationId),
+    Agent(AgentId),
+    Queue(SkillId),
+}
+
+#[derive(Debug)]
+pub struct Supervisor;
+
+#[derive(Debug)]
+pub struct SupervisorState {
+    shared: Arc<Shared>,
+    children: HashMap<ActorId, Child>,
+    restarts: HashMap<Child, (Timestamp, u32)>,
+}
+
+
+impl Actor for Supervisor {
+    type Msg = SupervisorMsg;
+    type State = SupervisorState;
+    type Arguments = Arc<Shared>;
+
+    async fn pre_start(&self, _myself: ActorRef<SupervisorMsg>, shared: Arc<Shared>) -> Result<SupervisorState, ActorProcessingErr> {
+        Ok(SupervisorState {
+            shared,
+            children: HashMap::new(),
+            restarts: HashMap::new(),
+        })
+    }
+
+    async fn handle(&self, myself: ActorRef<SupervisorMsg>, msg: SupervisorMsg, st: &mut SupervisorState) -> Result<(), ActorProcessingErr> {
+        let shared = Arc::clone(&st.shared);
+        let _handled = shared.handling();
+        let (child, reply) = match msg {
+            SupervisorMsg::SpawnConversation(handle, reply) => {
+                let id = handle.lock().id.clone();
+                (Child::Conversation(id), reply)
+            }
+            SupervisorMsg::SpawnAgent(handle, reply) => {
+                let id = handle.lock().id.clone();
+                (Child::Agent(id), reply)
+            }
+            SupervisorMsg::SpawnQueue(skill, reply) => (Child::Queue(skill), reply),
+        };
+        let result = self.spawn(&myself, st, child).await;
+        let _ = reply.send(result);
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(&self, myself: ActorRef<SupervisorMsg>, evt: SupervisionEvent, st: &mut SupervisorState) -> Result<(), ActorProcessingErr> {
+        match evt {
+            SupervisionEvent::ActorFailed(cell, err) => {
+                let Some(child) = st.children.remove(&cell.get_id()) else { return Ok(()) };
+                tracing::warn!(?child, error = %err, "actor crashed; restarting from its last state");
+                if !self.may_restart(st, &child) {
+                    tracing::error!(?child, "actor keeps crashing; left stopped");
+                    return Ok(());
+                }
+                if let Err(e) = self.spawn(&myself, st, child.clone()).await {
+                    tracing::error!(?child, error = %e, "restart failed");
+                }
+                if let Child::Queue(skill) = &child {
+                    self.resync_queue(&st.shared, skill);
+                }
+            }
+            SupervisionEvent::ActorTerminated(cell, _, _) => {
+                if let Some(Child::Conversation(id)) = st.children.remove(&cell.get_id()) {
+                    // A closed conversation past its retention: forget it, unless a new
+                    // actor already serves the id.
+                    st.shared
+                        .conversations
+                        .remove_if(&id, |_, h| h.actor().is_none_or(|a| a.get_id() == cell.get_id()));
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+impl Supervisor {
+    fn may_restart(&self, st: &mut SupervisorState, child: &Child) -> bool {
+        let now = st.shared.now();
+        let window = std::time::Duration::from_secs(RESTART_WINDOW_SECS);
+        let entry = st.restarts.entry(child.clone()).or_insert((now, 0));
+        if now >= entry.0.plus(window) {
+            *entry = (now, 0);
+        }
+        entry.1 += 1;
+        entry.1 <= MAX_RESTARTS
+    }
+
+    async fn spawn(&self, myself: &ActorRef<SupervisorMsg>, st: &mut SupervisorState, child: Child) -> Result<(), RouterError> {
+        let shared = Arc::clone(&st.shared);
+        let cell: ActorCell = myself.get_cell();
+        let spawned: ActorCell = match &child {
+            Child::Conversation(id) => {
+                let handle = shared.conversations.get(id).map(|h| Arc::clone(&h)).ok_or_else(|| RouterError::not_found("conversation", id))?;
+                let (actor, _) = Actor::spawn_linked(None, ConversationActor, ConvArgs { shared: Arc::clone(&shared), handle: Arc::clone(&handle) }, cell)
+                    .await
+                    .map_err(|e| RouterError::Unavailable(e.to_string()))?;
+                handle.set_actor(Some(actor.clone()));
+                actor.get_cell()
+            }
+            Child::Agent(id) => {
+                let handle = shared.agents.get(id).map(|h| Arc::clone(&h)).ok_or_else(|| RouterError::not_found("agent", id))?;
+                let (actor, _) = Actor::spawn_linked(None, AgentActor, AgentArgs { shared: Arc::clone(&shared), handle: Arc::clone(&handle) }, cell)
+                    .await
+                    .map_err(|e| RouterError::Unavailable(e.to_string()))?;
+                handle.set_actor(Some(actor.clone()));
+                actor.get_cell()
+            }
+            Child::Queue(skill) => {
+                let (actor, _) = Actor::spawn_linked(None, SkillQueueActor, QueueArgs { shared: Arc::clone(&shared), skill: skill.clone() }, cell)
+                    .await
+                    .map_err(|e| RouterError::Unavailable(e.to_string()))?;
+                shared.queues.insert(skill.clone(), actor.clone());
+                actor.get_cell()
+            }
+        };
+        st.children.insert(spawned.get_id(), child);
+        Ok(())
+    }
+
+    /// A new queue actor knows nothing: every conversation and agent re-tells it.
+    fn resync_queue(&self, shared: &Shared, skill: &SkillId) {
+        let conversations: Vec<ConversationId> = shared
+            .conversations
+            .iter()
+            .filter(|h| {
+                let c = h.lock();
+                c.in_queue()
+            })
+            .map(|h| h.key().clone())
+            .collect();
+        for id in conversations {
+            shared.tell_conversation(&id, ConvMsg::Resync);
+        }
+        let agents: Vec<AgentId> = shared
+            .agents
+            .iter()
+            .filter(|h| h.lock().skills.contains(skill))
+            .map(|h| h.key().clone())
+            .collect();
+        for id in agents {
+            shared.tell_agent(&id, AgentMsg::Resync);
+        }
+    }
+}

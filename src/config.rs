@@ -1,0 +1,606 @@
+//! Configuration: a TOML file (or the embedded default) parsed into serde structs with
+//! `deny_unknown_fields`, then validated into typed settings. Every error names the
+//! field and the reason, e.g. `skills[1].sla.normal_secs: must be at least 1`.
+//!
+//! Every field has a default; `docs/config.md` lists them. The same [`SkillSpec`] shape
+//! is the body of `PUT /v1/skills/{id}`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::agent::{AgentSpec, AgentStatus};
+use crate::domain::capacity::{WarmupPolicy, Weight};
+use crate::domain::rank::{PriorityRule, RankWeights};
+use crate::domain::skill::{RoutingPolicy, Skill};
+use crate::domain::sla::{SlaPolicy, Span, WorkingHours};
+use crate::ids::{AgentId, SkillId};
+
+/// The configuration the binary starts with when no file is given.
+pub const DEFAULT_CONFIG: &str = include_str!("../config/default.toml");
+
+/// A configuration value that is not acceptable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct ConfigError {
+    pub field: String,
+    pub reason: String,
+}
+
+impl ConfigError {
+    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        ConfigError {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    #[serde(default)]
+    pub server: ServerSection,
+    #[serde(default)]
+    pub routing: RoutingSection,
+    #[serde(default)]
+    pub skill_defaults: SkillSpec,
+    #[serde(default)]
+    pub skills: Vec<NamedSkill>,
+    #[serde(default)]
+    pub agents: Vec<NamedAgent>,
+}
+
+/// `[server]`: where and how the HTTP API listens.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// Default `127.0.0.1:8080`.
+    pub listen: Option<String>,
+    /// Bearer token required on `/v1` (the `SWITCHBOARD_API_TOKEN` variable overrides).
+    pub api_token: Option<String>,
+    /// Request bodies above this many bytes get 413. Default 65536.
+    pub max_body_bytes: Option<usize>,
+    /// Messages in flight inside the engine above which the API answers 503. Default 100000.
+    pub max_in_flight: Option<i64>,
+    /// Events buffered per agent event stream before a slow client is cut off. Default 256.
+    pub event_stream_buffer: Option<usize>,
+    /// HTTP worker threads. Default: the number of cores.
+    pub workers: Option<usize>,
+}
+
+/// `[routing]`: engine-wide rules. Durations in whole seconds.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingSection {
+    pub overflow: Option<f64>,
+    pub manual_sla_release_secs: Option<u64>,
+    pub reactivate_before_secs: Option<u64>,
+    pub soon_overdue_before_secs: Option<u64>,
+    pub unassign_grace_secs: Option<u64>,
+    pub transfer_to_agent_max_wait_secs: Option<u64>,
+    pub sticky_window_secs: Option<u64>,
+    pub offer_retry_after_secs: Option<u64>,
+    pub closed_retention_secs: Option<u64>,
+    pub warmup: Option<WarmupSection>,
+    pub ranking: Option<RankingSection>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WarmupSection {
+    pub interval_secs: Option<u64>,
+    pub idle_reset_secs: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RankingSection {
+    pub due: Option<f64>,
+    pub queued: Option<f64>,
+    pub freshness: Option<f64>,
+    pub priority_point_secs: Option<f64>,
+}
+
+/// A skill's settings; every field optional (defaults from `[skill_defaults]`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SkillSpec {
+    pub sla: Option<SlaSpec>,
+    pub smart_capacity: Option<SmartCapacitySpec>,
+    pub auto_close_after_secs: Option<u64>,
+    pub fallback_skill: Option<String>,
+    pub fallback_after_secs: Option<u64>,
+    /// Absent or null: assignments are auto-accepted.
+    pub offer_timeout_secs: Option<u64>,
+    pub priority_rules: Option<Vec<PriorityRule>>,
+    pub working_hours: Option<WorkingHoursSpec>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlaSpec {
+    pub normal_secs: Option<u64>,
+    pub urgent_secs: Option<u64>,
+    pub first_time_secs: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmartCapacitySpec {
+    pub active_weight: Option<f64>,
+    pub inactive_weight: Option<f64>,
+    pub inactive_after_secs: Option<u64>,
+}
+
+/// Open hours per weekday as `"HH:MM-HH:MM"` spans (a missing day is closed), special
+/// dates (`"YYYY-MM-DD"`) that replace the weekday, and a fixed offset from UTC.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkingHoursSpec {
+    #[serde(default)]
+    pub utc_offset_secs: i32,
+    #[serde(default)]
+    pub monday: Vec<String>,
+    #[serde(default)]
+    pub tuesday: Vec<String>,
+    #[serde(default)]
+    pub wednesday: Vec<String>,
+    #[serde(default)]
+    pub thursday: Vec<String>,
+    #[serde(default)]
+    pub friday: Vec<String>,
+    #[serde(default)]
+    pub saturday: Vec<String>,
+    #[serde(default)]
+    pub sunday: Vec<String>,
+    #[serde(default)]
+    pub special: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamedSkill {
+    pub id: String,
+    #[serde(flatten)]
+    pub spec: SkillSpec,
+}
+
+/// An agent registered at start (handy for demos and fixed teams).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamedAgent {
+    pub id: String,
+    pub skills: Vec<String>,
+    pub max_slots: u32,
+    pub max_open: Option<u32>,
+    pub status: Option<AgentStatus>,
+}
+
+/// The validated engine configuration.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub routing: RoutingPolicy,
+    /// The template new skills start from (`id` is a placeholder).
+    pub skill_defaults: Skill,
+    pub skills: Vec<Skill>,
+    pub agents: Vec<(AgentId, AgentSpec, AgentStatus)>,
+    /// Capacity of the domain-event broadcast channel.
+    pub event_capacity: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            routing: RoutingPolicy::default(),
+            skill_defaults: builtin_skill_defaults(),
+            skills: Vec::new(),
+            agents: Vec::new(),
+            event_capacity: 65_536,
+        }
+    }
+}
+
+/// The validated `[server]` section.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: String,
+    pub api_token: Option<String>,
+    pub max_body_bytes: usize,
+    pub max_in_flight: i64,
+    pub event_stream_buffer: usize,
+    pub workers: usize,
+}
+
+/// Everything the binary needs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub engine: EngineConfig,
+}
+
+impl Config {
+    /// Parses and validates a TOML document. `env` supplies environment overrides
+    /// (`SWITCHBOARD_API_TOKEN`), passed in so that tests stay pure.
+    pub fn from_toml(text: &str, env: &BTreeMap<String, String>) -> Result<Config, ConfigError> {
+        let file: ConfigFile = toml::from_str(text).map_err(|e| ConfigError::new("config", e.to_string().trim_end()))?;
+        file.validate(env)
+    }
+
+    /// The embedded default configuration.
+    pub fn embedded_default() -> Config {
+        match Config::from_toml(DEFAULT_CONFIG, &BTreeMap::new()) {
+            Ok(c) => c,
+            // The embedded file is checked by a unit test; this cannot happen in a release.
+            Err(e) => panic!("embedded default config is invalid: {e}"),
+        }
+    }
+}
+
+fn secs(v: Option<u64>, default: Duration) -> Duration {
+    v.map(Duration::from_secs).unwrap_or(default)
+}
+
+fn positive_secs(field: &str, v: Option<u64>, default: Duration) -> Result<Duration, ConfigError> {
+    match v {
+        Some(0) => Err(ConfigError::new(field, "must be at least 1")),
+        _ => Ok(secs(v, default)),
+    }
+}
+
+fn weight(field: &str, v: Option<f64>, default: Weight, max: f64) -> Result<Weight, ConfigError> {
+    match v {
+        None => Ok(default),
+        Some(x) if x.is_finite() && (0.0..=max).contains(&x) => Ok(Weight::from_slots(x)),
+        Some(x) => Err(ConfigError::new(field, format!("{x} is not between 0 and {max}"))),
+    }
+}
+
+fn finite(field: &str, v: Option<f64>, default: f64) -> Result<f64, ConfigError> {
+    match v {
+        None => Ok(default),
+        Some(x) if x.is_finite() && x >= 0.0 => Ok(x),
+        Some(x) => Err(ConfigError::new(field, format!("{x} must be a finite number >= 0"))),
+    }
+}
+
+/// The built-in skill defaults: SLA 1 h / 10 min urgent / 30 min first time; weights
+/// 1.0 active, 0.1 inactive after 10 min; auto-close after 24 h; auto-accept.
+pub fn builtin_skill_defaults() -> Skill {
+    Skill {
+        id: SkillId::new("default").unwrap_or_else(|_| unreachable!("valid literal id")),
+        sla: SlaPolicy {
+            normal: Duration::from_secs(3600),
+            urgent: Duration::from_secs(600),
+            first_time: Duration::from_secs(1800),
+        },
+        active_weight: Weight::from_slots(1.0),
+        inactive_weight: Weight::from_slots(0.1),
+        inactive_after: Duration::from_secs(600),
+        auto_close_after: Duration::from_secs(86_400),
+        fallback_skill: None,
+        fallback_after: None,
+        offer_timeout: None,
+        priority_rules: Vec::new(),
+        working_hours: None,
+    }
+}
+
+impl RoutingSection {
+    pub fn validate(&self) -> Result<RoutingPolicy, ConfigError> {
+        let d = RoutingPolicy::default();
+        let warmup = match &self.warmup {
+            None => None,
+            Some(w) => Some(WarmupPolicy {
+                interval: positive_secs("routing.warmup.interval_secs", w.interval_secs, Duration::from_secs(90))?,
+                idle_reset: positive_secs("routing.warmup.idle_reset_secs", w.idle_reset_secs, Duration::from_secs(3600))?,
+            }),
+        };
+        let r = self.ranking.clone().unwrap_or_default();
+        let dr = RankWeights::default();
+        let ranking = RankWeights {
+            due: finite("routing.ranking.due", r.due, dr.due)?,
+            queued: finite("routing.ranking.queued", r.queued, dr.queued)?,
+            freshness: finite("routing.ranking.freshness", r.freshness, dr.freshness)?,
+            priority_point_secs: finite("routing.ranking.priority_point_secs", r.priority_point_secs, dr.priority_point_secs)?,
+        };
+        Ok(RoutingPolicy {
+            overflow: weight("routing.overflow", self.overflow, d.overflow, 100.0)?,
+            manual_sla_release: secs(self.manual_sla_release_secs, d.manual_sla_release),
+            reactivate_before: secs(self.reactivate_before_secs, d.reactivate_before),
+            soon_overdue_before: secs(self.soon_overdue_before_secs, d.soon_overdue_before),
+            unassign_grace: secs(self.unassign_grace_secs, d.unassign_grace),
+            transfer_to_agent_max_wait: secs(self.transfer_to_agent_max_wait_secs, d.transfer_to_agent_max_wait),
+            sticky_window: secs(self.sticky_window_secs, d.sticky_window),
+            warmup,
+            ranking,
+            offer_retry_after: positive_secs("routing.offer_retry_after_secs", self.offer_retry_after_secs, d.offer_retry_after)?,
+            closed_retention: secs(self.closed_retention_secs, d.closed_retention),
+        })
+    }
+}
+
+impl SkillSpec {
+    /// Resolves the spec against `defaults`; `at` prefixes field names in errors.
+    /// Whether `fallback_skill` exists is checked by the caller, who knows the skills.
+    pub fn resolve(&self, id: SkillId, defaults: &Skill, at: &str) -> Result<Skill, ConfigError> {
+        let f = |name: &str| if at.is_empty() { name.to_string() } else { format!("{at}.{name}") };
+        let sla = self.sla.clone().unwrap_or_default();
+        let cap = self.smart_capacity.clone().unwrap_or_default();
+        let active_weight = weight(&f("smart_capacity.active_weight"), cap.active_weight, defaults.active_weight, 100.0)?;
+        if active_weight == Weight::ZERO {
+            return Err(ConfigError::new(f("smart_capacity.active_weight"), "must be greater than 0"));
+        }
+        let inactive_weight = weight(&f("smart_capacity.inactive_weight"), cap.inactive_weight, defaults.inactive_weight, 100.0)?;
+        if inactive_weight > active_weight {
+            return Err(ConfigError::new(f("smart_capacity.inactive_weight"), "must not exceed active_weight"));
+        }
+        let fallback_skill = match &self.fallback_skill {
+            None => defaults.fallback_skill.clone(),
+            Some(s) => {
+                let fb = SkillId::new(s).map_err(|e| ConfigError::new(f("fallback_skill"), e.to_string()))?;
+                if fb == id {
+                    return Err(ConfigError::new(f("fallback_skill"), "a skill cannot fall back to itself"));
+                }
+                Some(fb)
+            }
+        };
+        let priority_rules = self.priority_rules.clone().unwrap_or_else(|| defaults.priority_rules.clone());
+        for (i, rule) in priority_rules.iter().enumerate() {
+            if rule.attribute.is_empty() {
+                return Err(ConfigError::new(f(&format!("priority_rules[{i}].attribute")), "must not be empty"));
+            }
+            if rule.equals.is_none() && rule.at_least.is_none() {
+                return Err(ConfigError::new(f(&format!("priority_rules[{i}]")), "needs `equals` or `at_least`"));
+            }
+        }
+        let working_hours = match &self.working_hours {
+            None => defaults.working_hours.clone(),
+            Some(w) => Some(w.validate(&f("working_hours"))?),
+        };
+        Ok(Skill {
+            id,
+            sla: SlaPolicy {
+                normal: positive_secs(&f("sla.normal_secs"), sla.normal_secs, defaults.sla.normal)?,
+                urgent: positive_secs(&f("sla.urgent_secs"), sla.urgent_secs, defaults.sla.urgent)?,
+                first_time: positive_secs(&f("sla.first_time_secs"), sla.first_time_secs, defaults.sla.first_time)?,
+            },
+            active_weight,
+            inactive_weight,
+            inactive_after: positive_secs(&f("smart_capacity.inactive_after_secs"), cap.inactive_after_secs, defaults.inactive_after)?,
+            auto_close_after: positive_secs(&f("auto_close_after_secs"), self.auto_close_after_secs, defaults.auto_close_after)?,
+            fallback_skill,
+            fallback_after: match self.fallback_after_secs {
+                Some(0) => return Err(ConfigError::new(f("fallback_after_secs"), "must be at least 1")),
+                Some(s) => Some(Duration::from_secs(s)),
+                None => defaults.fallback_after,
+            },
+            offer_timeout: match self.offer_timeout_secs {
+                Some(0) => return Err(ConfigError::new(f("offer_timeout_secs"), "must be at least 1 (omit it for auto-accept)")),
+                Some(s) => Some(Duration::from_secs(s)),
+                None => defaults.offer_timeout,
+            },
+            priority_rules,
+            working_hours,
+        })
+    }
+}
+
+fn parse_hhmm(s: &str) -> Option<u32> {
+    let (h, m) = s.trim().split_once(':')?;
+    let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+    ((h < 24 && m < 60) || (h == 24 && m == 0)).then_some(h * 3600 + m * 60)
+}
+
+fn parse_spans(field: &str, spans: &[String]) -> Result<Vec<Span>, ConfigError> {
+    let mut out = Vec::with_capacity(spans.len());
+    for (i, s) in spans.iter().enumerate() {
+        let bad = || ConfigError::new(format!("{field}[{i}]"), format!("{s:?} is not \"HH:MM-HH:MM\" with start before end"));
+        let (a, b) = s.split_once('-').ok_or_else(bad)?;
+        let (start, end) = (parse_hhmm(a).ok_or_else(bad)?, parse_hhmm(b).ok_or_else(bad)?);
+        if start >= end {
+            return Err(bad());
+        }
+        out.push(Span { start, end });
+    }
+    out.sort();
+    if out.windows(2).any(|w| w[0].end > w[1].start) {
+        return Err(ConfigError::new(field, "spans overlap"));
+    }
+    Ok(out)
+}
+
+impl WorkingHoursSpec {
+    pub fn validate(&self, at: &str) -> Result<WorkingHours, ConfigError> {
+        if !(-14 * 3600..=14 * 3600).contains(&self.utc_offset_secs) {
+            return Err(ConfigError::new(format!("{at}.utc_offset_secs"), "must be within ±14 hours"));
+        }
+        let days = [
+            ("monday", &self.monday),
+            ("tuesday", &self.tuesday),
+            ("wednesday", &self.wednesday),
+            ("thursday", &self.thursday),
+            ("friday", &self.friday),
+            ("saturday", &self.saturday),
+            ("sunday", &self.sunday),
+        ];
+        let mut weekly: [Vec<Span>; 7] = Default::default();
+        for (i, (name, spans)) in days.iter().enumerate() {
+            weekly[i] = parse_spans(&format!("{at}.{name}"), spans)?;
+        }
+        if weekly.iter().all(Vec::is_empty) {
+            return Err(ConfigError::new(at, "no open hours on any weekday"));
+        }
+        let mut special = BTreeMap::new();
+        for (date, spans) in &self.special {
+            let d = NaiveDate::parse_from_str(date, "%Y-%m-%d")
+                .map_err(|_| ConfigError::new(format!("{at}.special"), format!("{date:?} is not a YYYY-MM-DD date")))?;
+            special.insert(d, parse_spans(&format!("{at}.special.{date}"), spans)?);
+        }
+        Ok(WorkingHours {
+            utc_offset_secs: self.utc_offset_secs,
+            weekly,
+            special,
+        })
+    }
+}
+
+impl ConfigFile {
+    pub fn validate(self, env: &BTreeMap<String, String>) -> Result<Config, ConfigError> {
+        let routing = self.routing.validate()?;
+        let builtin = builtin_skill_defaults();
+        let skill_defaults = self.skill_defaults.resolve(builtin.id.clone(), &builtin, "skill_defaults")?;
+        let mut skills: Vec<Skill> = Vec::with_capacity(self.skills.len());
+        for (i, s) in self.skills.iter().enumerate() {
+            let at = format!("skills[{i}]");
+            let id = SkillId::new(&s.id).map_err(|e| ConfigError::new(format!("{at}.id"), e.to_string()))?;
+            if skills.iter().any(|k| k.id == id) {
+                return Err(ConfigError::new(format!("{at}.id"), format!("duplicate skill {id:?}")));
+            }
+            skills.push(s.spec.resolve(id, &skill_defaults, &at)?);
+        }
+        for (i, s) in skills.iter().enumerate() {
+            if let Some(fb) = &s.fallback_skill {
+                if !skills.iter().any(|k| &k.id == fb) {
+                    return Err(ConfigError::new(format!("skills[{i}].fallback_skill"), format!("unknown skill {fb:?}")));
+                }
+            }
+        }
+        let mut agents = Vec::with_capacity(self.agents.len());
+        for (i, a) in self.agents.iter().enumerate() {
+            let at = format!("agents[{i}]");
+            let id = AgentId::new(&a.id).map_err(|e| ConfigError::new(format!("{at}.id"), e.to_string()))?;
+            let spec = validate_agent_spec(&at, &a.skills, a.max_slots, a.max_open, |s| skills.iter().any(|k| &k.id == s))?;
+            agents.push((id, spec, a.status.unwrap_or(AgentStatus::Offline)));
+        }
+        let s = self.server;
+        let api_token = env
+            .get("SWITCHBOARD_API_TOKEN")
+            .cloned()
+            .or(s.api_token)
+            .filter(|t| !t.is_empty());
+        let server = ServerConfig {
+            listen: s.listen.unwrap_or_else(|| "127.0.0.1:8080".to_string()),
+            api_token,
+            max_body_bytes: s.max_body_bytes.unwrap_or(65_536),
+            max_in_flight: s.max_in_flight.unwrap_or(100_000),
+            event_stream_buffer: s.event_stream_buffer.unwrap_or(256).max(1),
+            workers: s.workers.unwrap_or(0),
+        };
+        if server.max_in_flight < 1 {
+            return Err(ConfigError::new("server.max_in_flight", "must be at least 1"));
+        }
+        Ok(Config {
+            server,
+            engine: EngineConfig {
+                routing,
+                skill_defaults,
+                skills,
+                agents,
+                event_capacity: 65_536,
+            },
+        })
+    }
+}
+
+/// Checks an agent registration: skills known, at least one slot.
+pub fn validate_agent_spec(
+    at: &str,
+    skills: &[String],
+    max_slots: u32,
+    max_open: Option<u32>,
+    skill_exists: impl Fn(&SkillId) -> bool,
+) -> Result<AgentSpec, ConfigError> {
+    let f = |name: &str| if at.is_empty() { name.to_string() } else { format!("{at}.{name}") };
+    if skills.is_empty() {
+        return Err(ConfigError::new(f("skills"), "an agent needs at least one skill"));
+    }
+    let mut ids = Vec::with_capacity(skills.len());
+    for (i, s) in skills.iter().enumerate() {
+        let id = SkillId::new(s).map_err(|e| ConfigError::new(format!("{}[{i}]", f("skills")), e.to_string()))?;
+        if !skill_exists(&id) {
+            return Err(ConfigError::new(format!("{}[{i}]", f("skills")), format!("unknown skill {id:?}")));
+        }
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    if max_slots == 0 || max_slots > 1000 {
+        return Err(ConfigError::new(f("max_slots"), "must be between 1 and 1000"));
+    }
+    if max_open == Some(0) {
+        return Err(ConfigError::new(f("max_open"), "must be at least 1 (omit it for no cap)"));
+    }
+    Ok(AgentSpec {
+        skills: ids,
+        max_slots,
+        max_open,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(text, &BTreeMap::new())
+    }
+
+    #[test]
+    fn embedded_default_is_valid() {
+        let c = parse(DEFAULT_CONFIG).expect("valid default");
+        assert!(c.engine.skills.len() >= 2);
+        assert_eq!(c.server.listen, "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn empty_file_gives_documented_defaults() {
+        let c = parse("").expect("empty is fine");
+        assert_eq!(c.engine.routing, RoutingPolicy::default());
+        assert_eq!(c.engine.skill_defaults.inactive_weight, Weight::from_slots(0.1));
+        assert_eq!(c.engine.skill_defaults.sla.normal, Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected_with_their_name() {
+        let e = parse("[routing]\noverflw = 0.5\n").expect_err("typo");
+        assert!(e.reason.contains("overflw"), "{e}");
+        assert!(e.reason.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let e = parse("[[skills]]\nid = \"a\"\n[[skills]]\nid = \"b\"\nsla = { normal_secs = 0 }\n").expect_err("zero sla");
+        assert_eq!(e.field, "skills[1].sla.normal_secs");
+        let e = parse("[[skills]]\nid = \"a\"\nfallback_skill = \"nope\"\n").expect_err("fallback");
+        assert_eq!(e.field, "skills[0].fallback_skill");
+        let e = parse("[[skills]]\nid = \"a\"\nsmart_capacity = { inactive_weight = 2.0 }\n").expect_err("weights");
+        assert_eq!(e.field, "skills[0].smart_capacity.inactive_weight");
+        let e = parse("[[skills]]\nid = \"a\"\n[[agents]]\nid = \"x\"\nskills = [\"b\"]\nmax_slots = 3\n").expect_err("skill");
+        assert_eq!(e.field, "agents[0].skills[0]");
+        let e = parse("[[skills]]\nid = \"a b\"\n").expect_err("id");
+        assert_eq!(e.field, "skills[0].id");
+    }
+
+    #[test]
+    fn working_hours_parse_and_validate() {
+        let ok = parse("[[skills]]\nid = \"a\"\n[skills.working_hours]\nmonday = [\"09:00-12:00\", \"13:00-17:00\"]\nspecial = { \"2026-12-25\" = [] }\n")
+            .expect("valid hours");
+        let h = ok.engine.skills[0].working_hours.clone().expect("hours");
+        assert_eq!(h.weekly[0].len(), 2);
+        assert_eq!(h.special.len(), 1);
+        let e = parse("[[skills]]\nid = \"a\"\n[skills.working_hours]\nmonday = [\"17:00-09:00\"]\n").expect_err("backwards");
+        assert_eq!(e.field, "skills[0].working_hours.monday[0]");
+    }
+
+    #[test]
+    fn env_token_overrides_file() {
+        let mut env = BTreeMap::new();
+        env.insert("SWITCHBOARD_API_TOKEN".to_string(), "s3cret".to_string());
+        let c = Config::from_toml("[server]\napi_token = \"file\"\n", &env).expect("valid");
+        assert_eq!(c.server.api_token.as_deref(), Some("s3cret"));
+    }
+}

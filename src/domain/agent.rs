@@ -1,0 +1,389 @@
+//! One agent as a pure value: status, the conversations it holds with their weights,
+//! offers in flight (reservations), and warm-up.
+//!
+//! The agent is the only authority on its room: [`Agent::reserve`] checks and takes
+//! room in one step, so two queues offering at once cannot both fit into the last slot.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::capacity::{self, CapacityLimits, NoRoom, Warmup, Weight};
+use crate::domain::conversation::Activity;
+use crate::domain::queue::AgentRoom;
+use crate::domain::skill::RoutingPolicy;
+use crate::ids::{AgentId, ConversationId, SkillId};
+use crate::time::Timestamp;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentStatus {
+    /// Receives new work.
+    Online,
+    /// A short break: no new work, keeps its conversations.
+    BackSoon,
+    /// No new work; conversations go back to the queue after `unassign_grace`.
+    Away,
+    /// As away.
+    Offline,
+}
+
+impl AgentStatus {
+    pub const ALL: [AgentStatus; 4] = [Self::Online, Self::BackSoon, Self::Away, Self::Offline];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Online => "online",
+            Self::BackSoon => "back_soon",
+            Self::Away => "away",
+            Self::Offline => "offline",
+        }
+    }
+
+    /// Away and offline agents lose their conversations after the grace period.
+    fn releases_conversations(self) -> bool {
+        matches!(self, Self::Away | Self::Offline)
+    }
+}
+
+/// A conversation the agent holds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Held {
+    pub skill: SkillId,
+    pub weight: Weight,
+    pub activity: Activity,
+    pub assigned_at: Timestamp,
+}
+
+/// Room taken for an offer that is not settled yet.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Reservation {
+    pub skill: SkillId,
+    /// The skill queue that made the offer (differs from `skill` for fallback offers).
+    pub queue: SkillId,
+    pub weight: Weight,
+    /// The conversation's queue epoch the offer was made for.
+    pub epoch: u64,
+    pub offered_at: Timestamp,
+    /// Offer mode: when an unanswered offer goes to the next agent.
+    pub expires_at: Option<Timestamp>,
+    /// The agent accepted; waiting for the conversation to confirm.
+    pub accepted: bool,
+}
+
+/// The registration of an agent (`PUT /v1/agents/{id}`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AgentSpec {
+    pub skills: Vec<SkillId>,
+    pub max_slots: u32,
+    pub max_open: Option<u32>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Agent {
+    pub id: AgentId,
+    pub skills: Vec<SkillId>,
+    pub limits: CapacityLimits,
+    pub status: AgentStatus,
+    pub status_since: Timestamp,
+    pub conversations: BTreeMap<ConversationId, Held>,
+    pub reservations: BTreeMap<ConversationId, Reservation>,
+    pub warmup: Warmup,
+    pub last_assigned_at: Option<Timestamp>,
+}
+
+impl Agent {
+    /// A new agent starts offline.
+    pub fn new(id: AgentId, spec: AgentSpec, now: Timestamp, policy: &RoutingPolicy) -> Self {
+        Agent {
+            id,
+            skills: spec.skills,
+            limits: CapacityLimits {
+                max_slots: spec.max_slots,
+                overflow: policy.overflow,
+                max_open: spec.max_open,
+            },
+            status: AgentStatus::Offline,
+            status_since: now,
+            conversations: BTreeMap::new(),
+            reservations: BTreeMap::new(),
+            warmup: Warmup::default(),
+            last_assigned_at: None,
+        }
+    }
+
+    pub fn reconfigure(&mut self, spec: AgentSpec, policy: &RoutingPolicy) {
+        self.skills = spec.skills;
+        self.limits = CapacityLimits {
+            max_slots: spec.max_slots,
+            overflow: policy.overflow,
+            max_open: spec.max_open,
+        };
+    }
+
+    /// Σ weights of held conversations and of offers in flight.
+    pub fn busy(&self) -> Weight {
+        self.conversations.values().map(|h| h.weight).sum::<Weight>()
+            + self.reservations.values().map(|r| r.weight).sum::<Weight>()
+    }
+
+    /// Weight of held conversations only (what the agent shows as its load).
+    pub fn busy_held(&self) -> Weight {
+        self.conversations.values().map(|h| h.weight).sum()
+    }
+
+    pub fn num_open(&self) -> u32 {
+        (self.conversations.len() + self.reservations.len()) as u32
+    }
+
+    /// The warm-up as it stands at `now` (a long time without assignments restarts it).
+    fn warmup_at(&self, now: Timestamp, policy: &RoutingPolicy) -> Warmup {
+        match (&policy.warmup, self.last_assigned_at) {
+            (Some(w), Some(last)) if !self.warmup.warming && now >= last.plus(w.idle_reset) => Warmup::restart(),
+            _ => self.warmup,
+        }
+    }
+
+    fn check(&self, weight: Weight, now: Timestamp, policy: &RoutingPolicy) -> Result<(), NoRoom> {
+        if self.status != AgentStatus::Online {
+            return Err(NoRoom::NotOnline);
+        }
+        if let Some(w) = &policy.warmup {
+            if !self.warmup_at(now, policy).allows(now, w) || (self.warmup.warming && !self.reservations.is_empty()) {
+                return Err(NoRoom::WarmingUp);
+            }
+        }
+        capacity::fits(self.busy(), self.num_open(), weight, &self.limits)
+    }
+
+    /// What the agent tells its skill queues.
+    pub fn room(&self, now: Timestamp, policy: &RoutingPolicy) -> AgentRoom {
+        let online = self.status == AgentStatus::Online;
+        AgentRoom {
+            online,
+            accepting: online && self.check(Weight::ZERO, now, policy).is_ok(),
+            free: capacity::free_weight(self.busy(), &self.limits),
+        }
+    }
+
+    /// Takes room for an offer, or says why there is none.
+    pub fn reserve(
+        &mut self,
+        conversation: &ConversationId,
+        skill: &SkillId,
+        queue: &SkillId,
+        weight: Weight,
+        epoch: u64,
+        now: Timestamp,
+        offer_timeout: Option<Duration>,
+        policy: &RoutingPolicy,
+    ) -> Result<(), NoRoom> {
+        if self.conversations.contains_key(conversation) || self.reservations.contains_key(conversation) {
+            // Already ours (a duplicate offer): taking it twice would double its weight.
+            return Err(NoRoom::Weight);
+        }
+        self.check(weight, now, policy)?;
+        self.reservations.insert(
+            conversation.clone(),
+            Reservation {
+                skill: skill.clone(),
+                queue: queue.clone(),
+                weight,
+                epoch,
+                offered_at: now,
+                expires_at: offer_timeout.map(|t| now.plus(t)),
+                accepted: offer_timeout.is_none(),
+            },
+        );
+        Ok(())
+    }
+
+    /// The conversation confirmed the assignment: the reservation becomes a held conversation.
+    pub fn confirm(
+        &mut self,
+        conversation: &ConversationId,
+        weight: Weight,
+        activity: Activity,
+        now: Timestamp,
+        policy: &RoutingPolicy,
+    ) -> bool {
+        let Some(r) = self.reservations.remove(conversation) else {
+            return false;
+        };
+        self.conversations.insert(
+            conversation.clone(),
+            Held {
+                skill: r.skill,
+                weight,
+                activity,
+                assigned_at: now,
+            },
+        );
+        if policy.warmup.is_some() {
+            self.warmup = self.warmup_at(now, policy);
+            self.warmup
+                .on_assigned(now, self.conversations.len() as u32, self.limits.max_slots);
+        }
+        self.last_assigned_at = Some(now);
+        true
+    }
+
+    /// Drops a conversation or an offer for it; returns whether anything was dropped.
+    pub fn release(&mut self, conversation: &ConversationId) -> bool {
+        self.conversations.remove(conversation).is_some() | self.reservations.remove(conversation).is_some()
+    }
+
+    pub fn set_weight(&mut self, conversation: &ConversationId, weight: Weight, activity: Activity) -> bool {
+        match self.conversations.get_mut(conversation) {
+            Some(h) if h.weight != weight || h.activity != activity => {
+                h.weight = weight;
+                h.activity = activity;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    pub fn set_status(&mut self, status: AgentStatus, now: Timestamp, policy: &RoutingPolicy) {
+        if status == self.status {
+            return;
+        }
+        if status == AgentStatus::Online && policy.warmup.is_some() {
+            self.warmup = Warmup::restart();
+        }
+        self.status = status;
+        self.status_since = now;
+    }
+
+    /// When held conversations go back to the queue because the agent is away.
+    pub fn unassign_at(&self, policy: &RoutingPolicy) -> Option<Timestamp> {
+        (self.status.releases_conversations() && !self.conversations.is_empty())
+            .then(|| self.status_since.plus(policy.unassign_grace))
+    }
+
+    /// Pending offers whose time is up at `now`.
+    pub fn expired_offers(&self, now: Timestamp) -> Vec<ConversationId> {
+        self.reservations
+            .iter()
+            .filter(|(_, r)| !r.accepted && r.expires_at.is_some_and(|t| now >= t))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// The next instant at which time alone changes something for this agent.
+    pub fn next_deadline(&self, now: Timestamp, policy: &RoutingPolicy) -> Option<Timestamp> {
+        let offers = self
+            .reservations
+            .values()
+            .filter(|r| !r.accepted)
+            .filter_map(|r| r.expires_at);
+        let warmup = policy
+            .warmup
+            .as_ref()
+            .and_then(|w| self.warmup_at(now, policy).next_allowed_at(w))
+            .filter(|t| *t > now);
+        offers.chain(self.unassign_at(policy)).chain(warmup).min()
+    }
+
+    pub fn load(&self) -> f64 {
+        capacity::load(self.busy_held(), self.limits.max_slots)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(s: &str) -> ConversationId {
+        ConversationId::new(s).expect("id")
+    }
+
+    fn agent(max_slots: u32, policy: &RoutingPolicy) -> Agent {
+        let spec = AgentSpec {
+            skills: vec![SkillId::new("billing").expect("id")],
+            max_slots,
+            max_open: None,
+        };
+        let mut a = Agent::new(AgentId::new("a1").expect("id"), spec, Timestamp::from_millis(0), policy);
+        a.set_status(AgentStatus::Online, Timestamp::from_millis(0), policy);
+        a
+    }
+
+    #[test]
+    fn reservations_count_against_room_so_concurrent_offers_cannot_overfill() {
+        let policy = RoutingPolicy::default();
+        let mut a = agent(1, &policy);
+        let skill = SkillId::new("billing").expect("id");
+        let now = Timestamp::from_millis(0);
+        let one = Weight::from_slots(1.0);
+        assert!(a.reserve(&ids("c1"), &skill, &skill, one, 1, now, None, &policy).is_ok());
+        // 1 slot + 0.5 overflow: a second full-weight conversation does not fit.
+        assert_eq!(a.reserve(&ids("c2"), &skill, &skill, one, 1, now, None, &policy), Err(NoRoom::Weight));
+        assert!(a.confirm(&ids("c1"), one, Activity::Active, now, &policy));
+        assert!(a.set_weight(&ids("c1"), Weight::from_slots(0.1), Activity::Inactive));
+        assert!(a.reserve(&ids("c2"), &skill, &skill, one, 1, now, None, &policy).is_ok());
+    }
+
+    #[test]
+    fn not_online_has_no_room_and_away_releases_after_grace() {
+        let policy = RoutingPolicy::default();
+        let mut a = agent(2, &policy);
+        let skill = SkillId::new("billing").expect("id");
+        let now = Timestamp::from_millis(0);
+        a.reserve(&ids("c1"), &skill, &skill, Weight::from_slots(1.0), 1, now, None, &policy)
+            .expect("room");
+        a.confirm(&ids("c1"), Weight::from_slots(1.0), Activity::Active, now, &policy);
+        a.set_status(AgentStatus::BackSoon, now, &policy);
+        assert!(!a.room(now, &policy).accepting);
+        assert_eq!(a.unassign_at(&policy), None, "back soon keeps its conversations");
+        a.set_status(AgentStatus::Away, now, &policy);
+        assert_eq!(a.unassign_at(&policy), Some(now.plus(policy.unassign_grace)));
+    }
+
+    #[test]
+    fn offers_expire_in_offer_mode() {
+        let policy = RoutingPolicy::default();
+        let mut a = agent(2, &policy);
+        let skill = SkillId::new("billing").expect("id");
+        let now = Timestamp::from_millis(0);
+        let timeout = Some(Duration::from_secs(30));
+        a.reserve(&ids("c1"), &skill, &skill, Weight::from_slots(1.0), 7, now, timeout, &policy)
+            .expect("room");
+        assert_eq!(a.next_deadline(now, &policy), Some(now.plus(Duration::from_secs(30))));
+        assert!(a.expired_offers(now.plus(Duration::from_secs(29))).is_empty());
+        assert_eq!(a.expired_offers(now.plus(Duration::from_secs(30))), vec![ids("c1")]);
+    }
+
+    #[test]
+    fn warmup_restarts_after_an_idle_hour() {
+        let policy = RoutingPolicy {
+            warmup: Some(capacity::WarmupPolicy {
+                interval: Duration::from_secs(90),
+                idle_reset: Duration::from_secs(3600),
+            }),
+            ..RoutingPolicy::default()
+        };
+        let mut a = agent(2, &policy);
+        let skill = SkillId::new("billing").expect("id");
+        let t0 = Timestamp::from_millis(0);
+        let one = Weight::from_slots(1.0);
+        a.reserve(&ids("c1"), &skill, &skill, one, 1, t0, None, &policy).expect("first at once");
+        a.confirm(&ids("c1"), one, Activity::Active, t0, &policy);
+        assert_eq!(
+            a.reserve(&ids("c2"), &skill, &skill, one, 1, t0.plus(Duration::from_secs(10)), None, &policy),
+            Err(NoRoom::WarmingUp)
+        );
+        let t1 = t0.plus(Duration::from_secs(90));
+        a.reserve(&ids("c2"), &skill, &skill, one, 1, t1, None, &policy).expect("second after 90 s");
+        a.confirm(&ids("c2"), one, Activity::Active, t1, &policy);
+        assert!(!a.warmup.warming, "full: warm-up over");
+        a.release(&ids("c1"));
+        a.release(&ids("c2"));
+        let t2 = t1.plus(Duration::from_secs(3600));
+        assert!(a.room(t2, &policy).accepting, "first after the idle hour comes at once");
+        a.reserve(&ids("c3"), &skill, &skill, one, 1, t2, None, &policy).expect("room");
+        a.confirm(&ids("c3"), one, Activity::Active, t2, &policy);
+        assert!(!a.room(t2.plus(Duration::from_secs(1)), &policy).accepting, "paced again");
+    }
+}

@@ -1,0 +1,667 @@
+//! The conversation state machine: a pure value that changes only through the methods
+//! below, each given `now`.
+//!
+//! Lifecycle: `queued → offered → assigned → … → closed`. Orthogonal to it:
+//! - `awaiting`: who owes the next message (agent or consumer);
+//! - `activity`: active, or inactive once the consumer went quiet (Smart Capacity);
+//! - `sla`: the deadline of the current wait for an agent, or a manual follow-up;
+//! - `epoch`: bumped every time the conversation enters or leaves a queue, so that an
+//!   offer made for an older queue entry can be recognised as stale and voided.
+//!
+//! Time-driven changes (inactivity, overdue, follow-ups coming due, auto-close, the end
+//! of a transfer's wait for a named agent, fallback) all happen in [`Conversation::tick`];
+//! [`Conversation::next_deadline`] tells the actor when to call it next.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::capacity::Weight;
+use crate::domain::queue::QueueEntry;
+use crate::domain::rank::{self, RankInputs};
+use crate::domain::skill::{RoutingPolicy, Skill};
+use crate::domain::sla::{Sla, SlaKind, SlaPolicy};
+use crate::ids::{AgentId, ConsumerId, ConversationId, SkillId};
+use crate::time::Timestamp;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Queued,
+    Offered,
+    Assigned,
+    Closed,
+}
+
+/// Who owes the next message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Awaiting {
+    Agent,
+    Consumer,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activity {
+    Active,
+    Inactive,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClosedBy {
+    Agent,
+    Consumer,
+    System,
+}
+
+/// Why an assigned conversation went back to the queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnassignReason {
+    /// The agent asked for it: the conversation is actionable for the next agent.
+    ReturnedByAgent,
+    /// The agent went away or offline past the grace period.
+    AgentUnavailable,
+    /// Transferred to another skill or agent.
+    Transferred,
+}
+
+/// Hints for the skill queue's choice of agent.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteHints {
+    /// The consumer's last agent: preferred while they have room.
+    pub preferred_agent: Option<AgentId>,
+    /// The agent that gave the conversation back: another agent is preferred.
+    pub avoid_agent: Option<AgentId>,
+    /// A transfer to a named agent: only that agent, until `target_until`.
+    pub target_agent: Option<AgentId>,
+    pub target_until: Option<Timestamp>,
+}
+
+/// A command that does not fit the conversation's state. Nothing was changed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConversationError {
+    #[error("conversation is closed")]
+    Closed,
+    #[error("conversation is not assigned to agent {0}")]
+    NotHeldBy(AgentId),
+    #[error("conversation has no pending offer for agent {0}")]
+    NoOfferFor(AgentId),
+    #[error("the offer is stale: the conversation was routed elsewhere")]
+    StaleOffer,
+    #[error("conversation is already on skill {0}")]
+    SameSkill(SkillId),
+    #[error("follow-up must be in the future")]
+    FollowUpNotInFuture,
+}
+
+/// How and when a conversation was closed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Closure {
+    pub by: ClosedBy,
+    pub at: Timestamp,
+}
+
+/// One conversation. Plain data: journal, snapshot, move between nodes, show in the API.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Conversation {
+    pub id: ConversationId,
+    pub consumer_id: ConsumerId,
+    pub skill: SkillId,
+    pub attributes: BTreeMap<String, String>,
+    pub urgent: bool,
+    /// The consumer's first conversation (first-time SLA).
+    pub first_time: bool,
+    /// Unique, increasing: the rank key's tie-breaker.
+    pub seq: u64,
+    pub state: State,
+    pub awaiting: Awaiting,
+    pub activity: Activity,
+    pub agent_id: Option<AgentId>,
+    /// The agent holding a pending offer (state `offered`).
+    pub offered_to: Option<AgentId>,
+    pub opened_at: Timestamp,
+    /// When the current stay in the queue began; kept through consumer messages so a
+    /// conversation never loses its place. `None` while assigned or closed.
+    pub queued_at: Option<Timestamp>,
+    pub last_consumer_message_at: Timestamp,
+    pub last_agent_message_at: Option<Timestamp>,
+    /// Start of the current wait for an agent: the anchor of the SLA.
+    pub wait_started_at: Option<Timestamp>,
+    pub sla: Option<Sla>,
+    pub soon_overdue: bool,
+    pub overdue: bool,
+    /// A follow-up promised by the agent.
+    pub manual_due_at: Option<Timestamp>,
+    /// The follow-up was far enough away to release the conversation's weight.
+    pub manual_release: bool,
+    pub transfers: u32,
+    pub returned_to_queue: bool,
+    pub route: RouteHints,
+    /// Also queued on the skill's fallback skill.
+    pub fallback_active: bool,
+    pub epoch: u64,
+    pub first_response_at: Option<Timestamp>,
+    pub closed: Option<Closure>,
+}
+
+/// What the consumer's first message says.
+#[derive(Clone, Debug)]
+pub struct OpenRequest {
+    pub id: ConversationId,
+    pub consumer_id: ConsumerId,
+    pub skill: SkillId,
+    pub attributes: BTreeMap<String, String>,
+    pub urgent: bool,
+    pub first_time: bool,
+    pub preferred_agent: Option<AgentId>,
+    pub seq: u64,
+}
+
+impl Conversation {
+    pub fn open(req: OpenRequest, now: Timestamp, skill: &Skill) -> Self {
+        let mut c = Conversation {
+            id: req.id,
+            consumer_id: req.consumer_id,
+            skill: req.skill,
+            attributes: req.attributes,
+            urgent: req.urgent,
+            first_time: req.first_time,
+            seq: req.seq,
+            state: State::Queued,
+            awaiting: Awaiting::Agent,
+            activity: Activity::Active,
+            agent_id: None,
+            offered_to: None,
+            opened_at: now,
+            queued_at: Some(now),
+            last_consumer_message_at: now,
+            last_agent_message_at: None,
+            wait_started_at: Some(now),
+            sla: None,
+            soon_overdue: false,
+            overdue: false,
+            manual_due_at: None,
+            manual_release: false,
+            transfers: 0,
+            returned_to_queue: false,
+            route: RouteHints {
+                preferred_agent: req.preferred_agent,
+                ..RouteHints::default()
+            },
+            fallback_active: false,
+            epoch: 1,
+            first_response_at: None,
+            closed: None,
+        };
+        c.restart_sla(now, skill);
+        c
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.state == State::Closed
+    }
+
+    /// Waits for an agent (the consumer wrote last, a follow-up came due, or it was
+    /// transferred or returned).
+    pub fn actionable(&self) -> bool {
+        !self.is_closed() && self.awaiting == Awaiting::Agent
+    }
+
+    /// In a queue: unassigned and open.
+    pub fn in_queue(&self) -> bool {
+        matches!(self.state, State::Queued | State::Offered)
+    }
+
+    pub fn weight(&self, skill: &Skill) -> Weight {
+        skill.weight(self.activity)
+    }
+
+    fn ensure_open(&self) -> Result<(), ConversationError> {
+        if self.is_closed() {
+            Err(ConversationError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn ensure_held_by(&self, agent: &AgentId) -> Result<(), ConversationError> {
+        self.ensure_open()?;
+        if self.state == State::Assigned && self.agent_id.as_ref() == Some(agent) {
+            Ok(())
+        } else {
+            Err(ConversationError::NotHeldBy(agent.clone()))
+        }
+    }
+
+    /// Recomputes the deadline of the current wait (a manual SLA is kept as it is).
+    fn restart_sla(&mut self, now: Timestamp, skill: &Skill) {
+        if self.manual_due_at.is_none() {
+            self.sla = self.wait_started_at.map(|anchor| {
+                let kind = SlaPolicy::kind_for(self.urgent, self.first_time);
+                skill.sla.due(anchor, kind, skill.working_hours.as_ref())
+            });
+        }
+        self.refresh_sla_flags(now, None);
+    }
+
+    fn refresh_sla_flags(&mut self, now: Timestamp, policy: Option<&RoutingPolicy>) {
+        match self.sla {
+            Some(sla) => {
+                self.overdue = now >= sla.due_at;
+                let soon = policy.map_or(Duration::from_secs(300), |p| p.soon_overdue_before);
+                self.soon_overdue = !self.overdue && now >= sla.due_at.minus(soon);
+            }
+            None => {
+                self.overdue = false;
+                self.soon_overdue = false;
+            }
+        }
+    }
+
+    /// Starts a wait for an agent at `now` unless one is running already.
+    fn begin_wait(&mut self, now: Timestamp) {
+        if self.awaiting == Awaiting::Consumer || self.wait_started_at.is_none() {
+            self.awaiting = Awaiting::Agent;
+            self.wait_started_at = Some(now);
+        }
+    }
+
+    fn enter_queue(&mut self, now: Timestamp) {
+        self.state = State::Queued;
+        self.agent_id = None;
+        self.offered_to = None;
+        self.queued_at = Some(now);
+        self.fallback_active = false;
+        self.epoch += 1;
+    }
+
+    /// The consumer wrote. Starts a wait for an agent (restarting the SLA) unless one is
+    /// running; never moves the conversation back in its queue.
+    pub fn consumer_message(&mut self, now: Timestamp, skill: &Skill) -> Result<(), ConversationError> {
+        self.ensure_open()?;
+        self.last_consumer_message_at = now;
+        if self.awaiting == Awaiting::Consumer {
+            self.begin_wait(now);
+            self.restart_sla(now, skill);
+        }
+        self.activity = Activity::Active;
+        Ok(())
+    }
+
+    /// The assigned agent wrote: the wait ends, a pending follow-up is fulfilled.
+    pub fn agent_message(&mut self, agent: &AgentId, now: Timestamp) -> Result<(), ConversationError> {
+        self.ensure_held_by(agent)?;
+        self.last_agent_message_at = Some(now);
+        self.first_response_at.get_or_insert(now);
+        self.awaiting = Awaiting::Consumer;
+        self.wait_started_at = None;
+        self.manual_due_at = None;
+        self.manual_release = false;
+        self.sla = None;
+        self.refresh_sla_flags(now, None);
+        self.activity = Activity::Active;
+        Ok(())
+    }
+
+    /// The consumer asked for an urgent answer: the urgent SLA applies to the current
+    /// wait (same anchor) and to later ones.
+    pub fn mark_urgent(&mut self, now: Timestamp, skill: &Skill) -> Result<(), ConversationError> {
+        self.ensure_open()?;
+        self.urgent = true;
+        self.restart_sla(now, skill);
+        Ok(())
+    }
+
+    /// An agent received an offer for this conversation (offer mode).
+    pub fn offer_made(&mut self, agent: &AgentId, epoch: u64) -> Result<(), ConversationError> {
+        self.ensure_open()?;
+        if self.state != State::Queued || epoch != self.epoch {
+            return Err(ConversationError::StaleOffer);
+        }
+        self.state = State::Offered;
+        self.offered_to = Some(agent.clone());
+        Ok(())
+    }
+
+    /// A pending offer was rejected or timed out: back to `queued`, same place.
+    pub fn offer_withdrawn(&mut self, agent: &AgentId, epoch: u64) -> bool {
+        if self.state == State::Offered && epoch == self.epoch && self.offered_to.as_ref() == Some(agent) {
+            self.state = State::Queued;
+            self.offered_to = None;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Assigns the conversation to `agent` if the offer's `epoch` is still current.
+    /// Returns the time the conversation waited in the queue.
+    pub fn assign(&mut self, agent: &AgentId, epoch: u64, now: Timestamp) -> Result<Duration, ConversationError> {
+        self.ensure_open()?;
+        if !self.in_queue() || epoch != self.epoch {
+            return Err(ConversationError::StaleOffer);
+        }
+        let waited = self.queued_at.map_or(Duration::ZERO, |q| now.since(q));
+        self.state = State::Assigned;
+        self.agent_id = Some(agent.clone());
+        self.offered_to = None;
+        self.queued_at = None;
+        self.route = RouteHints::default();
+        self.returned_to_queue = false;
+        self.fallback_active = false;
+        self.epoch += 1;
+        Ok(waited)
+    }
+
+    /// Takes the conversation from `agent` back to the queue.
+    pub fn unassign(
+        &mut self,
+        agent: &AgentId,
+        reason: UnassignReason,
+        now: Timestamp,
+        skill: &Skill,
+    ) -> Result<(), ConversationError> {
+        self.ensure_held_by(agent)?;
+        self.enter_queue(now);
+        self.route.avoid_agent = Some(agent.clone());
+        if reason == UnassignReason::ReturnedByAgent {
+            self.returned_to_queue = true;
+            self.manual_due_at = None;
+            self.manual_release = false;
+            self.begin_wait(now);
+            self.restart_sla(now, skill);
+        }
+        Ok(())
+    }
+
+    /// Moves the conversation to `new_skill`; the SLA is recomputed from it. Returns the
+    /// agent that held it, if any.
+    pub fn transfer_to_skill(
+        &mut self,
+        new_skill: &Skill,
+        now: Timestamp,
+    ) -> Result<Option<AgentId>, ConversationError> {
+        self.ensure_open()?;
+        if new_skill.id == self.skill {
+            return Err(ConversationError::SameSkill(new_skill.id.clone()));
+        }
+        let previous = self.agent_id.clone();
+        self.skill = new_skill.id.clone();
+        self.transferred(now, new_skill);
+        Ok(previous)
+    }
+
+    /// Routes the conversation to a named agent, who has `max_wait` to take it before
+    /// any agent of the skill may. Returns the agent that held it, if any.
+    pub fn transfer_to_agent(
+        &mut self,
+        target: &AgentId,
+        now: Timestamp,
+        max_wait: Duration,
+        skill: &Skill,
+    ) -> Result<Option<AgentId>, ConversationError> {
+        self.ensure_open()?;
+        let previous = self.agent_id.clone();
+        self.transferred(now, skill);
+        self.route.target_agent = Some(target.clone());
+        self.route.target_until = Some(now.plus(max_wait));
+        Ok(previous)
+    }
+
+    fn transferred(&mut self, now: Timestamp, skill: &Skill) {
+        self.enter_queue(now);
+        self.transfers += 1;
+        self.route = RouteHints::default();
+        self.manual_due_at = None;
+        self.manual_release = false;
+        self.begin_wait(now);
+        self.restart_sla(now, skill);
+        self.activity = Activity::Active;
+    }
+
+    /// The agent promises a follow-up by `now + due_in`. Later consumer messages do not
+    /// move it; the agent's next message fulfils it.
+    pub fn set_follow_up(
+        &mut self,
+        agent: &AgentId,
+        due_in: Duration,
+        now: Timestamp,
+        policy: &RoutingPolicy,
+    ) -> Result<(), ConversationError> {
+        self.ensure_held_by(agent)?;
+        if due_in.is_zero() {
+            return Err(ConversationError::FollowUpNotInFuture);
+        }
+        let due_at = now.plus(due_in);
+        self.manual_due_at = Some(due_at);
+        self.manual_release = due_in > policy.manual_sla_release;
+        self.awaiting = Awaiting::Consumer;
+        self.wait_started_at = None;
+        self.last_agent_message_at.get_or_insert(now);
+        self.sla = Some(Sla {
+            kind: SlaKind::Manual,
+            due_at,
+        });
+        self.refresh_sla_flags(now, Some(policy));
+        self.activity = self.desired_activity(now, None, policy);
+        Ok(())
+    }
+
+    /// Closes the conversation. When an agent closes it, it must hold it. Returns the
+    /// agent that held it, if any.
+    pub fn close(
+        &mut self,
+        by: ClosedBy,
+        agent: Option<&AgentId>,
+        now: Timestamp,
+    ) -> Result<Option<AgentId>, ConversationError> {
+        self.ensure_open()?;
+        if let Some(agent) = agent {
+            if self.agent_id.as_ref() != Some(agent) {
+                return Err(ConversationError::NotHeldBy(agent.clone()));
+            }
+        }
+        let previous = self.agent_id.clone();
+        self.state = State::Closed;
+        self.closed = Some(Closure { by, at: now });
+        self.queued_at = None;
+        self.offered_to = None;
+        self.fallback_active = false;
+        self.epoch += 1;
+        Ok(previous)
+    }
+
+    /// The activity the conversation should have at `now` (Smart Capacity).
+    fn desired_activity(&self, now: Timestamp, skill: Option<&Skill>, policy: &RoutingPolicy) -> Activity {
+        if self.awaiting == Awaiting::Agent {
+            return Activity::Active;
+        }
+        if let Some(due) = self.manual_due_at {
+            if now >= due.minus(policy.reactivate_before) {
+                return Activity::Active;
+            }
+            if self.manual_release {
+                return Activity::Inactive;
+            }
+        }
+        match (self.last_agent_message_at, skill) {
+            (Some(t), Some(skill)) if now >= t.plus(skill.inactive_after) => Activity::Inactive,
+            (_, None) => self.activity,
+            _ => Activity::Active,
+        }
+    }
+
+    /// Applies every change that is due at `now`.
+    pub fn tick(&mut self, now: Timestamp, skill: &Skill, fallback: bool, policy: &RoutingPolicy) {
+        if self.is_closed() {
+            return;
+        }
+        if let Some(due) = self.manual_due_at {
+            if now >= due && self.awaiting == Awaiting::Consumer {
+                self.awaiting = Awaiting::Agent;
+                self.wait_started_at = Some(due);
+            }
+        }
+        self.activity = self.desired_activity(now, Some(skill), policy);
+        self.refresh_sla_flags(now, Some(policy));
+        if let Some(until) = self.route.target_until {
+            if now >= until {
+                self.route.target_agent = None;
+                self.route.target_until = None;
+            }
+        }
+        if let Some(at) = self.fallback_at(skill, fallback) {
+            if now >= at {
+                self.fallback_active = true;
+            }
+        }
+        if let Some(at) = self.auto_close_at(skill) {
+            if now >= at {
+                // Cannot fail: the conversation is open and no agent is named.
+                let _ = self.close(ClosedBy::System, None, now);
+            }
+        }
+    }
+
+    fn auto_close_at(&self, skill: &Skill) -> Option<Timestamp> {
+        if self.awaiting != Awaiting::Consumer || self.manual_due_at.is_some() {
+            return None;
+        }
+        let quiet_since = self.last_agent_message_at.unwrap_or(self.opened_at);
+        Some(quiet_since.plus(skill.auto_close_after))
+    }
+
+    fn fallback_at(&self, skill: &Skill, has_fallback: bool) -> Option<Timestamp> {
+        if !has_fallback || self.fallback_active || !self.in_queue() || !self.actionable() {
+            return None;
+        }
+        Some(self.queued_at?.plus(skill.fallback_after?))
+    }
+
+    /// The next instant after `now` at which [`tick`](Self::tick) would change something.
+    pub fn next_deadline(
+        &self,
+        now: Timestamp,
+        skill: &Skill,
+        fallback: bool,
+        policy: &RoutingPolicy,
+    ) -> Option<Timestamp> {
+        if self.is_closed() {
+            return None;
+        }
+        let mut candidates: Vec<Timestamp> = Vec::with_capacity(8);
+        if let Some(sla) = self.sla {
+            if !self.soon_overdue && !self.overdue {
+                candidates.push(sla.due_at.minus(policy.soon_overdue_before));
+            }
+            if !self.overdue {
+                candidates.push(sla.due_at);
+            }
+        }
+        if self.awaiting == Awaiting::Consumer {
+            if let Some(due) = self.manual_due_at {
+                candidates.push(due);
+                if self.activity == Activity::Inactive {
+                    candidates.push(due.minus(policy.reactivate_before));
+                }
+            }
+            if self.activity == Activity::Active {
+                if let Some(t) = self.last_agent_message_at {
+                    candidates.push(t.plus(skill.inactive_after));
+                }
+            }
+        }
+        candidates.extend(self.route.target_until);
+        candidates.extend(self.fallback_at(skill, fallback));
+        candidates.extend(self.auto_close_at(skill));
+        // Anything at or before `now` was applied by the tick that preceded this call.
+        candidates.into_iter().filter(|t| *t > now).min()
+    }
+
+    /// Value of an attribute for priority rules, including the built-in ones.
+    pub fn attribute(&self, name: &str) -> Option<Cow<'_, str>> {
+        match name {
+            "transfers" => Some(Cow::Owned(self.transfers.to_string())),
+            "returned_to_queue" => Some(Cow::Borrowed(bool_str(self.returned_to_queue))),
+            "urgent" => Some(Cow::Borrowed(bool_str(self.urgent))),
+            "first_time" => Some(Cow::Borrowed(bool_str(self.first_time))),
+            _ => self.attributes.get(name).map(|v| Cow::Borrowed(v.as_str())),
+        }
+    }
+
+    pub fn priority(&self, skill: &Skill) -> i32 {
+        rank::priority(&skill.priority_rules, |name| self.attribute(name))
+    }
+
+    /// The entry this conversation should have in its skill queues, if it is in one.
+    pub fn queue_entry(&self, skill: &Skill, policy: &RoutingPolicy) -> Option<QueueEntry> {
+        if !self.in_queue() {
+            return None;
+        }
+        let queued_at = self.queued_at?;
+        let priority = self.priority(skill);
+        let key = rank::rank_key(
+            &RankInputs {
+                overdue: self.overdue,
+                due_at: self.sla.map_or(queued_at, |s| s.due_at),
+                queued_at,
+                last_consumer_message_at: self.last_consumer_message_at,
+                priority,
+                seq: self.seq,
+            },
+            &policy.ranking,
+        );
+        Some(QueueEntry {
+            conversation_id: self.id.clone(),
+            home_skill: self.skill.clone(),
+            epoch: self.epoch,
+            actionable: self.actionable(),
+            key,
+            weight: skill.active_weight,
+            hints: self.route.clone(),
+            queued_at,
+            due_at: self.sla.map(|s| s.due_at),
+            overdue: self.overdue,
+            priority,
+            in_fallback: self.fallback_active,
+        })
+    }
+
+    /// The skill queue found no agent online in the skill: use the fallback skill now.
+    pub fn activate_fallback(&mut self, epoch: u64) -> bool {
+        if self.in_queue() && epoch == self.epoch && !self.fallback_active {
+            self.fallback_active = true;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// The queues this conversation stands in: its skill, and its fallback when active.
+    pub fn queues(&self, skill: &Skill) -> Vec<SkillId> {
+        if !self.in_queue() {
+            return Vec::new();
+        }
+        let mut queues = vec![self.skill.clone()];
+        if self.fallback_active {
+            queues.extend(skill.fallback_skill.clone());
+        }
+        queues
+    }
+}
+
+fn bool_str(b: bool) -> &'static str {
+    if b {
+        "true"
+    } else {
+        "false"
+    }
+}
+
+#[cfg(test)]
+mod tests;

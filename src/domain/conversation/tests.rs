@@ -1,0 +1,239 @@
+use super::*;
+use crate::config::builtin_skill_defaults;
+
+const MIN: Duration = Duration::from_secs(60);
+
+fn t0() -> Timestamp {
+    Timestamp::parse_rfc3339("2026-11-24T10:00:00Z").expect("t0")
+}
+
+fn at(mins: u64) -> Timestamp {
+    t0().plus(MIN * mins as u32)
+}
+
+fn skill() -> Skill {
+    builtin_skill_defaults()
+}
+
+fn agent(s: &str) -> AgentId {
+    AgentId::new(s).expect("id")
+}
+
+fn open(first_time: bool) -> Conversation {
+    Conversation::open(
+        OpenRequest {
+            id: ConversationId::new("c1").expect("id"),
+            consumer_id: ConsumerId::new("u1").expect("id"),
+            skill: skill().id,
+            attributes: BTreeMap::new(),
+            urgent: false,
+            first_time,
+            preferred_agent: None,
+            seq: 1,
+        },
+        t0(),
+        &skill(),
+    )
+}
+
+fn assigned(a: &str) -> Conversation {
+    let mut c = open(false);
+    c.assign(&agent(a), c.epoch, at(1)).expect("assign");
+    c
+}
+
+#[test]
+fn opens_queued_actionable_with_the_right_sla() {
+    let c = open(false);
+    assert_eq!(c.state, State::Queued);
+    assert!(c.actionable());
+    assert_eq!(c.sla.map(|s| (s.kind, s.due_at)), Some((SlaKind::Normal, at(60))));
+    let c = open(true);
+    assert_eq!(c.sla.map(|s| (s.kind, s.due_at)), Some((SlaKind::FirstTime, at(30))));
+}
+
+#[test]
+fn consumer_message_while_waiting_keeps_deadline_and_place() {
+    let mut c = open(false);
+    let key_before = c.queue_entry(&skill(), &RoutingPolicy::default()).expect("entry").key;
+    c.consumer_message(at(5), &skill()).expect("open");
+    assert_eq!(c.sla.map(|s| s.due_at), Some(at(60)), "a second message does not push the deadline");
+    assert_eq!(c.queued_at, Some(t0()), "wait time counts from the first entry");
+    let key_after = c.queue_entry(&skill(), &RoutingPolicy::default()).expect("entry").key;
+    assert!(key_after <= key_before, "a fresher message never moves it back");
+}
+
+#[test]
+fn agent_reply_then_silence_makes_inactive_and_consumer_reply_restarts_sla() {
+    let policy = RoutingPolicy::default();
+    let s = skill();
+    let mut c = assigned("a1");
+    c.agent_message(&agent("a1"), at(2)).expect("held");
+    assert_eq!(c.awaiting, Awaiting::Consumer);
+    assert_eq!(c.sla, None);
+    assert_eq!(c.next_deadline(at(2), &s, false, &policy), Some(at(12)));
+    c.tick(at(12), &s, false, &policy);
+    assert_eq!(c.activity, Activity::Inactive);
+    assert_eq!(c.weight(&s), s.inactive_weight);
+    c.consumer_message(at(30), &s).expect("open");
+    assert_eq!(c.activity, Activity::Active);
+    assert_eq!(c.sla.map(|x| x.due_at), Some(at(90)), "the SLA restarts at the reply");
+}
+
+#[test]
+fn overdue_and_soon_overdue_flip_at_their_times() {
+    let policy = RoutingPolicy::default();
+    let s = skill();
+    let mut c = open(false);
+    assert_eq!(c.next_deadline(t0(), &s, false, &policy), Some(at(55)));
+    c.tick(at(55), &s, false, &policy);
+    assert!(c.soon_overdue && !c.overdue);
+    assert_eq!(c.next_deadline(at(55), &s, false, &policy), Some(at(60)));
+    c.tick(at(60), &s, false, &policy);
+    assert!(c.overdue);
+    let entry = c.queue_entry(&s, &policy).expect("entry");
+    assert_eq!(entry.key.tier, crate::domain::rank::TIER_OVERDUE);
+}
+
+#[test]
+fn manual_sla_releases_weight_reactivates_before_due_and_survives_consumer_messages() {
+    let policy = RoutingPolicy::default();
+    let s = skill();
+    let mut c = assigned("a1");
+    c.set_follow_up(&agent("a1"), MIN * 120, at(2), &policy).expect("held");
+    assert_eq!(c.activity, Activity::Inactive, "2 h > 30 min release threshold");
+    assert_eq!(c.sla.map(|x| x.kind), Some(SlaKind::Manual));
+    assert_eq!(c.next_deadline(at(2), &s, false, &policy), Some(at(112)));
+    c.tick(at(112), &s, false, &policy);
+    assert_eq!(c.activity, Activity::Active, "10 min before due");
+    c.tick(at(122), &s, false, &policy);
+    assert!(c.actionable(), "due: waits for the agent");
+    assert!(c.overdue);
+    c.consumer_message(at(123), &s).expect("open");
+    assert_eq!(c.sla.map(|x| (x.kind, x.due_at)), Some((SlaKind::Manual, at(122))), "not reset");
+    c.agent_message(&agent("a1"), at(124)).expect("held");
+    assert_eq!(c.sla, None, "the agent's message fulfils the follow-up");
+}
+
+#[test]
+fn short_manual_sla_keeps_weight() {
+    let policy = RoutingPolicy::default();
+    let mut c = assigned("a1");
+    c.set_follow_up(&agent("a1"), MIN * 20, at(2), &policy).expect("held");
+    assert_eq!(c.activity, Activity::Active);
+}
+
+#[test]
+fn stale_epochs_cannot_assign() {
+    let mut c = open(false);
+    let epoch = c.epoch;
+    c.assign(&agent("a1"), epoch, at(1)).expect("current");
+    assert_eq!(c.assign(&agent("a2"), epoch, at(1)), Err(ConversationError::StaleOffer));
+    assert_eq!(c.agent_id, Some(agent("a1")));
+}
+
+#[test]
+fn only_the_holder_may_act_for_the_agent() {
+    let policy = RoutingPolicy::default();
+    let mut c = assigned("a1");
+    let snapshot = c.clone();
+    assert!(c.agent_message(&agent("a2"), at(2)).is_err());
+    assert!(c.set_follow_up(&agent("a2"), MIN, at(2), &policy).is_err());
+    assert!(c.unassign(&agent("a2"), UnassignReason::ReturnedByAgent, at(2), &skill()).is_err());
+    assert!(c.close(ClosedBy::Agent, Some(&agent("a2")), at(2)).is_err());
+    assert_eq!(c, snapshot, "a rejected command changes nothing");
+}
+
+#[test]
+fn return_to_queue_is_actionable_and_avoids_the_agent() {
+    let mut c = assigned("a1");
+    c.agent_message(&agent("a1"), at(2)).expect("held");
+    c.unassign(&agent("a1"), UnassignReason::ReturnedByAgent, at(3), &skill()).expect("held");
+    assert_eq!(c.state, State::Queued);
+    assert!(c.actionable());
+    assert!(c.returned_to_queue);
+    assert_eq!(c.route.avoid_agent, Some(agent("a1")));
+    assert_eq!(c.sla.map(|x| x.due_at), Some(at(63)));
+}
+
+#[test]
+fn unavailable_agent_leaves_a_quiet_conversation_not_actionable() {
+    let mut c = assigned("a1");
+    c.agent_message(&agent("a1"), at(2)).expect("held");
+    c.unassign(&agent("a1"), UnassignReason::AgentUnavailable, at(3), &skill()).expect("held");
+    assert!(c.in_queue());
+    assert!(!c.actionable(), "waits for the consumer, visible in the queue");
+    c.consumer_message(at(4), &skill()).expect("open");
+    assert!(c.actionable());
+}
+
+#[test]
+fn transfer_recomputes_the_sla_from_the_new_skill() {
+    let mut c = assigned("a1");
+    let mut retention = skill();
+    retention.id = SkillId::new("retention").expect("id");
+    retention.sla.normal = MIN * 10;
+    let previous = c.transfer_to_skill(&retention, at(5)).expect("open");
+    assert_eq!(previous, Some(agent("a1")));
+    assert_eq!(c.skill, retention.id);
+    assert_eq!(c.transfers, 1);
+    assert_eq!(c.sla.map(|x| x.due_at), Some(at(10)), "same wait, new skill's 10 min");
+}
+
+#[test]
+fn transfer_to_agent_targets_until_max_wait() {
+    let policy = RoutingPolicy::default();
+    let s = skill();
+    let mut c = assigned("a1");
+    c.transfer_to_agent(&agent("a7"), at(5), MIN * 120, &s).expect("open");
+    assert_eq!(c.route.target_agent, Some(agent("a7")));
+    assert_eq!(c.next_deadline(at(5), &s, false, &policy), Some(at(55)), "soon overdue first");
+    c.tick(at(125), &s, false, &policy);
+    assert_eq!(c.route.target_agent, None);
+}
+
+#[test]
+fn auto_close_after_consumer_silence() {
+    let policy = RoutingPolicy::default();
+    let s = skill();
+    let mut c = assigned("a1");
+    c.agent_message(&agent("a1"), at(2)).expect("held");
+    c.tick(at(2 + 24 * 60), &s, false, &policy);
+    assert_eq!(c.closed.map(|x| x.by), Some(ClosedBy::System));
+    assert!(c.close(ClosedBy::Consumer, None, at(3000)).is_err(), "closing twice is a conflict");
+}
+
+#[test]
+fn fallback_after_a_time_in_queue() {
+    let policy = RoutingPolicy::default();
+    let mut s = skill();
+    s.fallback_skill = Some(SkillId::new("general").expect("id"));
+    s.fallback_after = Some(MIN * 15);
+    let mut c = open(false);
+    assert_eq!(c.queues(&s).len(), 1);
+    assert_eq!(c.next_deadline(t0(), &s, true, &policy), Some(at(15)));
+    c.tick(at(15), &s, true, &policy);
+    assert_eq!(c.queues(&s).len(), 2);
+}
+
+#[test]
+fn priority_rules_see_builtin_attributes() {
+    let mut s = skill();
+    s.priority_rules = vec![
+        crate::domain::rank::PriorityRule { attribute: "tier".into(), equals: Some("vip".into()), at_least: None, boost: 5 },
+        crate::domain::rank::PriorityRule { attribute: "returned_to_queue".into(), equals: Some("true".into()), at_least: None, boost: 2 },
+    ];
+    let mut c = open(false);
+    c.attributes.insert("tier".into(), "vip".into());
+    assert_eq!(c.priority(&s), 5);
+    c.returned_to_queue = true;
+    assert_eq!(c.priority(&s), 7);
+}
+
+#[test]
+fn the_state_round_trips_through_serde() {
+    let c = assigned("a1");
+    let json = serde_json::to_string(&c).expect("serialize");
+    let back: Conversation = serde_json::from_str(&json).expect("deserialize");
+    assert_eq!(back, c);
+}

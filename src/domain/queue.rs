@@ -1,0 +1,522 @@
+//! One skill's queue as a pure value: ranked entries, a view of which agents have room,
+//! and the matching rule that pairs them.
+//!
+//! The view of agents is advisory: the agent actor is the only authority on room and
+//! declines an offer that no longer fits. The queue lowers its view of an agent's room
+//! as soon as it makes an offer, so it does not pile offers onto one agent, and takes
+//! the agent's word (sent with every decline and every change) as the truth.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Bound;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::capacity::Weight;
+use crate::domain::conversation::RouteHints;
+use crate::domain::rank::RankKey;
+use crate::ids::{AgentId, ConversationId, SkillId};
+use crate::time::Timestamp;
+
+/// A conversation as its queue sees it; sent by the conversation whenever it changes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QueueEntry {
+    pub conversation_id: ConversationId,
+    /// The conversation's own skill (differs from the queue's for fallback entries).
+    pub home_skill: SkillId,
+    pub epoch: u64,
+    pub actionable: bool,
+    pub key: RankKey,
+    /// Weight of the conversation once assigned (active weight of its skill).
+    pub weight: Weight,
+    pub hints: RouteHints,
+    pub queued_at: Timestamp,
+    pub due_at: Option<Timestamp>,
+    pub overdue: bool,
+    pub priority: i32,
+    /// The conversation stands in its fallback skill's queue too.
+    pub in_fallback: bool,
+}
+
+/// What an agent tells its skill queues about itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentRoom {
+    pub online: bool,
+    /// Online, under `max_open` and not held back by warm-up.
+    pub accepting: bool,
+    /// `max_slots + overflow - busy`.
+    pub free: Weight,
+}
+
+/// A pairing the queue wants to make.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Offer {
+    pub conversation_id: ConversationId,
+    pub epoch: u64,
+    pub agent_id: AgentId,
+    pub weight: Weight,
+}
+
+/// Why an offer came back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Declined {
+    /// The agent had no room (its current room comes with the decline).
+    NoRoom,
+    /// The agent rejected it, or let it time out: try another agent.
+    Rejected,
+    /// The conversation had moved on (assigned elsewhere, closed, transferred).
+    Stale,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Place {
+    Ranked,
+    Targeted(AgentId),
+    /// Not actionable: visible, never offered.
+    Waiting,
+    InFlight(AgentId),
+}
+
+#[derive(Clone, Debug)]
+struct Slot {
+    entry: QueueEntry,
+    place: Place,
+    /// Agents that rejected or ignored an offer of this entry.
+    declined: Vec<AgentId>,
+}
+
+/// Figures of one queue for `GET /v1/queue-health`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct QueueFigures {
+    pub unassigned: usize,
+    pub actionable: usize,
+    pub not_actionable: usize,
+    pub offered: usize,
+    pub overdue_unassigned: usize,
+    pub online_agents: usize,
+    pub available_slots: f64,
+    pub wait_p50_secs: u64,
+    pub wait_p90_secs: u64,
+    pub max_wait_secs: u64,
+}
+
+/// A row of `GET /v1/skills/{id}/queue`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QueueRow {
+    pub conversation_id: ConversationId,
+    pub actionable: bool,
+    /// `ranked`, `offered`, `reserved_for_agent` or `waiting_for_consumer`.
+    pub place: String,
+    pub offered_to: Option<AgentId>,
+    pub queued_at: Timestamp,
+    pub due_at: Option<Timestamp>,
+    pub overdue: bool,
+    pub priority: i32,
+    pub fallback_from: Option<SkillId>,
+}
+
+#[derive(Debug)]
+pub struct SkillQueue {
+    pub skill: SkillId,
+    slots: HashMap<ConversationId, Slot>,
+    ranked: BTreeMap<RankKey, ConversationId>,
+    targeted: HashMap<AgentId, BTreeMap<RankKey, ConversationId>>,
+    agents: HashMap<AgentId, AgentView>,
+    /// Accepting agents, most free room first, then least recently offered.
+    by_room: BTreeSet<(Reverse<Weight>, u64, AgentId)>,
+    offer_seq: u64,
+    /// Some entry was passed over because every agent with room had declined it.
+    retry_wanted: bool,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct AgentView {
+    room: AgentRoom,
+    last_offer: u64,
+}
+
+impl AgentView {
+    fn index_key(&self, id: &AgentId) -> Option<(Reverse<Weight>, u64, AgentId)> {
+        (self.room.accepting && self.room.free > Weight::ZERO)
+            .then(|| (Reverse(self.room.free), self.last_offer, id.clone()))
+    }
+}
+
+impl SkillQueue {
+    pub fn new(skill: SkillId) -> Self {
+        SkillQueue {
+            skill,
+            slots: HashMap::new(),
+            ranked: BTreeMap::new(),
+            targeted: HashMap::new(),
+            agents: HashMap::new(),
+            by_room: BTreeSet::new(),
+            offer_seq: 0,
+            retry_wanted: false,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    pub fn contains(&self, id: &ConversationId) -> bool {
+        self.slots.contains_key(id)
+    }
+
+    /// Whether any agent of the skill is online (full or not).
+    pub fn has_online_agent(&self) -> bool {
+        self.agents.values().any(|v| v.room.online)
+    }
+
+    /// Inserts or updates an entry. A newer epoch cancels an offer in flight for the older one.
+    pub fn upsert(&mut self, entry: QueueEntry) {
+        let id = entry.conversation_id.clone();
+        let (declined, in_flight) = match self.slots.get(&id) {
+            Some(slot) if slot.entry.epoch == entry.epoch => {
+                let in_flight = match &slot.place {
+                    Place::InFlight(a) => Some(a.clone()),
+                    _ => None,
+                };
+                (slot.declined.clone(), in_flight)
+            }
+            _ => (Vec::new(), None),
+        };
+        self.unindex(&id);
+        let place = match in_flight {
+            Some(agent) => Place::InFlight(agent),
+            None => Self::place_for(&entry),
+        };
+        self.index(&id, &entry.key, &place);
+        self.slots.insert(id, Slot { entry, place, declined });
+    }
+
+    pub fn remove(&mut self, id: &ConversationId) -> bool {
+        self.unindex(id);
+        self.slots.remove(id).is_some()
+    }
+
+    fn place_for(entry: &QueueEntry) -> Place {
+        match (&entry.hints.target_agent, entry.actionable) {
+            (_, false) => Place::Waiting,
+            (Some(agent), true) => Place::Targeted(agent.clone()),
+            (None, true) => Place::Ranked,
+        }
+    }
+
+    fn index(&mut self, id: &ConversationId, key: &RankKey, place: &Place) {
+        match place {
+            Place::Ranked => {
+                self.ranked.insert(*key, id.clone());
+            }
+            Place::Targeted(agent) => {
+                self.targeted.entry(agent.clone()).or_default().insert(*key, id.clone());
+            }
+            Place::Waiting | Place::InFlight(_) => {}
+        }
+    }
+
+    fn unindex(&mut self, id: &ConversationId) {
+        let Some(slot) = self.slots.get(id) else { return };
+        match &slot.place {
+            Place::Ranked => {
+                self.ranked.remove(&slot.entry.key);
+            }
+            Place::Targeted(agent) => {
+                if let Some(set) = self.targeted.get_mut(agent) {
+                    set.remove(&slot.entry.key);
+                    if set.is_empty() {
+                        self.targeted.remove(agent);
+                    }
+                }
+            }
+            Place::Waiting | Place::InFlight(_) => {}
+        }
+    }
+
+    fn put_view(&mut self, agent: &AgentId, view: AgentView) {
+        if let Some(k) = self.agents.get(agent).and_then(|old| old.index_key(agent)) {
+            self.by_room.remove(&k);
+        }
+        if let Some(k) = view.index_key(agent) {
+            self.by_room.insert(k);
+        }
+        self.agents.insert(agent.clone(), view);
+    }
+
+    /// Records what an agent says about its room.
+    pub fn set_agent(&mut self, agent: &AgentId, room: AgentRoom) {
+        let last_offer = self.agents.get(agent).map_or(0, |v| v.last_offer);
+        self.put_view(agent, AgentView { room, last_offer });
+    }
+
+    pub fn remove_agent(&mut self, agent: &AgentId) {
+        if let Some(k) = self.agents.remove(agent).and_then(|v| v.index_key(agent)) {
+            self.by_room.remove(&k);
+        }
+    }
+
+    /// Lowers the view of an agent's room by an offer's weight until the agent answers.
+    fn take_room(&mut self, agent: &AgentId, weight: Weight) {
+        self.offer_seq += 1;
+        let Some(view) = self.agents.get(agent).copied() else { return };
+        let room = AgentRoom {
+            free: view.room.free.saturating_sub(weight),
+            ..view.room
+        };
+        self.put_view(
+            agent,
+            AgentView {
+                room,
+                last_offer: self.offer_seq,
+            },
+        );
+    }
+
+    fn fits(&self, agent: &AgentId, weight: Weight) -> bool {
+        self.agents
+            .get(agent)
+            .is_some_and(|v| v.room.accepting && v.room.free >= weight)
+    }
+
+    /// Chooses the agent for an entry: the preferred agent if it has room, else the agent
+    /// with the most room that is neither avoided nor declined, else the avoided agent.
+    fn choose_agent(&self, slot: &Slot) -> Choice {
+        let e = &slot.entry;
+        let weight = e.weight;
+        let usable = |a: &AgentId| self.fits(a, weight) && !slot.declined.contains(a);
+        if let Some(p) = &e.hints.preferred_agent {
+            if usable(p) {
+                return Choice::Agent(p.clone());
+            }
+        }
+        let mut any_fit = false;
+        for (Reverse(free), _, agent) in &self.by_room {
+            if *free < weight {
+                break;
+            }
+            any_fit = true;
+            if slot.declined.contains(agent) || e.hints.avoid_agent.as_ref() == Some(agent) {
+                continue;
+            }
+            return Choice::Agent(agent.clone());
+        }
+        if let Some(avoided) = &e.hints.avoid_agent {
+            if usable(avoided) {
+                return Choice::Agent(avoided.clone());
+            }
+        }
+        if any_fit {
+            Choice::AllDeclined
+        } else {
+            Choice::NoRoom
+        }
+    }
+
+    /// Pairs waiting conversations with agents that have room, best first. Offered
+    /// entries stay in the queue, in flight, until the conversation leaves or the offer
+    /// comes back.
+    pub fn match_offers(&mut self) -> Vec<Offer> {
+        let mut offers = Vec::new();
+        // Conversations transferred to a named agent: only that agent.
+        let targeted_agents: Vec<AgentId> = self.targeted.keys().cloned().collect();
+        for agent in targeted_agents {
+            while let Some(id) = self.targeted.get(&agent).and_then(|s| s.values().next()).cloned() {
+                let weight = self.slots.get(&id).map_or(Weight::ZERO, |s| s.entry.weight);
+                if !self.fits(&agent, weight) {
+                    break;
+                }
+                offers.push(self.make_offer(&id, &agent));
+            }
+        }
+        // Everyone else, in rank order.
+        let mut cursor: Option<RankKey> = None;
+        let mut passed_over = 0usize;
+        while !self.by_room.is_empty() {
+            let next = match cursor {
+                None => self.ranked.first_key_value(),
+                Some(c) => self.ranked.range((Bound::Excluded(c), Bound::Unbounded)).next(),
+            };
+            let Some((key, id)) = next.map(|(k, v)| (*k, v.clone())) else { break };
+            let Some(slot) = self.slots.get(&id) else { break };
+            match self.choose_agent(slot) {
+                Choice::Agent(agent) => offers.push(self.make_offer(&id, &agent)),
+                Choice::NoRoom => break,
+                Choice::AllDeclined => {
+                    self.retry_wanted = true;
+                    cursor = Some(key);
+                    passed_over += 1;
+                    if passed_over > 1024 {
+                        break;
+                    }
+                }
+            }
+        }
+        offers
+    }
+
+    fn make_offer(&mut self, id: &ConversationId, agent: &AgentId) -> Offer {
+        self.unindex(id);
+        let (epoch, weight) = match self.slots.get_mut(id) {
+            Some(slot) => {
+                slot.place = Place::InFlight(agent.clone());
+                (slot.entry.epoch, slot.entry.weight)
+            }
+            None => (0, Weight::ZERO),
+        };
+        self.take_room(agent, weight);
+        Offer {
+            conversation_id: id.clone(),
+            epoch,
+            agent_id: agent.clone(),
+            weight,
+        }
+    }
+
+    /// An offer came back. The entry takes its place in the ranking again (its key never
+    /// changed), and the agent's room is updated when the agent sent it.
+    pub fn offer_declined(
+        &mut self,
+        id: &ConversationId,
+        epoch: u64,
+        agent: &AgentId,
+        reason: Declined,
+        room: Option<AgentRoom>,
+    ) {
+        if let Some(room) = room {
+            self.set_agent(agent, room);
+        }
+        let Some(slot) = self.slots.get_mut(id) else { return };
+        if slot.entry.epoch != epoch || slot.place != Place::InFlight(agent.clone()) {
+            return;
+        }
+        if reason == Declined::Stale {
+            // The conversation moved on; its own update or removal follows.
+            self.unindex(id);
+            self.slots.remove(id);
+            return;
+        }
+        if reason == Declined::Rejected && !slot.declined.contains(agent) {
+            slot.declined.push(agent.clone());
+        }
+        slot.place = Self::place_for(&slot.entry);
+        let (key, place) = (slot.entry.key, slot.place.clone());
+        self.index(id, &key, &place);
+    }
+
+    /// Whether an entry was passed over because every agent with room declined it.
+    pub fn take_retry_wanted(&mut self) -> bool {
+        std::mem::take(&mut self.retry_wanted)
+    }
+
+    /// Forgets declines so that passed-over entries are offered again.
+    pub fn forget_declines(&mut self) {
+        for slot in self.slots.values_mut() {
+            slot.declined.clear();
+        }
+    }
+
+    /// Actionable entries of this skill that are not offered to anyone: the ones to
+    /// send to the fallback skill when no agent of this skill is online.
+    pub fn fallback_candidates(&self) -> impl Iterator<Item = (&ConversationId, u64)> {
+        self.slots
+            .iter()
+            .filter(|(_, s)| s.entry.actionable && !s.entry.in_fallback && s.entry.home_skill == self.skill)
+            .filter(|(_, s)| !matches!(s.place, Place::InFlight(_)))
+            .map(|(id, s)| (id, s.entry.epoch))
+    }
+
+    /// The conversation's own skill, for an entry of this queue.
+    pub fn home_skill(&self, id: &ConversationId) -> Option<SkillId> {
+        self.slots.get(id).map(|s| s.entry.home_skill.clone())
+    }
+
+    pub fn figures(&self, now: Timestamp) -> QueueFigures {
+        let mut f = QueueFigures::default();
+        let mut waits: Vec<Duration> = Vec::new();
+        for slot in self.slots.values().filter(|s| s.entry.home_skill == self.skill) {
+            f.unassigned += 1;
+            if slot.entry.actionable {
+                f.actionable += 1;
+                waits.push(now.since(slot.entry.queued_at));
+                if slot.entry.overdue {
+                    f.overdue_unassigned += 1;
+                }
+            } else {
+                f.not_actionable += 1;
+            }
+            if matches!(slot.place, Place::InFlight(_)) {
+                f.offered += 1;
+            }
+        }
+        for view in self.agents.values().filter(|v| v.room.online) {
+            f.online_agents += 1;
+            if view.room.accepting {
+                f.available_slots += view.room.free.as_slots();
+            }
+        }
+        waits.sort_unstable();
+        let pct = |p: f64| -> u64 {
+            if waits.is_empty() {
+                return 0;
+            }
+            let i = ((waits.len() as f64 - 1.0) * p).round() as usize;
+            waits[i.min(waits.len() - 1)].as_secs()
+        };
+        f.wait_p50_secs = pct(0.5);
+        f.wait_p90_secs = pct(0.9);
+        f.max_wait_secs = waits.last().map_or(0, Duration::as_secs);
+        f
+    }
+
+    /// The queue in offer order: actionable entries by rank, then those waiting for the
+    /// consumer by time in queue.
+    pub fn rows(&self, limit: usize) -> Vec<QueueRow> {
+        let mut actionable: Vec<&Slot> = self.slots.values().filter(|s| s.place != Place::Waiting).collect();
+        actionable.sort_by_key(|s| s.entry.key);
+        let mut waiting: Vec<&Slot> = self.slots.values().filter(|s| s.place == Place::Waiting).collect();
+        waiting.sort_by_key(|s| (s.entry.queued_at, s.entry.key.seq));
+        actionable
+            .into_iter()
+            .chain(waiting)
+            .take(limit)
+            .map(|s| QueueRow {
+                conversation_id: s.entry.conversation_id.clone(),
+                actionable: s.entry.actionable,
+                place: match s.place {
+                    Place::Ranked => "ranked",
+                    Place::Targeted(_) => "reserved_for_agent",
+                    Place::Waiting => "waiting_for_consumer",
+                    Place::InFlight(_) => "offered",
+                }
+                .to_string(),
+                offered_to: match &s.place {
+                    Place::InFlight(a) => Some(a.clone()),
+                    _ => None,
+                },
+                queued_at: s.entry.queued_at,
+                due_at: s.entry.due_at,
+                overdue: s.entry.overdue,
+                priority: s.entry.priority,
+                fallback_from: (s.entry.home_skill != self.skill).then(|| s.entry.home_skill.clone()),
+            })
+            .collect()
+    }
+}
+
+enum Choice {
+    Agent(AgentId),
+    /// No agent has room for this weight: nothing further down will fit either.
+    NoRoom,
+    /// Agents with room exist, but each declined this entry already.
+    AllDeclined,
+}
+
+#[cfg(test)]
+mod tests;

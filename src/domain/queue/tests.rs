@@ -1,0 +1,193 @@
+use super::*;
+use crate::domain::rank::TIER_NORMAL;
+
+fn cid(s: &str) -> ConversationId {
+    ConversationId::new(s).expect("id")
+}
+
+fn aid(s: &str) -> AgentId {
+    AgentId::new(s).expect("id")
+}
+
+fn skill() -> SkillId {
+    SkillId::new("billing").expect("id")
+}
+
+fn entry(id: &str, score: i64) -> QueueEntry {
+    QueueEntry {
+        conversation_id: cid(id),
+        home_skill: skill(),
+        epoch: 1,
+        actionable: true,
+        key: RankKey { tier: TIER_NORMAL, score, seq: score as u64 },
+        weight: Weight::from_slots(1.0),
+        hints: RouteHints::default(),
+        queued_at: Timestamp::from_millis(score * 1000),
+        due_at: None,
+        overdue: false,
+        priority: 0,
+        in_fallback: false,
+    }
+}
+
+fn room(free: f64) -> AgentRoom {
+    AgentRoom { online: true, accepting: true, free: Weight::from_slots(free) }
+}
+
+fn pairs(offers: &[Offer]) -> Vec<(String, String)> {
+    offers
+        .iter()
+        .map(|o| (o.conversation_id.to_string(), o.agent_id.to_string()))
+        .collect()
+}
+
+#[test]
+fn offers_best_ranked_to_agent_with_most_room() {
+    let mut q = SkillQueue::new(skill());
+    q.upsert(entry("late", 30));
+    q.upsert(entry("early", 10));
+    q.set_agent(&aid("small"), room(1.5));
+    q.set_agent(&aid("big"), room(4.5));
+    let offers = q.match_offers();
+    assert_eq!(
+        pairs(&offers),
+        vec![("early".into(), "big".into()), ("late".into(), "big".into())],
+        "big has 4.5 then 3.5 free, still more than small"
+    );
+    assert!(q.match_offers().is_empty(), "in flight entries are not offered twice");
+}
+
+#[test]
+fn view_of_room_drops_with_each_offer() {
+    let mut q = SkillQueue::new(skill());
+    for i in 0..5 {
+        q.upsert(entry(&format!("c{i}"), i));
+    }
+    q.set_agent(&aid("a"), room(2.5));
+    assert_eq!(q.match_offers().len(), 2, "2.5 free fits two conversations of weight 1");
+}
+
+#[test]
+fn not_actionable_entries_are_never_offered() {
+    let mut q = SkillQueue::new(skill());
+    let mut e = entry("quiet", 1);
+    e.actionable = false;
+    q.upsert(e.clone());
+    q.set_agent(&aid("a"), room(3.0));
+    assert!(q.match_offers().is_empty());
+    e.actionable = true;
+    q.upsert(e);
+    assert_eq!(q.match_offers().len(), 1);
+}
+
+#[test]
+fn declined_for_room_goes_back_in_place_and_agent_view_is_corrected() {
+    let mut q = SkillQueue::new(skill());
+    q.upsert(entry("c1", 1));
+    q.upsert(entry("c2", 2));
+    q.set_agent(&aid("a"), room(1.0));
+    let offers = q.match_offers();
+    assert_eq!(pairs(&offers), vec![("c1".into(), "a".into())]);
+    q.offer_declined(&cid("c1"), 1, &aid("a"), Declined::NoRoom, Some(room(0.0)));
+    assert!(q.match_offers().is_empty());
+    q.set_agent(&aid("a"), room(1.0));
+    assert_eq!(pairs(&q.match_offers()), vec![("c1".into(), "a".into())], "c1 kept its place");
+}
+
+#[test]
+fn rejected_offer_goes_to_the_next_agent_then_waits_for_retry() {
+    let mut q = SkillQueue::new(skill());
+    q.upsert(entry("c1", 1));
+    q.set_agent(&aid("a"), room(3.0));
+    q.set_agent(&aid("b"), room(2.0));
+    assert_eq!(pairs(&q.match_offers()), vec![("c1".into(), "a".into())]);
+    q.offer_declined(&cid("c1"), 1, &aid("a"), Declined::Rejected, None);
+    q.set_agent(&aid("a"), room(3.0));
+    assert_eq!(pairs(&q.match_offers()), vec![("c1".into(), "b".into())]);
+    q.offer_declined(&cid("c1"), 1, &aid("b"), Declined::Rejected, None);
+    q.set_agent(&aid("b"), room(2.0));
+    assert!(q.match_offers().is_empty(), "everyone declined");
+    assert!(q.take_retry_wanted());
+    q.forget_declines();
+    assert_eq!(pairs(&q.match_offers()), vec![("c1".into(), "a".into())]);
+}
+
+#[test]
+fn preferred_targeted_and_avoided_agents() {
+    let mut q = SkillQueue::new(skill());
+    q.set_agent(&aid("a"), room(4.0));
+    q.set_agent(&aid("b"), room(1.0));
+    let mut sticky = entry("sticky", 1);
+    sticky.hints.preferred_agent = Some(aid("b"));
+    q.upsert(sticky);
+    assert_eq!(pairs(&q.match_offers()), vec![("sticky".into(), "b".into())]);
+
+    let mut avoid = entry("returned", 2);
+    avoid.hints.avoid_agent = Some(aid("a"));
+    q.upsert(avoid);
+    let mut other = entry("other", 3);
+    other.hints.avoid_agent = Some(aid("b"));
+    q.upsert(other);
+    q.set_agent(&aid("b"), room(1.0));
+    assert_eq!(
+        pairs(&q.match_offers()),
+        vec![("returned".into(), "b".into()), ("other".into(), "a".into())],
+        "each returned conversation goes to the agent that did not return it"
+    );
+}
+
+#[test]
+fn avoided_agent_is_used_when_no_one_else_has_room() {
+    let mut q = SkillQueue::new(skill());
+    q.set_agent(&aid("a"), room(4.0));
+    let mut e = entry("returned", 1);
+    e.hints.avoid_agent = Some(aid("a"));
+    q.upsert(e);
+    assert_eq!(pairs(&q.match_offers()), vec![("returned".into(), "a".into())]);
+}
+
+#[test]
+fn targeted_entries_wait_for_their_agent() {
+    let mut q = SkillQueue::new(skill());
+    q.set_agent(&aid("free"), room(4.0));
+    let mut e = entry("for-b", 1);
+    e.hints.target_agent = Some(aid("b"));
+    q.upsert(e.clone());
+    assert!(q.match_offers().is_empty(), "only b may take it");
+    q.set_agent(&aid("b"), room(1.0));
+    assert_eq!(pairs(&q.match_offers()), vec![("for-b".into(), "b".into())]);
+}
+
+#[test]
+fn a_newer_epoch_cancels_an_offer_in_flight() {
+    let mut q = SkillQueue::new(skill());
+    q.upsert(entry("c1", 1));
+    q.set_agent(&aid("a"), room(4.0));
+    assert_eq!(q.match_offers().len(), 1);
+    let mut e = entry("c1", 1);
+    e.epoch = 2;
+    q.upsert(e);
+    q.offer_declined(&cid("c1"), 1, &aid("a"), Declined::Stale, None);
+    assert!(q.contains(&cid("c1")), "a stale answer for epoch 1 does not remove epoch 2");
+    assert_eq!(q.match_offers().len(), 1);
+}
+
+#[test]
+fn figures_count_and_percentiles() {
+    let mut q = SkillQueue::new(skill());
+    for i in 0..10 {
+        q.upsert(entry(&format!("c{i}"), i));
+    }
+    let mut quiet = entry("quiet", 50);
+    quiet.actionable = false;
+    q.upsert(quiet);
+    q.set_agent(&aid("away"), AgentRoom { online: false, accepting: false, free: Weight::from_slots(4.0) });
+    let f = q.figures(Timestamp::from_millis(100_000));
+    assert_eq!((f.unassigned, f.actionable, f.not_actionable), (11, 10, 1));
+    assert_eq!(f.online_agents, 0);
+    assert_eq!(f.max_wait_secs, 100);
+    assert_eq!(f.wait_p50_secs, 96);
+    let rows = q.rows(100);
+    assert_eq!(rows.first().map(|r| r.conversation_id.to_string()), Some("c0".into()));
+    assert_eq!(rows.last().map(|r| r.place.as_str()), Some("waiting_for_consumer"));
+}

@@ -1,0 +1,88 @@
+//! The settings that drive routing: per skill ([`Skill`]) and engine-wide
+//! ([`RoutingPolicy`]). These are the typed, validated forms of the TOML config and of
+//! `PUT /v1/skills/{id}`.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::capacity::{Weight, WarmupPolicy};
+use crate::domain::conversation::Activity;
+use crate::domain::rank::{PriorityRule, RankWeights};
+use crate::domain::sla::{SlaPolicy, WorkingHours};
+use crate::ids::SkillId;
+
+/// One skill: a queue with its SLAs, Smart Capacity weights and priority rules.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Skill {
+    pub id: SkillId,
+    pub sla: SlaPolicy,
+    /// Weight of a conversation while the consumer is engaged.
+    pub active_weight: Weight,
+    /// Weight once the consumer has gone quiet (the agent wrote last).
+    pub inactive_weight: Weight,
+    /// Consumer silence after the agent's message that makes a conversation inactive.
+    pub inactive_after: Duration,
+    /// A conversation that waits for the consumer this long is closed by the system.
+    pub auto_close_after: Duration,
+    /// Also offered to this skill when no agent of this one is online, or after
+    /// `fallback_after` in the queue.
+    pub fallback_skill: Option<SkillId>,
+    pub fallback_after: Option<Duration>,
+    /// `None`: assignments are auto-accepted. `Some(t)`: the agent has `t` to accept.
+    pub offer_timeout: Option<Duration>,
+    pub priority_rules: Vec<PriorityRule>,
+    pub working_hours: Option<WorkingHours>,
+}
+
+impl Skill {
+    pub fn weight(&self, activity: Activity) -> Weight {
+        match activity {
+            Activity::Active => self.active_weight,
+            Activity::Inactive => self.inactive_weight,
+        }
+    }
+}
+
+/// Engine-wide routing rules (the `[routing]` table of the config).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RoutingPolicy {
+    /// Load an agent may carry past `max_slots` for one more conversation.
+    pub overflow: Weight,
+    /// A manual SLA further away than this releases the conversation's weight at once.
+    pub manual_sla_release: Duration,
+    /// A released conversation becomes active this long before its manual due time.
+    pub reactivate_before: Duration,
+    /// "Soon overdue" starts this long before the due time.
+    pub soon_overdue_before: Duration,
+    /// An agent away or offline this long loses its conversations to the queue.
+    pub unassign_grace: Duration,
+    /// A transfer to a named agent waits this long for them, then any agent may take it.
+    pub transfer_to_agent_max_wait: Duration,
+    /// A returning consumer prefers their last agent if that assignment is this recent.
+    pub sticky_window: Duration,
+    pub warmup: Option<WarmupPolicy>,
+    pub ranking: RankWeights,
+    /// An offer declined by every candidate is retried after this long.
+    pub offer_retry_after: Duration,
+    /// A closed conversation stays visible to the API this long.
+    pub closed_retention: Duration,
+}
+
+impl Default for RoutingPolicy {
+    fn default() -> Self {
+        RoutingPolicy {
+            overflow: Weight::from_slots(0.5),
+            manual_sla_release: Duration::from_secs(30 * 60),
+            reactivate_before: Duration::from_secs(10 * 60),
+            soon_overdue_before: Duration::from_secs(5 * 60),
+            unassign_grace: Duration::from_secs(2 * 60),
+            transfer_to_agent_max_wait: Duration::from_secs(2 * 3600),
+            sticky_window: Duration::from_secs(7 * 86_400),
+            warmup: None,
+            ranking: RankWeights::default(),
+            offer_retry_after: Duration::from_secs(30),
+            closed_retention: Duration::from_secs(10 * 60),
+        }
+    }
+}

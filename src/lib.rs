@@ -1,0 +1,26 @@
+//! # switchboard
+//!
+//! An in-memory, actor-based router for asynchronous messaging conversations: which
+//! waiting conversations should reach an agent now, and which agents really have room.
+//!
+//! Map of the crate:
+//! - [`domain`]: the pure core — conversation state machine, Smart Capacity, rank key,
+//!   SLAs and working hours, skill-queue matching. No actors, no clock: `now` is passed in.
+//! - [`actors`]: the ractor shell — one actor per conversation, agent and skill queue,
+//!   supervisors that restart them from their last state.
+//! - [`router`]: the [`Router`] facade used by the API, the simulator and the load tool.
+//! - [`events`]: domain events published on a broadcast channel.
+//! - [`config`]: TOML configuration, validated into typed settings.
+//! - [`ids`], [`time`], [`error`]: identifiers, timestamps and the clock, errors.
+
+pub mod actors;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod events;
+pub mod ids;
+pub mod router;
+pub mod time;
+
+pub use error::RouterError;
+pub use router::Router;

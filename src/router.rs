@@ -1,0 +1,448 @@
+//! The [`Router`] facade: the one entry point that the HTTP API, the simulator and the
+//! load generator use. It validates requests, looks actors up in the directories and
+//! talks to them with `call` (it is not an actor itself, so awaiting a reply is safe).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{Actor, ActorRef, RpcReplyPort};
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+
+use crate::actors::agent::{AgentMsg, AgentReply};
+use crate::actors::conversation::{ConvCommand, ConvMsg, ConvReply};
+use crate::actors::shared::{Handle, Shared};
+use crate::actors::skill_queue::QueueMsg;
+use crate::actors::supervisor::{Supervisor, SupervisorMsg};
+use crate::config::{EngineConfig, SkillSpec};
+use crate::domain::agent::{Agent, AgentSpec, AgentStatus};
+use crate::domain::conversation::{ClosedBy, Conversation, OpenRequest, State};
+use crate::domain::queue::{QueueFigures, QueueRow};
+use crate::domain::skill::{RoutingPolicy, Skill};
+use crate::error::RouterError;
+use crate::events::{EventKind, RouterEvent};
+use crate::ids::{AgentId, ConsumerId, ConversationId, SkillId};
+use crate::time::Clock;
+
+/// The consumer's first message.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenConversation {
+    pub conversation_id: Option<ConversationId>,
+    pub consumer_id: Option<ConsumerId>,
+    pub skill: Option<SkillId>,
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+    #[serde(default)]
+    pub urgent: bool,
+}
+
+/// `GET /v1/queue-health` figures of one skill.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct QueueHealth {
+    #[serde(flatten)]
+    pub queue: QueueFigures,
+    pub assigned: usize,
+    pub overdue_assigned: usize,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct QueueSnapshot {
+    pub skill_id: SkillId,
+    pub conversations: Vec<QueueRow>,
+    pub health: QueueHealth,
+}
+
+/// The routing engine, running.
+#[derive(Clone, Debug)]
+pub struct Router {
+    shared: Arc<Shared>,
+    skill_defaults: Arc<Skill>,
+    conversations: ActorRef<SupervisorMsg>,
+    agents: ActorRef<SupervisorMsg>,
+    queues: ActorRef<SupervisorMsg>,
+}
+
+impl Router {
+    /// Starts the supervisors and the configured skills and agents.
+    pub async fn start(config: EngineConfig, clock: Clock) -> Result<Router, RouterError> {
+        let shared = Shared::new(clock, config.routing.clone(), config.event_capacity);
+        let spawn = |shared: Arc<Shared>| async move {
+            Actor::spawn(None, Supervisor, shared)
+                .await
+                .map(|(a, _)| a)
+                .map_err(|e| RouterError::Unavailable(e.to_string()))
+        };
+        let router = Router {
+            conversations: spawn(Arc::clone(&shared)).await?,
+            agents: spawn(Arc::clone(&shared)).await?,
+            queues: spawn(Arc::clone(&shared)).await?,
+            skill_defaults: Arc::new(config.skill_defaults),
+            shared,
+        };
+        for skill in config.skills {
+            router.install_skill(skill).await?;
+        }
+        for (id, spec, status) in config.agents {
+            router.put_agent(id.clone(), spec).await?;
+            router.set_agent_status(&id, status).await?;
+        }
+        Ok(router)
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.shared.clock
+    }
+
+    pub fn policy(&self) -> &RoutingPolicy {
+        &self.shared.policy
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<RouterEvent> {
+        self.shared.subscribe()
+    }
+
+    /// Messages sent to actors and not yet handled: the engine's inbound backlog.
+    pub fn in_flight(&self) -> i64 {
+        self.shared.in_flight()
+    }
+
+    /// Waits until no message is in flight (timers may still be pending). Returns
+    /// false if that did not happen within `max_rounds` scheduler yields.
+    pub async fn quiesce(&self, max_rounds: usize) -> bool {
+        for _ in 0..max_rounds {
+            if self.shared.in_flight() == 0 {
+                return true;
+            }
+            tokio::task::yield_now().await;
+        }
+        self.shared.in_flight() == 0
+    }
+
+    async fn call_supervisor(&self, to: &ActorRef<SupervisorMsg>, msg: impl FnOnce(RpcReplyPort<Result<(), RouterError>>) -> SupervisorMsg) -> Result<(), RouterError> {
+        self.call(to, msg).await?
+    }
+
+    /// `call` with in-flight accounting.
+    async fn call<M: ractor::Message, T: Send + 'static>(&self, to: &ActorRef<M>, msg: impl FnOnce(RpcReplyPort<T>) -> M) -> Result<T, RouterError> {
+        self.shared.count_call();
+        match to.call(msg, None).await {
+            Ok(ractor::rpc::CallResult::Success(v)) => Ok(v),
+            Ok(_) => Err(RouterError::Unavailable("the actor stopped before answering".into())),
+            Err(e) => {
+                self.shared.uncount_call();
+                Err(e.into())
+            }
+        }
+    }
+
+    // ---- skills ----
+
+    /// Resolves a skill spec against the configured defaults and validates it.
+    pub fn resolve_skill(&self, id: SkillId, spec: &SkillSpec) -> Result<Skill, RouterError> {
+        let skill = spec
+            .resolve(id, &self.skill_defaults, "")
+            .map_err(|e| RouterError::InvalidRequest(e.to_string()))?;
+        if let Some(fb) = &skill.fallback_skill {
+            if !self.shared.skills.contains_key(fb) {
+                return Err(RouterError::InvalidRequest(format!("fallback_skill: unknown skill {fb:?}")));
+            }
+        }
+        Ok(skill)
+    }
+
+    /// Creates or replaces a skill.
+    pub async fn put_skill(&self, id: SkillId, spec: &SkillSpec) -> Result<Arc<Skill>, RouterError> {
+        let skill = self.resolve_skill(id, spec)?;
+        self.install_skill(skill).await
+    }
+
+    pub async fn install_skill(&self, skill: Skill) -> Result<Arc<Skill>, RouterError> {
+        let id = skill.id.clone();
+        let skill = Arc::new(skill);
+        self.shared.skills.insert(id.clone(), Arc::clone(&skill));
+        if self.shared.queue(&id).is_none() {
+            self.call_supervisor(&self.queues, |reply| SupervisorMsg::SpawnQueue(id, reply)).await?;
+        }
+        Ok(skill)
+    }
+
+    pub fn skill(&self, id: &SkillId) -> Result<Arc<Skill>, RouterError> {
+        self.shared.skill(id).ok_or_else(|| RouterError::not_found("skill", id))
+    }
+
+    pub fn skills(&self) -> Vec<Arc<Skill>> {
+        let mut v: Vec<Arc<Skill>> = self.shared.skills.iter().map(|s| Arc::clone(&s)).collect();
+        v.sort_by(|a, b| a.id.cmp(&b.id));
+        v
+    }
+
+    // ---- agents ----
+
+    /// Creates or reconfigures an agent. A new agent starts offline.
+    pub async fn put_agent(&self, id: AgentId, spec: AgentSpec) -> Result<Agent, RouterError> {
+        if let Some(missing) = spec.skills.iter().find(|s| !self.shared.skills.contains_key(*s)) {
+            return Err(RouterError::not_found("skill", missing));
+        }
+        if let Some(actor) = self.shared.agent_actor(&id) {
+            return self.call(&actor, |reply: AgentReply| AgentMsg::Configure(spec, reply)).await?;
+        }
+        let handle = Handle::new(Agent::new(id.clone(), spec, self.shared.now(), &self.shared.policy));
+        match self.shared.agents.entry(id.clone()) {
+            dashmap::Entry::Occupied(_) => return Err(RouterError::Conflict(format!("agent {id} is being created"))),
+            dashmap::Entry::Vacant(v) => {
+                v.insert(Arc::clone(&handle));
+            }
+        }
+        if let Err(e) = self.call_supervisor(&self.agents, |reply| SupervisorMsg::SpawnAgent(Arc::clone(&handle), reply)).await {
+            self.shared.agents.remove(&id);
+            return Err(e);
+        }
+        Ok(handle.snapshot())
+    }
+
+    pub async fn set_agent_status(&self, id: &AgentId, status: AgentStatus) -> Result<Agent, RouterError> {
+        let actor = self.shared.agent_actor(id).ok_or_else(|| RouterError::not_found("agent", id))?;
+        self.call(&actor, |reply: AgentReply| AgentMsg::SetStatus(status, reply)).await?
+    }
+
+    pub fn agent(&self, id: &AgentId) -> Result<Agent, RouterError> {
+        self.shared
+            .agents
+            .get(id)
+            .map(|h| h.snapshot())
+            .ok_or_else(|| RouterError::not_found("agent", id))
+    }
+
+    pub fn agent_ids(&self) -> Vec<AgentId> {
+        self.shared.agents.iter().map(|h| h.key().clone()).collect()
+    }
+
+    /// Offer mode: the agent accepts the offer; returns the assigned conversation.
+    pub async fn accept_offer(&self, conversation: &ConversationId, agent: &AgentId) -> Result<Conversation, RouterError> {
+        self.ensure_conversation(conversation)?;
+        let actor = self.shared.agent_actor(agent).ok_or_else(|| RouterError::not_found("agent", agent))?;
+        let conversation = conversation.clone();
+        self.call(&actor, |reply: ConvReply| AgentMsg::Accept { conversation, reply }).await?
+    }
+
+    /// Offer mode: the agent rejects the offer; the conversation goes to the next agent.
+    pub async fn reject_offer(&self, conversation: &ConversationId, agent: &AgentId) -> Result<Conversation, RouterError> {
+        self.ensure_conversation(conversation)?;
+        let actor = self.shared.agent_actor(agent).ok_or_else(|| RouterError::not_found("agent", agent))?;
+        let id = conversation.clone();
+        self.call(&actor, |reply| AgentMsg::Reject { conversation: id, reply }).await??;
+        self.conversation(conversation)
+    }
+
+    // ---- conversations ----
+
+    fn ensure_conversation(&self, id: &ConversationId) -> Result<(), RouterError> {
+        if self.shared.conversations.contains_key(id) {
+            Ok(())
+        } else {
+            Err(RouterError::not_found("conversation", id))
+        }
+    }
+
+    fn new_conversation_id(&self) -> ConversationId {
+        loop {
+            let candidate = format!("c-{:x}-{:04x}", self.shared.next_seq(), rand::random::<u16>());
+            if let Ok(id) = ConversationId::new(candidate) {
+                if !self.shared.conversations.contains_key(&id) {
+                    return id;
+                }
+            }
+        }
+    }
+
+    /// The consumer's first message: creates the conversation and queues it.
+    pub async fn open_conversation(&self, req: OpenConversation) -> Result<Conversation, RouterError> {
+        let consumer_id = req.consumer_id.ok_or_else(|| RouterError::InvalidRequest("consumer_id is required".into()))?;
+        let skill_id = req.skill.ok_or_else(|| RouterError::InvalidRequest("skill is required".into()))?;
+        let skill = self.skill(&skill_id)?;
+        let id = req.conversation_id.unwrap_or_else(|| self.new_conversation_id());
+        let now = self.shared.now();
+        let record = self.shared.consumers.get(&consumer_id).map(|r| r.clone());
+        let first_time = record.is_none();
+        let preferred_agent = record
+            .and_then(|r| r.last_agent)
+            .filter(|(_, at)| now.since(*at) <= self.shared.policy.sticky_window)
+            .map(|(agent, _)| agent);
+        let conv = Conversation::open(
+            OpenRequest {
+                id: id.clone(),
+                consumer_id: consumer_id.clone(),
+                skill: skill_id.clone(),
+                attributes: req.attributes,
+                urgent: req.urgent,
+                first_time,
+                preferred_agent,
+                seq: self.shared.next_seq(),
+            },
+            now,
+            &skill,
+        );
+        let handle = Handle::new(conv);
+        match self.shared.conversations.entry(id.clone()) {
+            dashmap::Entry::Occupied(_) => return Err(RouterError::Conflict(format!("conversation {id} exists"))),
+            dashmap::Entry::Vacant(v) => {
+                v.insert(Arc::clone(&handle));
+            }
+        }
+        self.shared
+            .consumers
+            .entry(consumer_id)
+            .or_insert(crate::actors::shared::ConsumerRecord { last_agent: None });
+        let spawned = self
+            .call_supervisor(&self.conversations, |reply| SupervisorMsg::SpawnConversation(Arc::clone(&handle), reply))
+            .await;
+        if let Err(e) = spawned {
+            self.shared.conversations.remove(&id);
+            return Err(e);
+        }
+        self.shared.event(now, EventKind::Opened { first_time, urgent: req.urgent }, Some(&id), None, Some(&skill_id));
+        Ok(handle.snapshot())
+    }
+
+    async fn command(&self, id: &ConversationId, cmd: ConvCommand) -> Result<Conversation, RouterError> {
+        let actor = self
+            .shared
+            .conversation_actor(id)
+            .ok_or_else(|| RouterError::not_found("conversation", id))?;
+        self.call(&actor, |reply: ConvReply| ConvMsg::Command(cmd, reply)).await?
+    }
+
+    fn ensure_agent(&self, id: &AgentId) -> Result<(), RouterError> {
+        if self.shared.agents.contains_key(id) {
+            Ok(())
+        } else {
+            Err(RouterError::not_found("agent", id))
+        }
+    }
+
+    pub async fn consumer_message(&self, id: &ConversationId) -> Result<Conversation, RouterError> {
+        self.command(id, ConvCommand::ConsumerMessage).await
+    }
+
+    pub async fn agent_message(&self, id: &ConversationId, agent: &AgentId) -> Result<Conversation, RouterError> {
+        self.ensure_agent(agent)?;
+        self.command(id, ConvCommand::AgentMessage { agent: agent.clone() }).await
+    }
+
+    pub async fn mark_urgent(&self, id: &ConversationId) -> Result<Conversation, RouterError> {
+        self.command(id, ConvCommand::MarkUrgent).await
+    }
+
+    /// A manual SLA: the agent will follow up within `due_in`.
+    pub async fn follow_up(&self, id: &ConversationId, agent: &AgentId, due_in: Duration) -> Result<Conversation, RouterError> {
+        self.ensure_agent(agent)?;
+        if due_in.is_zero() || due_in > Duration::from_secs(366 * 86_400) {
+            return Err(RouterError::InvalidRequest("due_in_secs must be between 1 and 31622400".into()));
+        }
+        self.command(id, ConvCommand::FollowUp { agent: agent.clone(), due_in }).await
+    }
+
+    pub async fn transfer_to_skill(&self, id: &ConversationId, skill: &SkillId) -> Result<Conversation, RouterError> {
+        self.skill(skill)?;
+        self.command(id, ConvCommand::TransferToSkill { skill: skill.clone() }).await
+    }
+
+    pub async fn transfer_to_agent(&self, id: &ConversationId, agent: &AgentId) -> Result<Conversation, RouterError> {
+        let target = self.agent(agent)?;
+        let conv = self.conversation(id)?;
+        if !target.skills.contains(&conv.skill) {
+            return Err(RouterError::Conflict(format!("agent {agent} does not have skill {}", conv.skill)));
+        }
+        if conv.agent_id.as_ref() == Some(agent) {
+            return Err(RouterError::Conflict(format!("conversation {id} is already assigned to {agent}")));
+        }
+        self.command(id, ConvCommand::TransferToAgent { agent: agent.clone() }).await
+    }
+
+    pub async fn return_to_queue(&self, id: &ConversationId, agent: &AgentId) -> Result<Conversation, RouterError> {
+        self.ensure_agent(agent)?;
+        self.command(id, ConvCommand::ReturnToQueue { agent: agent.clone() }).await
+    }
+
+    pub async fn close(&self, id: &ConversationId, by: ClosedBy, agent: Option<&AgentId>) -> Result<Conversation, RouterError> {
+        if let Some(a) = agent {
+            self.ensure_agent(a)?;
+        }
+        if by == ClosedBy::Agent && agent.is_none() {
+            return Err(RouterError::InvalidRequest("agent_id is required when an agent closes".into()));
+        }
+        self.command(id, ConvCommand::Close { by, agent: agent.cloned() }).await
+    }
+
+    /// The conversation as last committed by its actor.
+    pub fn conversation(&self, id: &ConversationId) -> Result<Conversation, RouterError> {
+        self.shared
+            .conversations
+            .get(id)
+            .map(|h| h.snapshot())
+            .ok_or_else(|| RouterError::not_found("conversation", id))
+    }
+
+    /// Number of conversations the router holds (open, and closed within retention).
+    pub fn num_conversations(&self) -> usize {
+        self.shared.conversations.len()
+    }
+
+    // ---- queues ----
+
+    pub async fn queue(&self, skill: &SkillId, limit: usize) -> Result<QueueSnapshot, RouterError> {
+        let q = self.shared.queue(skill).ok_or_else(|| RouterError::not_found("skill", skill))?;
+        let rows = self.call(&q, |reply| QueueMsg::Rows { limit, reply }).await?;
+        let health = self.queue_health_of(skill).await?;
+        Ok(QueueSnapshot {
+            skill_id: skill.clone(),
+            conversations: rows,
+            health,
+        })
+    }
+
+    async fn queue_health_of(&self, skill: &SkillId) -> Result<QueueHealth, RouterError> {
+        let mut all = self.queue_health().await?;
+        Ok(all.remove(skill).unwrap_or_default())
+    }
+
+    /// Figures of every skill: the queue's own, plus assigned and overdue-assigned counts
+    /// from the conversations (a scan: meant for dashboards, not per-request paths).
+    pub async fn queue_health(&self) -> Result<BTreeMap<SkillId, QueueHealth>, RouterError> {
+        let mut out: BTreeMap<SkillId, QueueHealth> = BTreeMap::new();
+        let queues: Vec<(SkillId, ActorRef<QueueMsg>)> = self.shared.queues.iter().map(|e| (e.key().clone(), e.value().clone())).collect();
+        for (skill, q) in queues {
+            let figures = self.call(&q, QueueMsg::Figures).await?;
+            out.insert(skill, QueueHealth { queue: figures, ..QueueHealth::default() });
+        }
+        let mut assigned: HashMap<SkillId, (usize, usize)> = HashMap::new();
+        for h in self.shared.conversations.iter() {
+            let c = h.lock();
+            if c.state == State::Assigned {
+                let e = assigned.entry(c.skill.clone()).or_default();
+                e.0 += 1;
+                e.1 += usize::from(c.overdue);
+            }
+        }
+        for (skill, (n, overdue)) in assigned {
+            let h = out.entry(skill).or_default();
+            h.assigned = n;
+            h.overdue_assigned = overdue;
+        }
+        Ok(out)
+    }
+
+    /// Stops every actor.
+    pub async fn shutdown(&self) {
+        for sup in [&self.conversations, &self.agents, &self.queues] {
+            sup.stop(None);
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+}
