@@ -108,16 +108,25 @@ impl Router {
         self.shared.in_flight()
     }
 
-    /// Waits until no message is in flight (timers may still be pending). Returns
-    /// false if that did not happen within `max_rounds` scheduler yields.
+    /// Waits until no message is in flight (timers may still be pending). Timer tasks
+    /// that are due but not yet run hold no count, so "idle" must hold over several
+    /// scheduler turns in a row. Returns false if that did not happen within
+    /// `max_rounds` yields.
     pub async fn quiesce(&self, max_rounds: usize) -> bool {
+        const STABLE_TURNS: usize = 3;
+        let mut idle_turns = 0;
         for _ in 0..max_rounds {
             if self.shared.in_flight() == 0 {
-                return true;
+                idle_turns += 1;
+                if idle_turns >= STABLE_TURNS {
+                    return true;
+                }
+            } else {
+                idle_turns = 0;
             }
             tokio::task::yield_now().await;
         }
-        self.shared.in_flight() == 0
+        false
     }
 
     async fn call_supervisor(&self, to: &ActorRef<SupervisorMsg>, msg: impl FnOnce(RpcReplyPort<Result<(), RouterError>>) -> SupervisorMsg) -> Result<(), RouterError> {
@@ -295,6 +304,7 @@ impl Router {
             .consumers
             .entry(consumer_id)
             .or_insert(crate::actors::shared::ConsumerRecord { last_agent: None });
+        self.shared.event(now, EventKind::Opened { first_time, urgent: req.urgent }, Some(&id), None, Some(&skill_id));
         let spawned = self
             .call_supervisor(&self.conversations, |reply| SupervisorMsg::SpawnConversation(Arc::clone(&handle), reply))
             .await;
@@ -302,7 +312,6 @@ impl Router {
             self.shared.conversations.remove(&id);
             return Err(e);
         }
-        self.shared.event(now, EventKind::Opened { first_time, urgent: req.urgent }, Some(&id), None, Some(&skill_id));
         Ok(handle.snapshot())
     }
 

@@ -1,0 +1,441 @@
+//! The routing engine's behaviours, each on tokio's paused clock: a day passes in
+//! milliseconds and every timer fires at its exact virtual time.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use switchboard::domain::agent::AgentStatus;
+use switchboard::domain::conversation::{Activity, Awaiting, ClosedBy, State};
+use switchboard::domain::sla::SlaKind;
+use switchboard::events::EventKind;
+
+const ONE_SKILL: &str = r#"
+[[skills]]
+id = "general"
+"#;
+
+#[tokio::test(start_paused = true)]
+async fn auto_accept_assigns_without_an_answer_from_the_agent() {
+    let r = router(ONE_SKILL).await;
+    agent_online(&r, "a1", &["general"], 2).await;
+    open(&r, "c1", "u1", "general").await;
+    assert_eq!(holder(&r, "c1").as_deref(), Some("a1"));
+    assert_eq!(busy(&r, "a1"), 1.0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn inactive_conversations_free_capacity_and_the_queue_drains_at_once() {
+    let r = router(ONE_SKILL).await;
+    agent_online(&r, "a1", &["general"], 1).await;
+    open(&r, "c1", "u1", "general").await;
+    open(&r, "c2", "u2", "general").await;
+    assert_eq!(holder(&r, "c1").as_deref(), Some("a1"));
+    assert_eq!(holder(&r, "c2"), None, "1 slot + 0.5 overflow holds one active conversation");
+
+    r.agent_message(&cid("c1"), &aid("a1")).await.expect("reply");
+    settle(&r).await;
+    pass(&r, 10 * MIN - Duration::from_secs(1)).await;
+    assert_eq!(holder(&r, "c2"), None, "still active one second before inactive_after");
+    pass(&r, Duration::from_secs(1)).await;
+    assert_eq!(conv(&r, "c1").activity, Activity::Inactive);
+    assert_eq!(holder(&r, "c2").as_deref(), Some("a1"), "c2 assigned the moment c1 went quiet");
+    assert!((busy(&r, "a1") - 1.1).abs() < 1e-9);
+}
+
+#[tokio::test(start_paused = true)]
+async fn consumer_reply_reactivates_and_restarts_the_sla() {
+    let r = router(ONE_SKILL).await;
+    agent_online(&r, "a1", &["general"], 2).await;
+    open(&r, "c1", "u1", "general").await;
+    r.agent_message(&cid("c1"), &aid("a1")).await.expect("reply");
+    pass(&r, 15 * MIN).await;
+    assert_eq!(conv(&r, "c1").activity, Activity::Inactive);
+    let mut events = r.subscribe();
+    let c = r.consumer_message(&cid("c1")).await.expect("consumer");
+    settle(&r).await;
+    assert_eq!(c.activity, Activity::Active);
+    assert_eq!(c.awaiting, Awaiting::Agent);
+    let now = r.clock().now();
+    assert_eq!(c.sla.map(|s| s.due_at), Some(now.plus(30 * MIN)), "first-time SLA from the reply");
+    assert_eq!(busy(&r, "a1"), 1.0, "the agent carries its full weight again");
+    let reactivated = std::iter::from_fn(|| events.try_recv().ok()).any(|e| e.kind == EventKind::Reactivated);
+    assert!(reactivated);
+}
+
+#[tokio::test(start_paused = true)]
+async fn consumer_message_does_not_send_a_conversation_to_the_back_of_the_queue() {
+    let r = router(ONE_SKILL).await;
+    open(&r, "c1", "u1", "general").await;
+    pass(&r, MIN).await;
+    open(&r, "c2", "u2", "general").await;
+    pass(&r, MIN).await;
+    open(&r, "c3", "u3", "general").await;
+    pass(&r, 10 * MIN).await;
+    r.consumer_message(&cid("c1")).await.expect("consumer writes again");
+    r.consumer_message(&cid("c1")).await.expect("and again");
+    settle(&r).await;
+    let q = r.queue(&sid("general"), 10).await.expect("queue");
+    let order: Vec<String> = q.conversations.iter().map(|c| c.conversation_id.to_string()).collect();
+    assert_eq!(order, ["c1", "c2", "c3"]);
+    assert_eq!(q.health.queue.max_wait_secs, 12 * 60, "wait counts from the first entry");
+
+    agent_online(&r, "a1", &["general"], 1).await;
+    assert_eq!(holder(&r, "c1").as_deref(), Some("a1"), "c1 is still served first");
+}
+
+#[tokio::test(start_paused = true)]
+async fn overdue_fires_at_the_due_time_and_jumps_the_queue() {
+    let r = router(
+        r#"
+[[skills]]
+id = "general"
+sla = { normal_secs = 3600, first_time_secs = 3600 }
+priority_rules = [{ attribute = "tier", equals = "vip", boost = 100 }]
+"#,
+    )
+    .await;
+    let mut events = r.subscribe();
+    open(&r, "c1", "u1", "general").await;
+    pass(&r, 60 * MIN - Duration::from_secs(1)).await;
+    assert!(!conv(&r, "c1").overdue);
+    assert!(conv(&r, "c1").soon_overdue);
+    let vip = r
+        .open_conversation(switchboard::router::OpenConversation {
+            conversation_id: Some(cid("vip")),
+            consumer_id: Some(switchboard::ids::ConsumerId::new("u9").expect("id")),
+            skill: Some(sid("general")),
+            attributes: [("tier".to_string(), "vip".to_string())].into(),
+            urgent: false,
+        })
+        .await
+        .expect("open");
+    assert_eq!(vip.priority(&r.skill(&sid("general")).expect("skill")), 100);
+    settle(&r).await;
+    let first = r.queue(&sid("general"), 1).await.expect("queue").conversations[0].conversation_id.to_string();
+    assert_eq!(first, "vip", "500 minutes of priority beat a conversation not yet overdue");
+    pass(&r, Duration::from_secs(1)).await;
+    let c = conv(&r, "c1");
+    assert!(c.overdue);
+    let first = r.queue(&sid("general"), 1).await.expect("queue").conversations[0].conversation_id.to_string();
+    assert_eq!(first, "c1", "overdue first of all");
+    let kinds: Vec<EventKind> = std::iter::from_fn(|| events.try_recv().ok()).map(|e| e.kind).collect();
+    assert!(kinds.iter().any(|k| matches!(k, EventKind::SoonOverdue { .. })));
+    assert!(kinds.iter().any(|k| matches!(k, EventKind::Overdue { kind: SlaKind::FirstTime, .. })));
+    let health = r.queue_health().await.expect("health");
+    assert_eq!(health[&sid("general")].queue.overdue_unassigned, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn first_time_urgent_and_normal_slas() {
+    let r = router(ONE_SKILL).await;
+    let start = r.clock().now();
+    let first = open(&r, "c1", "u1", "general").await;
+    assert_eq!(first.sla.map(|s| (s.kind, s.due_at)), Some((SlaKind::FirstTime, start.plus(30 * MIN))));
+    let again = open(&r, "c2", "u1", "general").await;
+    assert_eq!(again.sla.map(|s| (s.kind, s.due_at)), Some((SlaKind::Normal, start.plus(60 * MIN))));
+    pass(&r, 2 * MIN).await;
+    let urgent = r.mark_urgent(&cid("c2")).await.expect("urgent");
+    assert_eq!(
+        urgent.sla.map(|s| (s.kind, s.due_at)),
+        Some((SlaKind::Urgent, start.plus(10 * MIN))),
+        "urgent applies to the running wait, from its start"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn manual_sla_releases_capacity_and_comes_back_before_it_is_due() {
+    let r = router(ONE_SKILL).await;
+    agent_online(&r, "a1", &["general"], 1).await;
+    open(&r, "c1", "u1", "general").await;
+    open(&r, "c2", "u2", "general").await;
+    assert_eq!(holder(&r, "c2"), None);
+    let mut events = r.subscribe();
+    let c1 = r.follow_up(&cid("c1"), &aid("a1"), 120 * MIN).await.expect("follow-up");
+    settle(&r).await;
+    assert_eq!(c1.activity, Activity::Inactive, "a 2 h follow-up leaves the active load at once");
+    assert_eq!(holder(&r, "c2").as_deref(), Some("a1"), "and the freed room is used at once");
+
+    r.consumer_message(&cid("c1")).await.expect("consumer writes");
+    settle(&r).await;
+    let c1 = conv(&r, "c1");
+    assert_eq!(c1.sla.map(|s| s.kind), Some(SlaKind::Manual), "a consumer message does not reset it");
+    let due = c1.manual_due_at.expect("due");
+    // The consumer's message made it active; the agent answers, so it goes quiet again.
+    r.agent_message(&cid("c1"), &aid("a1")).await.expect("reply");
+    r.follow_up(&cid("c1"), &aid("a1"), 60 * MIN).await.expect("follow-up again");
+    settle(&r).await;
+    let due = conv(&r, "c1").manual_due_at.unwrap_or(due);
+    assert_eq!(conv(&r, "c1").activity, Activity::Inactive);
+    let until_reactivation = r.clock().until(due.minus(10 * MIN));
+    pass(&r, until_reactivation).await;
+    assert_eq!(conv(&r, "c1").activity, Activity::Active, "10 minutes before its due time");
+    assert!(!conv(&r, "c1").actionable());
+    pass(&r, 10 * MIN).await;
+    let c1 = conv(&r, "c1");
+    assert!(c1.actionable(), "due: waits for the agent");
+    assert!(c1.overdue);
+    let kinds: Vec<&'static str> = std::iter::from_fn(|| events.try_recv().ok()).map(|e| e.kind.name()).collect();
+    assert!(kinds.contains(&"reactivated") && kinds.contains(&"overdue"), "{kinds:?}");
+}
+
+const OFFER_MODE: &str = r#"
+[routing]
+offer_retry_after_secs = 60
+
+[[skills]]
+id = "general"
+offer_timeout_secs = 30
+"#;
+
+#[tokio::test(start_paused = true)]
+async fn ignored_or_rejected_offers_go_to_the_next_agent() {
+    let r = router(OFFER_MODE).await;
+    agent_online(&r, "a1", &["general"], 4).await;
+    agent_online(&r, "a2", &["general"], 2).await;
+    open(&r, "c1", "u1", "general").await;
+    let c = conv(&r, "c1");
+    assert_eq!(c.state, State::Offered);
+    assert_eq!(c.offered_to.as_ref().map(|a| a.to_string()).as_deref(), Some("a1"), "most room first");
+    assert_eq!(busy(&r, "a1"), 1.0, "an offer holds room until answered");
+
+    pass(&r, 30 * Duration::from_secs(1)).await;
+    let c = conv(&r, "c1");
+    assert_eq!(c.offered_to.as_ref().map(|a| a.to_string()).as_deref(), Some("a2"), "ignored: next agent");
+    assert_eq!(busy(&r, "a1"), 0.0);
+
+    let err = r.accept_offer(&cid("c1"), &aid("a1")).await.expect_err("a1 holds no offer");
+    assert!(matches!(err, switchboard::RouterError::Conflict(_)));
+    r.reject_offer(&cid("c1"), &aid("a2")).await.expect("reject");
+    settle(&r).await;
+    assert_eq!(conv(&r, "c1").state, State::Queued, "both declined: waits for the retry");
+    pass(&r, 60 * Duration::from_secs(1)).await;
+    assert_eq!(conv(&r, "c1").state, State::Offered, "offered again after offer_retry_after");
+    let holder_now = conv(&r, "c1").offered_to.expect("offered");
+    let c = r.accept_offer(&cid("c1"), &holder_now).await.expect("accept");
+    assert_eq!(c.state, State::Assigned);
+    assert_eq!(c.agent_id.as_ref(), Some(&holder_now));
+    settle(&r).await;
+    assert_eq!(r.agent(&holder_now).expect("agent").conversations.len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn transfer_to_skill_recomputes_the_sla_and_routes_there() {
+    let r = router(
+        r#"
+[[skills]]
+id = "general"
+[[skills]]
+id = "retention"
+sla = { normal_secs = 600, first_time_secs = 600 }
+"#,
+    )
+    .await;
+    agent_online(&r, "a1", &["general"], 2).await;
+    agent_online(&r, "r1", &["retention"], 2).await;
+    open(&r, "c1", "u1", "general").await;
+    assert_eq!(holder(&r, "c1").as_deref(), Some("a1"));
+    let start = conv(&r, "c1").opened_at;
+    pass(&r, 2 * MIN).await;
+    let c = r.transfer_to_skill(&cid("c1"), &sid("retention")).await.expect("transfer");
+    settle(&r).await;
+    assert_eq!(c.sla.map(|s| s.due_at), Some(start.plus(10 * MIN)), "retention's 10 min from the consumer's wait");
+    assert_eq!(holder(&r, "c1").as_deref(), Some("r1"));
+    assert_eq!(busy(&r, "a1"), 0.0, "the first agent is released");
+    assert_eq!(conv(&r, "c1").transfers, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn transfer_to_agent_waits_for_that_agent_then_any_agent() {
+    let r = router("[routing]\ntransfer_to_agent_max_wait_secs = 3600\n[[skills]]\nid = \"general\"\n").await;
+    agent_online(&r, "a1", &["general"], 1).await;
+    open(&r, "c1", "u1", "general").await;
+    open(&r, "c2", "u2", "general").await;
+    agent_online(&r, "a2", &["general"], 1).await;
+    assert_eq!(holder(&r, "c2").as_deref(), Some("a2"));
+    agent_online(&r, "a3", &["general"], 3).await;
+    // a1 hands c1 to a2, who is full.
+    r.transfer_to_agent(&cid("c1"), &aid("a2")).await.expect("transfer");
+    settle(&r).await;
+    assert_eq!(holder(&r, "c1"), None, "a3 has room but c1 waits for a2");
+    pass(&r, 30 * MIN).await;
+    assert_eq!(holder(&r, "c1"), None);
+    pass(&r, 30 * MIN).await;
+    assert_eq!(holder(&r, "c1").as_deref(), Some("a3"), "after the maximum wait, any agent");
+}
+
+#[tokio::test(start_paused = true)]
+async fn transfer_to_agent_is_taken_as_soon_as_the_agent_has_room() {
+    let r = router(ONE_SKILL).await;
+    agent_online(&r, "a1", &["general"], 1).await;
+    agent_online(&r, "a2", &["general"], 1).await;
+    open(&r, "c1", "u1", "general").await;
+    open(&r, "c2", "u2", "general").await;
+    let first = holder(&r, "c1").expect("assigned");
+    let other = if first == "a1" { "a2" } else { "a1" };
+    let c2_holder = holder(&r, "c2").expect("assigned");
+    assert_eq!(c2_holder, other);
+    r.transfer_to_agent(&cid("c1"), &aid(other)).await.expect("transfer");
+    settle(&r).await;
+    assert_eq!(holder(&r, "c1"), None);
+    r.close(&cid("c2"), ClosedBy::Agent, Some(&aid(other))).await.expect("close");
+    settle(&r).await;
+    assert_eq!(holder(&r, "c1").as_deref(), Some(other));
+}
+
+#[tokio::test(start_paused = true)]
+async fn return_to_queue_prefers_another_agent() {
+    let r = router(ONE_SKILL).await;
+    agent_online(&r, "a1", &["general"], 4).await;
+    open(&r, "c1", "u1", "general").await;
+    agent_online(&r, "a2", &["general"], 2).await;
+    assert_eq!(holder(&r, "c1").as_deref(), Some("a1"));
+    let c = r.return_to_queue(&cid("c1"), &aid("a1")).await.expect("return");
+    assert!(c.returned_to_queue);
+    settle(&r).await;
+    assert_eq!(holder(&r, "c1").as_deref(), Some("a2"), "a1 has more room but gave it back");
+    let err = r.return_to_queue(&cid("c1"), &aid("a1")).await.expect_err("a1 no longer holds it");
+    assert!(matches!(err, switchboard::RouterError::Conflict(_)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn away_agent_loses_conversations_after_the_grace_period() {
+    let r = router("[routing]\nunassign_grace_secs = 120\n[[skills]]\nid = \"general\"\n").await;
+    agent_online(&r, "a1", &["general"], 2).await;
+    open(&r, "c1", "u1", "general").await;
+    open(&r, "c2", "u2", "general").await;
+    r.agent_message(&cid("c2"), &aid("a1")).await.expect("reply");
+    agent_online(&r, "a2", &["general"], 3).await;
+    r.set_agent_status(&aid("a1"), AgentStatus::Away).await.expect("away");
+    settle(&r).await;
+    pass(&r, 119 * Duration::from_secs(1)).await;
+    assert_eq!(holder(&r, "c1").as_deref(), Some("a1"), "within the grace period");
+    pass(&r, Duration::from_secs(1)).await;
+    assert_eq!(holder(&r, "c1").as_deref(), Some("a2"), "waiting for an agent: reassigned");
+    let c2 = conv(&r, "c2");
+    assert_eq!(c2.state, State::Queued, "waiting for the consumer: stays visible in the queue");
+    assert!(!c2.actionable());
+    assert_eq!(busy(&r, "a1"), 0.0);
+    r.consumer_message(&cid("c2")).await.expect("consumer");
+    settle(&r).await;
+    assert_eq!(holder(&r, "c2").as_deref(), Some("a2"), "actionable again: routed");
+}
+
+#[tokio::test(start_paused = true)]
+async fn back_soon_keeps_conversations_but_gets_no_new_ones() {
+    let r = router("[routing]\nunassign_grace_secs = 60\n[[skills]]\nid = \"general\"\n").await;
+    agent_online(&r, "a1", &["general"], 2).await;
+    open(&r, "c1", "u1", "general").await;
+    r.set_agent_status(&aid("a1"), AgentStatus::BackSoon).await.expect("status");
+    open(&r, "c2", "u2", "general").await;
+    pass(&r, 10 * MIN).await;
+    assert_eq!(holder(&r, "c1").as_deref(), Some("a1"));
+    assert_eq!(holder(&r, "c2"), None);
+    r.set_agent_status(&aid("a1"), AgentStatus::Online).await.expect("status");
+    settle(&r).await;
+    assert_eq!(holder(&r, "c2").as_deref(), Some("a1"), "back online: the backlog drains");
+}
+
+const FALLBACK: &str = r#"
+[[skills]]
+id = "general"
+[[skills]]
+id = "billing"
+fallback_skill = "general"
+fallback_after_secs = 900
+"#;
+
+#[tokio::test(start_paused = true)]
+async fn fallback_when_no_agent_of_the_skill_is_online() {
+    let r = router(FALLBACK).await;
+    agent_online(&r, "g1", &["general"], 2).await;
+    open(&r, "c1", "u1", "billing").await;
+    assert_eq!(holder(&r, "c1").as_deref(), Some("g1"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn fallback_after_a_time_in_queue() {
+    let r = router(FALLBACK).await;
+    agent_online(&r, "b1", &["billing"], 1).await;
+    agent_online(&r, "g1", &["general"], 2).await;
+    open(&r, "c0", "u0", "billing").await;
+    open(&r, "c1", "u1", "billing").await;
+    assert_eq!(holder(&r, "c0").as_deref(), Some("b1"));
+    assert_eq!(holder(&r, "c1"), None, "billing's agent is full, and online");
+    pass(&r, 15 * MIN).await;
+    assert_eq!(holder(&r, "c1").as_deref(), Some("g1"), "after fallback_after, general takes it");
+    assert_eq!(conv(&r, "c1").skill, sid("billing"), "it stays a billing conversation");
+}
+
+#[tokio::test(start_paused = true)]
+async fn auto_close_when_the_consumer_stays_silent() {
+    let r = router("[[skills]]\nid = \"general\"\nauto_close_after_secs = 7200\n").await;
+    agent_online(&r, "a1", &["general"], 1).await;
+    open(&r, "c1", "u1", "general").await;
+    r.agent_message(&cid("c1"), &aid("a1")).await.expect("reply");
+    pass(&r, 119 * MIN).await;
+    assert_eq!(conv(&r, "c1").state, State::Assigned);
+    pass(&r, MIN).await;
+    let c = conv(&r, "c1");
+    assert_eq!(c.closed.map(|x| x.by), Some(ClosedBy::System));
+    assert_eq!(busy(&r, "a1"), 0.0, "closing frees the agent");
+}
+
+#[tokio::test(start_paused = true)]
+async fn closed_conversations_are_forgotten_after_retention() {
+    let r = router("[routing]\nclosed_retention_secs = 600\n[[skills]]\nid = \"general\"\n").await;
+    open(&r, "c1", "u1", "general").await;
+    r.close(&cid("c1"), ClosedBy::Consumer, None).await.expect("close");
+    pass(&r, 9 * MIN).await;
+    assert_eq!(conv(&r, "c1").state, State::Closed);
+    pass(&r, MIN).await;
+    assert!(r.conversation(&cid("c1")).is_err(), "memory is bounded");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_returning_consumer_goes_back_to_the_same_agent() {
+    let r = router(ONE_SKILL).await;
+    agent_online(&r, "a1", &["general"], 4).await;
+    agent_online(&r, "a2", &["general"], 4).await;
+    open(&r, "c1", "u1", "general").await;
+    let first = holder(&r, "c1").expect("assigned");
+    r.close(&cid("c1"), ClosedBy::Consumer, None).await.expect("close");
+    // Fill the other agent less than the first, so plain load balancing would pick it.
+    open(&r, "x1", "u2", "general").await;
+    pass(&r, 3 * 24 * 60 * MIN).await;
+    open(&r, "c2", "u1", "general").await;
+    assert_eq!(holder(&r, "c2").as_deref(), Some(first.as_str()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn warm_up_paces_a_fresh_agent() {
+    let r = router("[routing.warmup]\ninterval_secs = 90\n[[skills]]\nid = \"general\"\n").await;
+    for i in 0..4 {
+        open(&r, &format!("c{i}"), &format!("u{i}"), "general").await;
+    }
+    agent_online(&r, "a1", &["general"], 3).await;
+    let held = || r.agent(&aid("a1")).expect("agent").conversations.len();
+    assert_eq!(held(), 1, "one at once");
+    pass(&r, 89 * Duration::from_secs(1)).await;
+    assert_eq!(held(), 1);
+    pass(&r, Duration::from_secs(1)).await;
+    assert_eq!(held(), 2, "one more after the interval");
+    pass(&r, 90 * Duration::from_secs(1)).await;
+    assert_eq!(held(), 3, "full: warm-up over");
+    r.agent_message(&cid("c0"), &aid("a1")).await.expect("reply");
+    pass(&r, 10 * MIN).await;
+    assert_eq!(held(), 4, "after warm-up, freed room is used at once");
+}
+
+#[tokio::test(start_paused = true)]
+async fn max_open_caps_assignments_whatever_the_weight() {
+    let r = router(ONE_SKILL).await;
+    let spec = switchboard::domain::agent::AgentSpec { skills: vec![sid("general")], max_slots: 4, max_open: Some(2) };
+    r.put_agent(aid("a1"), spec).await.expect("agent");
+    r.set_agent_status(&aid("a1"), AgentStatus::Online).await.expect("online");
+    for i in 0..3 {
+        open(&r, &format!("c{i}"), &format!("u{i}"), "general").await;
+    }
+    assert_eq!(r.agent(&aid("a1")).expect("agent").conversations.len(), 2);
+}
