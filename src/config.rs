@@ -226,7 +226,8 @@ impl Config {
     /// Parses and validates a TOML document. `env` supplies environment overrides
     /// (`SWITCHBOARD_API_TOKEN`), passed in so that tests stay pure.
     pub fn from_toml(text: &str, env: &BTreeMap<String, String>) -> Result<Config, ConfigError> {
-        let file: ConfigFile = toml::from_str(text).map_err(|e| ConfigError::new("config", e.to_string().trim_end()))?;
+        let file: ConfigFile =
+            toml::from_str(text).map_err(|e| ConfigError::new("config", e.to_string().trim_end()))?;
         file.validate(env)
     }
 
@@ -296,7 +297,11 @@ impl RoutingSection {
             None => None,
             Some(w) => Some(WarmupPolicy {
                 interval: positive_secs("routing.warmup.interval_secs", w.interval_secs, Duration::from_secs(90))?,
-                idle_reset: positive_secs("routing.warmup.idle_reset_secs", w.idle_reset_secs, Duration::from_secs(3600))?,
+                idle_reset: positive_secs(
+                    "routing.warmup.idle_reset_secs",
+                    w.idle_reset_secs,
+                    Duration::from_secs(3600),
+                )?,
             }),
         };
         let r = self.ranking.clone().unwrap_or_default();
@@ -305,7 +310,11 @@ impl RoutingSection {
             due: finite("routing.ranking.due", r.due, dr.due)?,
             queued: finite("routing.ranking.queued", r.queued, dr.queued)?,
             freshness: finite("routing.ranking.freshness", r.freshness, dr.freshness)?,
-            priority_point_secs: finite("routing.ranking.priority_point_secs", r.priority_point_secs, dr.priority_point_secs)?,
+            priority_point_secs: finite(
+                "routing.ranking.priority_point_secs",
+                r.priority_point_secs,
+                dr.priority_point_secs,
+            )?,
         };
         Ok(RoutingPolicy {
             overflow: weight("routing.overflow", self.overflow, d.overflow, 100.0)?,
@@ -317,7 +326,11 @@ impl RoutingSection {
             sticky_window: secs(self.sticky_window_secs, d.sticky_window),
             warmup,
             ranking,
-            offer_retry_after: positive_secs("routing.offer_retry_after_secs", self.offer_retry_after_secs, d.offer_retry_after)?,
+            offer_retry_after: positive_secs(
+                "routing.offer_retry_after_secs",
+                self.offer_retry_after_secs,
+                d.offer_retry_after,
+            )?,
             closed_retention: secs(self.closed_retention_secs, d.closed_retention),
         })
     }
@@ -327,34 +340,68 @@ impl SkillSpec {
     /// Resolves the spec against `defaults`; `at` prefixes field names in errors.
     /// Whether `fallback_skill` exists is checked by the caller, who knows the skills.
     pub fn resolve(&self, id: SkillId, defaults: &Skill, at: &str) -> Result<Skill, ConfigError> {
-        let f = |name: &str| if at.is_empty() { name.to_string() } else { format!("{at}.{name}") };
+        let f = |name: &str| {
+            if at.is_empty() {
+                name.to_string()
+            } else {
+                format!("{at}.{name}")
+            }
+        };
         let sla = self.sla.clone().unwrap_or_default();
         let cap = self.smart_capacity.clone().unwrap_or_default();
-        let active_weight = weight(&f("smart_capacity.active_weight"), cap.active_weight, defaults.active_weight, 100.0)?;
+        let active_weight = weight(
+            &f("smart_capacity.active_weight"),
+            cap.active_weight,
+            defaults.active_weight,
+            100.0,
+        )?;
         if active_weight == Weight::ZERO {
-            return Err(ConfigError::new(f("smart_capacity.active_weight"), "must be greater than 0"));
+            return Err(ConfigError::new(
+                f("smart_capacity.active_weight"),
+                "must be greater than 0",
+            ));
         }
-        let inactive_weight = weight(&f("smart_capacity.inactive_weight"), cap.inactive_weight, defaults.inactive_weight, 100.0)?;
+        let inactive_weight = weight(
+            &f("smart_capacity.inactive_weight"),
+            cap.inactive_weight,
+            defaults.inactive_weight,
+            100.0,
+        )?;
         if inactive_weight > active_weight {
-            return Err(ConfigError::new(f("smart_capacity.inactive_weight"), "must not exceed active_weight"));
+            return Err(ConfigError::new(
+                f("smart_capacity.inactive_weight"),
+                "must not exceed active_weight",
+            ));
         }
         let fallback_skill = match &self.fallback_skill {
             None => defaults.fallback_skill.clone(),
             Some(s) => {
                 let fb = SkillId::new(s).map_err(|e| ConfigError::new(f("fallback_skill"), e.to_string()))?;
                 if fb == id {
-                    return Err(ConfigError::new(f("fallback_skill"), "a skill cannot fall back to itself"));
+                    return Err(ConfigError::new(
+                        f("fallback_skill"),
+                        "a skill cannot fall back to itself",
+                    ));
                 }
                 Some(fb)
             }
         };
-        let priority_rules = self.priority_rules.clone().unwrap_or_else(|| defaults.priority_rules.clone());
+        let priority_rules = self
+            .priority_rules
+            .clone()
+            .unwrap_or_else(|| defaults.priority_rules.clone());
         for (i, rule) in priority_rules.iter().enumerate() {
             if rule.attribute.is_empty() {
-                return Err(ConfigError::new(f(&format!("priority_rules[{i}].attribute")), "must not be empty"));
+                return Err(ConfigError::new(
+                    f(&format!("priority_rules[{i}].attribute")),
+                    "must not be empty",
+                ));
             }
             if rule.equals.is_none() && rule.at_least.is_none() {
-                return Err(ConfigError::new(f(&format!("priority_rules[{i}]")), "needs `equals` or `at_least`"));
+                return Err(ConfigError::new(
+                    f(&format!("priority_rules[{i}]")),
+                    "needs `equals` or `at_least`",
+                ));
             }
         }
         let working_hours = match &self.working_hours {
@@ -370,8 +417,16 @@ impl SkillSpec {
             },
             active_weight,
             inactive_weight,
-            inactive_after: positive_secs(&f("smart_capacity.inactive_after_secs"), cap.inactive_after_secs, defaults.inactive_after)?,
-            auto_close_after: positive_secs(&f("auto_close_after_secs"), self.auto_close_after_secs, defaults.auto_close_after)?,
+            inactive_after: positive_secs(
+                &f("smart_capacity.inactive_after_secs"),
+                cap.inactive_after_secs,
+                defaults.inactive_after,
+            )?,
+            auto_close_after: positive_secs(
+                &f("auto_close_after_secs"),
+                self.auto_close_after_secs,
+                defaults.auto_close_after,
+            )?,
             fallback_skill,
             fallback_after: match self.fallback_after_secs {
                 Some(0) => return Err(ConfigError::new(f("fallback_after_secs"), "must be at least 1")),
@@ -379,7 +434,12 @@ impl SkillSpec {
                 None => defaults.fallback_after,
             },
             offer_timeout: match self.offer_timeout_secs {
-                Some(0) => return Err(ConfigError::new(f("offer_timeout_secs"), "must be at least 1 (omit it for auto-accept)")),
+                Some(0) => {
+                    return Err(ConfigError::new(
+                        f("offer_timeout_secs"),
+                        "must be at least 1 (omit it for auto-accept)",
+                    ))
+                }
                 Some(s) => Some(Duration::from_secs(s)),
                 None => defaults.offer_timeout,
             },
@@ -398,7 +458,12 @@ fn parse_hhmm(s: &str) -> Option<u32> {
 fn parse_spans(field: &str, spans: &[String]) -> Result<Vec<Span>, ConfigError> {
     let mut out = Vec::with_capacity(spans.len());
     for (i, s) in spans.iter().enumerate() {
-        let bad = || ConfigError::new(format!("{field}[{i}]"), format!("{s:?} is not \"HH:MM-HH:MM\" with start before end"));
+        let bad = || {
+            ConfigError::new(
+                format!("{field}[{i}]"),
+                format!("{s:?} is not \"HH:MM-HH:MM\" with start before end"),
+            )
+        };
         let (a, b) = s.split_once('-').ok_or_else(bad)?;
         let (start, end) = (parse_hhmm(a).ok_or_else(bad)?, parse_hhmm(b).ok_or_else(bad)?);
         if start >= end {
@@ -416,7 +481,10 @@ fn parse_spans(field: &str, spans: &[String]) -> Result<Vec<Span>, ConfigError> 
 impl WorkingHoursSpec {
     pub fn validate(&self, at: &str) -> Result<WorkingHours, ConfigError> {
         if !(-14 * 3600..=14 * 3600).contains(&self.utc_offset_secs) {
-            return Err(ConfigError::new(format!("{at}.utc_offset_secs"), "must be within ±14 hours"));
+            return Err(ConfigError::new(
+                format!("{at}.utc_offset_secs"),
+                "must be within ±14 hours",
+            ));
         }
         let days = [
             ("monday", &self.monday),
@@ -452,7 +520,9 @@ impl ConfigFile {
     pub fn validate(self, env: &BTreeMap<String, String>) -> Result<Config, ConfigError> {
         let routing = self.routing.validate()?;
         let builtin = builtin_skill_defaults();
-        let skill_defaults = self.skill_defaults.resolve(builtin.id.clone(), &builtin, "skill_defaults")?;
+        let skill_defaults = self
+            .skill_defaults
+            .resolve(builtin.id.clone(), &builtin, "skill_defaults")?;
         let mut skills: Vec<Skill> = Vec::with_capacity(self.skills.len());
         for (i, s) in self.skills.iter().enumerate() {
             let at = format!("skills[{i}]");
@@ -465,7 +535,10 @@ impl ConfigFile {
         for (i, s) in skills.iter().enumerate() {
             if let Some(fb) = &s.fallback_skill {
                 if !skills.iter().any(|k| &k.id == fb) {
-                    return Err(ConfigError::new(format!("skills[{i}].fallback_skill"), format!("unknown skill {fb:?}")));
+                    return Err(ConfigError::new(
+                        format!("skills[{i}].fallback_skill"),
+                        format!("unknown skill {fb:?}"),
+                    ));
                 }
             }
         }
@@ -473,7 +546,9 @@ impl ConfigFile {
         for (i, a) in self.agents.iter().enumerate() {
             let at = format!("agents[{i}]");
             let id = AgentId::new(&a.id).map_err(|e| ConfigError::new(format!("{at}.id"), e.to_string()))?;
-            let spec = validate_agent_spec(&at, &a.skills, a.max_slots, a.max_open, |s| skills.iter().any(|k| &k.id == s))?;
+            let spec = validate_agent_spec(&at, &a.skills, a.max_slots, a.max_open, |s| {
+                skills.iter().any(|k| &k.id == s)
+            })?;
             agents.push((id, spec, a.status.unwrap_or(AgentStatus::Offline)));
         }
         let s = self.server;
@@ -514,7 +589,13 @@ pub fn validate_agent_spec(
     max_open: Option<u32>,
     skill_exists: impl Fn(&SkillId) -> bool,
 ) -> Result<AgentSpec, ConfigError> {
-    let f = |name: &str| if at.is_empty() { name.to_string() } else { format!("{at}.{name}") };
+    let f = |name: &str| {
+        if at.is_empty() {
+            name.to_string()
+        } else {
+            format!("{at}.{name}")
+        }
+    };
     if skills.is_empty() {
         return Err(ConfigError::new(f("skills"), "an agent needs at least one skill"));
     }
@@ -522,7 +603,10 @@ pub fn validate_agent_spec(
     for (i, s) in skills.iter().enumerate() {
         let id = SkillId::new(s).map_err(|e| ConfigError::new(format!("{}[{i}]", f("skills")), e.to_string()))?;
         if !skill_exists(&id) {
-            return Err(ConfigError::new(format!("{}[{i}]", f("skills")), format!("unknown skill {id:?}")));
+            return Err(ConfigError::new(
+                format!("{}[{i}]", f("skills")),
+                format!("unknown skill {id:?}"),
+            ));
         }
         if !ids.contains(&id) {
             ids.push(id);
@@ -532,7 +616,10 @@ pub fn validate_agent_spec(
         return Err(ConfigError::new(f("max_slots"), "must be between 1 and 1000"));
     }
     if max_open == Some(0) {
-        return Err(ConfigError::new(f("max_open"), "must be at least 1 (omit it for no cap)"));
+        return Err(ConfigError::new(
+            f("max_open"),
+            "must be at least 1 (omit it for no cap)",
+        ));
     }
     Ok(AgentSpec {
         skills: ids,
@@ -573,13 +660,15 @@ mod tests {
 
     #[test]
     fn errors_name_the_field() {
-        let e = parse("[[skills]]\nid = \"a\"\n[[skills]]\nid = \"b\"\nsla = { normal_secs = 0 }\n").expect_err("zero sla");
+        let e =
+            parse("[[skills]]\nid = \"a\"\n[[skills]]\nid = \"b\"\nsla = { normal_secs = 0 }\n").expect_err("zero sla");
         assert_eq!(e.field, "skills[1].sla.normal_secs");
         let e = parse("[[skills]]\nid = \"a\"\nfallback_skill = \"nope\"\n").expect_err("fallback");
         assert_eq!(e.field, "skills[0].fallback_skill");
         let e = parse("[[skills]]\nid = \"a\"\nsmart_capacity = { inactive_weight = 2.0 }\n").expect_err("weights");
         assert_eq!(e.field, "skills[0].smart_capacity.inactive_weight");
-        let e = parse("[[skills]]\nid = \"a\"\n[[agents]]\nid = \"x\"\nskills = [\"b\"]\nmax_slots = 3\n").expect_err("skill");
+        let e = parse("[[skills]]\nid = \"a\"\n[[agents]]\nid = \"x\"\nskills = [\"b\"]\nmax_slots = 3\n")
+            .expect_err("skill");
         assert_eq!(e.field, "agents[0].skills[0]");
         let e = parse("[[skills]]\nid = \"a b\"\n").expect_err("id");
         assert_eq!(e.field, "skills[0].id");
@@ -592,7 +681,8 @@ mod tests {
         let h = ok.engine.skills[0].working_hours.clone().expect("hours");
         assert_eq!(h.weekly[0].len(), 2);
         assert_eq!(h.special.len(), 1);
-        let e = parse("[[skills]]\nid = \"a\"\n[skills.working_hours]\nmonday = [\"17:00-09:00\"]\n").expect_err("backwards");
+        let e = parse("[[skills]]\nid = \"a\"\n[skills.working_hours]\nmonday = [\"17:00-09:00\"]\n")
+            .expect_err("backwards");
         assert_eq!(e.field, "skills[0].working_hours.monday[0]");
     }
 

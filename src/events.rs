@@ -28,27 +28,57 @@ pub struct RouterEvent {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum EventKind {
     /// The consumer's first message.
-    Opened { first_time: bool, urgent: bool },
+    Opened {
+        first_time: bool,
+        urgent: bool,
+    },
     /// Offer mode: an agent was offered the conversation.
-    Offered { expires_at: Option<Timestamp> },
+    Offered {
+        expires_at: Option<Timestamp>,
+    },
     /// The agent rejected an offer, or let it time out.
-    OfferDeclined { expired: bool },
+    OfferDeclined {
+        expired: bool,
+    },
     /// The conversation was assigned; `waited_ms` is its time in the queue.
-    Assigned { waited_ms: u64 },
-    Unassigned { reason: UnassignReason },
+    Assigned {
+        waited_ms: u64,
+    },
+    Unassigned {
+        reason: UnassignReason,
+    },
     /// The agent answered for the first time (time to first response).
-    FirstResponse { after_ms: u64 },
+    FirstResponse {
+        after_ms: u64,
+    },
     /// The consumer went quiet: the conversation now weighs its inactive weight.
     Inactive,
     /// Active again: the consumer wrote, or a manual SLA comes due soon.
     Reactivated,
-    SoonOverdue { kind: SlaKind, due_at: Timestamp },
-    Overdue { kind: SlaKind, due_at: Timestamp },
-    FollowUpSet { due_at: Timestamp },
-    Transferred { from_skill: SkillId, to_agent: Option<AgentId> },
-    FallbackActivated { fallback_skill: SkillId },
-    Closed { by: ClosedBy },
-    AgentStatusChanged { status: AgentStatus },
+    SoonOverdue {
+        kind: SlaKind,
+        due_at: Timestamp,
+    },
+    Overdue {
+        kind: SlaKind,
+        due_at: Timestamp,
+    },
+    FollowUpSet {
+        due_at: Timestamp,
+    },
+    Transferred {
+        from_skill: SkillId,
+        to_agent: Option<AgentId>,
+    },
+    FallbackActivated {
+        fallback_skill: SkillId,
+    },
+    Closed {
+        by: ClosedBy,
+    },
+    AgentStatusChanged {
+        status: AgentStatus,
+    },
 }
 
 impl EventKind {

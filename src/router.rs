@@ -129,12 +129,20 @@ impl Router {
         false
     }
 
-    async fn call_supervisor(&self, to: &ActorRef<SupervisorMsg>, msg: impl FnOnce(RpcReplyPort<Result<(), RouterError>>) -> SupervisorMsg) -> Result<(), RouterError> {
+    async fn call_supervisor(
+        &self,
+        to: &ActorRef<SupervisorMsg>,
+        msg: impl FnOnce(RpcReplyPort<Result<(), RouterError>>) -> SupervisorMsg,
+    ) -> Result<(), RouterError> {
         self.call(to, msg).await?
     }
 
     /// `call` with in-flight accounting.
-    async fn call<M: ractor::Message, T: Send + 'static>(&self, to: &ActorRef<M>, msg: impl FnOnce(RpcReplyPort<T>) -> M) -> Result<T, RouterError> {
+    async fn call<M: ractor::Message, T: Send + 'static>(
+        &self,
+        to: &ActorRef<M>,
+        msg: impl FnOnce(RpcReplyPort<T>) -> M,
+    ) -> Result<T, RouterError> {
         self.shared.count_call();
         match to.call(msg, None).await {
             Ok(ractor::rpc::CallResult::Success(v)) => Ok(v),
@@ -155,7 +163,9 @@ impl Router {
             .map_err(|e| RouterError::InvalidRequest(e.to_string()))?;
         if let Some(fb) = &skill.fallback_skill {
             if !self.shared.skills.contains_key(fb) {
-                return Err(RouterError::InvalidRequest(format!("fallback_skill: unknown skill {fb:?}")));
+                return Err(RouterError::InvalidRequest(format!(
+                    "fallback_skill: unknown skill {fb:?}"
+                )));
             }
         }
         Ok(skill)
@@ -172,7 +182,8 @@ impl Router {
         let skill = Arc::new(skill);
         self.shared.skills.insert(id.clone(), Arc::clone(&skill));
         if self.shared.queue(&id).is_none() {
-            self.call_supervisor(&self.queues, |reply| SupervisorMsg::SpawnQueue(id, reply)).await?;
+            self.call_supervisor(&self.queues, |reply| SupervisorMsg::SpawnQueue(id, reply))
+                .await?;
         }
         Ok(skill)
     }
@@ -195,7 +206,9 @@ impl Router {
             return Err(RouterError::not_found("skill", missing));
         }
         if let Some(actor) = self.shared.agent_actor(&id) {
-            return self.call(&actor, |reply: AgentReply| AgentMsg::Configure(spec, reply)).await?;
+            return self
+                .call(&actor, |reply: AgentReply| AgentMsg::Configure(spec, reply))
+                .await?;
         }
         let handle = Handle::new(Agent::new(id.clone(), spec, self.shared.now(), &self.shared.policy));
         match self.shared.agents.entry(id.clone()) {
@@ -204,7 +217,12 @@ impl Router {
                 v.insert(Arc::clone(&handle));
             }
         }
-        if let Err(e) = self.call_supervisor(&self.agents, |reply| SupervisorMsg::SpawnAgent(Arc::clone(&handle), reply)).await {
+        if let Err(e) = self
+            .call_supervisor(&self.agents, |reply| {
+                SupervisorMsg::SpawnAgent(Arc::clone(&handle), reply)
+            })
+            .await
+        {
             self.shared.agents.remove(&id);
             return Err(e);
         }
@@ -212,8 +230,12 @@ impl Router {
     }
 
     pub async fn set_agent_status(&self, id: &AgentId, status: AgentStatus) -> Result<Agent, RouterError> {
-        let actor = self.shared.agent_actor(id).ok_or_else(|| RouterError::not_found("agent", id))?;
-        self.call(&actor, |reply: AgentReply| AgentMsg::SetStatus(status, reply)).await?
+        let actor = self
+            .shared
+            .agent_actor(id)
+            .ok_or_else(|| RouterError::not_found("agent", id))?;
+        self.call(&actor, |reply: AgentReply| AgentMsg::SetStatus(status, reply))
+            .await?
     }
 
     pub fn agent(&self, id: &AgentId) -> Result<Agent, RouterError> {
@@ -229,19 +251,38 @@ impl Router {
     }
 
     /// Offer mode: the agent accepts the offer; returns the assigned conversation.
-    pub async fn accept_offer(&self, conversation: &ConversationId, agent: &AgentId) -> Result<Conversation, RouterError> {
+    pub async fn accept_offer(
+        &self,
+        conversation: &ConversationId,
+        agent: &AgentId,
+    ) -> Result<Conversation, RouterError> {
         self.ensure_conversation(conversation)?;
-        let actor = self.shared.agent_actor(agent).ok_or_else(|| RouterError::not_found("agent", agent))?;
+        let actor = self
+            .shared
+            .agent_actor(agent)
+            .ok_or_else(|| RouterError::not_found("agent", agent))?;
         let conversation = conversation.clone();
-        self.call(&actor, |reply: ConvReply| AgentMsg::Accept { conversation, reply }).await?
+        self.call(&actor, |reply: ConvReply| AgentMsg::Accept { conversation, reply })
+            .await?
     }
 
     /// Offer mode: the agent rejects the offer; the conversation goes to the next agent.
-    pub async fn reject_offer(&self, conversation: &ConversationId, agent: &AgentId) -> Result<Conversation, RouterError> {
+    pub async fn reject_offer(
+        &self,
+        conversation: &ConversationId,
+        agent: &AgentId,
+    ) -> Result<Conversation, RouterError> {
         self.ensure_conversation(conversation)?;
-        let actor = self.shared.agent_actor(agent).ok_or_else(|| RouterError::not_found("agent", agent))?;
+        let actor = self
+            .shared
+            .agent_actor(agent)
+            .ok_or_else(|| RouterError::not_found("agent", agent))?;
         let id = conversation.clone();
-        self.call(&actor, |reply| AgentMsg::Reject { conversation: id, reply }).await??;
+        self.call(&actor, |reply| AgentMsg::Reject {
+            conversation: id,
+            reply,
+        })
+        .await??;
         self.conversation(conversation)
     }
 
@@ -268,8 +309,12 @@ impl Router {
 
     /// The consumer's first message: creates the conversation and queues it.
     pub async fn open_conversation(&self, req: OpenConversation) -> Result<Conversation, RouterError> {
-        let consumer_id = req.consumer_id.ok_or_else(|| RouterError::InvalidRequest("consumer_id is required".into()))?;
-        let skill_id = req.skill.ok_or_else(|| RouterError::InvalidRequest("skill is required".into()))?;
+        let consumer_id = req
+            .consumer_id
+            .ok_or_else(|| RouterError::InvalidRequest("consumer_id is required".into()))?;
+        let skill_id = req
+            .skill
+            .ok_or_else(|| RouterError::InvalidRequest("skill is required".into()))?;
         let skill = self.skill(&skill_id)?;
         let id = req.conversation_id.unwrap_or_else(|| self.new_conversation_id());
         let now = self.shared.now();
@@ -304,9 +349,20 @@ impl Router {
             .consumers
             .entry(consumer_id)
             .or_insert(crate::actors::shared::ConsumerRecord { last_agent: None });
-        self.shared.event(now, EventKind::Opened { first_time, urgent: req.urgent }, Some(&id), None, Some(&skill_id));
+        self.shared.event(
+            now,
+            EventKind::Opened {
+                first_time,
+                urgent: req.urgent,
+            },
+            Some(&id),
+            None,
+            Some(&skill_id),
+        );
         let spawned = self
-            .call_supervisor(&self.conversations, |reply| SupervisorMsg::SpawnConversation(Arc::clone(&handle), reply))
+            .call_supervisor(&self.conversations, |reply| {
+                SupervisorMsg::SpawnConversation(Arc::clone(&handle), reply)
+            })
             .await;
         if let Err(e) = spawned {
             self.shared.conversations.remove(&id);
@@ -320,7 +376,8 @@ impl Router {
             .shared
             .conversation_actor(id)
             .ok_or_else(|| RouterError::not_found("conversation", id))?;
-        self.call(&actor, |reply: ConvReply| ConvMsg::Command(cmd, reply)).await?
+        self.call(&actor, |reply: ConvReply| ConvMsg::Command(cmd, reply))
+            .await?
     }
 
     fn ensure_agent(&self, id: &AgentId) -> Result<(), RouterError> {
@@ -337,7 +394,8 @@ impl Router {
 
     pub async fn agent_message(&self, id: &ConversationId, agent: &AgentId) -> Result<Conversation, RouterError> {
         self.ensure_agent(agent)?;
-        self.command(id, ConvCommand::AgentMessage { agent: agent.clone() }).await
+        self.command(id, ConvCommand::AgentMessage { agent: agent.clone() })
+            .await
     }
 
     pub async fn mark_urgent(&self, id: &ConversationId) -> Result<Conversation, RouterError> {
@@ -345,44 +403,80 @@ impl Router {
     }
 
     /// A manual SLA: the agent will follow up within `due_in`.
-    pub async fn follow_up(&self, id: &ConversationId, agent: &AgentId, due_in: Duration) -> Result<Conversation, RouterError> {
+    pub async fn follow_up(
+        &self,
+        id: &ConversationId,
+        agent: &AgentId,
+        due_in: Duration,
+    ) -> Result<Conversation, RouterError> {
         self.ensure_agent(agent)?;
         if due_in.is_zero() || due_in > Duration::from_secs(366 * 86_400) {
-            return Err(RouterError::InvalidRequest("due_in_secs must be between 1 and 31622400".into()));
+            return Err(RouterError::InvalidRequest(
+                "due_in_secs must be between 1 and 31622400".into(),
+            ));
         }
-        self.command(id, ConvCommand::FollowUp { agent: agent.clone(), due_in }).await
+        self.command(
+            id,
+            ConvCommand::FollowUp {
+                agent: agent.clone(),
+                due_in,
+            },
+        )
+        .await
     }
 
     pub async fn transfer_to_skill(&self, id: &ConversationId, skill: &SkillId) -> Result<Conversation, RouterError> {
         self.skill(skill)?;
-        self.command(id, ConvCommand::TransferToSkill { skill: skill.clone() }).await
+        self.command(id, ConvCommand::TransferToSkill { skill: skill.clone() })
+            .await
     }
 
     pub async fn transfer_to_agent(&self, id: &ConversationId, agent: &AgentId) -> Result<Conversation, RouterError> {
         let target = self.agent(agent)?;
         let conv = self.conversation(id)?;
         if !target.skills.contains(&conv.skill) {
-            return Err(RouterError::Conflict(format!("agent {agent} does not have skill {}", conv.skill)));
+            return Err(RouterError::Conflict(format!(
+                "agent {agent} does not have skill {}",
+                conv.skill
+            )));
         }
         if conv.agent_id.as_ref() == Some(agent) {
-            return Err(RouterError::Conflict(format!("conversation {id} is already assigned to {agent}")));
+            return Err(RouterError::Conflict(format!(
+                "conversation {id} is already assigned to {agent}"
+            )));
         }
-        self.command(id, ConvCommand::TransferToAgent { agent: agent.clone() }).await
+        self.command(id, ConvCommand::TransferToAgent { agent: agent.clone() })
+            .await
     }
 
     pub async fn return_to_queue(&self, id: &ConversationId, agent: &AgentId) -> Result<Conversation, RouterError> {
         self.ensure_agent(agent)?;
-        self.command(id, ConvCommand::ReturnToQueue { agent: agent.clone() }).await
+        self.command(id, ConvCommand::ReturnToQueue { agent: agent.clone() })
+            .await
     }
 
-    pub async fn close(&self, id: &ConversationId, by: ClosedBy, agent: Option<&AgentId>) -> Result<Conversation, RouterError> {
+    pub async fn close(
+        &self,
+        id: &ConversationId,
+        by: ClosedBy,
+        agent: Option<&AgentId>,
+    ) -> Result<Conversation, RouterError> {
         if let Some(a) = agent {
             self.ensure_agent(a)?;
         }
         if by == ClosedBy::Agent && agent.is_none() {
-            return Err(RouterError::InvalidRequest("agent_id is required when an agent closes".into()));
+            return Err(RouterError::InvalidRequest(
+                "agent_id is required when an agent closes".into(),
+            ));
         }
-        self.command(id, ConvCommand::Close { by, agent: agent.cloned() }).await
+        self.command(
+            id,
+            ConvCommand::Close {
+                by,
+                agent: agent.cloned(),
+            },
+        )
+        .await
     }
 
     /// The conversation as last committed by its actor.
@@ -402,7 +496,10 @@ impl Router {
     // ---- queues ----
 
     pub async fn queue(&self, skill: &SkillId, limit: usize) -> Result<QueueSnapshot, RouterError> {
-        let q = self.shared.queue(skill).ok_or_else(|| RouterError::not_found("skill", skill))?;
+        let q = self
+            .shared
+            .queue(skill)
+            .ok_or_else(|| RouterError::not_found("skill", skill))?;
         let rows = self.call(&q, |reply| QueueMsg::Rows { limit, reply }).await?;
         let health = self.queue_health_of(skill).await?;
         Ok(QueueSnapshot {
@@ -421,10 +518,21 @@ impl Router {
     /// from the conversations (a scan: meant for dashboards, not per-request paths).
     pub async fn queue_health(&self) -> Result<BTreeMap<SkillId, QueueHealth>, RouterError> {
         let mut out: BTreeMap<SkillId, QueueHealth> = BTreeMap::new();
-        let queues: Vec<(SkillId, ActorRef<QueueMsg>)> = self.shared.queues.iter().map(|e| (e.key().clone(), e.value().clone())).collect();
+        let queues: Vec<(SkillId, ActorRef<QueueMsg>)> = self
+            .shared
+            .queues
+            .iter()
+            .map(|e| (e.key().clone(), e.value().clone()))
+            .collect();
         for (skill, q) in queues {
             let figures = self.call(&q, QueueMsg::Figures).await?;
-            out.insert(skill, QueueHealth { queue: figures, ..QueueHealth::default() });
+            out.insert(
+                skill,
+                QueueHealth {
+                    queue: figures,
+                    ..QueueHealth::default()
+                },
+            );
         }
         let mut assigned: HashMap<SkillId, (usize, usize)> = HashMap::new();
         for h in self.shared.conversations.iter() {

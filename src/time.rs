@@ -51,9 +51,7 @@ impl Timestamp {
 
     pub fn parse_rfc3339(s: &str) -> Result<Self, chrono::ParseError> {
         Ok(Self(
-            DateTime::parse_from_rfc3339(s)?
-                .with_timezone(&Utc)
-                .timestamp_millis(),
+            DateTime::parse_from_rfc3339(s)?.with_timezone(&Utc).timestamp_millis(),
         ))
     }
 }

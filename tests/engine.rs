@@ -32,7 +32,11 @@ async fn inactive_conversations_free_capacity_and_the_queue_drains_at_once() {
     open(&r, "c1", "u1", "general").await;
     open(&r, "c2", "u2", "general").await;
     assert_eq!(holder(&r, "c1").as_deref(), Some("a1"));
-    assert_eq!(holder(&r, "c2"), None, "1 slot + 0.5 overflow holds one active conversation");
+    assert_eq!(
+        holder(&r, "c2"),
+        None,
+        "1 slot + 0.5 overflow holds one active conversation"
+    );
 
     r.agent_message(&cid("c1"), &aid("a1")).await.expect("reply");
     settle(&r).await;
@@ -40,7 +44,11 @@ async fn inactive_conversations_free_capacity_and_the_queue_drains_at_once() {
     assert_eq!(holder(&r, "c2"), None, "still active one second before inactive_after");
     pass(&r, Duration::from_secs(1)).await;
     assert_eq!(conv(&r, "c1").activity, Activity::Inactive);
-    assert_eq!(holder(&r, "c2").as_deref(), Some("a1"), "c2 assigned the moment c1 went quiet");
+    assert_eq!(
+        holder(&r, "c2").as_deref(),
+        Some("a1"),
+        "c2 assigned the moment c1 went quiet"
+    );
     assert!((busy(&r, "a1") - 1.1).abs() < 1e-9);
 }
 
@@ -58,7 +66,11 @@ async fn consumer_reply_reactivates_and_restarts_the_sla() {
     assert_eq!(c.activity, Activity::Active);
     assert_eq!(c.awaiting, Awaiting::Agent);
     let now = r.clock().now();
-    assert_eq!(c.sla.map(|s| s.due_at), Some(now.plus(30 * MIN)), "first-time SLA from the reply");
+    assert_eq!(
+        c.sla.map(|s| s.due_at),
+        Some(now.plus(30 * MIN)),
+        "first-time SLA from the reply"
+    );
     assert_eq!(busy(&r, "a1"), 1.0, "the agent carries its full weight again");
     let reactivated = std::iter::from_fn(|| events.try_recv().ok()).any(|e| e.kind == EventKind::Reactivated);
     assert!(reactivated);
@@ -79,7 +91,11 @@ async fn consumer_message_does_not_send_a_conversation_to_the_back_of_the_queue(
     let q = r.queue(&sid("general"), 10).await.expect("queue");
     let order: Vec<String> = q.conversations.iter().map(|c| c.conversation_id.to_string()).collect();
     assert_eq!(order, ["c1", "c2", "c3"]);
-    assert_eq!(q.health.queue.max_wait_secs, 12 * 60, "wait counts from the first entry");
+    assert_eq!(
+        q.health.queue.max_wait_secs,
+        12 * 60,
+        "wait counts from the first entry"
+    );
 
     agent_online(&r, "a1", &["general"], 1).await;
     assert_eq!(holder(&r, "c1").as_deref(), Some("a1"), "c1 is still served first");
@@ -113,16 +129,29 @@ priority_rules = [{ attribute = "tier", equals = "vip", boost = 100 }]
         .expect("open");
     assert_eq!(vip.priority(&r.skill(&sid("general")).expect("skill")), 100);
     settle(&r).await;
-    let first = r.queue(&sid("general"), 1).await.expect("queue").conversations[0].conversation_id.to_string();
-    assert_eq!(first, "vip", "500 minutes of priority beat a conversation not yet overdue");
+    let first = r.queue(&sid("general"), 1).await.expect("queue").conversations[0]
+        .conversation_id
+        .to_string();
+    assert_eq!(
+        first, "vip",
+        "500 minutes of priority beat a conversation not yet overdue"
+    );
     pass(&r, Duration::from_secs(1)).await;
     let c = conv(&r, "c1");
     assert!(c.overdue);
-    let first = r.queue(&sid("general"), 1).await.expect("queue").conversations[0].conversation_id.to_string();
+    let first = r.queue(&sid("general"), 1).await.expect("queue").conversations[0]
+        .conversation_id
+        .to_string();
     assert_eq!(first, "c1", "overdue first of all");
     let kinds: Vec<EventKind> = std::iter::from_fn(|| events.try_recv().ok()).map(|e| e.kind).collect();
     assert!(kinds.iter().any(|k| matches!(k, EventKind::SoonOverdue { .. })));
-    assert!(kinds.iter().any(|k| matches!(k, EventKind::Overdue { kind: SlaKind::FirstTime, .. })));
+    assert!(kinds.iter().any(|k| matches!(
+        k,
+        EventKind::Overdue {
+            kind: SlaKind::FirstTime,
+            ..
+        }
+    )));
     let health = r.queue_health().await.expect("health");
     assert_eq!(health[&sid("general")].queue.overdue_unassigned, 1);
 }
@@ -132,9 +161,15 @@ async fn first_time_urgent_and_normal_slas() {
     let r = router(ONE_SKILL).await;
     let start = r.clock().now();
     let first = open(&r, "c1", "u1", "general").await;
-    assert_eq!(first.sla.map(|s| (s.kind, s.due_at)), Some((SlaKind::FirstTime, start.plus(30 * MIN))));
+    assert_eq!(
+        first.sla.map(|s| (s.kind, s.due_at)),
+        Some((SlaKind::FirstTime, start.plus(30 * MIN)))
+    );
     let again = open(&r, "c2", "u1", "general").await;
-    assert_eq!(again.sla.map(|s| (s.kind, s.due_at)), Some((SlaKind::Normal, start.plus(60 * MIN))));
+    assert_eq!(
+        again.sla.map(|s| (s.kind, s.due_at)),
+        Some((SlaKind::Normal, start.plus(60 * MIN)))
+    );
     pass(&r, 2 * MIN).await;
     let urgent = r.mark_urgent(&cid("c2")).await.expect("urgent");
     assert_eq!(
@@ -154,30 +189,53 @@ async fn manual_sla_releases_capacity_and_comes_back_before_it_is_due() {
     let mut events = r.subscribe();
     let c1 = r.follow_up(&cid("c1"), &aid("a1"), 120 * MIN).await.expect("follow-up");
     settle(&r).await;
-    assert_eq!(c1.activity, Activity::Inactive, "a 2 h follow-up leaves the active load at once");
-    assert_eq!(holder(&r, "c2").as_deref(), Some("a1"), "and the freed room is used at once");
+    assert_eq!(
+        c1.activity,
+        Activity::Inactive,
+        "a 2 h follow-up leaves the active load at once"
+    );
+    assert_eq!(
+        holder(&r, "c2").as_deref(),
+        Some("a1"),
+        "and the freed room is used at once"
+    );
 
     r.consumer_message(&cid("c1")).await.expect("consumer writes");
     settle(&r).await;
     let c1 = conv(&r, "c1");
-    assert_eq!(c1.sla.map(|s| s.kind), Some(SlaKind::Manual), "a consumer message does not reset it");
+    assert_eq!(
+        c1.sla.map(|s| s.kind),
+        Some(SlaKind::Manual),
+        "a consumer message does not reset it"
+    );
     let due = c1.manual_due_at.expect("due");
     // The consumer's message made it active; the agent answers, so it goes quiet again.
     r.agent_message(&cid("c1"), &aid("a1")).await.expect("reply");
-    r.follow_up(&cid("c1"), &aid("a1"), 60 * MIN).await.expect("follow-up again");
+    r.follow_up(&cid("c1"), &aid("a1"), 60 * MIN)
+        .await
+        .expect("follow-up again");
     settle(&r).await;
     let due = conv(&r, "c1").manual_due_at.unwrap_or(due);
     assert_eq!(conv(&r, "c1").activity, Activity::Inactive);
     let until_reactivation = r.clock().until(due.minus(10 * MIN));
     pass(&r, until_reactivation).await;
-    assert_eq!(conv(&r, "c1").activity, Activity::Active, "10 minutes before its due time");
+    assert_eq!(
+        conv(&r, "c1").activity,
+        Activity::Active,
+        "10 minutes before its due time"
+    );
     assert!(!conv(&r, "c1").actionable());
     pass(&r, 10 * MIN).await;
     let c1 = conv(&r, "c1");
     assert!(c1.actionable(), "due: waits for the agent");
     assert!(c1.overdue);
-    let kinds: Vec<&'static str> = std::iter::from_fn(|| events.try_recv().ok()).map(|e| e.kind.name()).collect();
-    assert!(kinds.contains(&"reactivated") && kinds.contains(&"overdue"), "{kinds:?}");
+    let kinds: Vec<&'static str> = std::iter::from_fn(|| events.try_recv().ok())
+        .map(|e| e.kind.name())
+        .collect();
+    assert!(
+        kinds.contains(&"reactivated") && kinds.contains(&"overdue"),
+        "{kinds:?}"
+    );
 }
 
 const OFFER_MODE: &str = r#"
@@ -197,21 +255,40 @@ async fn ignored_or_rejected_offers_go_to_the_next_agent() {
     open(&r, "c1", "u1", "general").await;
     let c = conv(&r, "c1");
     assert_eq!(c.state, State::Offered);
-    assert_eq!(c.offered_to.as_ref().map(|a| a.to_string()).as_deref(), Some("a1"), "most room first");
+    assert_eq!(
+        c.offered_to.as_ref().map(|a| a.to_string()).as_deref(),
+        Some("a1"),
+        "most room first"
+    );
     assert_eq!(busy(&r, "a1"), 1.0, "an offer holds room until answered");
 
     pass(&r, 30 * Duration::from_secs(1)).await;
     let c = conv(&r, "c1");
-    assert_eq!(c.offered_to.as_ref().map(|a| a.to_string()).as_deref(), Some("a2"), "ignored: next agent");
+    assert_eq!(
+        c.offered_to.as_ref().map(|a| a.to_string()).as_deref(),
+        Some("a2"),
+        "ignored: next agent"
+    );
     assert_eq!(busy(&r, "a1"), 0.0);
 
-    let err = r.accept_offer(&cid("c1"), &aid("a1")).await.expect_err("a1 holds no offer");
+    let err = r
+        .accept_offer(&cid("c1"), &aid("a1"))
+        .await
+        .expect_err("a1 holds no offer");
     assert!(matches!(err, switchboard::RouterError::Conflict(_)));
     r.reject_offer(&cid("c1"), &aid("a2")).await.expect("reject");
     settle(&r).await;
-    assert_eq!(conv(&r, "c1").state, State::Queued, "both declined: waits for the retry");
+    assert_eq!(
+        conv(&r, "c1").state,
+        State::Queued,
+        "both declined: waits for the retry"
+    );
     pass(&r, 60 * Duration::from_secs(1)).await;
-    assert_eq!(conv(&r, "c1").state, State::Offered, "offered again after offer_retry_after");
+    assert_eq!(
+        conv(&r, "c1").state,
+        State::Offered,
+        "offered again after offer_retry_after"
+    );
     let holder_now = conv(&r, "c1").offered_to.expect("offered");
     let c = r.accept_offer(&cid("c1"), &holder_now).await.expect("accept");
     assert_eq!(c.state, State::Assigned);
@@ -238,9 +315,16 @@ sla = { normal_secs = 600, first_time_secs = 600 }
     assert_eq!(holder(&r, "c1").as_deref(), Some("a1"));
     let start = conv(&r, "c1").opened_at;
     pass(&r, 2 * MIN).await;
-    let c = r.transfer_to_skill(&cid("c1"), &sid("retention")).await.expect("transfer");
+    let c = r
+        .transfer_to_skill(&cid("c1"), &sid("retention"))
+        .await
+        .expect("transfer");
     settle(&r).await;
-    assert_eq!(c.sla.map(|s| s.due_at), Some(start.plus(10 * MIN)), "retention's 10 min from the consumer's wait");
+    assert_eq!(
+        c.sla.map(|s| s.due_at),
+        Some(start.plus(10 * MIN)),
+        "retention's 10 min from the consumer's wait"
+    );
     assert_eq!(holder(&r, "c1").as_deref(), Some("r1"));
     assert_eq!(busy(&r, "a1"), 0.0, "the first agent is released");
     assert_eq!(conv(&r, "c1").transfers, 1);
@@ -262,7 +346,11 @@ async fn transfer_to_agent_waits_for_that_agent_then_any_agent() {
     pass(&r, 30 * MIN).await;
     assert_eq!(holder(&r, "c1"), None);
     pass(&r, 30 * MIN).await;
-    assert_eq!(holder(&r, "c1").as_deref(), Some("a3"), "after the maximum wait, any agent");
+    assert_eq!(
+        holder(&r, "c1").as_deref(),
+        Some("a3"),
+        "after the maximum wait, any agent"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -279,7 +367,9 @@ async fn transfer_to_agent_is_taken_as_soon_as_the_agent_has_room() {
     r.transfer_to_agent(&cid("c1"), &aid(other)).await.expect("transfer");
     settle(&r).await;
     assert_eq!(holder(&r, "c1"), None);
-    r.close(&cid("c2"), ClosedBy::Agent, Some(&aid(other))).await.expect("close");
+    r.close(&cid("c2"), ClosedBy::Agent, Some(&aid(other)))
+        .await
+        .expect("close");
     settle(&r).await;
     assert_eq!(holder(&r, "c1").as_deref(), Some(other));
 }
@@ -294,8 +384,15 @@ async fn return_to_queue_prefers_another_agent() {
     let c = r.return_to_queue(&cid("c1"), &aid("a1")).await.expect("return");
     assert!(c.returned_to_queue);
     settle(&r).await;
-    assert_eq!(holder(&r, "c1").as_deref(), Some("a2"), "a1 has more room but gave it back");
-    let err = r.return_to_queue(&cid("c1"), &aid("a1")).await.expect_err("a1 no longer holds it");
+    assert_eq!(
+        holder(&r, "c1").as_deref(),
+        Some("a2"),
+        "a1 has more room but gave it back"
+    );
+    let err = r
+        .return_to_queue(&cid("c1"), &aid("a1"))
+        .await
+        .expect_err("a1 no longer holds it");
     assert!(matches!(err, switchboard::RouterError::Conflict(_)));
 }
 
@@ -312,9 +409,17 @@ async fn away_agent_loses_conversations_after_the_grace_period() {
     pass(&r, 119 * Duration::from_secs(1)).await;
     assert_eq!(holder(&r, "c1").as_deref(), Some("a1"), "within the grace period");
     pass(&r, Duration::from_secs(1)).await;
-    assert_eq!(holder(&r, "c1").as_deref(), Some("a2"), "waiting for an agent: reassigned");
+    assert_eq!(
+        holder(&r, "c1").as_deref(),
+        Some("a2"),
+        "waiting for an agent: reassigned"
+    );
     let c2 = conv(&r, "c2");
-    assert_eq!(c2.state, State::Queued, "waiting for the consumer: stays visible in the queue");
+    assert_eq!(
+        c2.state,
+        State::Queued,
+        "waiting for the consumer: stays visible in the queue"
+    );
     assert!(!c2.actionable());
     assert_eq!(busy(&r, "a1"), 0.0);
     r.consumer_message(&cid("c2")).await.expect("consumer");
@@ -327,14 +432,22 @@ async fn back_soon_keeps_conversations_but_gets_no_new_ones() {
     let r = router("[routing]\nunassign_grace_secs = 60\n[[skills]]\nid = \"general\"\n").await;
     agent_online(&r, "a1", &["general"], 2).await;
     open(&r, "c1", "u1", "general").await;
-    r.set_agent_status(&aid("a1"), AgentStatus::BackSoon).await.expect("status");
+    r.set_agent_status(&aid("a1"), AgentStatus::BackSoon)
+        .await
+        .expect("status");
     open(&r, "c2", "u2", "general").await;
     pass(&r, 10 * MIN).await;
     assert_eq!(holder(&r, "c1").as_deref(), Some("a1"));
     assert_eq!(holder(&r, "c2"), None);
-    r.set_agent_status(&aid("a1"), AgentStatus::Online).await.expect("status");
+    r.set_agent_status(&aid("a1"), AgentStatus::Online)
+        .await
+        .expect("status");
     settle(&r).await;
-    assert_eq!(holder(&r, "c2").as_deref(), Some("a1"), "back online: the backlog drains");
+    assert_eq!(
+        holder(&r, "c2").as_deref(),
+        Some("a1"),
+        "back online: the backlog drains"
+    );
 }
 
 const FALLBACK: &str = r#"
@@ -364,7 +477,11 @@ async fn fallback_after_a_time_in_queue() {
     assert_eq!(holder(&r, "c0").as_deref(), Some("b1"));
     assert_eq!(holder(&r, "c1"), None, "billing's agent is full, and online");
     pass(&r, 15 * MIN).await;
-    assert_eq!(holder(&r, "c1").as_deref(), Some("g1"), "after fallback_after, general takes it");
+    assert_eq!(
+        holder(&r, "c1").as_deref(),
+        Some("g1"),
+        "after fallback_after, general takes it"
+    );
     assert_eq!(conv(&r, "c1").skill, sid("billing"), "it stays a billing conversation");
 }
 
@@ -431,9 +548,15 @@ async fn warm_up_paces_a_fresh_agent() {
 #[tokio::test(start_paused = true)]
 async fn max_open_caps_assignments_whatever_the_weight() {
     let r = router(ONE_SKILL).await;
-    let spec = switchboard::domain::agent::AgentSpec { skills: vec![sid("general")], max_slots: 4, max_open: Some(2) };
+    let spec = switchboard::domain::agent::AgentSpec {
+        skills: vec![sid("general")],
+        max_slots: 4,
+        max_open: Some(2),
+    };
     r.put_agent(aid("a1"), spec).await.expect("agent");
-    r.set_agent_status(&aid("a1"), AgentStatus::Online).await.expect("online");
+    r.set_agent_status(&aid("a1"), AgentStatus::Online)
+        .await
+        .expect("online");
     for i in 0..3 {
         open(&r, &format!("c{i}"), &format!("u{i}"), "general").await;
     }

@@ -16,7 +16,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use crate::actors::conversation::{ConvMsg, ConvReply};
 use crate::actors::shared::{AgentHandle, Shared, Timer};
 use crate::actors::skill_queue::QueueMsg;
-use crate::domain::agent::{Agent, AgentSpec, AgentStatus};
+use crate::domain::agent::{Agent, AgentSpec, AgentStatus, IncomingOffer};
 use crate::domain::capacity::Weight;
 use crate::domain::conversation::Activity;
 use crate::domain::queue::{AgentRoom, Declined};
@@ -42,20 +42,41 @@ pub enum AgentMsg {
         weight: Weight,
     },
     /// Offer mode: the agent accepts. The conversation answers `reply`.
-    Accept { conversation: ConversationId, reply: ConvReply },
+    Accept {
+        conversation: ConversationId,
+        reply: ConvReply,
+    },
     /// Offer mode: the agent rejects.
-    Reject { conversation: ConversationId, reply: RpcReplyPort<Result<(), RouterError>> },
+    Reject {
+        conversation: ConversationId,
+        reply: RpcReplyPort<Result<(), RouterError>>,
+    },
     /// The conversation is assigned to this agent, at this weight.
-    Confirmed { conversation: ConversationId, weight: Weight, activity: Activity },
+    Confirmed {
+        conversation: ConversationId,
+        weight: Weight,
+        activity: Activity,
+    },
     /// A held conversation changed activity.
-    SetWeight { conversation: ConversationId, weight: Weight, activity: Activity },
+    SetWeight {
+        conversation: ConversationId,
+        weight: Weight,
+        activity: Activity,
+    },
     /// The conversation left this agent (closed, transferred, returned).
-    Release { conversation: ConversationId },
+    Release {
+        conversation: ConversationId,
+    },
     /// The offer made for `epoch` is void (the conversation went elsewhere).
-    OfferVoid { conversation: ConversationId, epoch: u64 },
+    OfferVoid {
+        conversation: ConversationId,
+        epoch: u64,
+    },
     /// Tell the skill queues the room again (a queue restarted).
     Resync,
-    Tick { generation: u64 },
+    Tick {
+        generation: u64,
+    },
     #[cfg(test)]
     Panic,
 }
@@ -80,7 +101,6 @@ pub struct AgentState {
     timer: Timer,
 }
 
-
 impl Actor for AgentActor {
     type Msg = AgentMsg;
     type State = AgentState;
@@ -96,6 +116,8 @@ impl Actor for AgentActor {
     }
 
     async fn post_start(&self, myself: ActorRef<AgentMsg>, st: &mut AgentState) -> Result<(), ActorProcessingErr> {
+        let shared = Arc::clone(&st.shared);
+        let _spawned = shared.handling();
         let agent = st.handle.snapshot();
         self.settle(&myself, st, agent);
         Ok(())
@@ -106,7 +128,12 @@ impl Actor for AgentActor {
         Ok(())
     }
 
-    async fn handle(&self, myself: ActorRef<AgentMsg>, msg: AgentMsg, st: &mut AgentState) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<AgentMsg>,
+        msg: AgentMsg,
+        st: &mut AgentState,
+    ) -> Result<(), ActorProcessingErr> {
         let shared = Arc::clone(&st.shared);
         let _handled = shared.handling();
         let now = shared.now();
@@ -125,14 +152,43 @@ impl Actor for AgentActor {
                 }
                 let _ = reply.send(Ok(agent.clone()));
             }
-            AgentMsg::Offer { conversation, skill, queue, epoch, weight } => {
+            AgentMsg::Offer {
+                conversation,
+                skill,
+                queue,
+                epoch,
+                weight,
+            } => {
                 let offer_timeout = shared.skill(&skill).and_then(|s| s.offer_timeout);
-                match agent.reserve(&conversation, &skill, &queue, weight, epoch, now, offer_timeout, policy) {
+                let offer = IncomingOffer {
+                    conversation: conversation.clone(),
+                    skill: skill.clone(),
+                    queue: queue.clone(),
+                    weight,
+                    epoch,
+                    offer_timeout,
+                };
+                match agent.reserve(&offer, now, policy) {
                     Ok(()) => match offer_timeout {
-                        None => shared.tell_conversation(&conversation, ConvMsg::Assign { agent: id.clone(), epoch, reply: None }),
+                        None => shared.tell_conversation(
+                            &conversation,
+                            ConvMsg::Assign {
+                                agent: id.clone(),
+                                epoch,
+                                reply: None,
+                            },
+                        ),
                         Some(t) => {
-                            shared.tell_conversation(&conversation, ConvMsg::Offered { agent: id.clone(), epoch });
-                            let kind = EventKind::Offered { expires_at: Some(now.plus(t)) };
+                            shared.tell_conversation(
+                                &conversation,
+                                ConvMsg::Offered {
+                                    agent: id.clone(),
+                                    epoch,
+                                },
+                            );
+                            let kind = EventKind::Offered {
+                                expires_at: Some(now.plus(t)),
+                            };
                             shared.event(now, kind, Some(&conversation), Some(&id), Some(&skill));
                         }
                     },
@@ -140,7 +196,13 @@ impl Actor for AgentActor {
                         let room = agent.room(now, policy);
                         shared.tell_queue(
                             &queue,
-                            QueueMsg::OfferDeclined { conversation, epoch, agent: id.clone(), reason: Declined::NoRoom, room: Some(room) },
+                            QueueMsg::OfferDeclined {
+                                conversation,
+                                epoch,
+                                agent: id.clone(),
+                                reason: Declined::NoRoom,
+                                room: Some(room),
+                            },
                         );
                         // The queue now knows this room; don't send it twice.
                         if let Some((_, told)) = st.told.iter_mut().find(|(s, _)| *s == queue) {
@@ -153,7 +215,14 @@ impl Actor for AgentActor {
                 Some(r) if !r.accepted => {
                     r.accepted = true;
                     let epoch = r.epoch;
-                    shared.tell_conversation(&conversation, ConvMsg::Assign { agent: id.clone(), epoch, reply: Some(reply) });
+                    shared.tell_conversation(
+                        &conversation,
+                        ConvMsg::Assign {
+                            agent: id.clone(),
+                            epoch,
+                            reply: Some(reply),
+                        },
+                    );
                 }
                 _ => {
                     let _ = reply.send(Err(RouterError::Conflict(format!(
@@ -172,7 +241,11 @@ impl Actor for AgentActor {
                     ))));
                 }
             }
-            AgentMsg::Confirmed { conversation, weight, activity } => {
+            AgentMsg::Confirmed {
+                conversation,
+                weight,
+                activity,
+            } => {
                 if agent.conversations.contains_key(&conversation) {
                     // Sent again by a restarted conversation actor.
                     agent.set_weight(&conversation, weight, activity);
@@ -181,7 +254,11 @@ impl Actor for AgentActor {
                     shared.tell_conversation(&conversation, ConvMsg::Unassign { agent: id.clone() });
                 }
             }
-            AgentMsg::SetWeight { conversation, weight, activity } => {
+            AgentMsg::SetWeight {
+                conversation,
+                weight,
+                activity,
+            } => {
                 agent.set_weight(&conversation, weight, activity);
             }
             AgentMsg::Release { conversation } => {
@@ -217,10 +294,18 @@ impl Actor for AgentActor {
 impl AgentActor {
     /// An offer the agent rejected or let expire: free the room, send it to the next agent.
     fn withdraw(&self, shared: &Shared, agent: &mut Agent, conversation: &ConversationId, expired: bool) {
-        let Some(r) = agent.reservations.remove(conversation) else { return };
+        let Some(r) = agent.reservations.remove(conversation) else {
+            return;
+        };
         let now = shared.now();
         let id = agent.id.clone();
-        shared.tell_conversation(conversation, ConvMsg::OfferWithdrawn { agent: id.clone(), epoch: r.epoch });
+        shared.tell_conversation(
+            conversation,
+            ConvMsg::OfferWithdrawn {
+                agent: id.clone(),
+                epoch: r.epoch,
+            },
+        );
         shared.tell_queue(
             &r.queue,
             QueueMsg::OfferDeclined {
@@ -231,7 +316,13 @@ impl AgentActor {
                 room: None,
             },
         );
-        shared.event(now, EventKind::OfferDeclined { expired }, Some(conversation), Some(&id), Some(&r.skill));
+        shared.event(
+            now,
+            EventKind::OfferDeclined { expired },
+            Some(conversation),
+            Some(&id),
+            Some(&r.skill),
+        );
     }
 
     /// Commits, tells the skill queues about a change of room, re-arms the timer.
@@ -243,7 +334,12 @@ impl AgentActor {
         st.told.retain(|(skill, _)| {
             let keep = agent.skills.contains(skill);
             if !keep {
-                shared.tell_queue(skill, QueueMsg::AgentGone { agent: agent.id.clone() });
+                shared.tell_queue(
+                    skill,
+                    QueueMsg::AgentGone {
+                        agent: agent.id.clone(),
+                    },
+                );
             }
             keep
         });
@@ -252,16 +348,29 @@ impl AgentActor {
                 Some((_, told)) if *told == room => {}
                 Some((_, told)) => {
                     *told = room;
-                    shared.tell_queue(skill, QueueMsg::AgentRoom { agent: agent.id.clone(), room });
+                    shared.tell_queue(
+                        skill,
+                        QueueMsg::AgentRoom {
+                            agent: agent.id.clone(),
+                            room,
+                        },
+                    );
                 }
                 None => {
                     st.told.push((skill.clone(), room));
-                    shared.tell_queue(skill, QueueMsg::AgentRoom { agent: agent.id.clone(), room });
+                    shared.tell_queue(
+                        skill,
+                        QueueMsg::AgentRoom {
+                            agent: agent.id.clone(),
+                            room,
+                        },
+                    );
                 }
             }
         }
         let next = agent.next_deadline(now, &shared.policy);
         st.handle.commit(agent);
-        st.timer.arm(&shared, next, myself, |generation| AgentMsg::Tick { generation });
+        st.timer
+            .arm(&shared, next, myself, |generation| AgentMsg::Tick { generation });
     }
 }

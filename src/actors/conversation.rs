@@ -31,13 +31,27 @@ pub type ConvReply = RpcReplyPort<Result<Conversation, RouterError>>;
 #[derive(Debug, Clone)]
 pub enum ConvCommand {
     ConsumerMessage,
-    AgentMessage { agent: AgentId },
+    AgentMessage {
+        agent: AgentId,
+    },
     MarkUrgent,
-    FollowUp { agent: AgentId, due_in: std::time::Duration },
-    TransferToSkill { skill: SkillId },
-    TransferToAgent { agent: AgentId },
-    ReturnToQueue { agent: AgentId },
-    Close { by: ClosedBy, agent: Option<AgentId> },
+    FollowUp {
+        agent: AgentId,
+        due_in: std::time::Duration,
+    },
+    TransferToSkill {
+        skill: SkillId,
+    },
+    TransferToAgent {
+        agent: AgentId,
+    },
+    ReturnToQueue {
+        agent: AgentId,
+    },
+    Close {
+        by: ClosedBy,
+        agent: Option<AgentId>,
+    },
 }
 
 #[derive(Debug)]
@@ -95,7 +109,6 @@ pub struct ConvState {
     timer: Timer,
 }
 
-
 /// What a handled message asks for besides the state change.
 #[derive(Default)]
 struct Outcome {
@@ -104,6 +117,9 @@ struct Outcome {
     transferred_from: Option<(SkillId, Option<AgentId>)>,
     /// A stale `Assign`: the agent must drop its reservation.
     void_offer: Option<(AgentId, u64)>,
+    /// The agent withdrew its own offer: it has dropped the reservation already, and a
+    /// void sent now could reach a newer offer made for the same epoch.
+    withdrawn_by: Option<AgentId>,
 }
 
 impl Actor for ConversationActor {
@@ -121,6 +137,8 @@ impl Actor for ConversationActor {
     }
 
     async fn post_start(&self, myself: ActorRef<ConvMsg>, st: &mut ConvState) -> Result<(), ActorProcessingErr> {
+        let shared = Arc::clone(&st.shared);
+        let _spawned = shared.handling();
         // A new or restarted actor has told nobody anything yet.
         let current = st.handle.snapshot();
         self.settle(&myself, st, &current, current.clone(), Outcome::default());
@@ -132,7 +150,12 @@ impl Actor for ConversationActor {
         Ok(())
     }
 
-    async fn handle(&self, myself: ActorRef<ConvMsg>, msg: ConvMsg, st: &mut ConvState) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<ConvMsg>,
+        msg: ConvMsg,
+        st: &mut ConvState,
+    ) -> Result<(), ActorProcessingErr> {
         let shared = Arc::clone(&st.shared);
         let _handled = shared.handling();
         let now = shared.now();
@@ -167,10 +190,15 @@ impl Actor for ConversationActor {
                 }
             }
             ConvMsg::OfferWithdrawn { agent, epoch } => {
-                conv.offer_withdrawn(&agent, epoch);
+                if conv.offer_withdrawn(&agent, epoch) {
+                    out.withdrawn_by = Some(agent);
+                }
             }
             ConvMsg::Unassign { agent } => {
-                if conv.unassign(&agent, UnassignReason::AgentUnavailable, now, &skill).is_ok() {
+                if conv
+                    .unassign(&agent, UnassignReason::AgentUnavailable, now, &skill)
+                    .is_ok()
+                {
                     out.unassigned = Some((agent, UnassignReason::AgentUnavailable));
                 }
             }
@@ -214,9 +242,7 @@ impl ConversationActor {
             ConvCommand::MarkUrgent => conv.mark_urgent(now, skill)?,
             ConvCommand::FollowUp { agent, due_in } => conv.set_follow_up(&agent, due_in, now, policy)?,
             ConvCommand::TransferToSkill { skill: to } => {
-                let target = shared
-                    .skill(&to)
-                    .ok_or_else(|| RouterError::not_found("skill", &to))?;
+                let target = shared.skill(&to).ok_or_else(|| RouterError::not_found("skill", &to))?;
                 let from = conv.skill.clone();
                 let previous = conv.transfer_to_skill(&target, now)?;
                 self.note_transfer(out, from, previous, None);
@@ -246,7 +272,14 @@ impl ConversationActor {
 
     /// Applies due timers, commits, tells peers what changed, publishes events,
     /// answers the caller and re-arms the timer.
-    fn settle(&self, myself: &ActorRef<ConvMsg>, st: &mut ConvState, before: &Conversation, mut conv: Conversation, out: Outcome) {
+    fn settle(
+        &self,
+        myself: &ActorRef<ConvMsg>,
+        st: &mut ConvState,
+        before: &Conversation,
+        mut conv: Conversation,
+        out: Outcome,
+    ) {
         let shared = Arc::clone(&st.shared);
         let now = shared.now();
         let Some(skill) = shared.skill(&conv.skill) else { return };
@@ -267,17 +300,97 @@ impl ConversationActor {
         if let Some(closure) = conv.closed {
             next = Some(closure.at.plus(shared.policy.closed_retention));
         }
-        st.timer.arm(&shared, next, myself, |generation| ConvMsg::Tick { generation });
+        st.timer
+            .arm(&shared, next, myself, |generation| ConvMsg::Tick { generation });
     }
 
-    fn tell_peers(&self, shared: &Shared, st: &mut ConvState, before: &Conversation, conv: &Conversation, skill: &Skill, out: &Outcome) {
+    fn tell_peers(
+        &self,
+        shared: &Shared,
+        st: &mut ConvState,
+        before: &Conversation,
+        conv: &Conversation,
+        skill: &Skill,
+        out: &Outcome,
+    ) {
+        // The holding agent first: a release must reach the agent before the queue can
+        // offer the conversation to that same agent again.
+        let id = &conv.id;
+        let holder = match (&conv.state, &conv.agent_id) {
+            (State::Assigned, Some(a)) => Some((a.clone(), conv.weight(skill), conv.activity)),
+            _ => None,
+        };
+        match (&st.told.agent, &holder) {
+            (Some((old, ..)), Some((new, w, act))) if old == new => {
+                if st.told.agent.as_ref() != holder.as_ref() {
+                    shared.tell_agent(
+                        new,
+                        AgentMsg::SetWeight {
+                            conversation: id.clone(),
+                            weight: *w,
+                            activity: *act,
+                        },
+                    );
+                }
+            }
+            (told, _) => {
+                if let Some((old, ..)) = told {
+                    shared.tell_agent(
+                        old,
+                        AgentMsg::Release {
+                            conversation: id.clone(),
+                        },
+                    );
+                }
+                if let Some((new, w, act)) = &holder {
+                    shared.tell_agent(
+                        new,
+                        AgentMsg::Confirmed {
+                            conversation: id.clone(),
+                            weight: *w,
+                            activity: *act,
+                        },
+                    );
+                }
+            }
+        }
+        st.told.agent = holder;
+
+        // An offer that lost its conversation (assigned elsewhere, closed, moved).
+        if let Some(offered) = &before.offered_to {
+            let moved_on = conv.offered_to.as_ref() != Some(offered) && conv.agent_id.as_ref() != Some(offered);
+            if moved_on && out.withdrawn_by.as_ref() != Some(offered) {
+                shared.tell_agent(
+                    offered,
+                    AgentMsg::OfferVoid {
+                        conversation: id.clone(),
+                        epoch: before.epoch,
+                    },
+                );
+            }
+        }
+        if let Some((agent, epoch)) = &out.void_offer {
+            shared.tell_agent(
+                agent,
+                AgentMsg::OfferVoid {
+                    conversation: id.clone(),
+                    epoch: *epoch,
+                },
+            );
+        }
+
         // Queues: remove from those it left, upsert where the entry changed.
         let wanted = conv.queues(skill);
         let entry = conv.queue_entry(skill, &shared.policy);
         st.told.queues.retain(|(q, _)| {
             let keep = wanted.contains(q);
             if !keep {
-                shared.tell_queue(q, QueueMsg::Remove { conversation: conv.id.clone() });
+                shared.tell_queue(
+                    q,
+                    QueueMsg::Remove {
+                        conversation: conv.id.clone(),
+                    },
+                );
             }
             keep
         });
@@ -296,39 +409,6 @@ impl ConversationActor {
                 }
             }
         }
-
-        // The holding agent: confirm a new assignment, follow weight changes, release.
-        let holder = match (&conv.state, &conv.agent_id) {
-            (State::Assigned, Some(a)) => Some((a.clone(), conv.weight(skill), conv.activity)),
-            _ => None,
-        };
-        let id = &conv.id;
-        match (&st.told.agent, &holder) {
-            (Some((old, ..)), Some((new, w, act))) if old == new => {
-                if st.told.agent.as_ref() != holder.as_ref() {
-                    shared.tell_agent(new, AgentMsg::SetWeight { conversation: id.clone(), weight: *w, activity: *act });
-                }
-            }
-            (told, _) => {
-                if let Some((old, ..)) = told {
-                    shared.tell_agent(old, AgentMsg::Release { conversation: id.clone() });
-                }
-                if let Some((new, w, act)) = &holder {
-                    shared.tell_agent(new, AgentMsg::Confirmed { conversation: id.clone(), weight: *w, activity: *act });
-                }
-            }
-        }
-        st.told.agent = holder;
-
-        // An offer that lost its conversation (assigned elsewhere, closed, moved).
-        if let Some(offered) = &before.offered_to {
-            if conv.offered_to.as_ref() != Some(offered) && conv.agent_id.as_ref() != Some(offered) {
-                shared.tell_agent(offered, AgentMsg::OfferVoid { conversation: id.clone(), epoch: before.epoch });
-            }
-        }
-        if let Some((agent, epoch)) = &out.void_offer {
-            shared.tell_agent(agent, AgentMsg::OfferVoid { conversation: id.clone(), epoch: *epoch });
-        }
     }
 
     fn publish(&self, shared: &Shared, before: &Conversation, conv: &Conversation, now: Timestamp, out: &Outcome) {
@@ -338,7 +418,13 @@ impl ConversationActor {
         let event = |kind: EventKind, agent: Option<&AgentId>| shared.event(now, kind, id, agent, skill);
 
         if let Some((from, to_agent)) = &out.transferred_from {
-            event(EventKind::Transferred { from_skill: from.clone(), to_agent: to_agent.clone() }, to_agent.as_ref());
+            event(
+                EventKind::Transferred {
+                    from_skill: from.clone(),
+                    to_agent: to_agent.clone(),
+                },
+                to_agent.as_ref(),
+            );
         }
         if let Some((agent, reason)) = &out.unassigned {
             event(EventKind::Unassigned { reason: *reason }, Some(agent));
@@ -349,13 +435,20 @@ impl ConversationActor {
             if let Some(a) = agent {
                 shared.consumers.insert(
                     conv.consumer_id.clone(),
-                    ConsumerRecord { last_agent: Some((a.clone(), now)) },
+                    ConsumerRecord {
+                        last_agent: Some((a.clone(), now)),
+                    },
                 );
             }
         }
         if before.first_response_at.is_none() {
             if let Some(t) = conv.first_response_at {
-                event(EventKind::FirstResponse { after_ms: t.since(conv.opened_at).as_millis() as u64 }, agent);
+                event(
+                    EventKind::FirstResponse {
+                        after_ms: t.since(conv.opened_at).as_millis() as u64,
+                    },
+                    agent,
+                );
             }
         }
         if !conv.is_closed() && before.activity != conv.activity {
@@ -367,10 +460,22 @@ impl ConversationActor {
         }
         if let (Some(sla), false) = (conv.sla, conv.is_closed()) {
             if conv.soon_overdue && !before.soon_overdue {
-                event(EventKind::SoonOverdue { kind: sla.kind, due_at: sla.due_at }, agent);
+                event(
+                    EventKind::SoonOverdue {
+                        kind: sla.kind,
+                        due_at: sla.due_at,
+                    },
+                    agent,
+                );
             }
             if conv.overdue && !before.overdue {
-                event(EventKind::Overdue { kind: sla.kind, due_at: sla.due_at }, agent);
+                event(
+                    EventKind::Overdue {
+                        kind: sla.kind,
+                        due_at: sla.due_at,
+                    },
+                    agent,
+                );
             }
         }
         if let Some(due) = conv.manual_due_at {

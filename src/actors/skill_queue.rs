@@ -22,11 +22,18 @@ pub enum QueueMsg {
     /// A conversation's entry is new or changed.
     Upsert(QueueEntry),
     /// The conversation left this queue (assigned, closed, transferred).
-    Remove { conversation: ConversationId },
+    Remove {
+        conversation: ConversationId,
+    },
     /// An agent of the skill reports its room.
-    AgentRoom { agent: AgentId, room: AgentRoom },
+    AgentRoom {
+        agent: AgentId,
+        room: AgentRoom,
+    },
     /// The agent no longer has this skill.
-    AgentGone { agent: AgentId },
+    AgentGone {
+        agent: AgentId,
+    },
     /// An offer came back; `room` is the agent's room when it declined for lack of it.
     OfferDeclined {
         conversation: ConversationId,
@@ -36,10 +43,15 @@ pub enum QueueMsg {
         room: Option<AgentRoom>,
     },
     /// Ranked rows, first is next.
-    Rows { limit: usize, reply: RpcReplyPort<Vec<QueueRow>> },
+    Rows {
+        limit: usize,
+        reply: RpcReplyPort<Vec<QueueRow>>,
+    },
     Figures(RpcReplyPort<QueueFigures>),
     /// Offers declined by every agent are tried again.
-    RetryDeclined { generation: u64 },
+    RetryDeclined {
+        generation: u64,
+    },
     #[cfg(test)]
     Panic,
 }
@@ -62,7 +74,6 @@ pub struct QueueState {
     retry: Timer,
 }
 
-
 impl Actor for SkillQueueActor {
     type Msg = QueueMsg;
     type State = QueueState;
@@ -76,18 +87,33 @@ impl Actor for SkillQueueActor {
         })
     }
 
+    async fn post_start(&self, _myself: ActorRef<QueueMsg>, st: &mut QueueState) -> Result<(), ActorProcessingErr> {
+        // Uncounts the spawn (see `Supervisor::spawn`).
+        let _spawned = st.shared.handling();
+        Ok(())
+    }
+
     async fn post_stop(&self, _myself: ActorRef<QueueMsg>, st: &mut QueueState) -> Result<(), ActorProcessingErr> {
         st.retry.cancel();
         Ok(())
     }
 
-    async fn handle(&self, myself: ActorRef<QueueMsg>, msg: QueueMsg, st: &mut QueueState) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<QueueMsg>,
+        msg: QueueMsg,
+        st: &mut QueueState,
+    ) -> Result<(), ActorProcessingErr> {
         let shared = Arc::clone(&st.shared);
         let _handled = shared.handling();
         let mut check_fallback = false;
         match msg {
             QueueMsg::Upsert(entry) => {
-                if entry.actionable && !entry.in_fallback && !st.queue.has_online_agent() && self.has_fallback(&shared, &st.queue.skill) {
+                if entry.actionable
+                    && !entry.in_fallback
+                    && !st.queue.has_online_agent()
+                    && self.has_fallback(&shared, &st.queue.skill)
+                {
                     shared.tell_conversation(&entry.conversation_id, ConvMsg::ActivateFallback { epoch: entry.epoch });
                 }
                 st.queue.upsert(entry);
@@ -103,7 +129,13 @@ impl Actor for SkillQueueActor {
                 st.queue.remove_agent(&agent);
                 check_fallback = true;
             }
-            QueueMsg::OfferDeclined { conversation, epoch, agent, reason, room } => {
+            QueueMsg::OfferDeclined {
+                conversation,
+                epoch,
+                agent,
+                reason,
+                room,
+            } => {
                 st.queue.offer_declined(&conversation, epoch, &agent, reason, room);
             }
             QueueMsg::Rows { limit, reply } => {
@@ -127,7 +159,10 @@ impl Actor for SkillQueueActor {
         }
         for offer in st.queue.match_offers() {
             // Fallback entries carry their home skill: its offer mode and SLA apply.
-            let home = st.queue.home_skill(&offer.conversation_id).unwrap_or_else(|| st.queue.skill.clone());
+            let home = st
+                .queue
+                .home_skill(&offer.conversation_id)
+                .unwrap_or_else(|| st.queue.skill.clone());
             shared.tell_agent(
                 &offer.agent_id,
                 AgentMsg::Offer {
@@ -142,7 +177,10 @@ impl Actor for SkillQueueActor {
         if st.queue.take_retry_wanted() {
             let at = shared.now().plus(shared.policy.offer_retry_after);
             if !st.retry.is_armed() {
-                st.retry.arm(&shared, Some(at), &myself, |generation| QueueMsg::RetryDeclined { generation });
+                st.retry
+                    .arm(&shared, Some(at), &myself, |generation| QueueMsg::RetryDeclined {
+                        generation,
+                    });
             }
         }
         Ok(())

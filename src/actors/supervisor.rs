@@ -55,13 +55,16 @@ pub struct SupervisorState {
     restarts: HashMap<Child, (Timestamp, u32)>,
 }
 
-
 impl Actor for Supervisor {
     type Msg = SupervisorMsg;
     type State = SupervisorState;
     type Arguments = Arc<Shared>;
 
-    async fn pre_start(&self, _myself: ActorRef<SupervisorMsg>, shared: Arc<Shared>) -> Result<SupervisorState, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<SupervisorMsg>,
+        shared: Arc<Shared>,
+    ) -> Result<SupervisorState, ActorProcessingErr> {
         Ok(SupervisorState {
             shared,
             children: HashMap::new(),
@@ -69,7 +72,12 @@ impl Actor for Supervisor {
         })
     }
 
-    async fn handle(&self, myself: ActorRef<SupervisorMsg>, msg: SupervisorMsg, st: &mut SupervisorState) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<SupervisorMsg>,
+        msg: SupervisorMsg,
+        st: &mut SupervisorState,
+    ) -> Result<(), ActorProcessingErr> {
         let shared = Arc::clone(&st.shared);
         let _handled = shared.handling();
         let (child, reply) = match msg {
@@ -88,10 +96,17 @@ impl Actor for Supervisor {
         Ok(())
     }
 
-    async fn handle_supervisor_evt(&self, myself: ActorRef<SupervisorMsg>, evt: SupervisionEvent, st: &mut SupervisorState) -> Result<(), ActorProcessingErr> {
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<SupervisorMsg>,
+        evt: SupervisionEvent,
+        st: &mut SupervisorState,
+    ) -> Result<(), ActorProcessingErr> {
         match evt {
             SupervisionEvent::ActorFailed(cell, err) => {
-                let Some(child) = st.children.remove(&cell.get_id()) else { return Ok(()) };
+                let Some(child) = st.children.remove(&cell.get_id()) else {
+                    return Ok(());
+                };
                 tracing::warn!(?child, error = %err, "actor crashed; restarting from its last state");
                 if !self.may_restart(st, &child) {
                     tracing::error!(?child, "actor keeps crashing; left stopped");
@@ -131,30 +146,84 @@ impl Supervisor {
         entry.1 <= MAX_RESTARTS
     }
 
-    async fn spawn(&self, myself: &ActorRef<SupervisorMsg>, st: &mut SupervisorState, child: Child) -> Result<(), RouterError> {
+    async fn spawn(
+        &self,
+        myself: &ActorRef<SupervisorMsg>,
+        st: &mut SupervisorState,
+        child: Child,
+    ) -> Result<(), RouterError> {
         let shared = Arc::clone(&st.shared);
         let cell: ActorCell = myself.get_cell();
+        // The child's `post_start` runs after `spawn_linked` returns and may send
+        // messages: count it as in flight until it ends (it uncounts itself).
+        shared.count_call();
+        let result = self.spawn_counted(&shared, cell, st, child).await;
+        if result.is_err() {
+            shared.uncount_call();
+        }
+        result
+    }
+
+    async fn spawn_counted(
+        &self,
+        shared: &Arc<Shared>,
+        cell: ActorCell,
+        st: &mut SupervisorState,
+        child: Child,
+    ) -> Result<(), RouterError> {
         let spawned: ActorCell = match &child {
             Child::Conversation(id) => {
-                let handle = shared.conversations.get(id).map(|h| Arc::clone(&h)).ok_or_else(|| RouterError::not_found("conversation", id))?;
-                let (actor, _) = Actor::spawn_linked(None, ConversationActor, ConvArgs { shared: Arc::clone(&shared), handle: Arc::clone(&handle) }, cell)
-                    .await
-                    .map_err(|e| RouterError::Unavailable(e.to_string()))?;
+                let handle = shared
+                    .conversations
+                    .get(id)
+                    .map(|h| Arc::clone(&h))
+                    .ok_or_else(|| RouterError::not_found("conversation", id))?;
+                let (actor, _) = Actor::spawn_linked(
+                    None,
+                    ConversationActor,
+                    ConvArgs {
+                        shared: Arc::clone(shared),
+                        handle: Arc::clone(&handle),
+                    },
+                    cell,
+                )
+                .await
+                .map_err(|e| RouterError::Unavailable(e.to_string()))?;
                 handle.set_actor(Some(actor.clone()));
                 actor.get_cell()
             }
             Child::Agent(id) => {
-                let handle = shared.agents.get(id).map(|h| Arc::clone(&h)).ok_or_else(|| RouterError::not_found("agent", id))?;
-                let (actor, _) = Actor::spawn_linked(None, AgentActor, AgentArgs { shared: Arc::clone(&shared), handle: Arc::clone(&handle) }, cell)
-                    .await
-                    .map_err(|e| RouterError::Unavailable(e.to_string()))?;
+                let handle = shared
+                    .agents
+                    .get(id)
+                    .map(|h| Arc::clone(&h))
+                    .ok_or_else(|| RouterError::not_found("agent", id))?;
+                let (actor, _) = Actor::spawn_linked(
+                    None,
+                    AgentActor,
+                    AgentArgs {
+                        shared: Arc::clone(shared),
+                        handle: Arc::clone(&handle),
+                    },
+                    cell,
+                )
+                .await
+                .map_err(|e| RouterError::Unavailable(e.to_string()))?;
                 handle.set_actor(Some(actor.clone()));
                 actor.get_cell()
             }
             Child::Queue(skill) => {
-                let (actor, _) = Actor::spawn_linked(None, SkillQueueActor, QueueArgs { shared: Arc::clone(&shared), skill: skill.clone() }, cell)
-                    .await
-                    .map_err(|e| RouterError::Unavailable(e.to_string()))?;
+                let (actor, _) = Actor::spawn_linked(
+                    None,
+                    SkillQueueActor,
+                    QueueArgs {
+                        shared: Arc::clone(shared),
+                        skill: skill.clone(),
+                    },
+                    cell,
+                )
+                .await
+                .map_err(|e| RouterError::Unavailable(e.to_string()))?;
                 shared.queues.insert(skill.clone(), actor.clone());
                 actor.get_cell()
             }
@@ -188,3 +257,6 @@ impl Supervisor {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

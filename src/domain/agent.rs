@@ -72,6 +72,21 @@ pub struct Reservation {
     pub accepted: bool,
 }
 
+/// An offer as the agent receives it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IncomingOffer {
+    pub conversation: ConversationId,
+    /// The conversation's own skill.
+    pub skill: SkillId,
+    /// The skill queue that made the offer.
+    pub queue: SkillId,
+    pub weight: Weight,
+    /// The conversation's queue epoch when the offer was made.
+    pub epoch: u64,
+    /// `None`: auto-accept.
+    pub offer_timeout: Option<Duration>,
+}
+
 /// The registration of an agent (`PUT /v1/agents/{id}`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AgentSpec {
@@ -168,32 +183,23 @@ impl Agent {
     }
 
     /// Takes room for an offer, or says why there is none.
-    pub fn reserve(
-        &mut self,
-        conversation: &ConversationId,
-        skill: &SkillId,
-        queue: &SkillId,
-        weight: Weight,
-        epoch: u64,
-        now: Timestamp,
-        offer_timeout: Option<Duration>,
-        policy: &RoutingPolicy,
-    ) -> Result<(), NoRoom> {
-        if self.conversations.contains_key(conversation) || self.reservations.contains_key(conversation) {
+    pub fn reserve(&mut self, offer: &IncomingOffer, now: Timestamp, policy: &RoutingPolicy) -> Result<(), NoRoom> {
+        let id = &offer.conversation;
+        if self.conversations.contains_key(id) || self.reservations.contains_key(id) {
             // Already ours (a duplicate offer): taking it twice would double its weight.
             return Err(NoRoom::Weight);
         }
-        self.check(weight, now, policy)?;
+        self.check(offer.weight, now, policy)?;
         self.reservations.insert(
-            conversation.clone(),
+            id.clone(),
             Reservation {
-                skill: skill.clone(),
-                queue: queue.clone(),
-                weight,
-                epoch,
+                skill: offer.skill.clone(),
+                queue: offer.queue.clone(),
+                weight: offer.weight,
+                epoch: offer.epoch,
                 offered_at: now,
-                expires_at: offer_timeout.map(|t| now.plus(t)),
-                accepted: offer_timeout.is_none(),
+                expires_at: offer.offer_timeout.map(|t| now.plus(t)),
+                accepted: offer.offer_timeout.is_none(),
             },
         );
         Ok(())
@@ -299,6 +305,23 @@ mod tests {
         ConversationId::new(s).expect("id")
     }
 
+    fn offer(
+        conversation: &ConversationId,
+        weight: Weight,
+        epoch: u64,
+        offer_timeout: Option<Duration>,
+    ) -> IncomingOffer {
+        let skill = SkillId::new("billing").expect("id");
+        IncomingOffer {
+            conversation: conversation.clone(),
+            skill: skill.clone(),
+            queue: skill,
+            weight,
+            epoch,
+            offer_timeout,
+        }
+    }
+
     fn agent(max_slots: u32, policy: &RoutingPolicy) -> Agent {
         let spec = AgentSpec {
             skills: vec![SkillId::new("billing").expect("id")],
@@ -314,24 +337,25 @@ mod tests {
     fn reservations_count_against_room_so_concurrent_offers_cannot_overfill() {
         let policy = RoutingPolicy::default();
         let mut a = agent(1, &policy);
-        let skill = SkillId::new("billing").expect("id");
         let now = Timestamp::from_millis(0);
         let one = Weight::from_slots(1.0);
-        assert!(a.reserve(&ids("c1"), &skill, &skill, one, 1, now, None, &policy).is_ok());
+        assert!(a.reserve(&offer(&ids("c1"), one, 1, None), now, &policy).is_ok());
         // 1 slot + 0.5 overflow: a second full-weight conversation does not fit.
-        assert_eq!(a.reserve(&ids("c2"), &skill, &skill, one, 1, now, None, &policy), Err(NoRoom::Weight));
+        assert_eq!(
+            a.reserve(&offer(&ids("c2"), one, 1, None), now, &policy),
+            Err(NoRoom::Weight)
+        );
         assert!(a.confirm(&ids("c1"), one, Activity::Active, now, &policy));
         assert!(a.set_weight(&ids("c1"), Weight::from_slots(0.1), Activity::Inactive));
-        assert!(a.reserve(&ids("c2"), &skill, &skill, one, 1, now, None, &policy).is_ok());
+        assert!(a.reserve(&offer(&ids("c2"), one, 1, None), now, &policy).is_ok());
     }
 
     #[test]
     fn not_online_has_no_room_and_away_releases_after_grace() {
         let policy = RoutingPolicy::default();
         let mut a = agent(2, &policy);
-        let skill = SkillId::new("billing").expect("id");
         let now = Timestamp::from_millis(0);
-        a.reserve(&ids("c1"), &skill, &skill, Weight::from_slots(1.0), 1, now, None, &policy)
+        a.reserve(&offer(&ids("c1"), Weight::from_slots(1.0), 1, None), now, &policy)
             .expect("room");
         a.confirm(&ids("c1"), Weight::from_slots(1.0), Activity::Active, now, &policy);
         a.set_status(AgentStatus::BackSoon, now, &policy);
@@ -345,10 +369,9 @@ mod tests {
     fn offers_expire_in_offer_mode() {
         let policy = RoutingPolicy::default();
         let mut a = agent(2, &policy);
-        let skill = SkillId::new("billing").expect("id");
         let now = Timestamp::from_millis(0);
         let timeout = Some(Duration::from_secs(30));
-        a.reserve(&ids("c1"), &skill, &skill, Weight::from_slots(1.0), 7, now, timeout, &policy)
+        a.reserve(&offer(&ids("c1"), Weight::from_slots(1.0), 7, timeout), now, &policy)
             .expect("room");
         assert_eq!(a.next_deadline(now, &policy), Some(now.plus(Duration::from_secs(30))));
         assert!(a.expired_offers(now.plus(Duration::from_secs(29))).is_empty());
@@ -365,25 +388,33 @@ mod tests {
             ..RoutingPolicy::default()
         };
         let mut a = agent(2, &policy);
-        let skill = SkillId::new("billing").expect("id");
         let t0 = Timestamp::from_millis(0);
         let one = Weight::from_slots(1.0);
-        a.reserve(&ids("c1"), &skill, &skill, one, 1, t0, None, &policy).expect("first at once");
+        a.reserve(&offer(&ids("c1"), one, 1, None), t0, &policy)
+            .expect("first at once");
         a.confirm(&ids("c1"), one, Activity::Active, t0, &policy);
         assert_eq!(
-            a.reserve(&ids("c2"), &skill, &skill, one, 1, t0.plus(Duration::from_secs(10)), None, &policy),
+            a.reserve(
+                &offer(&ids("c2"), one, 1, None),
+                t0.plus(Duration::from_secs(10)),
+                &policy
+            ),
             Err(NoRoom::WarmingUp)
         );
         let t1 = t0.plus(Duration::from_secs(90));
-        a.reserve(&ids("c2"), &skill, &skill, one, 1, t1, None, &policy).expect("second after 90 s");
+        a.reserve(&offer(&ids("c2"), one, 1, None), t1, &policy)
+            .expect("second after 90 s");
         a.confirm(&ids("c2"), one, Activity::Active, t1, &policy);
         assert!(!a.warmup.warming, "full: warm-up over");
         a.release(&ids("c1"));
         a.release(&ids("c2"));
         let t2 = t1.plus(Duration::from_secs(3600));
         assert!(a.room(t2, &policy).accepting, "first after the idle hour comes at once");
-        a.reserve(&ids("c3"), &skill, &skill, one, 1, t2, None, &policy).expect("room");
+        a.reserve(&offer(&ids("c3"), one, 1, None), t2, &policy).expect("room");
         a.confirm(&ids("c3"), one, Activity::Active, t2, &policy);
-        assert!(!a.room(t2.plus(Duration::from_secs(1)), &policy).accepting, "paced again");
+        assert!(
+            !a.room(t2.plus(Duration::from_secs(1)), &policy).accepting,
+            "paced again"
+        );
     }
 }

@@ -265,7 +265,9 @@ impl SkillQueue {
     /// Lowers the view of an agent's room by an offer's weight until the agent answers.
     fn take_room(&mut self, agent: &AgentId, weight: Weight) {
         self.offer_seq += 1;
-        let Some(view) = self.agents.get(agent).copied() else { return };
+        let Some(view) = self.agents.get(agent).copied() else {
+            return;
+        };
         let room = AgentRoom {
             free: view.room.free.saturating_sub(weight),
             ..view.room
@@ -343,7 +345,9 @@ impl SkillQueue {
                 None => self.ranked.first_key_value(),
                 Some(c) => self.ranked.range((Bound::Excluded(c), Bound::Unbounded)).next(),
             };
-            let Some((key, id)) = next.map(|(k, v)| (*k, v.clone())) else { break };
+            let Some((key, id)) = next.map(|(k, v)| (*k, v.clone())) else {
+                break;
+            };
             let Some(slot) = self.slots.get(&id) else { break };
             match self.choose_agent(slot) {
                 Choice::Agent(agent) => offers.push(self.make_offer(&id, &agent)),

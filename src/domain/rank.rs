@@ -161,9 +161,24 @@ mod tests {
     #[test]
     fn rules_match_text_and_numbers() {
         let rules = vec![
-            PriorityRule { attribute: "tier".into(), equals: Some("vip".into()), at_least: None, boost: 5 },
-            PriorityRule { attribute: "transfers".into(), equals: None, at_least: Some(2), boost: 3 },
-            PriorityRule { attribute: "channel".into(), equals: Some("sms".into()), at_least: None, boost: -1 },
+            PriorityRule {
+                attribute: "tier".into(),
+                equals: Some("vip".into()),
+                at_least: None,
+                boost: 5,
+            },
+            PriorityRule {
+                attribute: "transfers".into(),
+                equals: None,
+                at_least: Some(2),
+                boost: 3,
+            },
+            PriorityRule {
+                attribute: "channel".into(),
+                equals: Some("sms".into()),
+                at_least: None,
+                boost: -1,
+            },
         ];
         let attrs = |name: &str| -> Option<Cow<'static, str>> {
             match name {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::capacity::{Weight, WarmupPolicy};
+use crate::domain::capacity::{WarmupPolicy, Weight};
 use crate::domain::conversation::Activity;
 use crate::domain::rank::{PriorityRule, RankWeights};
 use crate::domain::sla::{SlaPolicy, WorkingHours};

@@ -114,8 +114,7 @@ impl WorkingHours {
         let mut remaining = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
         for _ in 0..(2 * 366) {
             let day_start = cursor.div_euclid(DAY_MS) * DAY_MS;
-            let Some(date) = chrono::DateTime::from_timestamp_millis(day_start).map(|t| t.date_naive())
-            else {
+            let Some(date) = chrono::DateTime::from_timestamp_millis(day_start).map(|t| t.date_naive()) else {
                 break;
             };
             for span in self.spans_on(date) {
@@ -147,18 +146,13 @@ mod tests {
     }
 
     fn nine_to_five_weekdays() -> WorkingHours {
-        let day = vec![Span { start: 9 * 3600, end: 17 * 3600 }];
+        let day = vec![Span {
+            start: 9 * 3600,
+            end: 17 * 3600,
+        }];
         WorkingHours {
             utc_offset_secs: 0,
-            weekly: [
-                day.clone(),
-                day.clone(),
-                day.clone(),
-                day.clone(),
-                day,
-                vec![],
-                vec![],
-            ],
+            weekly: [day.clone(), day.clone(), day.clone(), day.clone(), day, vec![], vec![]],
             special: BTreeMap::new(),
         }
     }
@@ -176,9 +170,18 @@ mod tests {
     #[test]
     fn due_is_anchor_plus_response_time_of_the_kind() {
         let t = at("2026-11-24T10:00:00Z");
-        assert_eq!(policy().due(t, SlaKind::Normal, None).due_at, at("2026-11-24T11:00:00Z"));
-        assert_eq!(policy().due(t, SlaKind::Urgent, None).due_at, at("2026-11-24T10:10:00Z"));
-        assert_eq!(policy().due(t, SlaKind::FirstTime, None).due_at, at("2026-11-24T10:30:00Z"));
+        assert_eq!(
+            policy().due(t, SlaKind::Normal, None).due_at,
+            at("2026-11-24T11:00:00Z")
+        );
+        assert_eq!(
+            policy().due(t, SlaKind::Urgent, None).due_at,
+            at("2026-11-24T10:10:00Z")
+        );
+        assert_eq!(
+            policy().due(t, SlaKind::FirstTime, None).due_at,
+            at("2026-11-24T10:30:00Z")
+        );
         assert_eq!(SlaPolicy::kind_for(true, true), SlaKind::Urgent);
         assert_eq!(SlaPolicy::kind_for(false, true), SlaKind::FirstTime);
     }

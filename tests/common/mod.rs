@@ -29,7 +29,11 @@ pub async fn router(toml: &str) -> Router {
 
 /// Waits until no message is in flight inside the engine.
 pub async fn settle(r: &Router) {
-    assert!(r.quiesce(1_000_000).await, "engine did not settle: {} in flight", r.in_flight());
+    assert!(
+        r.quiesce(1_000_000).await,
+        "engine did not settle: {} in flight",
+        r.in_flight()
+    );
 }
 
 /// Lets `d` of virtual time pass (tokio's paused clock: no wall-clock wait), with every
@@ -95,7 +99,9 @@ pub fn conv(r: &Router, id: &str) -> Conversation {
 
 pub fn holder(r: &Router, id: &str) -> Option<String> {
     let c = conv(r, id);
-    (c.state == State::Assigned).then(|| c.agent_id.map(|a| a.to_string())).flatten()
+    (c.state == State::Assigned)
+        .then(|| c.agent_id.map(|a| a.to_string()))
+        .flatten()
 }
 
 pub fn busy(r: &Router, agent: &str) -> f64 {

@@ -57,7 +57,11 @@ fn consumer_message_while_waiting_keeps_deadline_and_place() {
     let mut c = open(false);
     let key_before = c.queue_entry(&skill(), &RoutingPolicy::default()).expect("entry").key;
     c.consumer_message(at(5), &skill()).expect("open");
-    assert_eq!(c.sla.map(|s| s.due_at), Some(at(60)), "a second message does not push the deadline");
+    assert_eq!(
+        c.sla.map(|s| s.due_at),
+        Some(at(60)),
+        "a second message does not push the deadline"
+    );
     assert_eq!(c.queued_at, Some(t0()), "wait time counts from the first entry");
     let key_after = c.queue_entry(&skill(), &RoutingPolicy::default()).expect("entry").key;
     assert!(key_after <= key_before, "a fresher message never moves it back");
@@ -110,7 +114,11 @@ fn manual_sla_releases_weight_reactivates_before_due_and_survives_consumer_messa
     assert!(c.actionable(), "due: waits for the agent");
     assert!(c.overdue);
     c.consumer_message(at(123), &s).expect("open");
-    assert_eq!(c.sla.map(|x| (x.kind, x.due_at)), Some((SlaKind::Manual, at(122))), "not reset");
+    assert_eq!(
+        c.sla.map(|x| (x.kind, x.due_at)),
+        Some((SlaKind::Manual, at(122))),
+        "not reset"
+    );
     c.agent_message(&agent("a1"), at(124)).expect("held");
     assert_eq!(c.sla, None, "the agent's message fulfils the follow-up");
 }
@@ -139,7 +147,9 @@ fn only_the_holder_may_act_for_the_agent() {
     let snapshot = c.clone();
     assert!(c.agent_message(&agent("a2"), at(2)).is_err());
     assert!(c.set_follow_up(&agent("a2"), MIN, at(2), &policy).is_err());
-    assert!(c.unassign(&agent("a2"), UnassignReason::ReturnedByAgent, at(2), &skill()).is_err());
+    assert!(c
+        .unassign(&agent("a2"), UnassignReason::ReturnedByAgent, at(2), &skill())
+        .is_err());
     assert!(c.close(ClosedBy::Agent, Some(&agent("a2")), at(2)).is_err());
     assert_eq!(c, snapshot, "a rejected command changes nothing");
 }
@@ -148,7 +158,8 @@ fn only_the_holder_may_act_for_the_agent() {
 fn return_to_queue_is_actionable_and_avoids_the_agent() {
     let mut c = assigned("a1");
     c.agent_message(&agent("a1"), at(2)).expect("held");
-    c.unassign(&agent("a1"), UnassignReason::ReturnedByAgent, at(3), &skill()).expect("held");
+    c.unassign(&agent("a1"), UnassignReason::ReturnedByAgent, at(3), &skill())
+        .expect("held");
     assert_eq!(c.state, State::Queued);
     assert!(c.actionable());
     assert!(c.returned_to_queue);
@@ -160,7 +171,8 @@ fn return_to_queue_is_actionable_and_avoids_the_agent() {
 fn unavailable_agent_leaves_a_quiet_conversation_not_actionable() {
     let mut c = assigned("a1");
     c.agent_message(&agent("a1"), at(2)).expect("held");
-    c.unassign(&agent("a1"), UnassignReason::AgentUnavailable, at(3), &skill()).expect("held");
+    c.unassign(&agent("a1"), UnassignReason::AgentUnavailable, at(3), &skill())
+        .expect("held");
     assert!(c.in_queue());
     assert!(!c.actionable(), "waits for the consumer, visible in the queue");
     c.consumer_message(at(4), &skill()).expect("open");
@@ -187,7 +199,11 @@ fn transfer_to_agent_targets_until_max_wait() {
     let mut c = assigned("a1");
     c.transfer_to_agent(&agent("a7"), at(5), MIN * 120, &s).expect("open");
     assert_eq!(c.route.target_agent, Some(agent("a7")));
-    assert_eq!(c.next_deadline(at(5), &s, false, &policy), Some(at(55)), "soon overdue first");
+    assert_eq!(
+        c.next_deadline(at(5), &s, false, &policy),
+        Some(at(55)),
+        "soon overdue first"
+    );
     c.tick(at(125), &s, false, &policy);
     assert_eq!(c.route.target_agent, None);
 }
@@ -200,7 +216,10 @@ fn auto_close_after_consumer_silence() {
     c.agent_message(&agent("a1"), at(2)).expect("held");
     c.tick(at(2 + 24 * 60), &s, false, &policy);
     assert_eq!(c.closed.map(|x| x.by), Some(ClosedBy::System));
-    assert!(c.close(ClosedBy::Consumer, None, at(3000)).is_err(), "closing twice is a conflict");
+    assert!(
+        c.close(ClosedBy::Consumer, None, at(3000)).is_err(),
+        "closing twice is a conflict"
+    );
 }
 
 #[test]
@@ -220,8 +239,18 @@ fn fallback_after_a_time_in_queue() {
 fn priority_rules_see_builtin_attributes() {
     let mut s = skill();
     s.priority_rules = vec![
-        crate::domain::rank::PriorityRule { attribute: "tier".into(), equals: Some("vip".into()), at_least: None, boost: 5 },
-        crate::domain::rank::PriorityRule { attribute: "returned_to_queue".into(), equals: Some("true".into()), at_least: None, boost: 2 },
+        crate::domain::rank::PriorityRule {
+            attribute: "tier".into(),
+            equals: Some("vip".into()),
+            at_least: None,
+            boost: 5,
+        },
+        crate::domain::rank::PriorityRule {
+            attribute: "returned_to_queue".into(),
+            equals: Some("true".into()),
+            at_least: None,
+            boost: 2,
+        },
     ];
     let mut c = open(false);
     c.attributes.insert("tier".into(), "vip".into());

@@ -19,7 +19,11 @@ fn entry(id: &str, score: i64) -> QueueEntry {
         home_skill: skill(),
         epoch: 1,
         actionable: true,
-        key: RankKey { tier: TIER_NORMAL, score, seq: score as u64 },
+        key: RankKey {
+            tier: TIER_NORMAL,
+            score,
+            seq: score as u64,
+        },
         weight: Weight::from_slots(1.0),
         hints: RouteHints::default(),
         queued_at: Timestamp::from_millis(score * 1000),
@@ -31,7 +35,11 @@ fn entry(id: &str, score: i64) -> QueueEntry {
 }
 
 fn room(free: f64) -> AgentRoom {
-    AgentRoom { online: true, accepting: true, free: Weight::from_slots(free) }
+    AgentRoom {
+        online: true,
+        accepting: true,
+        free: Weight::from_slots(free),
+    }
 }
 
 fn pairs(offers: &[Offer]) -> Vec<(String, String)> {
@@ -91,7 +99,11 @@ fn declined_for_room_goes_back_in_place_and_agent_view_is_corrected() {
     q.offer_declined(&cid("c1"), 1, &aid("a"), Declined::NoRoom, Some(room(0.0)));
     assert!(q.match_offers().is_empty());
     q.set_agent(&aid("a"), room(1.0));
-    assert_eq!(pairs(&q.match_offers()), vec![("c1".into(), "a".into())], "c1 kept its place");
+    assert_eq!(
+        pairs(&q.match_offers()),
+        vec![("c1".into(), "a".into())],
+        "c1 kept its place"
+    );
 }
 
 #[test]
@@ -168,7 +180,10 @@ fn a_newer_epoch_cancels_an_offer_in_flight() {
     e.epoch = 2;
     q.upsert(e);
     q.offer_declined(&cid("c1"), 1, &aid("a"), Declined::Stale, None);
-    assert!(q.contains(&cid("c1")), "a stale answer for epoch 1 does not remove epoch 2");
+    assert!(
+        q.contains(&cid("c1")),
+        "a stale answer for epoch 1 does not remove epoch 2"
+    );
     assert_eq!(q.match_offers().len(), 1);
 }
 
@@ -181,7 +196,14 @@ fn figures_count_and_percentiles() {
     let mut quiet = entry("quiet", 50);
     quiet.actionable = false;
     q.upsert(quiet);
-    q.set_agent(&aid("away"), AgentRoom { online: false, accepting: false, free: Weight::from_slots(4.0) });
+    q.set_agent(
+        &aid("away"),
+        AgentRoom {
+            online: false,
+            accepting: false,
+            free: Weight::from_slots(4.0),
+        },
+    );
     let f = q.figures(Timestamp::from_millis(100_000));
     assert_eq!((f.unassigned, f.actionable, f.not_actionable), (11, 10, 1));
     assert_eq!(f.online_agents, 0);

@@ -1,0 +1,152 @@
+//! A panic inside an actor loses neither state nor assignments.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::actors::agent::AgentMsg;
+use crate::actors::conversation::ConvMsg;
+use crate::actors::skill_queue::QueueMsg;
+use crate::config::Config;
+use crate::domain::agent::{AgentSpec, AgentStatus};
+use crate::domain::conversation::{Awaiting, ClosedBy, State};
+use crate::ids::{AgentId, ConsumerId, ConversationId, SkillId};
+use crate::router::OpenConversation;
+use crate::time::{Clock, Timestamp};
+use crate::Router;
+
+async fn setup(max_slots: u32) -> Router {
+    let config = Config::from_toml("[[skills]]\nid = \"general\"\n", &BTreeMap::new()).expect("config");
+    let r = Router::start(config.engine, Clock::starting_at(Timestamp::from_millis(0)))
+        .await
+        .expect("start");
+    let spec = AgentSpec {
+        skills: vec![skill()],
+        max_slots,
+        max_open: None,
+    };
+    r.put_agent(agent(), spec).await.expect("agent");
+    r.set_agent_status(&agent(), AgentStatus::Online).await.expect("online");
+    settle(&r).await;
+    r
+}
+
+fn skill() -> SkillId {
+    SkillId::new("general").expect("id")
+}
+
+fn agent() -> AgentId {
+    AgentId::new("a1").expect("id")
+}
+
+fn cid(s: &str) -> ConversationId {
+    ConversationId::new(s).expect("id")
+}
+
+async fn settle(r: &Router) {
+    assert!(r.quiesce(100_000).await);
+}
+
+async fn open(r: &Router, id: &str) {
+    r.open_conversation(OpenConversation {
+        conversation_id: Some(cid(id)),
+        consumer_id: Some(ConsumerId::new(format!("u-{id}")).expect("id")),
+        skill: Some(skill()),
+        ..OpenConversation::default()
+    })
+    .await
+    .expect("open");
+    settle(r).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_conversation_actor_loses_neither_the_conversation_nor_its_assignment() {
+    let r = setup(2).await;
+    open(&r, "c1").await;
+    let shared = r.shared();
+    let before = shared.conversation_actor(&cid("c1")).expect("actor");
+    shared.tell(&before, ConvMsg::Panic);
+    settle(&r).await;
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    settle(&r).await;
+
+    let after = shared.conversation_actor(&cid("c1")).expect("restarted");
+    assert_ne!(before.get_id(), after.get_id(), "a new actor serves the conversation");
+    let c = r.conversation(&cid("c1")).expect("conversation kept");
+    assert_eq!((c.state, c.agent_id.clone()), (State::Assigned, Some(agent())));
+    let a = r.agent(&agent()).expect("agent");
+    assert!(a.conversations.contains_key(&cid("c1")), "the agent still holds it");
+    assert_eq!(a.busy().as_slots(), 1.0, "and counts it once");
+
+    // The restarted actor works: timers and commands.
+    let c = r.agent_message(&cid("c1"), &agent()).await.expect("reply");
+    assert_eq!(c.awaiting, Awaiting::Consumer);
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    settle(&r).await;
+    assert_eq!(
+        r.agent(&agent()).expect("agent").busy().as_slots(),
+        0.1,
+        "inactivity timer re-armed"
+    );
+    r.close(&cid("c1"), ClosedBy::Agent, Some(&agent()))
+        .await
+        .expect("close");
+    settle(&r).await;
+    assert!(r.agent(&agent()).expect("agent").conversations.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_agent_actor_keeps_its_conversations_and_room() {
+    let r = setup(1).await;
+    open(&r, "c1").await;
+    open(&r, "c2").await;
+    let shared = r.shared();
+    let before = shared.agent_actor(&agent()).expect("actor");
+    shared.tell(&before, AgentMsg::Panic);
+    settle(&r).await;
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    settle(&r).await;
+    assert_ne!(
+        shared.agent_actor(&agent()).expect("restarted").get_id(),
+        before.get_id()
+    );
+    let a = r.agent(&agent()).expect("agent");
+    assert_eq!(a.status, AgentStatus::Online);
+    assert!(a.conversations.contains_key(&cid("c1")));
+    assert_eq!(
+        r.conversation(&cid("c2")).expect("c2").state,
+        State::Queued,
+        "still no room for c2"
+    );
+    r.close(&cid("c1"), ClosedBy::Consumer, None).await.expect("close");
+    settle(&r).await;
+    assert_eq!(
+        r.conversation(&cid("c2")).expect("c2").agent_id,
+        Some(agent()),
+        "room announced after restart"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_queue_actor_is_rebuilt_from_conversations_and_agents() {
+    let r = setup(1).await;
+    open(&r, "c1").await;
+    open(&r, "c2").await;
+    open(&r, "c3").await;
+    let shared = r.shared();
+    let before = shared.queue(&skill()).expect("queue");
+    shared.tell(&before, QueueMsg::Panic);
+    settle(&r).await;
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    settle(&r).await;
+    assert_ne!(shared.queue(&skill()).expect("restarted").get_id(), before.get_id());
+    let q = r.queue(&skill(), 10).await.expect("queue");
+    let ids: Vec<String> = q.conversations.iter().map(|c| c.conversation_id.to_string()).collect();
+    assert_eq!(ids, ["c2", "c3"], "rebuilt in the same order");
+    r.close(&cid("c1"), ClosedBy::Consumer, None).await.expect("close");
+    settle(&r).await;
+    assert_eq!(
+        r.conversation(&cid("c2")).expect("c2").agent_id,
+        Some(agent()),
+        "matching works again"
+    );
+}

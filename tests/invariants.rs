@@ -1,0 +1,415 @@
+//! Randomized tests with thousands of events: agents of several skills, queues offering
+//! concurrently, agents changing status, transfers, returns, closes and follow-ups.
+//!
+//! Checked after every step: no agent holds more than its capacity (weights are equal
+//! here so that only an assignment can raise a load) or more than `max_open`.
+//! Checked whenever the engine is idle (every few steps and at the end): every
+//! conversation is accounted for, held by exactly the agent it names, never by two,
+//! and no queue holds an actionable conversation while an agent of its skill has room.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use common::*;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use switchboard::domain::agent::{AgentSpec, AgentStatus};
+use switchboard::domain::capacity::Weight;
+use switchboard::domain::conversation::{ClosedBy, State};
+use switchboard::events::RouterEvent;
+use switchboard::ids::{ConsumerId, ConversationId, SkillId};
+use switchboard::router::OpenConversation;
+use switchboard::Router;
+
+const SKILLS: [&str; 3] = ["s0", "s1", "s2"];
+
+fn config(equal_weights: bool) -> String {
+    let weights = if equal_weights {
+        "smart_capacity = { active_weight = 1.0, inactive_weight = 1.0, inactive_after_secs = 300 }"
+    } else {
+        "smart_capacity = { active_weight = 1.0, inactive_weight = 0.1, inactive_after_secs = 300 }"
+    };
+    format!(
+        r#"
+[routing]
+unassign_grace_secs = 60
+offer_retry_after_secs = 20
+transfer_to_agent_max_wait_secs = 600
+
+[skill_defaults]
+{weights}
+auto_close_after_secs = 3600
+
+[[skills]]
+id = "s0"
+[[skills]]
+id = "s1"
+fallback_skill = "s0"
+fallback_after_secs = 300
+[[skills]]
+id = "s2"
+offer_timeout_secs = 30
+"#
+    )
+}
+
+struct World {
+    rng: SmallRng,
+    opened: Vec<ConversationId>,
+    agents: Vec<String>,
+    counts: BTreeMap<&'static str, u32>,
+    log: std::sync::Mutex<(Vec<RouterEvent>, tokio::sync::broadcast::Receiver<RouterEvent>)>,
+}
+
+async fn setup(r: &Router, rng: &mut SmallRng) -> Vec<String> {
+    let mut agents = Vec::new();
+    for i in 0..12 {
+        let n = rng.gen_range(1..=3);
+        let mut skills: Vec<SkillId> = Vec::new();
+        while skills.len() < n {
+            let s = sid(SKILLS[rng.gen_range(0..3)]);
+            if !skills.contains(&s) {
+                skills.push(s);
+            }
+        }
+        let id = format!("a{i}");
+        let spec = AgentSpec {
+            skills,
+            max_slots: rng.gen_range(1..=4),
+            max_open: rng.gen_bool(0.3).then(|| rng.gen_range(1..=3)),
+        };
+        r.put_agent(aid(&id), spec).await.expect("agent");
+        r.set_agent_status(&aid(&id), AgentStatus::Online)
+            .await
+            .expect("online");
+        agents.push(id);
+    }
+    agents
+}
+
+impl World {
+    fn pick<'a, T>(&mut self, v: &'a [T]) -> Option<&'a T> {
+        (!v.is_empty()).then(|| &v[self.rng.gen_range(0..v.len())])
+    }
+
+    /// One random action. Errors (conflicts from racing the engine) are expected and
+    /// must change nothing; they are counted, not failed on.
+    async fn step(&mut self, r: &Router, paused: bool) {
+        let roll = self.rng.gen_range(0..100);
+        let conv = self.pick(&self.opened.clone()).cloned();
+        let holder_of = |id: &ConversationId| r.conversation(id).ok().and_then(|c| c.agent_id);
+        let name: &'static str;
+        let ok = match roll {
+            0..=24 => {
+                name = "open";
+                let id = ConversationId::new(format!("c{}", self.opened.len())).expect("id");
+                let skill = sid(SKILLS[self.rng.gen_range(0..3)]);
+                let consumer = ConsumerId::new(format!("u{}", self.rng.gen_range(0..40))).expect("id");
+                let req = OpenConversation {
+                    conversation_id: Some(id.clone()),
+                    consumer_id: Some(consumer),
+                    skill: Some(skill),
+                    urgent: self.rng.gen_bool(0.1),
+                    ..OpenConversation::default()
+                };
+                let res = r.open_conversation(req).await;
+                if res.is_ok() {
+                    self.opened.push(id);
+                }
+                res.is_ok()
+            }
+            25..=39 => {
+                name = "consumer_message";
+                match &conv {
+                    Some(c) => r.consumer_message(c).await.is_ok(),
+                    None => false,
+                }
+            }
+            40..=54 => {
+                name = "agent_message";
+                match conv.as_ref().and_then(|c| holder_of(c).map(|a| (c.clone(), a))) {
+                    Some((c, a)) => r.agent_message(&c, &a).await.is_ok(),
+                    None => false,
+                }
+            }
+            55..=62 => {
+                name = "close";
+                match &conv {
+                    Some(c) => match holder_of(c) {
+                        Some(a) if self.rng.gen_bool(0.5) => r.close(c, ClosedBy::Agent, Some(&a)).await.is_ok(),
+                        _ => r.close(c, ClosedBy::Consumer, None).await.is_ok(),
+                    },
+                    None => false,
+                }
+            }
+            63..=67 => {
+                name = "return_to_queue";
+                match conv.as_ref().and_then(|c| holder_of(c).map(|a| (c.clone(), a))) {
+                    Some((c, a)) => r.return_to_queue(&c, &a).await.is_ok(),
+                    None => false,
+                }
+            }
+            68..=71 => {
+                name = "transfer_to_skill";
+                let to = sid(SKILLS[self.rng.gen_range(0..3)]);
+                match &conv {
+                    Some(c) => r.transfer_to_skill(c, &to).await.is_ok(),
+                    None => false,
+                }
+            }
+            72..=74 => {
+                name = "transfer_to_agent";
+                let to = aid(self.pick(&self.agents.clone()).expect("agents"));
+                match &conv {
+                    Some(c) => r.transfer_to_agent(c, &to).await.is_ok(),
+                    None => false,
+                }
+            }
+            75..=78 => {
+                name = "follow_up";
+                let due = Duration::from_secs(self.rng.gen_range(60..7200));
+                match conv.as_ref().and_then(|c| holder_of(c).map(|a| (c.clone(), a))) {
+                    Some((c, a)) => r.follow_up(&c, &a, due).await.is_ok(),
+                    None => false,
+                }
+            }
+            79..=86 => {
+                name = "agent_status";
+                let a = aid(self.pick(&self.agents.clone()).expect("agents"));
+                let status = match self.rng.gen_range(0..10) {
+                    0..=5 => AgentStatus::Online,
+                    6 => AgentStatus::BackSoon,
+                    7 | 8 => AgentStatus::Away,
+                    _ => AgentStatus::Offline,
+                };
+                r.set_agent_status(&a, status).await.is_ok()
+            }
+            87..=93 => {
+                name = "answer_offer";
+                let a = aid(self.pick(&self.agents.clone()).expect("agents"));
+                let pending = r.agent(&a).ok().and_then(|ag| {
+                    ag.reservations
+                        .iter()
+                        .find(|(_, res)| !res.accepted)
+                        .map(|(c, _)| c.clone())
+                });
+                match pending {
+                    Some(c) if self.rng.gen_bool(0.7) => r.accept_offer(&c, &a).await.is_ok(),
+                    Some(c) => r.reject_offer(&c, &a).await.is_ok(),
+                    None => false,
+                }
+            }
+            94..=95 => {
+                name = "urgent";
+                match &conv {
+                    Some(c) => r.mark_urgent(c).await.is_ok(),
+                    None => false,
+                }
+            }
+            _ => {
+                name = "time_passes";
+                if paused {
+                    let secs = self.rng.gen_range(1..900);
+                    tokio::time::sleep(Duration::from_secs(secs)).await;
+                }
+                true
+            }
+        };
+        *self.counts.entry(name).or_default() += u32::from(ok);
+    }
+}
+
+/// Holds at every instant when inactive and active weights are equal.
+fn check_capacity(r: &Router, agents: &[String], strict_weight: bool) {
+    for id in agents {
+        let a = r.agent(&aid(id)).expect("agent");
+        if strict_weight {
+            assert!(
+                a.busy() <= a.limits.ceiling(),
+                "agent {id} over capacity: busy {:?} > {:?} ({} held, {} offered)",
+                a.busy(),
+                a.limits.ceiling(),
+                a.conversations.len(),
+                a.reservations.len()
+            );
+        }
+        if let Some(max) = a.limits.max_open {
+            assert!(
+                a.num_open() <= max,
+                "agent {id} holds {} > max_open {max}",
+                a.num_open()
+            );
+        }
+    }
+}
+
+/// The events of one conversation, for a failure message.
+fn history(world: &World, id: &ConversationId) -> String {
+    let mut log = world.log.lock().unwrap_or_else(|p| p.into_inner());
+    while let Ok(e) = log.1.try_recv() {
+        log.0.push(e);
+    }
+    log.0
+        .iter()
+        .filter(|e| e.conversation_id.as_ref() == Some(id))
+        .map(|e| {
+            format!(
+                "\n  {} {:?} agent={:?} skill={:?}",
+                e.at,
+                e.kind,
+                e.agent_id.as_ref().map(|a| a.to_string()),
+                e.skill.as_ref().map(|s| s.to_string())
+            )
+        })
+        .collect()
+}
+
+/// Holds whenever no message is in flight.
+async fn check_consistency(r: &Router, world: &World) {
+    settle(r).await;
+    let mut holders: HashMap<ConversationId, Vec<String>> = HashMap::new();
+    for id in &world.agents {
+        let a = r.agent(&aid(id)).expect("agent");
+        for c in a.conversations.keys().chain(a.reservations.keys()) {
+            holders.entry(c.clone()).or_default().push(id.clone());
+        }
+        for (c, res) in &a.reservations {
+            let conv = r.conversation(c).expect("reserved conversation exists");
+            assert_eq!(
+                conv.state,
+                State::Offered,
+                "{id} holds a reservation for {c} which is {:?}",
+                conv.state
+            );
+            assert_eq!(conv.offered_to.as_ref(), Some(&aid(id)));
+            assert!(
+                res.expires_at.is_some(),
+                "auto-accept leaves no reservation behind when idle"
+            );
+        }
+    }
+    let mut queued: HashMap<SkillId, Vec<ConversationId>> = HashMap::new();
+    for id in &world.opened {
+        let Ok(c) = r.conversation(id) else {
+            // Forgotten after closing and retention: fine, but only if it was closed.
+            continue;
+        };
+        let held_by = holders.remove(id).unwrap_or_default();
+        match c.state {
+            State::Assigned => {
+                let a = c.agent_id.as_ref().expect("assigned has an agent").to_string();
+                assert_eq!(
+                    held_by,
+                    vec![a.clone()],
+                    "{id} is assigned to {a} and held by {held_by:?}{}",
+                    history(world, id)
+                );
+            }
+            State::Offered => {
+                let a = c.offered_to.as_ref().expect("offered has an agent").to_string();
+                assert_eq!(
+                    held_by,
+                    vec![a],
+                    "{id} offered, reserved by {held_by:?}{}",
+                    history(world, id)
+                );
+            }
+            State::Queued => {
+                assert!(held_by.is_empty(), "{id} queued but held by {held_by:?}");
+                queued.entry(c.skill.clone()).or_default().push(id.clone());
+            }
+            State::Closed => assert!(held_by.is_empty(), "{id} closed but held by {held_by:?}"),
+        }
+    }
+    assert!(holders.is_empty(), "agents hold unknown conversations: {holders:?}");
+
+    // Nothing lost: every queued conversation is in its skill queue.
+    for (skill, ids) in &queued {
+        let q = r.queue(skill, usize::MAX).await.expect("queue");
+        for id in ids {
+            assert!(
+                q.conversations.iter().any(|row| &row.conversation_id == id),
+                "{id} lost from queue {skill}"
+            );
+        }
+        // Backlog drained: an auto-accept skill leaves no ranked conversation behind while
+        // an agent of the skill has room.
+        if skill.as_str() == "s2" {
+            continue;
+        }
+        let ranked = q.conversations.iter().any(|row| row.place == "ranked");
+        if ranked {
+            for id in &world.agents {
+                let a = r.agent(&aid(id)).expect("agent");
+                let room = a.room(r.clock().now(), r.policy());
+                assert!(
+                    !(a.skills.contains(skill) && room.accepting && room.free >= Weight::from_slots(1.0)),
+                    "skill {skill} has waiting conversations while {id} has room {room:?}"
+                );
+            }
+        }
+    }
+}
+
+async fn run(r: &Router, seed: u64, steps: usize, paused: bool, strict_weight: bool) -> World {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let agents = setup(r, &mut rng).await;
+    let log = std::sync::Mutex::new((Vec::new(), r.subscribe()));
+    let mut world = World {
+        rng,
+        opened: Vec::new(),
+        agents,
+        counts: BTreeMap::new(),
+        log,
+    };
+    for i in 0..steps {
+        world.step(r, paused).await;
+        if std::env::var("INVARIANT_TRACE").is_ok() {
+            println!("seed {seed} step {i}");
+        }
+        check_capacity(r, &world.agents, strict_weight);
+        if i % 25 == 24 {
+            check_consistency(r, &world).await;
+        }
+    }
+    check_consistency(r, &world).await;
+    println!(
+        "seed {seed}: {} conversations, successful actions {:?}",
+        world.opened.len(),
+        world.counts
+    );
+    world
+}
+
+/// How many seeds each test runs: 3 by default, more with `INVARIANT_SEEDS=N` for a
+/// deeper search (a failure prints its seed).
+fn seeds() -> u64 {
+    std::env::var("INVARIANT_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3)
+}
+
+/// Real parallelism: queue, agent and conversation actors on two worker threads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_offers_never_overfill_an_agent_and_lose_nothing() {
+    for seed in 1..=seeds() {
+        let r = router(&config(true)).await;
+        let world = run(&r, seed, 1500, false, true).await;
+        assert!(world.counts.get("open").copied().unwrap_or(0) > 200);
+        r.shutdown().await;
+    }
+}
+
+/// Virtual time: inactivity, overdue, offer expiry, grace periods, fallback and
+/// auto-close fire in between the random actions.
+#[tokio::test(start_paused = true)]
+async fn timers_racing_commands_keep_every_conversation_accounted_for() {
+    for seed in 1001..=1000 + seeds() {
+        let r = router(&config(false)).await;
+        run(&r, seed, 1500, true, false).await;
+        r.shutdown().await;
+    }
+}
