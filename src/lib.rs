@@ -9,16 +9,20 @@
 //! - [`actors`]: the ractor shell — one actor per conversation, agent and skill queue,
 //!   supervisors that restart them from their last state.
 //! - [`router`]: the [`Router`] facade used by the API, the simulator and the load tool.
+//! - [`api`]: the HTTP/JSON API (actix-web), agent event streams (SSE).
+//! - [`metrics`]: Prometheus series.
 //! - [`events`]: domain events published on a broadcast channel.
 //! - [`config`]: TOML configuration, validated into typed settings.
 //! - [`ids`], [`time`], [`error`]: identifiers, timestamps and the clock, errors.
 
 pub mod actors;
+pub mod api;
 pub mod config;
 pub mod domain;
 pub mod error;
 pub mod events;
 pub mod ids;
+pub mod metrics;
 pub mod router;
 pub mod time;
 

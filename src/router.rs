@@ -25,17 +25,36 @@ use crate::events::{EventKind, RouterEvent};
 use crate::ids::{AgentId, ConsumerId, ConversationId, SkillId};
 use crate::time::Clock;
 
-/// The consumer's first message.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+/// The consumer's first message (the body of `POST /v1/conversations`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OpenConversation {
+    /// Chosen by the server when absent.
+    #[serde(default)]
     pub conversation_id: Option<ConversationId>,
-    pub consumer_id: Option<ConsumerId>,
-    pub skill: Option<SkillId>,
+    pub consumer_id: ConsumerId,
+    pub skill: SkillId,
     #[serde(default)]
     pub attributes: BTreeMap<String, String>,
     #[serde(default)]
     pub urgent: bool,
+}
+
+impl OpenConversation {
+    pub fn new(consumer_id: ConsumerId, skill: SkillId) -> Self {
+        OpenConversation {
+            conversation_id: None,
+            consumer_id,
+            skill,
+            attributes: BTreeMap::new(),
+            urgent: false,
+        }
+    }
+
+    pub fn with_id(mut self, id: ConversationId) -> Self {
+        self.conversation_id = Some(id);
+        self
+    }
 }
 
 /// `GET /v1/queue-health` figures of one skill.
@@ -309,12 +328,8 @@ impl Router {
 
     /// The consumer's first message: creates the conversation and queues it.
     pub async fn open_conversation(&self, req: OpenConversation) -> Result<Conversation, RouterError> {
-        let consumer_id = req
-            .consumer_id
-            .ok_or_else(|| RouterError::InvalidRequest("consumer_id is required".into()))?;
-        let skill_id = req
-            .skill
-            .ok_or_else(|| RouterError::InvalidRequest("skill is required".into()))?;
+        let consumer_id = req.consumer_id;
+        let skill_id = req.skill;
         let skill = self.skill(&skill_id)?;
         let id = req.conversation_id.unwrap_or_else(|| self.new_conversation_id());
         let now = self.shared.now();
@@ -486,6 +501,21 @@ impl Router {
             .get(id)
             .map(|h| h.snapshot())
             .ok_or_else(|| RouterError::not_found("conversation", id))
+    }
+
+    /// Visits every conversation's committed state without copying it (a scan: for
+    /// metrics and admin views, not for request paths).
+    pub fn visit_conversations(&self, mut f: impl FnMut(&Conversation)) {
+        for h in self.shared.conversations.iter() {
+            f(&h.lock());
+        }
+    }
+
+    /// Visits every agent's committed state.
+    pub fn visit_agents(&self, mut f: impl FnMut(&Agent)) {
+        for h in self.shared.agents.iter() {
+            f(&h.lock());
+        }
     }
 
     /// Number of conversations the router holds (open, and closed within retention).

@@ -120,8 +120,8 @@ priority_rules = [{ attribute = "tier", equals = "vip", boost = 100 }]
     let vip = r
         .open_conversation(switchboard::router::OpenConversation {
             conversation_id: Some(cid("vip")),
-            consumer_id: Some(switchboard::ids::ConsumerId::new("u9").expect("id")),
-            skill: Some(sid("general")),
+            consumer_id: switchboard::ids::ConsumerId::new("u9").expect("id"),
+            skill: sid("general"),
             attributes: [("tier".to_string(), "vip".to_string())].into(),
             urgent: false,
         })

@@ -107,13 +107,8 @@ impl World {
                 let id = ConversationId::new(format!("c{}", self.opened.len())).expect("id");
                 let skill = sid(SKILLS[self.rng.gen_range(0..3)]);
                 let consumer = ConsumerId::new(format!("u{}", self.rng.gen_range(0..40))).expect("id");
-                let req = OpenConversation {
-                    conversation_id: Some(id.clone()),
-                    consumer_id: Some(consumer),
-                    skill: Some(skill),
-                    urgent: self.rng.gen_bool(0.1),
-                    ..OpenConversation::default()
-                };
+                let mut req = OpenConversation::new(consumer, skill).with_id(id.clone());
+                req.urgent = self.rng.gen_bool(0.1);
                 let res = r.open_conversation(req).await;
                 if res.is_ok() {
                     self.opened.push(id);

@@ -81,12 +81,7 @@ pub async fn agent(r: &Router, id: &str, skills: &[&str], max_slots: u32) {
 
 pub async fn open(r: &Router, id: &str, consumer: &str, skill: &str) -> Conversation {
     let c = r
-        .open_conversation(OpenConversation {
-            conversation_id: Some(cid(id)),
-            consumer_id: Some(ConsumerId::new(consumer).expect("id")),
-            skill: Some(sid(skill)),
-            ..OpenConversation::default()
-        })
+        .open_conversation(OpenConversation::new(ConsumerId::new(consumer).expect("id"), sid(skill)).with_id(cid(id)))
         .await
         .expect("open");
     settle(r).await;

@@ -47,12 +47,9 @@ async fn settle(r: &Router) {
 }
 
 async fn open(r: &Router, id: &str) {
-    r.open_conversation(OpenConversation {
-        conversation_id: Some(cid(id)),
-        consumer_id: Some(ConsumerId::new(format!("u-{id}")).expect("id")),
-        skill: Some(skill()),
-        ..OpenConversation::default()
-    })
+    r.open_conversation(
+        OpenConversation::new(ConsumerId::new(format!("u-{id}")).expect("id"), skill()).with_id(cid(id)),
+    )
     .await
     .expect("open");
     settle(r).await;

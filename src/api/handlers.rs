@@ -1,0 +1,301 @@
+//! Request handlers: parse and validate, call the [`Router`](crate::Router), render a
+//! view. They only send to actors; nothing is spawned on an actix worker.
+
+use std::time::Duration;
+
+use actix_web::web::{self, Bytes, Data};
+use actix_web::{HttpResponse, Responder};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+use crate::api::error::ApiError;
+use crate::api::views::{AgentView, ConversationView, SkillView};
+use crate::api::AppState;
+use crate::config::{validate_agent_spec, SkillSpec};
+use crate::domain::agent::AgentStatus;
+use crate::domain::conversation::{ClosedBy, Conversation};
+use crate::ids::{AgentId, ConversationId, SkillId};
+use crate::router::OpenConversation;
+
+type Result<T> = std::result::Result<T, ApiError>;
+
+/// Parses a JSON body. An empty body reads as `{}` for bodies whose every field is optional.
+fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T> {
+    let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        bytes
+    };
+    serde_json::from_slice(text).map_err(|e| ApiError::InvalidRequest(format!("invalid JSON body: {e}")))
+}
+
+fn conversation_view(state: &AppState, c: &Conversation) -> ConversationView {
+    ConversationView::new(c, state.router.skill(&c.skill).ok().as_deref())
+}
+
+fn ok_conversation(state: &AppState, c: &Conversation) -> HttpResponse {
+    HttpResponse::Ok().json(conversation_view(state, c))
+}
+
+// ---- operations ----
+
+pub async fn healthz() -> impl Responder {
+    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+}
+
+pub async fn readyz(state: Data<AppState>) -> Result<HttpResponse> {
+    if state.is_ready() {
+        Ok(HttpResponse::Ok().json(serde_json::json!({"status": "ready"})))
+    } else {
+        Err(ApiError::Unavailable("not ready".into()))
+    }
+}
+
+pub async fn metrics(state: Data<AppState>) -> impl Responder {
+    let text = state.metrics.render(&state.router).await;
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(text)
+}
+
+pub async fn not_found() -> Result<HttpResponse> {
+    Err(ApiError::NotFound("no such route".into()))
+}
+
+pub async fn method_not_allowed() -> Result<HttpResponse> {
+    Err(ApiError::MethodNotAllowed)
+}
+
+// ---- skills ----
+
+pub async fn put_skill(state: Data<AppState>, path: web::Path<String>, bytes: Bytes) -> Result<HttpResponse> {
+    let id = SkillId::new(path.as_str())?;
+    let spec: SkillSpec = body(&bytes)?;
+    let skill = state.router.put_skill(id, &spec).await?;
+    Ok(HttpResponse::Ok().json(SkillView::new(&skill)))
+}
+
+pub async fn get_skill(state: Data<AppState>, path: web::Path<String>) -> Result<HttpResponse> {
+    let id = SkillId::new(path.as_str())?;
+    let skill = state.router.skill(&id)?;
+    Ok(HttpResponse::Ok().json(SkillView::new(&skill)))
+}
+
+pub async fn list_skills(state: Data<AppState>) -> Result<HttpResponse> {
+    let skills: Vec<SkillView> = state.router.skills().iter().map(|s| SkillView::new(s)).collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "skills": skills })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueQuery {
+    limit: Option<usize>,
+}
+
+pub async fn get_queue(
+    state: Data<AppState>,
+    path: web::Path<String>,
+    q: web::Query<QueueQuery>,
+) -> Result<HttpResponse> {
+    let id = SkillId::new(path.as_str())?;
+    let limit = q.limit.unwrap_or(100).min(10_000);
+    Ok(HttpResponse::Ok().json(state.router.queue(&id, limit).await?))
+}
+
+pub async fn queue_health(state: Data<AppState>) -> Result<HttpResponse> {
+    let skills = state.router.queue_health().await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "skills": skills })))
+}
+
+// ---- agents ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PutAgent {
+    skills: Vec<String>,
+    max_slots: u32,
+    max_open: Option<u32>,
+}
+
+pub async fn put_agent(state: Data<AppState>, path: web::Path<String>, bytes: Bytes) -> Result<HttpResponse> {
+    let id = AgentId::new(path.as_str())?;
+    let b: PutAgent = body(&bytes)?;
+    // Existence of the skills is the router's to check (404); the shape is checked here.
+    let spec = validate_agent_spec("", &b.skills, b.max_slots, b.max_open, |_| true)
+        .map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
+    let agent = state.router.put_agent(id, spec).await?;
+    Ok(HttpResponse::Ok().json(AgentView::new(&agent)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatusBody {
+    status: AgentStatus,
+}
+
+pub async fn set_status(state: Data<AppState>, path: web::Path<String>, bytes: Bytes) -> Result<HttpResponse> {
+    let id = AgentId::new(path.as_str())?;
+    let b: StatusBody = body(&bytes)?;
+    let agent = state.router.set_agent_status(&id, b.status).await?;
+    Ok(HttpResponse::Ok().json(AgentView::new(&agent)))
+}
+
+pub async fn get_agent(state: Data<AppState>, path: web::Path<String>) -> Result<HttpResponse> {
+    let id = AgentId::new(path.as_str())?;
+    Ok(HttpResponse::Ok().json(AgentView::new(&state.router.agent(&id)?)))
+}
+
+pub async fn agent_events(state: Data<AppState>, path: web::Path<String>) -> Result<HttpResponse> {
+    let id = AgentId::new(path.as_str())?;
+    state.router.agent(&id)?;
+    let stream = state.streams.open(id);
+    Ok(HttpResponse::Ok()
+        .insert_header(("Content-Type", "text/event-stream"))
+        .insert_header(("Cache-Control", "no-cache"))
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(stream))
+}
+
+// ---- conversations ----
+
+pub async fn open_conversation(state: Data<AppState>, bytes: Bytes) -> Result<HttpResponse> {
+    let req: OpenConversation = body(&bytes)?;
+    let c = state.router.open_conversation(req).await?;
+    Ok(HttpResponse::Created().json(conversation_view(&state, &c)))
+}
+
+pub async fn get_conversation(state: Data<AppState>, path: web::Path<String>) -> Result<HttpResponse> {
+    let id = ConversationId::new(path.as_str())?;
+    Ok(ok_conversation(&state, &state.router.conversation(&id)?))
+}
+
+#[derive(Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum From {
+    Consumer,
+    Agent,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MessageBody {
+    from: From,
+    agent_id: Option<AgentId>,
+}
+
+pub async fn message(state: Data<AppState>, path: web::Path<String>, bytes: Bytes) -> Result<HttpResponse> {
+    let id = ConversationId::new(path.as_str())?;
+    let b: MessageBody = body(&bytes)?;
+    let c = match (b.from, b.agent_id) {
+        (From::Consumer, None) => state.router.consumer_message(&id).await?,
+        (From::Agent, Some(agent)) => state.router.agent_message(&id, &agent).await?,
+        (From::Consumer, Some(_)) => return Err(ApiError::InvalidRequest("agent_id is only for from = agent".into())),
+        (From::Agent, None) => {
+            return Err(ApiError::InvalidRequest(
+                "agent_id is required when from = agent".into(),
+            ))
+        }
+    };
+    Ok(ok_conversation(&state, &c))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AgentBody {
+    agent_id: AgentId,
+}
+
+pub async fn accept(state: Data<AppState>, path: web::Path<String>, bytes: Bytes) -> Result<HttpResponse> {
+    let id = ConversationId::new(path.as_str())?;
+    let b: AgentBody = body(&bytes)?;
+    Ok(ok_conversation(
+        &state,
+        &state.router.accept_offer(&id, &b.agent_id).await?,
+    ))
+}
+
+pub async fn reject(state: Data<AppState>, path: web::Path<String>, bytes: Bytes) -> Result<HttpResponse> {
+    let id = ConversationId::new(path.as_str())?;
+    let b: AgentBody = body(&bytes)?;
+    Ok(ok_conversation(
+        &state,
+        &state.router.reject_offer(&id, &b.agent_id).await?,
+    ))
+}
+
+pub async fn return_to_queue(state: Data<AppState>, path: web::Path<String>, bytes: Bytes) -> Result<HttpResponse> {
+    let id = ConversationId::new(path.as_str())?;
+    let b: AgentBody = body(&bytes)?;
+    Ok(ok_conversation(
+        &state,
+        &state.router.return_to_queue(&id, &b.agent_id).await?,
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Empty {}
+
+pub async fn urgent(state: Data<AppState>, path: web::Path<String>, bytes: Bytes) -> Result<HttpResponse> {
+    let id = ConversationId::new(path.as_str())?;
+    let _: Empty = body(&bytes)?;
+    Ok(ok_conversation(&state, &state.router.mark_urgent(&id).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FollowUpBody {
+    agent_id: AgentId,
+    due_in_secs: u64,
+}
+
+pub async fn follow_up(state: Data<AppState>, path: web::Path<String>, bytes: Bytes) -> Result<HttpResponse> {
+    let id = ConversationId::new(path.as_str())?;
+    let b: FollowUpBody = body(&bytes)?;
+    let c = state
+        .router
+        .follow_up(&id, &b.agent_id, Duration::from_secs(b.due_in_secs))
+        .await?;
+    Ok(ok_conversation(&state, &c))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TransferBody {
+    skill: Option<SkillId>,
+    agent_id: Option<AgentId>,
+}
+
+pub async fn transfer(state: Data<AppState>, path: web::Path<String>, bytes: Bytes) -> Result<HttpResponse> {
+    let id = ConversationId::new(path.as_str())?;
+    let b: TransferBody = body(&bytes)?;
+    let c = match (b.skill, b.agent_id) {
+        (Some(skill), None) => state.router.transfer_to_skill(&id, &skill).await?,
+        (None, Some(agent)) => state.router.transfer_to_agent(&id, &agent).await?,
+        _ => {
+            return Err(ApiError::InvalidRequest(
+                "give exactly one of skill and agent_id".into(),
+            ))
+        }
+    };
+    Ok(ok_conversation(&state, &c))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CloseBody {
+    by: ClosedBy,
+    agent_id: Option<AgentId>,
+}
+
+pub async fn close(state: Data<AppState>, path: web::Path<String>, bytes: Bytes) -> Result<HttpResponse> {
+    let id = ConversationId::new(path.as_str())?;
+    let b: CloseBody = body(&bytes)?;
+    if b.by != ClosedBy::Agent && b.agent_id.is_some() {
+        return Err(ApiError::InvalidRequest("agent_id is only for by = agent".into()));
+    }
+    Ok(ok_conversation(
+        &state,
+        &state.router.close(&id, b.by, b.agent_id.as_ref()).await?,
+    ))
+}

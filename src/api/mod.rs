@@ -1,0 +1,236 @@
+//! The HTTP API (actix-web): routes, middleware (auth, overload, body limit, metrics),
+//! and the server's start and stop. `docs/api.md` is the contract.
+//!
+//! The engine runs on the main tokio runtime; actix runs its workers on their own
+//! threads. Handlers only talk to the [`Router`](crate::Router), whose actors live on
+//! the main runtime.
+
+pub mod error;
+pub mod handlers;
+pub mod sse;
+pub mod views;
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServerHandle, ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
+use actix_web::middleware::{from_fn, Next};
+use actix_web::web::{self, Data};
+use actix_web::{App, HttpServer};
+use anyhow::Context;
+use tokio::sync::watch;
+
+use crate::api::error::ApiError;
+use crate::api::sse::EventStreams;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::time::Clock;
+use crate::Router;
+
+/// What every handler sees.
+#[derive(Debug)]
+pub struct AppState {
+    pub router: Router,
+    pub metrics: Arc<Metrics>,
+    pub streams: Arc<EventStreams>,
+    api_token: Option<String>,
+    max_in_flight: i64,
+    max_body_bytes: usize,
+    ready: AtomicBool,
+}
+
+impl AppState {
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+}
+
+/// Compares without an early exit, so response time does not reveal the token's prefix.
+fn same_token(given: &[u8], expected: &[u8]) -> bool {
+    given.len() == expected.len() && given.iter().zip(expected).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
+/// `/v1`: bearer token, body size, and the engine's backlog bound.
+async fn guard_v1(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let state = req.app_data::<Data<AppState>>().cloned();
+    if let Some(state) = state {
+        if let Some(token) = &state.api_token {
+            let given = req
+                .headers()
+                .get("Authorization")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .unwrap_or("");
+            if !same_token(given.as_bytes(), token.as_bytes()) {
+                return Err(ApiError::Unauthorized.into());
+            }
+        }
+        let declared = req
+            .headers()
+            .get("Content-Length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if declared.is_some_and(|n| n > state.max_body_bytes) {
+            return Err(ApiError::PayloadTooLarge(state.max_body_bytes).into());
+        }
+        if req.method() != Method::GET && state.router.in_flight() > state.max_in_flight {
+            state.metrics.rejected_overload.inc();
+            return Err(ApiError::Overloaded("the router's backlog is past its bound; retry later".into()).into());
+        }
+    }
+    next.call(req).await
+}
+
+/// Requests by matched route (never the raw path), method and status, with latency.
+async fn observe(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let metrics = req.app_data::<Data<AppState>>().map(|s| Arc::clone(&s.metrics));
+    let method = req.method().to_string();
+    let res = next.call(req).await;
+    if let Some(metrics) = metrics {
+        let (route, status) = match &res {
+            Ok(r) => (
+                r.request().match_pattern().unwrap_or_else(|| "unmatched".into()),
+                r.status().as_u16(),
+            ),
+            Err(e) => ("unmatched".to_string(), e.as_response_error().status_code().as_u16()),
+        };
+        metrics
+            .http_requests
+            .with_label_values(&[&route, &method, &status.to_string()])
+            .inc();
+        metrics
+            .http_histogram(&route, &method)
+            .observe(started.elapsed().as_secs_f64());
+    }
+    res
+}
+
+/// A resource whose unsupported methods get a JSON 405.
+fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(handlers::method_not_allowed))
+}
+
+/// The routes, for `App::configure`.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    use handlers as h;
+    cfg.service(resource("/healthz").get(h::healthz))
+        .service(resource("/readyz").get(h::readyz))
+        .service(resource("/metrics").get(h::metrics))
+        .service(
+            web::scope("/v1")
+                .wrap(from_fn(guard_v1))
+                .service(resource("/skills").get(h::list_skills))
+                .service(resource("/skills/{skill_id}").put(h::put_skill).get(h::get_skill))
+                .service(resource("/skills/{skill_id}/queue").get(h::get_queue))
+                .service(resource("/queue-health").get(h::queue_health))
+                .service(resource("/agents/{agent_id}").put(h::put_agent).get(h::get_agent))
+                .service(resource("/agents/{agent_id}/status").post(h::set_status))
+                .service(resource("/agents/{agent_id}/events").get(h::agent_events))
+                .service(resource("/conversations").post(h::open_conversation))
+                .service(resource("/conversations/{conversation_id}").get(h::get_conversation))
+                .service(resource("/conversations/{conversation_id}/messages").post(h::message))
+                .service(resource("/conversations/{conversation_id}/accept").post(h::accept))
+                .service(resource("/conversations/{conversation_id}/reject").post(h::reject))
+                .service(resource("/conversations/{conversation_id}/urgent").post(h::urgent))
+                .service(resource("/conversations/{conversation_id}/follow-up").post(h::follow_up))
+                .service(resource("/conversations/{conversation_id}/transfer").post(h::transfer))
+                .service(resource("/conversations/{conversation_id}/return-to-queue").post(h::return_to_queue))
+                .service(resource("/conversations/{conversation_id}/close").post(h::close)),
+        )
+        .default_service(web::to(h::not_found));
+}
+
+/// A running server: its address, its engine, and how to stop it.
+#[derive(Debug)]
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub router: Router,
+    pub state: Data<AppState>,
+    handle: ServerHandle,
+    shutdown: watch::Sender<bool>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningServer {
+    /// Ends the event streams, stops accepting, finishes in-flight requests, stops the engine.
+    pub async fn stop(self) {
+        self.state.ready.store(false, Ordering::Release);
+        let _ = self.shutdown.send(true);
+        self.handle.stop(true).await;
+        let _ = self.server.await;
+        self.router.shutdown().await;
+    }
+
+    /// Waits until the server stops by itself (it does not: this is for `serve`, which
+    /// stops it from a signal handler through [`RunningServer::stop`]).
+    pub fn handle(&self) -> ServerHandle {
+        self.handle.clone()
+    }
+}
+
+/// Starts the engine and the HTTP server on `config.server.listen` (port 0 picks one).
+/// Must be called inside a tokio runtime: the engine's actors run there.
+pub async fn start(config: Config, clock: Clock) -> anyhow::Result<RunningServer> {
+    let server_cfg = config.server.clone();
+    let router = Router::start(config.engine, clock)
+        .await
+        .context("starting the routing engine")?;
+    let metrics = Arc::new(Metrics::new());
+    metrics.spawn_event_task(&router);
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let streams = EventStreams::new(server_cfg.event_stream_buffer, shutdown_rx, Arc::clone(&metrics));
+    streams.spawn_fanout(&router);
+    let state = Data::new(AppState {
+        router: router.clone(),
+        metrics,
+        streams,
+        api_token: server_cfg.api_token.clone(),
+        max_in_flight: server_cfg.max_in_flight,
+        max_body_bytes: server_cfg.max_body_bytes,
+        ready: AtomicBool::new(false),
+    });
+
+    let listener = TcpListener::bind(&server_cfg.listen).with_context(|| format!("binding {}", server_cfg.listen))?;
+    let addr = listener.local_addr()?;
+    let app_state = state.clone();
+    let max_body = server_cfg.max_body_bytes;
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .app_data(app_state.clone())
+            .app_data(web::PayloadConfig::new(max_body))
+            .app_data(web::QueryConfig::default().error_handler(|e, _| ApiError::InvalidRequest(e.to_string()).into()))
+            .app_data(web::PathConfig::default().error_handler(|e, _| ApiError::InvalidRequest(e.to_string()).into()))
+            .wrap(from_fn(observe))
+            .configure(routes)
+    })
+    .disable_signals()
+    .shutdown_timeout(5)
+    .listen(listener)?;
+    if server_cfg.workers > 0 {
+        server = server.workers(server_cfg.workers);
+    }
+    let server = server.run();
+    let handle = server.handle();
+    let join = tokio::spawn(server);
+    state.ready.store(true, Ordering::Release);
+    tracing::info!(%addr, "switchboard listening");
+    Ok(RunningServer {
+        addr,
+        router,
+        state,
+        handle,
+        shutdown: shutdown_tx,
+        server: join,
+    })
+}

@@ -1,0 +1,210 @@
+//! What the API shows: JSON views of the engine's state, shaped by `docs/api.md`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{SkillSpec, SlaSpec, SmartCapacitySpec, WorkingHoursSpec};
+use crate::domain::agent::{Agent, AgentStatus};
+use crate::domain::conversation::{Activity, Awaiting, ClosedBy, Conversation, State};
+use crate::domain::skill::Skill;
+use crate::domain::sla::{SlaKind, Span};
+use crate::ids::{AgentId, ConsumerId, ConversationId, SkillId};
+use crate::time::Timestamp;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SlaView {
+    pub kind: SlaKind,
+    pub due_at: Timestamp,
+    pub overdue: bool,
+    pub soon_overdue: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConversationView {
+    pub conversation_id: ConversationId,
+    pub consumer_id: ConsumerId,
+    pub skill: SkillId,
+    pub state: State,
+    pub awaiting: Awaiting,
+    pub actionable: bool,
+    pub activity: Activity,
+    pub agent_id: Option<AgentId>,
+    pub offered_to: Option<AgentId>,
+    pub priority: i32,
+    pub urgent: bool,
+    pub first_time: bool,
+    pub attributes: BTreeMap<String, String>,
+    pub opened_at: Timestamp,
+    pub queued_at: Option<Timestamp>,
+    pub last_consumer_message_at: Timestamp,
+    pub last_agent_message_at: Option<Timestamp>,
+    pub sla: Option<SlaView>,
+    pub follow_up_at: Option<Timestamp>,
+    pub closed_by: Option<ClosedBy>,
+    pub closed_at: Option<Timestamp>,
+    pub transfers: u32,
+}
+
+impl ConversationView {
+    pub fn new(c: &Conversation, skill: Option<&Skill>) -> Self {
+        ConversationView {
+            conversation_id: c.id.clone(),
+            consumer_id: c.consumer_id.clone(),
+            skill: c.skill.clone(),
+            state: c.state,
+            awaiting: c.awaiting,
+            actionable: c.actionable(),
+            activity: c.activity,
+            agent_id: c.agent_id.clone(),
+            offered_to: c.offered_to.clone(),
+            priority: skill.map_or(0, |s| c.priority(s)),
+            urgent: c.urgent,
+            first_time: c.first_time,
+            attributes: c.attributes.clone(),
+            opened_at: c.opened_at,
+            queued_at: c.queued_at,
+            last_consumer_message_at: c.last_consumer_message_at,
+            last_agent_message_at: c.last_agent_message_at,
+            sla: c.sla.map(|s| SlaView {
+                kind: s.kind,
+                due_at: s.due_at,
+                overdue: c.overdue,
+                soon_overdue: c.soon_overdue,
+            }),
+            follow_up_at: c.manual_due_at,
+            closed_by: c.closed.map(|x| x.by),
+            closed_at: c.closed.map(|x| x.at),
+            transfers: c.transfers,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HeldView {
+    pub conversation_id: ConversationId,
+    pub skill: SkillId,
+    pub weight: f64,
+    pub activity: Activity,
+    pub assigned_at: Timestamp,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OfferView {
+    pub conversation_id: ConversationId,
+    pub skill: SkillId,
+    pub offered_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
+    pub accepted: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AgentView {
+    pub agent_id: AgentId,
+    pub status: AgentStatus,
+    pub status_since: Timestamp,
+    pub skills: Vec<SkillId>,
+    pub max_slots: u32,
+    pub max_open: Option<u32>,
+    /// Σ weights of held conversations.
+    pub busy: f64,
+    /// `busy / max_slots`.
+    pub load: f64,
+    /// Weight it may still take, counting offers in flight: `max_slots + overflow - busy`.
+    pub free: f64,
+    pub warming_up: bool,
+    pub conversations: Vec<HeldView>,
+    pub offers: Vec<OfferView>,
+}
+
+impl AgentView {
+    pub fn new(a: &Agent) -> Self {
+        AgentView {
+            agent_id: a.id.clone(),
+            status: a.status,
+            status_since: a.status_since,
+            skills: a.skills.clone(),
+            max_slots: a.limits.max_slots,
+            max_open: a.limits.max_open,
+            busy: a.busy_held().as_slots(),
+            load: a.load(),
+            free: crate::domain::capacity::free_weight(a.busy(), &a.limits).as_slots(),
+            warming_up: a.warmup.warming,
+            conversations: a
+                .conversations
+                .iter()
+                .map(|(id, h)| HeldView {
+                    conversation_id: id.clone(),
+                    skill: h.skill.clone(),
+                    weight: h.weight.as_slots(),
+                    activity: h.activity,
+                    assigned_at: h.assigned_at,
+                })
+                .collect(),
+            offers: a
+                .reservations
+                .iter()
+                .map(|(id, r)| OfferView {
+                    conversation_id: id.clone(),
+                    skill: r.skill.clone(),
+                    offered_at: r.offered_at,
+                    expires_at: r.expires_at,
+                    accepted: r.accepted,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A skill as `PUT /v1/skills/{id}` would set it, with every default filled in.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SkillView {
+    pub skill_id: SkillId,
+    #[serde(flatten)]
+    pub spec: SkillSpec,
+}
+
+fn hhmm(secs: u32) -> String {
+    format!("{:02}:{:02}", secs / 3600, (secs % 3600) / 60)
+}
+
+fn spans(v: &[Span]) -> Vec<String> {
+    v.iter().map(|s| format!("{}-{}", hhmm(s.start), hhmm(s.end))).collect()
+}
+
+impl SkillView {
+    pub fn new(s: &Skill) -> Self {
+        let working_hours = s.working_hours.as_ref().map(|h| WorkingHoursSpec {
+            utc_offset_secs: h.utc_offset_secs,
+            monday: spans(&h.weekly[0]),
+            tuesday: spans(&h.weekly[1]),
+            wednesday: spans(&h.weekly[2]),
+            thursday: spans(&h.weekly[3]),
+            friday: spans(&h.weekly[4]),
+            saturday: spans(&h.weekly[5]),
+            sunday: spans(&h.weekly[6]),
+            special: h.special.iter().map(|(d, v)| (d.to_string(), spans(v))).collect(),
+        });
+        SkillView {
+            skill_id: s.id.clone(),
+            spec: SkillSpec {
+                sla: Some(SlaSpec {
+                    normal_secs: Some(s.sla.normal.as_secs()),
+                    urgent_secs: Some(s.sla.urgent.as_secs()),
+                    first_time_secs: Some(s.sla.first_time.as_secs()),
+                }),
+                smart_capacity: Some(SmartCapacitySpec {
+                    active_weight: Some(s.active_weight.as_slots()),
+                    inactive_weight: Some(s.inactive_weight.as_slots()),
+                    inactive_after_secs: Some(s.inactive_after.as_secs()),
+                }),
+                auto_close_after_secs: Some(s.auto_close_after.as_secs()),
+                fallback_skill: s.fallback_skill.as_ref().map(|f| f.to_string()),
+                fallback_after_secs: s.fallback_after.map(|d| d.as_secs()),
+                offer_timeout_secs: s.offer_timeout.map(|d| d.as_secs()),
+                priority_rules: Some(s.priority_rules.clone()),
+                working_hours,
+            },
+        }
+    }
+}

@@ -1,0 +1,471 @@
+//! Prometheus metrics. Labels are bounded: skill, status, state, kind, route — never a
+//! conversation or agent id.
+//!
+//! Three sources feed them:
+//! - domain events (a task subscribed to the router's event bus): counters and
+//!   histograms of what happened (assignments, waits, SLA breaches, offers);
+//! - a scan at scrape time: gauges of what is (queue depth, conversations by state,
+//!   agents by status, available slots, load);
+//! - the HTTP middleware: requests by matched route and status, with latency.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+use prometheus::{Gauge, GaugeVec};
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::domain::agent::AgentStatus;
+use crate::domain::conversation::{Activity, State};
+use crate::events::{EventKind, RouterEvent};
+use crate::Router;
+
+/// Wait and response-time buckets, seconds: 1 s to 1 day.
+const TIME_BUCKETS: &[f64] = &[
+    1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0, 14400.0, 43200.0, 86400.0,
+];
+/// HTTP latency buckets, seconds: 100 µs to 5 s.
+const HTTP_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    registry: Registry,
+    // Events.
+    pub conversations_opened: IntCounterVec,
+    pub conversations_closed: IntCounterVec,
+    pub assignments: IntCounterVec,
+    pub unassignments: IntCounterVec,
+    pub offers: IntCounterVec,
+    pub wait_for_assignment: HistogramVec,
+    pub time_to_first_response: HistogramVec,
+    pub sla_breaches: IntCounterVec,
+    pub sla_soon_overdue: IntCounterVec,
+    pub transfers: IntCounterVec,
+    pub events: IntCounterVec,
+    pub events_lost: IntCounter,
+    // Scrape-time gauges.
+    pub queue_depth: IntGaugeVec,
+    pub conversations: IntGaugeVec,
+    pub overdue: IntGaugeVec,
+    pub agents: IntGaugeVec,
+    pub available_slots: GaugeVec,
+    pub agent_load: GaugeVec,
+    pub queue_wait_max: GaugeVec,
+    pub engine_in_flight: IntGauge,
+    pub scrape_seconds: Gauge,
+    // HTTP.
+    pub http_requests: IntCounterVec,
+    pub http_latency: HistogramVec,
+    pub sse_streams: IntGauge,
+    pub sse_disconnected_slow: IntCounter,
+    pub rejected_overload: IntCounter,
+}
+
+fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    r.register(Box::new(c.clone()))
+        .unwrap_or_else(|e| panic!("register {name}: {e}"));
+    c
+}
+
+fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    r.register(Box::new(g.clone()))
+        .unwrap_or_else(|e| panic!("register {name}: {e}"));
+    g
+}
+
+fn fgauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+    let g = GaugeVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    r.register(Box::new(g.clone()))
+        .unwrap_or_else(|e| panic!("register {name}: {e}"));
+    g
+}
+
+fn histogram(r: &Registry, name: &str, help: &str, labels: &[&str], buckets: &[f64]) -> HistogramVec {
+    let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets.to_vec()), labels)
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    r.register(Box::new(h.clone()))
+        .unwrap_or_else(|e| panic!("register {name}: {e}"));
+    h
+}
+
+fn register<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, m: T) -> T {
+    r.register(Box::new(m.clone()))
+        .unwrap_or_else(|e| panic!("register: {e}"));
+    m
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Builds and registers every series. The names are fixed, so registration cannot
+    /// fail unless this function registers a name twice (a bug caught by the tests).
+    pub fn new() -> Self {
+        let r = Registry::new();
+        Metrics {
+            conversations_opened: counter(
+                &r,
+                "switchboard_conversations_opened_total",
+                "Conversations opened (consumer's first message).",
+                &["skill"],
+            ),
+            conversations_closed: counter(
+                &r,
+                "switchboard_conversations_closed_total",
+                "Conversations closed, by who closed them.",
+                &["skill", "by"],
+            ),
+            assignments: counter(
+                &r,
+                "switchboard_assignments_total",
+                "Conversations assigned to an agent.",
+                &["skill"],
+            ),
+            unassignments: counter(
+                &r,
+                "switchboard_unassignments_total",
+                "Conversations taken back from an agent, by reason.",
+                &["skill", "reason"],
+            ),
+            offers: counter(
+                &r,
+                "switchboard_offers_total",
+                "Offers in offer mode, by outcome (offered, rejected, expired).",
+                &["skill", "outcome"],
+            ),
+            wait_for_assignment: histogram(
+                &r,
+                "switchboard_wait_for_assignment_seconds",
+                "Time from entering the queue to assignment.",
+                &["skill"],
+                TIME_BUCKETS,
+            ),
+            time_to_first_response: histogram(
+                &r,
+                "switchboard_time_to_first_response_seconds",
+                "Time from open to the agent's first message.",
+                &["skill"],
+                TIME_BUCKETS,
+            ),
+            sla_breaches: counter(
+                &r,
+                "switchboard_sla_breaches_total",
+                "Conversations that became overdue, by SLA kind.",
+                &["skill", "kind"],
+            ),
+            sla_soon_overdue: counter(
+                &r,
+                "switchboard_sla_soon_overdue_total",
+                "Conversations that entered the soon-overdue window.",
+                &["skill", "kind"],
+            ),
+            transfers: counter(
+                &r,
+                "switchboard_transfers_total",
+                "Transfers, by the skill they left.",
+                &["skill"],
+            ),
+            events: counter(
+                &r,
+                "switchboard_events_total",
+                "Domain events published, by type.",
+                &["type"],
+            ),
+            events_lost: register(
+                &r,
+                IntCounter::new(
+                    "switchboard_metrics_events_lost_total",
+                    "Events the metrics task missed because it fell behind.",
+                )
+                .unwrap_or_else(|e| panic!("{e}")),
+            ),
+            queue_depth: gauge(
+                &r,
+                "switchboard_queue_depth",
+                "Unassigned conversations in each skill queue, by actionability.",
+                &["skill", "actionable"],
+            ),
+            conversations: gauge(
+                &r,
+                "switchboard_conversations",
+                "Open conversations by skill, state and activity.",
+                &["skill", "state", "activity"],
+            ),
+            overdue: gauge(
+                &r,
+                "switchboard_conversations_overdue",
+                "Overdue conversations now, assigned or not.",
+                &["skill", "assigned"],
+            ),
+            agents: gauge(&r, "switchboard_agents", "Agents by status.", &["status"]),
+            available_slots: fgauge(
+                &r,
+                "switchboard_available_slots",
+                "Free capacity (slots) of accepting agents, per skill.",
+                &["skill"],
+            ),
+            agent_load: fgauge(
+                &r,
+                "switchboard_agent_load",
+                "Average load (busy / max_slots) of online agents, per skill.",
+                &["skill"],
+            ),
+            queue_wait_max: fgauge(
+                &r,
+                "switchboard_queue_max_wait_seconds",
+                "Longest current wait among actionable unassigned conversations.",
+                &["skill"],
+            ),
+            engine_in_flight: register(
+                &r,
+                IntGauge::new(
+                    "switchboard_engine_in_flight_messages",
+                    "Messages sent to actors and not yet handled.",
+                )
+                .unwrap_or_else(|e| panic!("{e}")),
+            ),
+            scrape_seconds: register(
+                &r,
+                Gauge::new(
+                    "switchboard_metrics_scrape_seconds",
+                    "Time the last scrape spent scanning the engine.",
+                )
+                .unwrap_or_else(|e| panic!("{e}")),
+            ),
+            http_requests: counter(
+                &r,
+                "switchboard_http_requests_total",
+                "HTTP requests by matched route, method and status.",
+                &["route", "method", "status"],
+            ),
+            http_latency: histogram(
+                &r,
+                "switchboard_http_request_duration_seconds",
+                "HTTP request latency by matched route and method.",
+                &["route", "method"],
+                HTTP_BUCKETS,
+            ),
+            sse_streams: register(
+                &r,
+                IntGauge::new("switchboard_agent_event_streams", "Open agent event streams (SSE).")
+                    .unwrap_or_else(|e| panic!("{e}")),
+            ),
+            sse_disconnected_slow: register(
+                &r,
+                IntCounter::new(
+                    "switchboard_agent_event_streams_dropped_total",
+                    "Event streams cut off because the client fell too far behind.",
+                )
+                .unwrap_or_else(|e| panic!("{e}")),
+            ),
+            rejected_overload: register(
+                &r,
+                IntCounter::new(
+                    "switchboard_http_rejected_overload_total",
+                    "Requests answered 503 because the engine's backlog passed its bound.",
+                )
+                .unwrap_or_else(|e| panic!("{e}")),
+            ),
+            registry: r,
+        }
+    }
+
+    /// Counts one domain event.
+    pub fn observe(&self, e: &RouterEvent) {
+        self.events.with_label_values(&[e.kind.name()]).inc();
+        let skill = e.skill.as_ref().map_or("", |s| s.as_str());
+        match &e.kind {
+            EventKind::Opened { .. } => self.conversations_opened.with_label_values(&[skill]).inc(),
+            EventKind::Closed { by } => self.conversations_closed.with_label_values(&[skill, by_str(*by)]).inc(),
+            EventKind::Assigned { waited_ms } => {
+                self.assignments.with_label_values(&[skill]).inc();
+                self.wait_for_assignment
+                    .with_label_values(&[skill])
+                    .observe(*waited_ms as f64 / 1000.0);
+            }
+            EventKind::Unassigned { reason } => {
+                let reason = serde_json::to_value(reason)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                self.unassignments.with_label_values(&[skill, &reason]).inc();
+            }
+            EventKind::Offered { .. } => self.offers.with_label_values(&[skill, "offered"]).inc(),
+            EventKind::OfferDeclined { expired } => self
+                .offers
+                .with_label_values(&[skill, if *expired { "expired" } else { "rejected" }])
+                .inc(),
+            EventKind::FirstResponse { after_ms } => self
+                .time_to_first_response
+                .with_label_values(&[skill])
+                .observe(*after_ms as f64 / 1000.0),
+            EventKind::Overdue { kind, .. } => self.sla_breaches.with_label_values(&[skill, sla_str(*kind)]).inc(),
+            EventKind::SoonOverdue { kind, .. } => {
+                self.sla_soon_overdue.with_label_values(&[skill, sla_str(*kind)]).inc()
+            }
+            EventKind::Transferred { from_skill, .. } => self.transfers.with_label_values(&[from_skill.as_str()]).inc(),
+            _ => {}
+        }
+    }
+
+    /// Follows the router's events until the router stops publishing.
+    pub fn spawn_event_task(self: &Arc<Self>, router: &Router) -> tokio::task::JoinHandle<()> {
+        let mut events = router.subscribe();
+        let metrics = Arc::clone(self);
+        tokio::spawn(async move {
+            loop {
+                match events.recv().await {
+                    Ok(e) => metrics.observe(&e),
+                    Err(RecvError::Lagged(n)) => metrics.events_lost.inc_by(n),
+                    Err(RecvError::Closed) => break,
+                }
+            }
+        })
+    }
+
+    /// Refreshes the scrape-time gauges from the engine and renders the text format.
+    pub async fn render(&self, router: &Router) -> String {
+        let started = std::time::Instant::now();
+        self.refresh(router).await;
+        self.scrape_seconds.set(started.elapsed().as_secs_f64());
+        let mut buf = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+            tracing::error!(error = %e, "encoding metrics");
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+
+    async fn refresh(&self, router: &Router) {
+        self.engine_in_flight.set(router.in_flight());
+        let health = router.queue_health().await.unwrap_or_default();
+        for skill in router.skills() {
+            let id = skill.id.as_str();
+            let h = health.get(&skill.id).cloned().unwrap_or_default();
+            self.queue_depth
+                .with_label_values(&[id, "true"])
+                .set(h.queue.actionable as i64);
+            self.queue_depth
+                .with_label_values(&[id, "false"])
+                .set(h.queue.not_actionable as i64);
+            self.available_slots
+                .with_label_values(&[id])
+                .set(h.queue.available_slots);
+            self.queue_wait_max
+                .with_label_values(&[id])
+                .set(h.queue.max_wait_secs as f64);
+            self.overdue
+                .with_label_values(&[id, "false"])
+                .set(h.queue.overdue_unassigned as i64);
+            self.overdue
+                .with_label_values(&[id, "true"])
+                .set(h.overdue_assigned as i64);
+        }
+        // Conversations by state and activity.
+        let mut by_state: HashMap<(String, State, Activity), i64> = HashMap::new();
+        router.visit_conversations(|c| {
+            if c.state != State::Closed {
+                *by_state.entry((c.skill.to_string(), c.state, c.activity)).or_default() += 1;
+            }
+        });
+        self.conversations.reset();
+        for skill in router.skills() {
+            for state in [State::Queued, State::Offered, State::Assigned] {
+                for activity in [Activity::Active, Activity::Inactive] {
+                    let n = by_state
+                        .get(&(skill.id.to_string(), state, activity))
+                        .copied()
+                        .unwrap_or(0);
+                    self.conversations
+                        .with_label_values(&[skill.id.as_str(), state_str(state), activity_str(activity)])
+                        .set(n);
+                }
+            }
+        }
+        // Agents by status, load per skill.
+        let mut statuses: HashMap<AgentStatus, i64> = HashMap::new();
+        let mut load: HashMap<String, (f64, u32)> = HashMap::new();
+        router.visit_agents(|a| {
+            *statuses.entry(a.status).or_default() += 1;
+            if a.status == AgentStatus::Online {
+                for s in &a.skills {
+                    let e = load.entry(s.to_string()).or_default();
+                    e.0 += a.load();
+                    e.1 += 1;
+                }
+            }
+        });
+        for status in AgentStatus::ALL {
+            self.agents
+                .with_label_values(&[status.as_str()])
+                .set(statuses.get(&status).copied().unwrap_or(0));
+        }
+        for skill in router.skills() {
+            let (sum, n) = load.get(skill.id.as_str()).copied().unwrap_or((0.0, 0));
+            self.agent_load
+                .with_label_values(&[skill.id.as_str()])
+                .set(if n == 0 { 0.0 } else { sum / f64::from(n) });
+        }
+    }
+
+    /// A histogram handle for one route (used by the HTTP middleware).
+    pub fn http_histogram(&self, route: &str, method: &str) -> Histogram {
+        self.http_latency.with_label_values(&[route, method])
+    }
+}
+
+fn by_str(by: crate::domain::conversation::ClosedBy) -> &'static str {
+    use crate::domain::conversation::ClosedBy::*;
+    match by {
+        Agent => "agent",
+        Consumer => "consumer",
+        System => "system",
+    }
+}
+
+fn sla_str(kind: crate::domain::sla::SlaKind) -> &'static str {
+    use crate::domain::sla::SlaKind::*;
+    match kind {
+        Normal => "normal",
+        Urgent => "urgent",
+        FirstTime => "first_time",
+        Manual => "manual",
+    }
+}
+
+fn state_str(s: State) -> &'static str {
+    match s {
+        State::Queued => "queued",
+        State::Offered => "offered",
+        State::Assigned => "assigned",
+        State::Closed => "closed",
+    }
+}
+
+fn activity_str(a: Activity) -> &'static str {
+    match a {
+        Activity::Active => "active",
+        Activity::Inactive => "inactive",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_series_registers_once() {
+        let m = Metrics::new();
+        m.conversations_opened.with_label_values(&["general"]).inc();
+        assert!(!m.registry.gather().is_empty());
+    }
+}
