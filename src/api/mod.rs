@@ -234,3 +234,6 @@ pub async fn start(config: Config, clock: Clock) -> anyhow::Result<RunningServer
         server: join,
     })
 }
+
+#[cfg(test)]
+mod tests;

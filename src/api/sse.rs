@@ -61,7 +61,7 @@ impl EventStreams {
         })
     }
 
-    fn dispatch(&self, event: RouterEvent) {
+    pub(crate) fn dispatch(&self, event: RouterEvent) {
         let Some(agent) = event.agent_id.clone() else { return };
         let Some(mut senders) = self.streams.get_mut(&agent) else {
             return;

@@ -1,0 +1,97 @@
+//! Server behaviours that need the engine's internals to set up: overload, and a slow
+//! event-stream client.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use tokio::sync::watch;
+
+use crate::api::sse::EventStreams;
+use crate::config::Config;
+use crate::events::{EventKind, RouterEvent};
+use crate::ids::AgentId;
+use crate::metrics::Metrics;
+use crate::time::{Clock, Timestamp};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_past_the_bound_gets_503_with_retry_after_and_no_change() {
+    let text = "[server]\nlisten = \"127.0.0.1:0\"\nmax_in_flight = 10\n[[skills]]\nid = \"general\"\n";
+    let config = Config::from_toml(text, &BTreeMap::new()).expect("config");
+    let server = super::start(config, Clock::system()).await.expect("start");
+    let url = format!("http://{}/v1/conversations", server.addr);
+    let body = serde_json::json!({"conversation_id": "c1", "consumer_id": "u1", "skill": "general"});
+    let shared = server.router.shared().clone();
+    // Simulate a backlog: eleven messages counted as in flight.
+    for _ in 0..11 {
+        shared.count_call();
+    }
+    let resp = reqwest::Client::new()
+        .post(&url)
+        .json(&body)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        resp.headers().get("Retry-After").and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+    let v: serde_json::Value = resp.json().await.expect("json");
+    assert_eq!(v["error"]["code"], "overloaded");
+    assert!(server
+        .router
+        .conversation(&crate::ids::ConversationId::new("c1").expect("id"))
+        .is_err());
+    let get = reqwest::get(format!("http://{}/v1/queue-health", server.addr))
+        .await
+        .expect("get");
+    assert_eq!(get.status(), reqwest::StatusCode::OK, "reads still work");
+    for _ in 0..11 {
+        shared.uncount_call();
+    }
+    let resp = reqwest::Client::new()
+        .post(&url)
+        .json(&body)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), reqwest::StatusCode::CREATED);
+    server.stop().await;
+}
+
+fn event(agent: &AgentId, n: i64) -> RouterEvent {
+    RouterEvent {
+        at: Timestamp::from_millis(n),
+        conversation_id: None,
+        agent_id: Some(agent.clone()),
+        skill: None,
+        kind: EventKind::Reactivated,
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_falls_behind_is_disconnected_not_buffered_without_bound() {
+    let (_tx, rx) = watch::channel(false);
+    let metrics = Arc::new(Metrics::new());
+    let streams = EventStreams::new(4, rx, Arc::clone(&metrics));
+    let agent = AgentId::new("a1").expect("id");
+    let stream = streams.open(agent.clone());
+    // The client reads nothing while six events arrive: four fit, the fifth cuts it off.
+    for n in 0..6 {
+        streams.dispatch(event(&agent, n));
+    }
+    assert_eq!(metrics.sse_disconnected_slow.get(), 1);
+    let frames: Vec<_> = stream.collect().await;
+    assert_eq!(frames.len(), 1 + 4, "the hello, the four buffered events, then the end");
+}
+
+#[tokio::test]
+async fn streams_end_on_shutdown() {
+    let (tx, rx) = watch::channel(false);
+    let streams = EventStreams::new(4, rx, Arc::new(Metrics::new()));
+    let mut stream = Box::pin(streams.open(AgentId::new("a1").expect("id")));
+    assert!(stream.next().await.is_some(), "hello");
+    tx.send(true).expect("send");
+    assert!(stream.next().await.is_none());
+}

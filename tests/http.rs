@@ -1,0 +1,542 @@
+//! The real server on port 0, driven over HTTP: whole conversations, the agent event
+//! stream, and every kind of bad input (each answered with a JSON error that changes
+//! nothing).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use reqwest::{Client, StatusCode};
+use serde_json::{json, Value};
+use switchboard::api::RunningServer;
+use switchboard::config::Config;
+use switchboard::time::Clock;
+
+const CONFIG: &str = r#"
+[server]
+listen = "127.0.0.1:0"
+max_body_bytes = 2048
+EXTRA
+
+[[skills]]
+id = "general"
+
+[[skills]]
+id = "sales"
+offer_timeout_secs = 60
+"#;
+
+async fn start(extra: &str) -> RunningServer {
+    let config = Config::from_toml(&CONFIG.replace("EXTRA", extra), &BTreeMap::new()).expect("config");
+    switchboard::api::start(config, Clock::system())
+        .await
+        .expect("server starts")
+}
+
+struct Api {
+    base: String,
+    http: Client,
+    token: Option<String>,
+}
+
+impl Api {
+    fn new(server: &RunningServer) -> Self {
+        Api {
+            base: format!("http://{}", server.addr),
+            http: Client::new(),
+            token: None,
+        }
+    }
+
+    fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let r = self.http.request(method, format!("{}{path}", self.base));
+        match &self.token {
+            Some(t) => r.bearer_auth(t),
+            None => r,
+        }
+    }
+
+    async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut r = self.req(method, path);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let resp = r.send().await.expect("request");
+        let status = resp.status();
+        let text = resp.text().await.expect("body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.send(reqwest::Method::GET, path, None).await
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.send(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    async fn put(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.send(reqwest::Method::PUT, path, Some(body)).await
+    }
+
+    async fn raw(&self, method: reqwest::Method, path: &str, body: &'static str) -> (StatusCode, Value) {
+        let resp = self
+            .req(method, path)
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("request");
+        let status = resp.status();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+}
+
+/// Polls a condition against the server with a deadline (no fixed sleeps).
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tokio::time::Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+fn code(v: &Value) -> &str {
+    v["error"]["code"].as_str().unwrap_or("<no code>")
+}
+
+/// Reads SSE frames until one of `event` type arrives.
+async fn next_event<S>(stream: &mut S, buf: &mut String, event: &str) -> Value
+where
+    S: futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        while let Some(end) = buf.find("\n\n") {
+            let frame: String = buf.drain(..end + 2).collect();
+            let mut name = "";
+            let mut data = "";
+            for line in frame.lines() {
+                if let Some(v) = line.strip_prefix("event: ") {
+                    name = v;
+                } else if let Some(v) = line.strip_prefix("data: ") {
+                    data = v;
+                }
+            }
+            if name == event {
+                return serde_json::from_str(data).expect("event JSON");
+            }
+        }
+        let chunk = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .unwrap_or_else(|_| panic!("no {event} event in time"))
+            .expect("stream open")
+            .expect("chunk");
+        buf.push_str(std::str::from_utf8(&chunk).expect("utf-8"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_receives_an_offer_on_its_event_stream_accepts_and_serves_the_conversation() {
+    let server = start("").await;
+    let api = Api::new(&server);
+    let (s, _) = api
+        .put("/v1/agents/ann", json!({"skills": ["sales"], "max_slots": 2}))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, a) = api.post("/v1/agents/ann/status", json!({"status": "online"})).await;
+    assert_eq!((s, a["status"].as_str()), (StatusCode::OK, Some("online")));
+
+    let resp = api
+        .req(reqwest::Method::GET, "/v1/agents/ann/events")
+        .send()
+        .await
+        .expect("sse");
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let mut stream = resp.bytes_stream();
+    let mut buf = String::new();
+
+    let (s, c) = api
+        .post(
+            "/v1/conversations",
+            json!({"conversation_id": "conv-1", "consumer_id": "u1", "skill": "sales", "attributes": {"tier": "vip"}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{c}");
+    assert_eq!(c["conversation_id"], "conv-1");
+    assert_eq!(c["sla"]["kind"], "first_time");
+
+    let offer = next_event(&mut stream, &mut buf, "offer").await;
+    assert_eq!(offer["conversation_id"], "conv-1");
+    assert!(offer["expires_at"].is_string());
+    let (s, c) = api.get("/v1/conversations/conv-1").await;
+    assert_eq!(
+        (s, c["state"].as_str(), c["offered_to"].as_str()),
+        (StatusCode::OK, Some("offered"), Some("ann"))
+    );
+
+    let (s, c) = api
+        .post("/v1/conversations/conv-1/accept", json!({"agent_id": "ann"}))
+        .await;
+    assert_eq!(
+        (s, c["state"].as_str(), c["agent_id"].as_str()),
+        (StatusCode::OK, Some("assigned"), Some("ann")),
+        "{c}"
+    );
+    let assigned = next_event(&mut stream, &mut buf, "assigned").await;
+    assert_eq!(assigned["conversation_id"], "conv-1");
+
+    let (s, c) = api
+        .post(
+            "/v1/conversations/conv-1/messages",
+            json!({"from": "agent", "agent_id": "ann"}),
+        )
+        .await;
+    assert_eq!((s, c["awaiting"].as_str()), (StatusCode::OK, Some("consumer")));
+    let (s, c) = api
+        .post("/v1/conversations/conv-1/messages", json!({"from": "consumer"}))
+        .await;
+    assert_eq!(
+        (s, c["awaiting"].as_str(), c["actionable"].as_bool()),
+        (StatusCode::OK, Some("agent"), Some(true))
+    );
+    let (s, c) = api
+        .post(
+            "/v1/conversations/conv-1/follow-up",
+            json!({"agent_id": "ann", "due_in_secs": 7200}),
+        )
+        .await;
+    assert_eq!(
+        (s, c["sla"]["kind"].as_str(), c["activity"].as_str()),
+        (StatusCode::OK, Some("manual"), Some("inactive"))
+    );
+    let (s, a) = api.get("/v1/agents/ann").await;
+    assert_eq!((s, a["busy"].as_f64()), (StatusCode::OK, Some(0.1)), "{a}");
+
+    let (s, c) = api
+        .post(
+            "/v1/conversations/conv-1/close",
+            json!({"by": "agent", "agent_id": "ann"}),
+        )
+        .await;
+    assert_eq!(
+        (s, c["state"].as_str(), c["closed_by"].as_str()),
+        (StatusCode::OK, Some("closed"), Some("agent"))
+    );
+    eventually("agent freed", || async {
+        api.get("/v1/agents/ann").await.1["conversations"]
+            .as_array()
+            .is_some_and(|v| v.is_empty())
+    })
+    .await;
+
+    let (_, metrics) = api.get("/metrics").await;
+    let text = metrics.as_str().expect("text");
+    for series in [
+        "switchboard_assignments_total{skill=\"sales\"} 1",
+        "switchboard_offers_total{outcome=\"offered\",skill=\"sales\"} 1",
+        "switchboard_conversations_closed_total{by=\"agent\",skill=\"sales\"} 1",
+        "switchboard_agent_event_streams 1",
+        "switchboard_http_requests_total{method=\"POST\",route=\"/v1/conversations/{conversation_id}/accept\",status=\"200\"} 1",
+    ] {
+        assert!(text.contains(series), "missing {series} in\n{text}");
+    }
+    assert!(
+        !text.contains("\"conv-1\"") && !text.contains("\"ann\""),
+        "no ids in labels"
+    );
+
+    // Shutdown ends the event stream cleanly.
+    server.stop().await;
+    let end = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(chunk) = stream.next().await {
+            if chunk.is_err() {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(end.is_ok(), "the event stream ended with the server");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_accept_conversation_lifecycle_and_queue_views() {
+    let server = start("").await;
+    let api = Api::new(&server);
+    api.put("/v1/agents/bob", json!({"skills": ["general"], "max_slots": 1}))
+        .await;
+    let (s, c) = api
+        .post("/v1/conversations", json!({"consumer_id": "u2", "skill": "general"}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let id = c["conversation_id"].as_str().expect("generated id").to_string();
+    let (s, q) = api.get("/v1/skills/general/queue").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(q["conversations"][0]["conversation_id"], id.as_str());
+    assert_eq!(q["health"]["actionable"], 1);
+    let (_, h) = api.get("/v1/queue-health").await;
+    assert_eq!(h["skills"]["general"]["online_agents"], 0);
+
+    api.post("/v1/agents/bob/status", json!({"status": "online"})).await;
+    let path = format!("/v1/conversations/{id}");
+    eventually("assigned", || async { api.get(&path).await.1["agent_id"] == "bob" }).await;
+    let (_, h) = api.get("/v1/queue-health").await;
+    assert_eq!(h["skills"]["general"]["assigned"], 1);
+
+    let (s, c) = api
+        .post(&format!("{path}/return-to-queue"), json!({"agent_id": "bob"}))
+        .await;
+    assert_eq!((s, c["state"].as_str()), (StatusCode::OK, Some("queued")));
+    let (s, c) = api.post(&format!("{path}/transfer"), json!({"skill": "sales"})).await;
+    assert_eq!(
+        (s, c["skill"].as_str(), c["transfers"].as_u64()),
+        (StatusCode::OK, Some("sales"), Some(1))
+    );
+    let (s, c) = api.post(&format!("{path}/urgent"), json!({})).await;
+    assert_eq!((s, c["sla"]["kind"].as_str()), (StatusCode::OK, Some("urgent")));
+    let (s, _) = api.put("/v1/skills/vip", json!({"sla": {"normal_secs": 120}, "priority_rules": [{"attribute": "tier", "equals": "gold", "boost": 3}]})).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, k) = api.get("/v1/skills/vip").await;
+    assert_eq!(
+        (s, k["sla"]["normal_secs"].as_u64(), k["sla"]["urgent_secs"].as_u64()),
+        (StatusCode::OK, Some(120), Some(600))
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_a_json_error_and_changes_nothing() {
+    let server = start("").await;
+    let api = Api::new(&server);
+    api.put("/v1/agents/a1", json!({"skills": ["general"], "max_slots": 1}))
+        .await;
+    api.post("/v1/agents/a1/status", json!({"status": "online"})).await;
+    api.put("/v1/agents/a2", json!({"skills": ["general"], "max_slots": 1}))
+        .await;
+    api.post(
+        "/v1/conversations",
+        json!({"conversation_id": "c1", "consumer_id": "u1", "skill": "general"}),
+    )
+    .await;
+    eventually("assigned", || async {
+        api.get("/v1/conversations/c1").await.1["agent_id"] == "a1"
+    })
+    .await;
+    let (_, before) = api.get("/v1/conversations/c1").await;
+
+    use reqwest::Method as M;
+    let cases: Vec<(StatusCode, &str, (StatusCode, Value))> = vec![
+        (
+            StatusCode::BAD_REQUEST,
+            "malformed JSON",
+            api.raw(M::POST, "/v1/conversations/c1/messages", "{\"from\": ").await,
+        ),
+        (
+            StatusCode::BAD_REQUEST,
+            "wrong type",
+            api.raw(M::PUT, "/v1/agents/a3", r#"{"skills": "general", "max_slots": 1}"#)
+                .await,
+        ),
+        (
+            StatusCode::BAD_REQUEST,
+            "unknown field",
+            api.raw(
+                M::POST,
+                "/v1/conversations/c1/messages",
+                r#"{"from": "consumer", "body": "hi"}"#,
+            )
+            .await,
+        ),
+        (
+            StatusCode::BAD_REQUEST,
+            "bad enum value",
+            api.raw(M::POST, "/v1/agents/a1/status", r#"{"status": "sleeping"}"#)
+                .await,
+        ),
+        (
+            StatusCode::BAD_REQUEST,
+            "bad id in path",
+            api.raw(M::POST, "/v1/conversations/c%2F1/messages", r#"{"from": "consumer"}"#)
+                .await,
+        ),
+        (
+            StatusCode::BAD_REQUEST,
+            "bad id in body",
+            api.raw(
+                M::POST,
+                "/v1/conversations",
+                r#"{"conversation_id": "has space", "consumer_id": "u", "skill": "general"}"#,
+            )
+            .await,
+        ),
+        (
+            StatusCode::BAD_REQUEST,
+            "id too long",
+            api.send(
+                M::POST,
+                "/v1/conversations",
+                Some(json!({"consumer_id": "u".repeat(129), "skill": "general"})),
+            )
+            .await,
+        ),
+        (
+            StatusCode::BAD_REQUEST,
+            "zero slots",
+            api.raw(M::PUT, "/v1/agents/a3", r#"{"skills": ["general"], "max_slots": 0}"#)
+                .await,
+        ),
+        (
+            StatusCode::BAD_REQUEST,
+            "missing agent",
+            api.raw(M::POST, "/v1/conversations/c1/messages", r#"{"from": "agent"}"#)
+                .await,
+        ),
+        (
+            StatusCode::BAD_REQUEST,
+            "both transfer targets",
+            api.raw(
+                M::POST,
+                "/v1/conversations/c1/transfer",
+                r#"{"skill": "sales", "agent_id": "a2"}"#,
+            )
+            .await,
+        ),
+        (
+            StatusCode::BAD_REQUEST,
+            "bad skill spec",
+            api.raw(M::PUT, "/v1/skills/x", r#"{"sla": {"normal_secs": 0}}"#).await,
+        ),
+        (
+            StatusCode::NOT_FOUND,
+            "unknown conversation",
+            api.raw(M::POST, "/v1/conversations/nope/messages", r#"{"from": "consumer"}"#)
+                .await,
+        ),
+        (
+            StatusCode::NOT_FOUND,
+            "unknown agent",
+            api.raw(
+                M::POST,
+                "/v1/conversations/c1/messages",
+                r#"{"from": "agent", "agent_id": "ghost"}"#,
+            )
+            .await,
+        ),
+        (
+            StatusCode::NOT_FOUND,
+            "unknown skill",
+            api.raw(M::POST, "/v1/conversations", r#"{"consumer_id": "u", "skill": "nope"}"#)
+                .await,
+        ),
+        (
+            StatusCode::NOT_FOUND,
+            "unknown route",
+            api.raw(M::GET, "/v1/nothing", "").await,
+        ),
+        (
+            StatusCode::CONFLICT,
+            "agent does not hold it",
+            api.raw(
+                M::POST,
+                "/v1/conversations/c1/messages",
+                r#"{"from": "agent", "agent_id": "a2"}"#,
+            )
+            .await,
+        ),
+        (
+            StatusCode::CONFLICT,
+            "no offer to accept",
+            api.raw(M::POST, "/v1/conversations/c1/accept", r#"{"agent_id": "a2"}"#)
+                .await,
+        ),
+        (
+            StatusCode::CONFLICT,
+            "id taken",
+            api.raw(
+                M::POST,
+                "/v1/conversations",
+                r#"{"conversation_id": "c1", "consumer_id": "u", "skill": "general"}"#,
+            )
+            .await,
+        ),
+        (
+            StatusCode::CONFLICT,
+            "close by non-holder",
+            api.raw(
+                M::POST,
+                "/v1/conversations/c1/close",
+                r#"{"by": "agent", "agent_id": "a2"}"#,
+            )
+            .await,
+        ),
+        (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "wrong method",
+            api.raw(M::DELETE, "/v1/conversations/c1", "").await,
+        ),
+    ];
+    for (expected, what, (status, body)) in cases {
+        assert_eq!(status, expected, "{what}: {body}");
+        let expected_code = match expected {
+            StatusCode::BAD_REQUEST => "invalid_request",
+            StatusCode::NOT_FOUND => "not_found",
+            StatusCode::CONFLICT => "conflict",
+            _ => "method_not_allowed",
+        };
+        assert_eq!(code(&body), expected_code, "{what}: {body}");
+        assert!(
+            body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{what}: {body}"
+        );
+    }
+
+    let big = "x".repeat(4096);
+    let resp = api
+        .req(M::POST, "/v1/conversations")
+        .header("Content-Type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(code(&resp.json().await.expect("json")), "payload_too_large");
+
+    let (_, after) = api.get("/v1/conversations/c1").await;
+    assert_eq!(before, after, "rejected requests changed nothing");
+    assert_eq!(
+        api.get("/v1/agents/a3").await.0,
+        StatusCode::NOT_FOUND,
+        "the invalid agent was not created"
+    );
+    assert_eq!(
+        api.get("/v1/skills/x").await.0,
+        StatusCode::NOT_FOUND,
+        "the invalid skill was not created"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bearer_token_guards_v1_only() {
+    let server = start("api_token = \"s3cret\"").await;
+    let mut api = Api::new(&server);
+    let (s, b) = api.get("/v1/queue-health").await;
+    assert_eq!((s, code(&b)), (StatusCode::UNAUTHORIZED, "unauthorized"));
+    api.token = Some("wrong".into());
+    assert_eq!(api.get("/v1/queue-health").await.0, StatusCode::UNAUTHORIZED);
+    api.token = Some("s3cret".into());
+    assert_eq!(api.get("/v1/queue-health").await.0, StatusCode::OK);
+    api.token = None;
+    for open in ["/healthz", "/readyz", "/metrics"] {
+        assert_eq!(api.get(open).await.0, StatusCode::OK, "{open} stays open");
+    }
+    server.stop().await;
+}
