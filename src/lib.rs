@@ -11,6 +11,7 @@
 //! - [`router`]: the [`Router`] facade used by the API, the simulator and the load tool.
 //! - [`api`]: the HTTP/JSON API (actix-web), agent event streams (SSE).
 //! - [`metrics`]: Prometheus series.
+//! - [`sim`]: `switchboard simulate`, the engine on virtual time against a scenario.
 //! - [`events`]: domain events published on a broadcast channel.
 //! - [`config`]: TOML configuration, validated into typed settings.
 //! - [`ids`], [`time`], [`error`]: identifiers, timestamps and the clock, errors.
@@ -23,7 +24,9 @@ pub mod error;
 pub mod events;
 pub mod ids;
 pub mod metrics;
+pub mod progress;
 pub mod router;
+pub mod sim;
 pub mod time;
 
 pub use error::RouterError;

@@ -30,6 +30,20 @@ enum Command {
         #[arg(long)]
         listen: Option<String>,
     },
+    /// Run a scenario on virtual time against the real engine (see docs/simulation.md).
+    Simulate {
+        /// The scenario file (TOML).
+        scenario: PathBuf,
+        /// Also write the report as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Also write a chart of queue depth and agent load over time.
+        #[arg(long)]
+        svg: Option<PathBuf>,
+        /// Overrides the scenario's seed.
+        #[arg(long)]
+        seed: Option<u64>,
+    },
     /// Print the embedded default configuration.
     DefaultConfig,
 }
@@ -62,6 +76,12 @@ fn main() -> anyhow::Result<()> {
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             runtime.block_on(serve(config))
         }
+        Command::Simulate {
+            scenario,
+            json,
+            svg,
+            seed,
+        } => simulate(&scenario, json.as_ref(), svg.as_ref(), seed),
         Command::DefaultConfig => {
             print!("{DEFAULT_CONFIG}");
             Ok(())
@@ -85,6 +105,27 @@ async fn wait_for_signal() -> anyhow::Result<()> {
     tokio::select! {
         r = tokio::signal::ctrl_c() => r?,
         _ = term.recv() => {}
+    }
+    Ok(())
+}
+
+fn simulate(path: &PathBuf, json: Option<&PathBuf>, svg: Option<&PathBuf>, seed: Option<u64>) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut scenario = switchboard::sim::scenario::Scenario::from_toml(&text)
+        .with_context(|| format!("invalid scenario {}", path.display()))?;
+    if let Some(seed) = seed {
+        scenario.seed = seed;
+    }
+    let mut bar = switchboard::progress::Progress::new("simulating");
+    let report = switchboard::sim::run(&scenario, &mut |share| bar.set(share))?;
+    bar.finish();
+    print!("{}", report.text(&path.display().to_string()));
+    if let Some(p) = json {
+        std::fs::write(p, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", p.display()))?;
+    }
+    if let Some(p) = svg {
+        std::fs::write(p, report.svg()).with_context(|| format!("writing {}", p.display()))?;
     }
     Ok(())
 }

@@ -12,7 +12,7 @@ use tokio::sync::broadcast;
 
 use crate::actors::agent::{AgentMsg, AgentReply};
 use crate::actors::conversation::{ConvCommand, ConvMsg, ConvReply};
-use crate::actors::shared::{Handle, Shared};
+use crate::actors::shared::{Envelope, Handle, QueueRef, Shared};
 use crate::actors::skill_queue::QueueMsg;
 use crate::actors::supervisor::{Supervisor, SupervisorMsg};
 use crate::config::{EngineConfig, SkillSpec};
@@ -78,9 +78,9 @@ pub struct QueueSnapshot {
 pub struct Router {
     shared: Arc<Shared>,
     skill_defaults: Arc<Skill>,
-    conversations: ActorRef<SupervisorMsg>,
-    agents: ActorRef<SupervisorMsg>,
-    queues: ActorRef<SupervisorMsg>,
+    conversations: ActorRef<Envelope<SupervisorMsg>>,
+    agents: ActorRef<Envelope<SupervisorMsg>>,
+    queues: ActorRef<Envelope<SupervisorMsg>>,
 }
 
 impl Router {
@@ -150,26 +150,23 @@ impl Router {
 
     async fn call_supervisor(
         &self,
-        to: &ActorRef<SupervisorMsg>,
+        to: &ActorRef<Envelope<SupervisorMsg>>,
         msg: impl FnOnce(RpcReplyPort<Result<(), RouterError>>) -> SupervisorMsg,
     ) -> Result<(), RouterError> {
         self.call(to, msg).await?
     }
 
     /// `call` with in-flight accounting.
-    async fn call<M: ractor::Message, T: Send + 'static>(
+    async fn call<M: Send + 'static, T: Send + 'static>(
         &self,
-        to: &ActorRef<M>,
+        to: &ActorRef<Envelope<M>>,
         msg: impl FnOnce(RpcReplyPort<T>) -> M,
     ) -> Result<T, RouterError> {
-        self.shared.count_call();
-        match to.call(msg, None).await {
+        let shared = &self.shared;
+        match to.call(|reply| shared.envelope(msg(reply)), None).await {
             Ok(ractor::rpc::CallResult::Success(v)) => Ok(v),
             Ok(_) => Err(RouterError::Unavailable("the actor stopped before answering".into())),
-            Err(e) => {
-                self.shared.uncount_call();
-                Err(e.into())
-            }
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -539,6 +536,15 @@ impl Router {
         })
     }
 
+    /// The queue's own figures, without the scan of assigned conversations.
+    pub async fn queue_figures(&self, skill: &SkillId) -> Result<QueueFigures, RouterError> {
+        let q = self
+            .shared
+            .queue(skill)
+            .ok_or_else(|| RouterError::not_found("skill", skill))?;
+        self.call(&q, QueueMsg::Figures).await
+    }
+
     async fn queue_health_of(&self, skill: &SkillId) -> Result<QueueHealth, RouterError> {
         let mut all = self.queue_health().await?;
         Ok(all.remove(skill).unwrap_or_default())
@@ -548,7 +554,7 @@ impl Router {
     /// from the conversations (a scan: meant for dashboards, not per-request paths).
     pub async fn queue_health(&self) -> Result<BTreeMap<SkillId, QueueHealth>, RouterError> {
         let mut out: BTreeMap<SkillId, QueueHealth> = BTreeMap::new();
-        let queues: Vec<(SkillId, ActorRef<QueueMsg>)> = self
+        let queues: Vec<(SkillId, QueueRef)> = self
             .shared
             .queues
             .iter()

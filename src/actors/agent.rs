@@ -11,14 +11,15 @@
 
 use std::sync::Arc;
 
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::{Actor, ActorProcessingErr, RpcReplyPort};
 
 use crate::actors::conversation::{ConvMsg, ConvReply};
-use crate::actors::shared::{AgentHandle, Shared, Timer};
+use crate::actors::shared::{AgentHandle, AgentRef, Envelope, InFlight, Shared, Timer};
 use crate::actors::skill_queue::QueueMsg;
-use crate::domain::agent::{Agent, AgentSpec, AgentStatus, IncomingOffer};
-use crate::domain::capacity::Weight;
+use crate::domain::agent::{Agent, AgentSpec, AgentStatus, Held, IncomingOffer};
+use crate::domain::capacity::{NoRoom, Weight};
 use crate::domain::conversation::Activity;
+use crate::domain::conversation::State;
 use crate::domain::queue::{AgentRoom, Declined};
 use crate::error::RouterError;
 use crate::events::EventKind;
@@ -81,8 +82,6 @@ pub enum AgentMsg {
     Panic,
 }
 
-impl ractor::Message for AgentMsg {}
-
 #[derive(Debug)]
 pub struct AgentActor;
 
@@ -90,52 +89,63 @@ pub struct AgentActor;
 pub struct AgentArgs {
     pub shared: Arc<Shared>,
     pub handle: AgentHandle,
+    pub spawn_token: InFlight,
+    /// A restart after a crash: messages in the old mailbox were lost.
+    pub restarted: bool,
 }
 
 #[derive(Debug)]
 pub struct AgentState {
     shared: Arc<Shared>,
     handle: AgentHandle,
+    spawn_token: Option<InFlight>,
+    restarted: bool,
     /// What each skill queue was last told.
     told: Vec<(SkillId, AgentRoom)>,
     timer: Timer,
 }
 
 impl Actor for AgentActor {
-    type Msg = AgentMsg;
+    type Msg = Envelope<AgentMsg>;
     type State = AgentState;
     type Arguments = AgentArgs;
 
-    async fn pre_start(&self, _myself: ActorRef<AgentMsg>, args: AgentArgs) -> Result<AgentState, ActorProcessingErr> {
+    async fn pre_start(&self, myself: AgentRef, args: AgentArgs) -> Result<AgentState, ActorProcessingErr> {
+        args.handle.set_actor(Some(myself));
         Ok(AgentState {
             shared: args.shared,
             handle: args.handle,
+            spawn_token: Some(args.spawn_token),
+            restarted: args.restarted,
             told: Vec::new(),
             timer: Timer::default(),
         })
     }
 
-    async fn post_start(&self, myself: ActorRef<AgentMsg>, st: &mut AgentState) -> Result<(), ActorProcessingErr> {
-        let shared = Arc::clone(&st.shared);
-        let _spawned = shared.handling();
-        let agent = st.handle.snapshot();
+    async fn post_start(&self, myself: AgentRef, st: &mut AgentState) -> Result<(), ActorProcessingErr> {
+        // Counted as in flight from the spawn until here (see `Supervisor::spawn`).
+        let _spawned = st.spawn_token.take();
+        let mut agent = st.handle.snapshot();
+        if st.restarted {
+            self.reconcile(&st.shared, &mut agent);
+        }
         self.settle(&myself, st, agent);
         Ok(())
     }
 
-    async fn post_stop(&self, _myself: ActorRef<AgentMsg>, st: &mut AgentState) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(&self, _myself: AgentRef, st: &mut AgentState) -> Result<(), ActorProcessingErr> {
         st.timer.cancel();
         Ok(())
     }
 
     async fn handle(
         &self,
-        myself: ActorRef<AgentMsg>,
-        msg: AgentMsg,
+        myself: AgentRef,
+        envelope: Envelope<AgentMsg>,
         st: &mut AgentState,
     ) -> Result<(), ActorProcessingErr> {
+        let Envelope { msg, token: _in_flight } = envelope;
         let shared = Arc::clone(&st.shared);
-        let _handled = shared.handling();
         let now = shared.now();
         let policy = &shared.policy;
         let mut agent = st.handle.snapshot();
@@ -192,6 +202,20 @@ impl Actor for AgentActor {
                             shared.event(now, kind, Some(&conversation), Some(&id), Some(&skill));
                         }
                     },
+                    Err(NoRoom::AlreadyHeld) => {
+                        // A second queue offering what this agent already has: not for lack
+                        // of room, so the queue must not offer it here again.
+                        shared.tell_queue(
+                            &queue,
+                            QueueMsg::OfferDeclined {
+                                conversation,
+                                epoch,
+                                agent: id.clone(),
+                                reason: Declined::Rejected,
+                                room: None,
+                            },
+                        );
+                    }
                     Err(_) => {
                         let room = agent.room(now, policy);
                         shared.tell_queue(
@@ -266,7 +290,20 @@ impl Actor for AgentActor {
             }
             AgentMsg::OfferVoid { conversation, epoch } => {
                 if agent.reservations.get(&conversation).is_some_and(|r| r.epoch == epoch) {
-                    agent.reservations.remove(&conversation);
+                    if let Some(r) = agent.reservations.remove(&conversation) {
+                        // The queue still has the offer in flight: give the entry its place
+                        // back, with this agent declined so the same offer is not repeated.
+                        shared.tell_queue(
+                            &r.queue,
+                            QueueMsg::OfferDeclined {
+                                conversation,
+                                epoch,
+                                agent: id.clone(),
+                                reason: Declined::Rejected,
+                                room: None,
+                            },
+                        );
+                    }
                 }
             }
             AgentMsg::Resync => st.told.clear(),
@@ -292,6 +329,57 @@ impl Actor for AgentActor {
 }
 
 impl AgentActor {
+    /// After a crash, messages in the old mailbox are lost (offers, confirmations,
+    /// releases, voids). Re-derive what the agent holds from the conversations' own
+    /// committed state, and let the queues take back offers that were lost.
+    fn reconcile(&self, shared: &Shared, agent: &mut Agent) {
+        let me = agent.id.clone();
+        let state_of = |id: &ConversationId| shared.conversations.get(id).map(|h| h.snapshot());
+        agent.conversations.retain(|id, _| {
+            state_of(id).is_some_and(|c| c.state == State::Assigned && c.agent_id.as_ref() == Some(&me))
+        });
+        let mut kept = Vec::new();
+        for (id, r) in std::mem::take(&mut agent.reservations) {
+            let c = state_of(&id);
+            match c {
+                Some(c) if c.state == State::Assigned && c.agent_id.as_ref() == Some(&me) => {
+                    let weight = shared.skill(&c.skill).map_or(r.weight, |s| c.weight(&s));
+                    let held = Held {
+                        skill: c.skill.clone(),
+                        weight,
+                        activity: c.activity,
+                        assigned_at: shared.now(),
+                    };
+                    agent.conversations.insert(id, held);
+                }
+                Some(c) if c.state == State::Offered && c.offered_to.as_ref() == Some(&me) && c.epoch == r.epoch => {
+                    kept.push(id.clone());
+                    agent.reservations.insert(id, r);
+                }
+                _ => shared.tell_queue(
+                    &r.queue,
+                    QueueMsg::OfferDeclined {
+                        conversation: id,
+                        epoch: r.epoch,
+                        agent: me.clone(),
+                        reason: Declined::Rejected,
+                        room: None,
+                    },
+                ),
+            }
+        }
+        for skill in &agent.skills {
+            shared.tell_queue(
+                skill,
+                QueueMsg::AgentRestarted {
+                    agent: me.clone(),
+                    kept: kept.clone(),
+                },
+            );
+        }
+        tracing::info!(agent = %me, held = agent.conversations.len(), offers = agent.reservations.len(), "agent state reconciled after restart");
+    }
+
     /// An offer the agent rejected or let expire: free the room, send it to the next agent.
     fn withdraw(&self, shared: &Shared, agent: &mut Agent, conversation: &ConversationId, expired: bool) {
         let Some(r) = agent.reservations.remove(conversation) else {
@@ -326,7 +414,7 @@ impl AgentActor {
     }
 
     /// Commits, tells the skill queues about a change of room, re-arms the timer.
-    fn settle(&self, myself: &ActorRef<AgentMsg>, st: &mut AgentState, agent: Agent) {
+    fn settle(&self, myself: &AgentRef, st: &mut AgentState, agent: Agent) {
         let shared = Arc::clone(&st.shared);
         let now = shared.now();
         let room = agent.room(now, &shared.policy);

@@ -11,10 +11,10 @@
 
 use std::sync::Arc;
 
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::{Actor, ActorProcessingErr, RpcReplyPort};
 
 use crate::actors::agent::AgentMsg;
-use crate::actors::shared::{ConsumerRecord, ConversationHandle, Shared, Timer};
+use crate::actors::shared::{ConsumerRecord, ConvRef, ConversationHandle, Envelope, InFlight, Shared, Timer};
 use crate::actors::skill_queue::QueueMsg;
 use crate::domain::capacity::Weight;
 use crate::domain::conversation::{Activity, ClosedBy, Conversation, State, UnassignReason};
@@ -83,8 +83,6 @@ pub enum ConvMsg {
     Panic,
 }
 
-impl ractor::Message for ConvMsg {}
-
 #[derive(Debug)]
 pub struct ConversationActor;
 
@@ -92,6 +90,9 @@ pub struct ConversationActor;
 pub struct ConvArgs {
     pub shared: Arc<Shared>,
     pub handle: ConversationHandle,
+    pub spawn_token: InFlight,
+    /// A restart after a crash: messages in the old mailbox were lost.
+    pub restarted: bool,
 }
 
 /// What the peers were last told about this conversation.
@@ -105,6 +106,8 @@ struct Told {
 pub struct ConvState {
     shared: Arc<Shared>,
     handle: ConversationHandle,
+    spawn_token: Option<InFlight>,
+    restarted: bool,
     told: Told,
     timer: Timer,
 }
@@ -123,41 +126,49 @@ struct Outcome {
 }
 
 impl Actor for ConversationActor {
-    type Msg = ConvMsg;
+    type Msg = Envelope<ConvMsg>;
     type State = ConvState;
     type Arguments = ConvArgs;
 
-    async fn pre_start(&self, _myself: ActorRef<ConvMsg>, args: ConvArgs) -> Result<ConvState, ActorProcessingErr> {
+    async fn pre_start(&self, myself: ConvRef, args: ConvArgs) -> Result<ConvState, ActorProcessingErr> {
+        // Reachable at once: nothing sent to the id from now on goes to a dead actor.
+        args.handle.set_actor(Some(myself));
         Ok(ConvState {
             shared: args.shared,
             handle: args.handle,
+            spawn_token: Some(args.spawn_token),
+            restarted: args.restarted,
             told: Told::default(),
             timer: Timer::default(),
         })
     }
 
-    async fn post_start(&self, myself: ActorRef<ConvMsg>, st: &mut ConvState) -> Result<(), ActorProcessingErr> {
-        let shared = Arc::clone(&st.shared);
-        let _spawned = shared.handling();
+    async fn post_start(&self, myself: ConvRef, st: &mut ConvState) -> Result<(), ActorProcessingErr> {
+        // Counted as in flight from the spawn until here (see `Supervisor::spawn`).
+        let _spawned = st.spawn_token.take();
         // A new or restarted actor has told nobody anything yet.
         let current = st.handle.snapshot();
-        self.settle(&myself, st, &current, current.clone(), Outcome::default());
+        let mut conv = current.clone();
+        if st.restarted {
+            self.renew_after_restart(&st.shared, &mut conv);
+        }
+        self.settle(&myself, st, &current, conv, Outcome::default());
         Ok(())
     }
 
-    async fn post_stop(&self, _myself: ActorRef<ConvMsg>, st: &mut ConvState) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(&self, _myself: ConvRef, st: &mut ConvState) -> Result<(), ActorProcessingErr> {
         st.timer.cancel();
         Ok(())
     }
 
     async fn handle(
         &self,
-        myself: ActorRef<ConvMsg>,
-        msg: ConvMsg,
+        myself: ConvRef,
+        envelope: Envelope<ConvMsg>,
         st: &mut ConvState,
     ) -> Result<(), ActorProcessingErr> {
+        let Envelope { msg, token: _in_flight } = envelope;
         let shared = Arc::clone(&st.shared);
-        let _handled = shared.handling();
         let now = shared.now();
         let before = st.handle.snapshot();
         let mut conv = before.clone();
@@ -226,6 +237,33 @@ impl Actor for ConversationActor {
 }
 
 impl ConversationActor {
+    /// After a crash, an agent's `Assign` or `Offered` may have been lost with the old
+    /// mailbox while the agent keeps the room it took. Renew the queue entry (a new
+    /// epoch) and void offers for the old one wherever they may be held.
+    fn renew_after_restart(&self, shared: &Shared, conv: &mut Conversation) {
+        let Some(old_epoch) = conv.renew_queue_entry() else {
+            return;
+        };
+        let mut skills = vec![conv.skill.clone()];
+        skills.extend(shared.skill(&conv.skill).and_then(|s| s.fallback_skill.clone()));
+        let agents: Vec<AgentId> = shared
+            .agents
+            .iter()
+            .filter(|h| h.lock().skills.iter().any(|s| skills.contains(s)))
+            .map(|h| h.key().clone())
+            .collect();
+        for agent in agents {
+            shared.tell_agent(
+                &agent,
+                AgentMsg::OfferVoid {
+                    conversation: conv.id.clone(),
+                    epoch: old_epoch,
+                },
+            );
+        }
+        tracing::info!(conversation = %conv.id, old_epoch, "queue entry renewed after restart");
+    }
+
     fn command(
         &self,
         shared: &Shared,
@@ -274,7 +312,7 @@ impl ConversationActor {
     /// answers the caller and re-arms the timer.
     fn settle(
         &self,
-        myself: &ActorRef<ConvMsg>,
+        myself: &ConvRef,
         st: &mut ConvState,
         before: &Conversation,
         mut conv: Conversation,

@@ -65,8 +65,11 @@ impl<S: Clone, M: Message> Handle<S, M> {
     }
 }
 
-pub type ConversationHandle = Arc<Handle<Conversation, ConvMsg>>;
-pub type AgentHandle = Arc<Handle<Agent, AgentMsg>>;
+pub type ConvRef = ActorRef<Envelope<ConvMsg>>;
+pub type AgentRef = ActorRef<Envelope<AgentMsg>>;
+pub type QueueRef = ActorRef<Envelope<QueueMsg>>;
+pub type ConversationHandle = Arc<Handle<Conversation, Envelope<ConvMsg>>>;
+pub type AgentHandle = Arc<Handle<Agent, Envelope<AgentMsg>>>;
 
 /// The last agent who served a consumer (return to the same agent).
 #[derive(Clone, Debug)]
@@ -81,23 +84,40 @@ pub struct Shared {
     pub skills: DashMap<SkillId, Arc<Skill>>,
     pub conversations: DashMap<ConversationId, ConversationHandle>,
     pub agents: DashMap<AgentId, AgentHandle>,
-    pub queues: DashMap<SkillId, ActorRef<QueueMsg>>,
+    pub queues: DashMap<SkillId, QueueRef>,
     pub consumers: DashMap<ConsumerId, ConsumerRecord>,
     events: broadcast::Sender<RouterEvent>,
-    /// Messages sent to actors and not yet handled (see [`Shared::tell`]).
-    in_flight: AtomicI64,
+    /// Messages sent to actors and not yet handled (see [`Envelope`]).
+    in_flight: Arc<AtomicI64>,
     seq: AtomicU64,
 }
 
-/// Decrements the in-flight count when a handler ends, even by a panic.
+/// One unit of the engine's in-flight count, released when dropped: with the message
+/// it travels in once handled, or when the message is refused or lost with a mailbox.
 #[derive(Debug)]
-pub struct HandledGuard<'a>(&'a AtomicI64);
+pub struct InFlight(Arc<AtomicI64>);
 
-impl Drop for HandledGuard<'_> {
+impl InFlight {
+    fn new(counter: &Arc<AtomicI64>) -> Self {
+        counter.fetch_add(1, Ordering::AcqRel);
+        InFlight(Arc::clone(counter))
+    }
+}
+
+impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
+
+/// A message with its in-flight token: what every actor's mailbox carries.
+#[derive(Debug)]
+pub struct Envelope<M> {
+    pub msg: M,
+    pub token: InFlight,
+}
+
+impl<M: Send + 'static> ractor::Message for Envelope<M> {}
 
 impl Shared {
     pub fn new(clock: Clock, policy: RoutingPolicy, event_capacity: usize) -> Arc<Self> {
@@ -111,7 +131,7 @@ impl Shared {
             queues: DashMap::new(),
             consumers: DashMap::new(),
             events,
-            in_flight: AtomicI64::new(0),
+            in_flight: Arc::new(AtomicI64::new(0)),
             seq: AtomicU64::new(0),
         })
     }
@@ -124,27 +144,23 @@ impl Shared {
         self.seq.fetch_add(1, Ordering::Relaxed) + 1
     }
 
-    /// Sends a message, counting it as in flight until its handler ends.
-    pub fn tell<M: Message>(&self, to: &ActorRef<M>, msg: M) {
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
-        if to.cast(msg).is_err() {
-            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+    /// A token that counts as one message in flight until dropped.
+    pub fn token(&self) -> InFlight {
+        InFlight::new(&self.in_flight)
+    }
+
+    /// Wraps a message with its in-flight token.
+    pub fn envelope<M>(&self, msg: M) -> Envelope<M> {
+        Envelope {
+            msg,
+            token: self.token(),
         }
     }
 
-    /// Counts a message about to be sent with `call` (the handler's guard uncounts it).
-    pub fn count_call(&self) {
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
-    }
-
-    /// Uncounts a call whose message never reached the actor.
-    pub fn uncount_call(&self) {
-        self.in_flight.fetch_sub(1, Ordering::AcqRel);
-    }
-
-    /// Every actor handler starts with this.
-    pub fn handling(&self) -> HandledGuard<'_> {
-        HandledGuard(&self.in_flight)
+    /// Sends a message; it counts as in flight until handled (or refused, or lost).
+    pub fn tell<M: Send + 'static>(&self, to: &ActorRef<Envelope<M>>, msg: M) {
+        // A refused message comes back inside the error and is dropped with its token.
+        let _ = to.cast(self.envelope(msg));
     }
 
     pub fn in_flight(&self) -> i64 {
@@ -181,15 +197,15 @@ impl Shared {
         self.skills.get(id).map(|s| Arc::clone(&s))
     }
 
-    pub fn queue(&self, skill: &SkillId) -> Option<ActorRef<QueueMsg>> {
+    pub fn queue(&self, skill: &SkillId) -> Option<QueueRef> {
         self.queues.get(skill).map(|q| q.clone())
     }
 
-    pub fn conversation_actor(&self, id: &ConversationId) -> Option<ActorRef<ConvMsg>> {
+    pub fn conversation_actor(&self, id: &ConversationId) -> Option<ConvRef> {
         self.conversations.get(id).and_then(|h| h.actor())
     }
 
-    pub fn agent_actor(&self, id: &AgentId) -> Option<ActorRef<AgentMsg>> {
+    pub fn agent_actor(&self, id: &AgentId) -> Option<AgentRef> {
         self.agents.get(id).and_then(|h| h.actor())
     }
 
@@ -223,11 +239,11 @@ pub struct Timer {
 
 impl Timer {
     /// Arms the timer for `at` (or disarms it with `None`); no-op if already set so.
-    pub fn arm<M: Message>(
+    pub fn arm<M: Send + 'static>(
         &mut self,
         shared: &Arc<Shared>,
         at: Option<Timestamp>,
-        target: &ActorRef<M>,
+        target: &ActorRef<Envelope<M>>,
         make: impl FnOnce(u64) -> M + Send + 'static,
     ) {
         if at == self.at {

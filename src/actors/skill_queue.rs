@@ -9,11 +9,11 @@
 
 use std::sync::Arc;
 
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::{Actor, ActorProcessingErr, RpcReplyPort};
 
 use crate::actors::agent::AgentMsg;
 use crate::actors::conversation::ConvMsg;
-use crate::actors::shared::{Shared, Timer};
+use crate::actors::shared::{Envelope, InFlight, QueueRef, Shared, Timer};
 use crate::domain::queue::{AgentRoom, Declined, QueueEntry, QueueFigures, QueueRow, SkillQueue};
 use crate::ids::{AgentId, ConversationId, SkillId};
 
@@ -42,6 +42,11 @@ pub enum QueueMsg {
         reason: Declined,
         room: Option<AgentRoom>,
     },
+    /// The agent's actor restarted: offers in flight to it were lost, except `kept`.
+    AgentRestarted {
+        agent: AgentId,
+        kept: Vec<ConversationId>,
+    },
     /// Ranked rows, first is next.
     Rows {
         limit: usize,
@@ -56,8 +61,6 @@ pub enum QueueMsg {
     Panic,
 }
 
-impl ractor::Message for QueueMsg {}
-
 #[derive(Debug)]
 pub struct SkillQueueActor;
 
@@ -65,47 +68,50 @@ pub struct SkillQueueActor;
 pub struct QueueArgs {
     pub shared: Arc<Shared>,
     pub skill: SkillId,
+    pub spawn_token: InFlight,
 }
 
 #[derive(Debug)]
 pub struct QueueState {
     shared: Arc<Shared>,
+    spawn_token: Option<InFlight>,
     queue: SkillQueue,
     retry: Timer,
 }
 
 impl Actor for SkillQueueActor {
-    type Msg = QueueMsg;
+    type Msg = Envelope<QueueMsg>;
     type State = QueueState;
     type Arguments = QueueArgs;
 
-    async fn pre_start(&self, _myself: ActorRef<QueueMsg>, args: QueueArgs) -> Result<QueueState, ActorProcessingErr> {
+    async fn pre_start(&self, _myself: QueueRef, args: QueueArgs) -> Result<QueueState, ActorProcessingErr> {
         Ok(QueueState {
             shared: args.shared,
+            spawn_token: Some(args.spawn_token),
             queue: SkillQueue::new(args.skill),
             retry: Timer::default(),
         })
     }
 
-    async fn post_start(&self, _myself: ActorRef<QueueMsg>, st: &mut QueueState) -> Result<(), ActorProcessingErr> {
-        // Uncounts the spawn (see `Supervisor::spawn`).
-        let _spawned = st.shared.handling();
+    async fn post_start(&self, _myself: QueueRef, st: &mut QueueState) -> Result<(), ActorProcessingErr> {
+        // Counted as in flight from the spawn until here (see `Supervisor::spawn`).
+        st.spawn_token = None;
         Ok(())
     }
 
-    async fn post_stop(&self, _myself: ActorRef<QueueMsg>, st: &mut QueueState) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(&self, _myself: QueueRef, st: &mut QueueState) -> Result<(), ActorProcessingErr> {
         st.retry.cancel();
         Ok(())
     }
 
     async fn handle(
         &self,
-        myself: ActorRef<QueueMsg>,
-        msg: QueueMsg,
+        myself: QueueRef,
+        envelope: Envelope<QueueMsg>,
         st: &mut QueueState,
     ) -> Result<(), ActorProcessingErr> {
+        let Envelope { msg, token: _in_flight } = envelope;
         let shared = Arc::clone(&st.shared);
-        let _handled = shared.handling();
         let mut check_fallback = false;
         match msg {
             QueueMsg::Upsert(entry) => {
@@ -128,6 +134,9 @@ impl Actor for SkillQueueActor {
             QueueMsg::AgentGone { agent } => {
                 st.queue.remove_agent(&agent);
                 check_fallback = true;
+            }
+            QueueMsg::AgentRestarted { agent, kept } => {
+                st.queue.agent_restarted(&agent, &kept);
             }
             QueueMsg::OfferDeclined {
                 conversation,

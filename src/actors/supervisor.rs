@@ -16,7 +16,7 @@ use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPo
 
 use crate::actors::agent::{AgentActor, AgentArgs, AgentMsg};
 use crate::actors::conversation::{ConvArgs, ConvMsg, ConversationActor};
-use crate::actors::shared::{AgentHandle, ConversationHandle, Shared};
+use crate::actors::shared::{AgentHandle, ConversationHandle, Envelope, Shared};
 use crate::actors::skill_queue::{QueueArgs, SkillQueueActor};
 use crate::error::RouterError;
 use crate::ids::{AgentId, ConversationId, SkillId};
@@ -36,8 +36,6 @@ pub enum SupervisorMsg {
     SpawnQueue(SkillId, SpawnReply),
 }
 
-impl ractor::Message for SupervisorMsg {}
-
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum Child {
     Conversation(ConversationId),
@@ -56,13 +54,13 @@ pub struct SupervisorState {
 }
 
 impl Actor for Supervisor {
-    type Msg = SupervisorMsg;
+    type Msg = Envelope<SupervisorMsg>;
     type State = SupervisorState;
     type Arguments = Arc<Shared>;
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<SupervisorMsg>,
+        _myself: ActorRef<Envelope<SupervisorMsg>>,
         shared: Arc<Shared>,
     ) -> Result<SupervisorState, ActorProcessingErr> {
         Ok(SupervisorState {
@@ -74,12 +72,11 @@ impl Actor for Supervisor {
 
     async fn handle(
         &self,
-        myself: ActorRef<SupervisorMsg>,
-        msg: SupervisorMsg,
+        myself: ActorRef<Envelope<SupervisorMsg>>,
+        envelope: Envelope<SupervisorMsg>,
         st: &mut SupervisorState,
     ) -> Result<(), ActorProcessingErr> {
-        let shared = Arc::clone(&st.shared);
-        let _handled = shared.handling();
+        let Envelope { msg, token: _in_flight } = envelope;
         let (child, reply) = match msg {
             SupervisorMsg::SpawnConversation(handle, reply) => {
                 let id = handle.lock().id.clone();
@@ -91,14 +88,14 @@ impl Actor for Supervisor {
             }
             SupervisorMsg::SpawnQueue(skill, reply) => (Child::Queue(skill), reply),
         };
-        let result = self.spawn(&myself, st, child).await;
+        let result = self.spawn(&myself, st, child, false).await;
         let _ = reply.send(result);
         Ok(())
     }
 
     async fn handle_supervisor_evt(
         &self,
-        myself: ActorRef<SupervisorMsg>,
+        myself: ActorRef<Envelope<SupervisorMsg>>,
         evt: SupervisionEvent,
         st: &mut SupervisorState,
     ) -> Result<(), ActorProcessingErr> {
@@ -112,7 +109,7 @@ impl Actor for Supervisor {
                     tracing::error!(?child, "actor keeps crashing; left stopped");
                     return Ok(());
                 }
-                if let Err(e) = self.spawn(&myself, st, child.clone()).await {
+                if let Err(e) = self.spawn(&myself, st, child.clone(), true).await {
                     tracing::error!(?child, error = %e, "restart failed");
                 }
                 if let Child::Queue(skill) = &child {
@@ -148,29 +145,16 @@ impl Supervisor {
 
     async fn spawn(
         &self,
-        myself: &ActorRef<SupervisorMsg>,
+        myself: &ActorRef<Envelope<SupervisorMsg>>,
         st: &mut SupervisorState,
         child: Child,
+        restarted: bool,
     ) -> Result<(), RouterError> {
-        let shared = Arc::clone(&st.shared);
+        let shared = &Arc::clone(&st.shared);
         let cell: ActorCell = myself.get_cell();
         // The child's `post_start` runs after `spawn_linked` returns and may send
-        // messages: count it as in flight until it ends (it uncounts itself).
-        shared.count_call();
-        let result = self.spawn_counted(&shared, cell, st, child).await;
-        if result.is_err() {
-            shared.uncount_call();
-        }
-        result
-    }
-
-    async fn spawn_counted(
-        &self,
-        shared: &Arc<Shared>,
-        cell: ActorCell,
-        st: &mut SupervisorState,
-        child: Child,
-    ) -> Result<(), RouterError> {
+        // messages: it holds this token, counted as in flight, until it ends.
+        let spawn_token = shared.token();
         let spawned: ActorCell = match &child {
             Child::Conversation(id) => {
                 let handle = shared
@@ -184,6 +168,8 @@ impl Supervisor {
                     ConvArgs {
                         shared: Arc::clone(shared),
                         handle: Arc::clone(&handle),
+                        spawn_token,
+                        restarted,
                     },
                     cell,
                 )
@@ -204,6 +190,8 @@ impl Supervisor {
                     AgentArgs {
                         shared: Arc::clone(shared),
                         handle: Arc::clone(&handle),
+                        spawn_token,
+                        restarted,
                     },
                     cell,
                 )
@@ -219,6 +207,7 @@ impl Supervisor {
                     QueueArgs {
                         shared: Arc::clone(shared),
                         skill: skill.clone(),
+                        spawn_token,
                     },
                     cell,
                 )

@@ -23,9 +23,7 @@ async fn a_backlog_past_the_bound_gets_503_with_retry_after_and_no_change() {
     let body = serde_json::json!({"conversation_id": "c1", "consumer_id": "u1", "skill": "general"});
     let shared = server.router.shared().clone();
     // Simulate a backlog: eleven messages counted as in flight.
-    for _ in 0..11 {
-        shared.count_call();
-    }
+    let backlog: Vec<_> = (0..11).map(|_| shared.token()).collect();
     let resp = reqwest::Client::new()
         .post(&url)
         .json(&body)
@@ -47,9 +45,7 @@ async fn a_backlog_past_the_bound_gets_503_with_retry_after_and_no_change() {
         .await
         .expect("get");
     assert_eq!(get.status(), reqwest::StatusCode::OK, "reads still work");
-    for _ in 0..11 {
-        shared.uncount_call();
-    }
+    drop(backlog);
     let resp = reqwest::Client::new()
         .post(&url)
         .json(&body)

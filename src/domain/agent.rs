@@ -187,7 +187,7 @@ impl Agent {
         let id = &offer.conversation;
         if self.conversations.contains_key(id) || self.reservations.contains_key(id) {
             // Already ours (a duplicate offer): taking it twice would double its weight.
-            return Err(NoRoom::Weight);
+            return Err(NoRoom::AlreadyHeld);
         }
         self.check(offer.weight, now, policy)?;
         self.reservations.insert(
@@ -214,6 +214,14 @@ impl Agent {
         now: Timestamp,
         policy: &RoutingPolicy,
     ) -> bool {
+        let Some(r) = self.reservations.get(conversation) else {
+            return false;
+        };
+        // The room was taken at the offer's weight; a skill reconfigured since may have
+        // made the conversation heavier. Never hold more than the ceiling by assignment.
+        if weight > r.weight && self.busy() - r.weight + weight > self.limits.ceiling() {
+            return false;
+        }
         let Some(r) = self.reservations.remove(conversation) else {
             return false;
         };

@@ -99,6 +99,8 @@ pub enum NoRoom {
     MaxOpen,
     /// Warm-up: the next conversation is allowed later.
     WarmingUp,
+    /// The agent already holds this conversation or an offer for it.
+    AlreadyHeld,
 }
 
 /// `busy + incoming <= max_slots + overflow`, and fewer than `max_open` open.

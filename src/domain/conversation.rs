@@ -339,12 +339,15 @@ impl Conversation {
         }
     }
 
-    /// Assigns the conversation to `agent` if the offer's `epoch` is still current.
-    /// Returns the time the conversation waited in the queue.
+    /// Assigns the conversation to `agent` if the offer's `epoch` is still current (and,
+    /// while an offer is pending, if `agent` holds it). Returns the time it waited.
     pub fn assign(&mut self, agent: &AgentId, epoch: u64, now: Timestamp) -> Result<Duration, ConversationError> {
         self.ensure_open()?;
         if !self.in_queue() || epoch != self.epoch {
             return Err(ConversationError::StaleOffer);
+        }
+        if self.state == State::Offered && self.offered_to.as_ref() != Some(agent) {
+            return Err(ConversationError::NoOfferFor(agent.clone()));
         }
         let waited = self.queued_at.map_or(Duration::ZERO, |q| now.since(q));
         self.state = State::Assigned;
@@ -630,6 +633,20 @@ impl Conversation {
             priority,
             in_fallback: self.fallback_active,
         })
+    }
+
+    /// After a crash of its actor: answers to offers may have been lost with the old
+    /// mailbox, so the queue entry is renewed (new epoch; a pending offer is dropped).
+    /// Returns the old epoch, whose offers must be voided, if it is in a queue.
+    pub fn renew_queue_entry(&mut self) -> Option<u64> {
+        if !self.in_queue() {
+            return None;
+        }
+        let old = self.epoch;
+        self.epoch += 1;
+        self.state = State::Queued;
+        self.offered_to = None;
+        Some(old)
     }
 
     /// The skill queue found no agent online in the skill: use the fallback skill now.

@@ -129,6 +129,8 @@ pub struct SkillQueue {
     offer_seq: u64,
     /// Some entry was passed over because every agent with room had declined it.
     retry_wanted: bool,
+    /// How many entries weigh how much (a fallback queue mixes skills' weights).
+    weights: BTreeMap<Weight, usize>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -155,6 +157,7 @@ impl SkillQueue {
             by_room: BTreeSet::new(),
             offer_seq: 0,
             retry_wanted: false,
+            weights: BTreeMap::new(),
         }
     }
 
@@ -194,12 +197,30 @@ impl SkillQueue {
             None => Self::place_for(&entry),
         };
         self.index(&id, &entry.key, &place);
-        self.slots.insert(id, Slot { entry, place, declined });
+        *self.weights.entry(entry.weight).or_default() += 1;
+        if let Some(old) = self.slots.insert(id, Slot { entry, place, declined }) {
+            self.forget_weight(old.entry.weight);
+        }
     }
 
     pub fn remove(&mut self, id: &ConversationId) -> bool {
         self.unindex(id);
-        self.slots.remove(id).is_some()
+        match self.slots.remove(id) {
+            Some(old) => {
+                self.forget_weight(old.entry.weight);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn forget_weight(&mut self, w: Weight) {
+        if let Some(n) = self.weights.get_mut(&w) {
+            *n -= 1;
+            if *n == 0 {
+                self.weights.remove(&w);
+            }
+        }
     }
 
     fn place_for(entry: &QueueEntry) -> Place {
@@ -349,8 +370,15 @@ impl SkillQueue {
                 break;
             };
             let Some(slot) = self.slots.get(&id) else { break };
+            let slot_weight = slot.entry.weight;
             match self.choose_agent(slot) {
                 Choice::Agent(agent) => offers.push(self.make_offer(&id, &agent)),
+                // Nothing of this weight fits; lighter entries (a fallback queue mixes
+                // skills) further down still might.
+                Choice::NoRoom if slot_weight > self.lightest() && passed_over < 1024 => {
+                    cursor = Some(key);
+                    passed_over += 1;
+                }
                 Choice::NoRoom => break,
                 Choice::AllDeclined => {
                     self.retry_wanted = true;
@@ -393,7 +421,8 @@ impl SkillQueue {
         reason: Declined,
         room: Option<AgentRoom>,
     ) {
-        if let Some(room) = room {
+        // An agent this queue has forgotten (it left the skill) is not brought back.
+        if let (Some(room), true) = (room, self.agents.contains_key(agent)) {
             self.set_agent(agent, room);
         }
         let Some(slot) = self.slots.get_mut(id) else { return };
@@ -402,8 +431,7 @@ impl SkillQueue {
         }
         if reason == Declined::Stale {
             // The conversation moved on; its own update or removal follows.
-            self.unindex(id);
-            self.slots.remove(id);
+            self.remove(id);
             return;
         }
         if reason == Declined::Rejected && !slot.declined.contains(agent) {
@@ -412,6 +440,29 @@ impl SkillQueue {
         slot.place = Self::place_for(&slot.entry);
         let (key, place) = (slot.entry.key, slot.place.clone());
         self.index(id, &key, &place);
+    }
+
+    /// The weight of the lightest entry (entries of one skill all weigh the same).
+    fn lightest(&self) -> Weight {
+        self.weights.keys().next().copied().unwrap_or(Weight::ZERO)
+    }
+
+    /// The agent's actor restarted: offers in flight to it were lost with its mailbox,
+    /// except those it still holds (`kept`). The others take their places again.
+    pub fn agent_restarted(&mut self, agent: &AgentId, kept: &[ConversationId]) {
+        let lost: Vec<ConversationId> = self
+            .slots
+            .iter()
+            .filter(|(id, s)| s.place == Place::InFlight(agent.clone()) && !kept.contains(id))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in lost {
+            if let Some(slot) = self.slots.get_mut(&id) {
+                slot.place = Self::place_for(&slot.entry);
+                let (key, place) = (slot.entry.key, slot.place.clone());
+                self.index(&id, &key, &place);
+            }
+        }
     }
 
     /// Whether an entry was passed over because every agent with room declined it.
