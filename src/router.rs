@@ -73,6 +73,15 @@ pub struct QueueSnapshot {
     pub health: QueueHealth,
 }
 
+/// An actor to make panic (tests of supervision only).
+#[cfg(any(test, feature = "fault-injection"))]
+#[derive(Clone, Debug)]
+pub enum FaultTarget {
+    Conversation(ConversationId),
+    Agent(AgentId),
+    Queue(SkillId),
+}
+
 /// The routing engine, running.
 #[derive(Clone, Debug)]
 pub struct Router {
@@ -591,6 +600,30 @@ impl Router {
     pub async fn shutdown(&self) {
         for sup in [&self.conversations, &self.agents, &self.queues] {
             sup.stop(None);
+        }
+    }
+
+    /// Makes an actor panic while handling a message (tests of supervision only).
+    #[cfg(any(test, feature = "fault-injection"))]
+    pub fn inject_panic(&self, target: FaultTarget) -> bool {
+        use crate::actors::agent::AgentMsg as A;
+        use crate::actors::conversation::ConvMsg as C;
+        match target {
+            FaultTarget::Conversation(id) => self
+                .shared
+                .conversation_actor(&id)
+                .map(|a| self.shared.tell(&a, C::Panic))
+                .is_some(),
+            FaultTarget::Agent(id) => self
+                .shared
+                .agent_actor(&id)
+                .map(|a| self.shared.tell(&a, A::Panic))
+                .is_some(),
+            FaultTarget::Queue(id) => self
+                .shared
+                .queue(&id)
+                .map(|a| self.shared.tell(&a, QueueMsg::Panic))
+                .is_some(),
         }
     }
 

@@ -68,7 +68,7 @@ pub enum AgentMsg {
     Release {
         conversation: ConversationId,
     },
-    /// The offer made for `epoch` is void (the conversation went elsewhere).
+    /// Offers made for `epoch` or earlier are void (the conversation went elsewhere).
     OfferVoid {
         conversation: ConversationId,
         epoch: u64,
@@ -78,7 +78,7 @@ pub enum AgentMsg {
     Tick {
         generation: u64,
     },
-    #[cfg(test)]
+    #[cfg(any(test, feature = "fault-injection"))]
     Panic,
 }
 
@@ -146,6 +146,7 @@ impl Actor for AgentActor {
     ) -> Result<(), ActorProcessingErr> {
         let Envelope { msg, token: _in_flight } = envelope;
         let shared = Arc::clone(&st.shared);
+        let _crash = shared.crash_guard();
         let now = shared.now();
         let policy = &shared.policy;
         let mut agent = st.handle.snapshot();
@@ -202,29 +203,24 @@ impl Actor for AgentActor {
                             shared.event(now, kind, Some(&conversation), Some(&id), Some(&skill));
                         }
                     },
-                    Err(NoRoom::AlreadyHeld) => {
-                        // A second queue offering what this agent already has: not for lack
-                        // of room, so the queue must not offer it here again.
-                        shared.tell_queue(
-                            &queue,
-                            QueueMsg::OfferDeclined {
-                                conversation,
-                                epoch,
-                                agent: id.clone(),
-                                reason: Declined::Rejected,
-                                room: None,
-                            },
-                        );
-                    }
-                    Err(_) => {
+                    Err(reason) => {
+                        // The queue lowered its view of this agent's room when it made the
+                        // offer: the decline carries the real room. A duplicate (a second
+                        // queue offering what the agent already has) is declined as
+                        // rejected, so that queue does not offer it here again.
                         let room = agent.room(now, policy);
+                        let reason = if reason == NoRoom::AlreadyHeld {
+                            Declined::Rejected
+                        } else {
+                            Declined::NoRoom
+                        };
                         shared.tell_queue(
                             &queue,
                             QueueMsg::OfferDeclined {
                                 conversation,
                                 epoch,
                                 agent: id.clone(),
-                                reason: Declined::NoRoom,
+                                reason,
                                 room: Some(room),
                             },
                         );
@@ -289,7 +285,7 @@ impl Actor for AgentActor {
                 agent.release(&conversation);
             }
             AgentMsg::OfferVoid { conversation, epoch } => {
-                if agent.reservations.get(&conversation).is_some_and(|r| r.epoch == epoch) {
+                if agent.reservations.get(&conversation).is_some_and(|r| r.epoch <= epoch) {
                     if let Some(r) = agent.reservations.remove(&conversation) {
                         // The queue still has the offer in flight: give the entry its place
                         // back, with this agent declined so the same offer is not repeated.
@@ -320,7 +316,7 @@ impl Actor for AgentActor {
                     }
                 }
             }
-            #[cfg(test)]
+            #[cfg(any(test, feature = "fault-injection"))]
             AgentMsg::Panic => panic!("injected fault in agent {id}"),
         }
         self.settle(&myself, st, agent);
@@ -356,16 +352,27 @@ impl AgentActor {
                     kept.push(id.clone());
                     agent.reservations.insert(id, r);
                 }
-                _ => shared.tell_queue(
-                    &r.queue,
-                    QueueMsg::OfferDeclined {
-                        conversation: id,
-                        epoch: r.epoch,
-                        agent: me.clone(),
-                        reason: Declined::Rejected,
-                        room: None,
-                    },
-                ),
+                _ => {
+                    // Our `Offered` may still be on its way to the conversation: withdraw
+                    // it (it arrives after), and give the queue its entry back.
+                    shared.tell_conversation(
+                        &id,
+                        ConvMsg::OfferWithdrawn {
+                            agent: me.clone(),
+                            epoch: r.epoch,
+                        },
+                    );
+                    shared.tell_queue(
+                        &r.queue,
+                        QueueMsg::OfferDeclined {
+                            conversation: id,
+                            epoch: r.epoch,
+                            agent: me.clone(),
+                            reason: Declined::Lost,
+                            room: None,
+                        },
+                    );
+                }
             }
         }
         for skill in &agent.skills {

@@ -79,7 +79,7 @@ pub enum ConvMsg {
     /// The conversation's timer fired.
     Tick { generation: u64 },
     /// Fault injection for supervision tests.
-    #[cfg(test)]
+    #[cfg(any(test, feature = "fault-injection"))]
     Panic,
 }
 
@@ -169,6 +169,7 @@ impl Actor for ConversationActor {
     ) -> Result<(), ActorProcessingErr> {
         let Envelope { msg, token: _in_flight } = envelope;
         let shared = Arc::clone(&st.shared);
+        let _crash = shared.crash_guard();
         let now = shared.now();
         let before = st.handle.snapshot();
         let mut conv = before.clone();
@@ -228,7 +229,7 @@ impl Actor for ConversationActor {
                     }
                 }
             }
-            #[cfg(test)]
+            #[cfg(any(test, feature = "fault-injection"))]
             ConvMsg::Panic => panic!("injected fault in conversation {}", conv.id),
         }
         self.settle(&myself, st, &before, conv, out);
@@ -239,11 +240,10 @@ impl Actor for ConversationActor {
 impl ConversationActor {
     /// After a crash, an agent's `Assign` or `Offered` may have been lost with the old
     /// mailbox while the agent keeps the room it took. Renew the queue entry (a new
-    /// epoch) and void offers for the old one wherever they may be held.
+    /// epoch) and void every older offer wherever it may be held.
     fn renew_after_restart(&self, shared: &Shared, conv: &mut Conversation) {
-        let Some(old_epoch) = conv.renew_queue_entry() else {
-            return;
-        };
+        conv.renew_queue_entry();
+        let old_epoch = conv.epoch.saturating_sub(1);
         let mut skills = vec![conv.skill.clone()];
         skills.extend(shared.skill(&conv.skill).and_then(|s| s.fallback_skill.clone()));
         let agents: Vec<AgentId> = shared

@@ -89,6 +89,8 @@ pub struct Shared {
     events: broadcast::Sender<RouterEvent>,
     /// Messages sent to actors and not yet handled (see [`Envelope`]).
     in_flight: Arc<AtomicI64>,
+    /// Crashes whose restart is not done yet (each also counted in `in_flight`).
+    crashes_pending: AtomicI64,
     seq: AtomicU64,
 }
 
@@ -107,6 +109,20 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Held by a handler while it runs: if the handler panics, the crash counts as work in
+/// flight until the supervisor has restarted the actor ([`Shared::restart_done`]).
+#[derive(Debug)]
+pub struct CrashGuard<'a>(&'a Shared);
+
+impl Drop for CrashGuard<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.in_flight.fetch_add(1, Ordering::AcqRel);
+            self.0.crashes_pending.fetch_add(1, Ordering::AcqRel);
+        }
     }
 }
 
@@ -132,6 +148,7 @@ impl Shared {
             consumers: DashMap::new(),
             events,
             in_flight: Arc::new(AtomicI64::new(0)),
+            crashes_pending: AtomicI64::new(0),
             seq: AtomicU64::new(0),
         })
     }
@@ -161,6 +178,22 @@ impl Shared {
     pub fn tell<M: Send + 'static>(&self, to: &ActorRef<Envelope<M>>, msg: M) {
         // A refused message comes back inside the error and is dropped with its token.
         let _ = to.cast(self.envelope(msg));
+    }
+
+    /// Every handler holds one while it runs.
+    pub fn crash_guard(&self) -> CrashGuard<'_> {
+        CrashGuard(self)
+    }
+
+    /// A supervisor finished handling a crash (restarted the actor or gave up on it).
+    pub fn restart_done(&self) {
+        let marked = self
+            .crashes_pending
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n > 0).then(|| n - 1))
+            .is_ok();
+        if marked {
+            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 
     pub fn in_flight(&self) -> i64 {

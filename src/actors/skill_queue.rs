@@ -57,7 +57,7 @@ pub enum QueueMsg {
     RetryDeclined {
         generation: u64,
     },
-    #[cfg(test)]
+    #[cfg(any(test, feature = "fault-injection"))]
     Panic,
 }
 
@@ -112,6 +112,7 @@ impl Actor for SkillQueueActor {
     ) -> Result<(), ActorProcessingErr> {
         let Envelope { msg, token: _in_flight } = envelope;
         let shared = Arc::clone(&st.shared);
+        let _crash = shared.crash_guard();
         let mut check_fallback = false;
         match msg {
             QueueMsg::Upsert(entry) => {
@@ -160,7 +161,7 @@ impl Actor for SkillQueueActor {
                     st.queue.forget_declines();
                 }
             }
-            #[cfg(test)]
+            #[cfg(any(test, feature = "fault-injection"))]
             QueueMsg::Panic => panic!("injected fault in queue {}", st.queue.skill),
         }
         if check_fallback && !st.queue.has_online_agent() {

@@ -107,6 +107,7 @@ impl Actor for Supervisor {
                 tracing::warn!(?child, error = %err, "actor crashed; restarting from its last state");
                 if !self.may_restart(st, &child) {
                     tracing::error!(?child, "actor keeps crashing; left stopped");
+                    st.shared.restart_done();
                     return Ok(());
                 }
                 if let Err(e) = self.spawn(&myself, st, child.clone(), true).await {
@@ -115,6 +116,7 @@ impl Actor for Supervisor {
                 if let Child::Queue(skill) = &child {
                     self.resync_queue(&st.shared, skill);
                 }
+                st.shared.restart_done();
             }
             SupervisionEvent::ActorTerminated(cell, _, _) => {
                 if let Some(Child::Conversation(id)) = st.children.remove(&cell.get_id()) {

@@ -68,6 +68,8 @@ pub enum Declined {
     Rejected,
     /// The conversation had moved on (assigned elsewhere, closed, transferred).
     Stale,
+    /// The offer was lost (the agent's actor restarted): nobody declined anything.
+    Lost,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -348,11 +350,22 @@ impl SkillQueue {
     pub fn match_offers(&mut self) -> Vec<Offer> {
         let mut offers = Vec::new();
         // Conversations transferred to a named agent: only that agent.
-        let targeted_agents: Vec<AgentId> = self.targeted.keys().cloned().collect();
+        let mut targeted_agents: Vec<AgentId> = self.targeted.keys().cloned().collect();
+        targeted_agents.sort();
         for agent in targeted_agents {
-            while let Some(id) = self.targeted.get(&agent).and_then(|s| s.values().next()).cloned() {
-                let weight = self.slots.get(&id).map_or(Weight::ZERO, |s| s.entry.weight);
-                if !self.fits(&agent, weight) {
+            let waiting: Vec<ConversationId> = self
+                .targeted
+                .get(&agent)
+                .map(|t| t.values().cloned().collect())
+                .unwrap_or_default();
+            for id in waiting {
+                let Some(slot) = self.slots.get(&id) else { continue };
+                if slot.declined.contains(&agent) {
+                    // It waits for this agent alone; try again after the retry delay.
+                    self.retry_wanted = true;
+                    continue;
+                }
+                if !self.fits(&agent, slot.entry.weight) {
                     break;
                 }
                 offers.push(self.make_offer(&id, &agent));
@@ -450,12 +463,13 @@ impl SkillQueue {
     /// The agent's actor restarted: offers in flight to it were lost with its mailbox,
     /// except those it still holds (`kept`). The others take their places again.
     pub fn agent_restarted(&mut self, agent: &AgentId, kept: &[ConversationId]) {
-        let lost: Vec<ConversationId> = self
+        let mut lost: Vec<ConversationId> = self
             .slots
             .iter()
             .filter(|(id, s)| s.place == Place::InFlight(agent.clone()) && !kept.contains(id))
             .map(|(id, _)| id.clone())
             .collect();
+        lost.sort();
         for id in lost {
             if let Some(slot) = self.slots.get_mut(&id) {
                 slot.place = Self::place_for(&slot.entry);
@@ -479,12 +493,17 @@ impl SkillQueue {
 
     /// Actionable entries of this skill that are not offered to anyone: the ones to
     /// send to the fallback skill when no agent of this skill is online.
-    pub fn fallback_candidates(&self) -> impl Iterator<Item = (&ConversationId, u64)> {
-        self.slots
+    pub fn fallback_candidates(&self) -> Vec<(&ConversationId, u64)> {
+        let mut v: Vec<(&RankKey, &ConversationId, u64)> = self
+            .slots
             .iter()
             .filter(|(_, s)| s.entry.actionable && !s.entry.in_fallback && s.entry.home_skill == self.skill)
             .filter(|(_, s)| !matches!(s.place, Place::InFlight(_)))
-            .map(|(id, s)| (id, s.entry.epoch))
+            .map(|(id, s)| (&s.entry.key, id, s.entry.epoch))
+            .collect();
+        // In rank order: the best-ranked reach the fallback queue first.
+        v.sort();
+        v.into_iter().map(|(_, id, epoch)| (id, epoch)).collect()
     }
 
     /// The conversation's own skill, for an entry of this queue.

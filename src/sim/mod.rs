@@ -467,7 +467,9 @@ impl World<'_> {
 
     async fn sample(&mut self) {
         let now = self.now();
-        let mut per_group: Vec<(f64, f64, f64, u32)> = vec![(0.0, 0.0, 0.0, 0); self.sc.groups.len()];
+        // Sums in exact thousandths of a slot: the agents are visited in no fixed order,
+        // and float sums in another order would make two runs of one seed differ.
+        let mut per_group: Vec<(u64, u64, u64, u32)> = vec![(0, 0, 0, 0); self.sc.groups.len()];
         let agents = &self.agents;
         self.router.visit_agents(|a| {
             if a.status != AgentStatus::Online {
@@ -481,9 +483,9 @@ impl World<'_> {
                 .map(|h| h.weight)
                 .sum();
             let e = &mut per_group[g];
-            e.0 += a.busy_held().as_slots();
-            e.1 += inactive.as_slots();
-            e.2 += f64::from(a.limits.max_slots);
+            e.0 += u64::from(a.busy_held().0);
+            e.1 += u64::from(inactive.0);
+            e.2 += u64::from(a.limits.max_slots) * 1000;
             e.3 += 1;
         });
         let mut depth = Vec::with_capacity(self.sc.skills.len());
@@ -491,6 +493,12 @@ impl World<'_> {
             let f = self.router.queue_figures(&s.id).await.unwrap_or_default();
             depth.push(f.actionable as u32);
         }
+        let per_group: Vec<(f64, f64, f64, u32)> = per_group
+            .into_iter()
+            .map(|(busy, inactive, slots, n)| {
+                (busy as f64 / 1000.0, inactive as f64 / 1000.0, slots as f64 / 1000.0, n)
+            })
+            .collect();
         self.collector.sample(now, &per_group, depth);
     }
 

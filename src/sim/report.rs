@@ -249,6 +249,9 @@ impl Collector {
     }
 }
 
+/// A chart panel: its title and one named line per skill or group.
+type Panel<'a> = (&'a str, Vec<(&'a String, Vec<f64>)>);
+
 fn hms(secs: u64) -> String {
     format!("{:02}:{:02}:{:02}", secs / 3600, (secs % 3600) / 60, secs % 60)
 }
@@ -372,7 +375,7 @@ impl Report {
             r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{h}" font-family="sans-serif" font-size="12">"#
         );
         let _ = writeln!(out, r#"<rect width="100%" height="100%" fill="white"/>"#);
-        let panels: [(&str, Vec<(&String, Vec<f64>)>); 2] = [
+        let panels: [Panel; 2] = [
             (
                 "Actionable conversations waiting, per skill",
                 self.series
@@ -392,7 +395,7 @@ impl Report {
                 .iter()
                 .flat_map(|(_, v)| v.iter().copied())
                 .fold(0.0, f64::max)
-                .max(if p == 1 { 1.0 } else { 1.0 });
+                .max(1.0);
             let y = |v: f64| y0 + PANEL - PANEL * v / y_max;
             let _ = writeln!(
                 out,

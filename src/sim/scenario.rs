@@ -79,7 +79,7 @@ pub struct AttributeShare {
     pub share: f64,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConsumerSpec {
     /// Consumer messages per conversation, the first included. Default: fixed 1.
@@ -90,17 +90,6 @@ pub struct ConsumerSpec {
     pub reply_delay: Option<DistSpec>,
     /// A consumer still unassigned after this leaves (the conversation is closed). Default: never.
     pub patience: Option<DistSpec>,
-}
-
-impl Default for ConsumerSpec {
-    fn default() -> Self {
-        ConsumerSpec {
-            messages: None,
-            reply_probability: None,
-            reply_delay: None,
-            patience: None,
-        }
-    }
 }
 
 #[derive(Debug, Default, Deserialize)]
