@@ -11,6 +11,7 @@
 //! - [`router`]: the [`Router`] facade used by the API, the simulator and the load tool.
 //! - [`api`]: the HTTP/JSON API (actix-web), agent event streams (SSE).
 //! - [`metrics`]: Prometheus series.
+//! - [`loadtest`]: `switchboard loadtest`, an open-loop HTTP load generator.
 //! - [`sim`]: `switchboard simulate`, the engine on virtual time against a scenario.
 //! - [`events`]: domain events published on a broadcast channel.
 //! - [`config`]: TOML configuration, validated into typed settings.
@@ -23,6 +24,7 @@ pub mod domain;
 pub mod error;
 pub mod events;
 pub mod ids;
+pub mod loadtest;
 pub mod metrics;
 pub mod progress;
 pub mod router;

@@ -44,6 +44,30 @@ enum Command {
         #[arg(long)]
         seed: Option<u64>,
     },
+    /// Drive a running server over HTTP at a fixed arrival rate and report latencies.
+    Loadtest {
+        /// Base URL of the server, e.g. http://127.0.0.1:8080
+        #[arg(long)]
+        url: String,
+        /// Conversations opened per second (open loop).
+        #[arg(long, default_value_t = 50.0)]
+        rate: f64,
+        /// How long arrivals go on, e.g. 60s, 5m.
+        #[arg(long, default_value = "30s", value_parser = parse_duration)]
+        duration: std::time::Duration,
+        #[arg(long, default_value_t = 100)]
+        agents: usize,
+        #[arg(long, default_value_t = 4)]
+        skills: usize,
+        /// Bearer token (also SWITCHBOARD_API_TOKEN).
+        #[arg(long)]
+        token: Option<String>,
+        /// Also write the summary as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Print the embedded default configuration.
     DefaultConfig,
 }
@@ -82,6 +106,37 @@ fn main() -> anyhow::Result<()> {
             svg,
             seed,
         } => simulate(&scenario, json.as_ref(), svg.as_ref(), seed),
+        Command::Loadtest {
+            url,
+            rate,
+            duration,
+            agents,
+            skills,
+            token,
+            json,
+            seed,
+        } => {
+            let token = token.or_else(|| std::env::var("SWITCHBOARD_API_TOKEN").ok());
+            let opts = switchboard::loadtest::Options {
+                url: url.trim_end_matches('/').to_string(),
+                rate,
+                duration,
+                agents,
+                skills,
+                token,
+                seed,
+                drain: std::time::Duration::from_secs(15),
+            };
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let summary = runtime.block_on(switchboard::loadtest::run(opts))?;
+            print!("{}", summary.text());
+            if let Some(p) = json {
+                std::fs::write(&p, serde_json::to_string_pretty(&summary)?)
+                    .with_context(|| format!("writing {}", p.display()))?;
+            }
+            anyhow::ensure!(summary.lost == 0, "{} conversations lost", summary.lost);
+            Ok(())
+        }
         Command::DefaultConfig => {
             print!("{DEFAULT_CONFIG}");
             Ok(())
@@ -128,4 +183,26 @@ fn simulate(path: &PathBuf, json: Option<&PathBuf>, svg: Option<&PathBuf>, seed:
         std::fs::write(p, report.svg()).with_context(|| format!("writing {}", p.display()))?;
     }
     Ok(())
+}
+
+/// `90`, `90s`, `5m`, `1h`.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let (num, unit) = s.trim().split_at(
+        s.trim()
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(s.trim().len()),
+    );
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 60s, 5m or 1h"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("{s:?}: unit must be s, m or h")),
+    };
+    if !(secs.is_finite() && secs > 0.0) {
+        return Err(format!("{s:?} must be positive"));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
 }

@@ -131,6 +131,11 @@ impl Router {
         self.shared.subscribe()
     }
 
+    /// Messages sent to actors since start (including calls from this facade).
+    pub fn messages_sent(&self) -> u64 {
+        self.shared.sent_total()
+    }
+
     /// Messages sent to actors and not yet handled: the engine's inbound backlog.
     pub fn in_flight(&self) -> i64 {
         self.shared.in_flight()

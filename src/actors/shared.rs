@@ -91,6 +91,8 @@ pub struct Shared {
     in_flight: Arc<AtomicI64>,
     /// Crashes whose restart is not done yet (each also counted in `in_flight`).
     crashes_pending: AtomicI64,
+    /// Messages sent since start (benchmarks relate a lifecycle's cost to it).
+    sent_total: AtomicU64,
     seq: AtomicU64,
 }
 
@@ -149,6 +151,7 @@ impl Shared {
             events,
             in_flight: Arc::new(AtomicI64::new(0)),
             crashes_pending: AtomicI64::new(0),
+            sent_total: AtomicU64::new(0),
             seq: AtomicU64::new(0),
         })
     }
@@ -163,7 +166,12 @@ impl Shared {
 
     /// A token that counts as one message in flight until dropped.
     pub fn token(&self) -> InFlight {
+        self.sent_total.fetch_add(1, Ordering::Relaxed);
         InFlight::new(&self.in_flight)
+    }
+
+    pub fn sent_total(&self) -> u64 {
+        self.sent_total.load(Ordering::Relaxed)
     }
 
     /// Wraps a message with its in-flight token.
