@@ -259,11 +259,14 @@ impl Router {
         Ok(handle.snapshot())
     }
 
-    pub async fn set_agent_status(&self, id: &AgentId, status: AgentStatus) -> Result<Agent, RouterError> {
-        let actor = self
-            .shared
+    fn agent_actor(&self, id: &AgentId) -> Result<crate::actors::shared::AgentRef, RouterError> {
+        self.shared
             .agent_actor(id)
-            .ok_or_else(|| RouterError::not_found("agent", id))?;
+            .ok_or_else(|| RouterError::not_found("agent", id))
+    }
+
+    pub async fn set_agent_status(&self, id: &AgentId, status: AgentStatus) -> Result<Agent, RouterError> {
+        let actor = self.agent_actor(id)?;
         self.call(&actor, |reply: AgentReply| AgentMsg::SetStatus(status, reply))
             .await?
     }
@@ -287,10 +290,7 @@ impl Router {
         agent: &AgentId,
     ) -> Result<Conversation, RouterError> {
         self.ensure_conversation(conversation)?;
-        let actor = self
-            .shared
-            .agent_actor(agent)
-            .ok_or_else(|| RouterError::not_found("agent", agent))?;
+        let actor = self.agent_actor(agent)?;
         let conversation = conversation.clone();
         self.call(&actor, |reply: ConvReply| AgentMsg::Accept { conversation, reply })
             .await?
@@ -303,10 +303,7 @@ impl Router {
         agent: &AgentId,
     ) -> Result<Conversation, RouterError> {
         self.ensure_conversation(conversation)?;
-        let actor = self
-            .shared
-            .agent_actor(agent)
-            .ok_or_else(|| RouterError::not_found("agent", agent))?;
+        let actor = self.agent_actor(agent)?;
         let id = conversation.clone();
         self.call(&actor, |reply| AgentMsg::Reject {
             conversation: id,

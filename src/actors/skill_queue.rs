@@ -84,7 +84,9 @@ impl Actor for SkillQueueActor {
     type State = QueueState;
     type Arguments = QueueArgs;
 
-    async fn pre_start(&self, _myself: QueueRef, args: QueueArgs) -> Result<QueueState, ActorProcessingErr> {
+    async fn pre_start(&self, myself: QueueRef, args: QueueArgs) -> Result<QueueState, ActorProcessingErr> {
+        // Reachable at once: the directory points to this actor from now on.
+        args.shared.queues.insert(args.skill.clone(), myself);
         Ok(QueueState {
             shared: args.shared,
             spawn_token: Some(args.spawn_token),

@@ -133,6 +133,13 @@ impl Actor for Supervisor {
     }
 }
 
+async fn spawn_linked<A: Actor>(actor: A, args: A::Arguments, supervisor: ActorCell) -> Result<ActorCell, RouterError> {
+    Actor::spawn_linked(None, actor, args, supervisor)
+        .await
+        .map(|(a, _)| a.get_cell())
+        .map_err(|e| RouterError::Unavailable(e.to_string()))
+}
+
 impl Supervisor {
     fn may_restart(&self, st: &mut SupervisorState, child: &Child) -> bool {
         let now = st.shared.now();
@@ -157,66 +164,37 @@ impl Supervisor {
         // The child's `post_start` runs after `spawn_linked` returns and may send
         // messages: it holds this token, counted as in flight, until it ends.
         let spawn_token = shared.token();
-        let spawned: ActorCell = match &child {
+        // Each actor puts itself in its directory in `pre_start`.
+        let spawned = match &child {
             Child::Conversation(id) => {
-                let handle = shared
-                    .conversations
-                    .get(id)
-                    .map(|h| Arc::clone(&h))
-                    .ok_or_else(|| RouterError::not_found("conversation", id))?;
-                let (actor, _) = Actor::spawn_linked(
-                    None,
-                    ConversationActor,
-                    ConvArgs {
-                        shared: Arc::clone(shared),
-                        handle: Arc::clone(&handle),
-                        spawn_token,
-                        restarted,
-                    },
-                    cell,
-                )
-                .await
-                .map_err(|e| RouterError::Unavailable(e.to_string()))?;
-                handle.set_actor(Some(actor.clone()));
-                actor.get_cell()
+                let handle = shared.conversations.get(id).map(|h| Arc::clone(&h));
+                let handle = handle.ok_or_else(|| RouterError::not_found("conversation", id))?;
+                let args = ConvArgs {
+                    shared: Arc::clone(shared),
+                    handle,
+                    spawn_token,
+                    restarted,
+                };
+                spawn_linked(ConversationActor, args, cell).await?
             }
             Child::Agent(id) => {
-                let handle = shared
-                    .agents
-                    .get(id)
-                    .map(|h| Arc::clone(&h))
-                    .ok_or_else(|| RouterError::not_found("agent", id))?;
-                let (actor, _) = Actor::spawn_linked(
-                    None,
-                    AgentActor,
-                    AgentArgs {
-                        shared: Arc::clone(shared),
-                        handle: Arc::clone(&handle),
-                        spawn_token,
-                        restarted,
-                    },
-                    cell,
-                )
-                .await
-                .map_err(|e| RouterError::Unavailable(e.to_string()))?;
-                handle.set_actor(Some(actor.clone()));
-                actor.get_cell()
+                let handle = shared.agents.get(id).map(|h| Arc::clone(&h));
+                let handle = handle.ok_or_else(|| RouterError::not_found("agent", id))?;
+                let args = AgentArgs {
+                    shared: Arc::clone(shared),
+                    handle,
+                    spawn_token,
+                    restarted,
+                };
+                spawn_linked(AgentActor, args, cell).await?
             }
             Child::Queue(skill) => {
-                let (actor, _) = Actor::spawn_linked(
-                    None,
-                    SkillQueueActor,
-                    QueueArgs {
-                        shared: Arc::clone(shared),
-                        skill: skill.clone(),
-                        spawn_token,
-                    },
-                    cell,
-                )
-                .await
-                .map_err(|e| RouterError::Unavailable(e.to_string()))?;
-                shared.queues.insert(skill.clone(), actor.clone());
-                actor.get_cell()
+                let args = QueueArgs {
+                    shared: Arc::clone(shared),
+                    skill: skill.clone(),
+                    spawn_token,
+                };
+                spawn_linked(SkillQueueActor, args, cell).await?
             }
         };
         st.children.insert(spawned.get_id(), child);

@@ -283,11 +283,9 @@ impl World<'_> {
                 agent,
                 generation,
             } => {
-                let c = &self.convs[conv];
-                if c.done || c.generation != generation || c.holder.as_ref() != Some(&agent) {
+                let Some(id) = self.still_held(conv, &agent, generation) else {
                     return;
-                }
-                let id = c.id.clone();
+                };
                 if self.router.agent_message(&id, &agent).await.is_err() {
                     self.engine_errors += 1;
                     return;
@@ -330,11 +328,9 @@ impl World<'_> {
                 agent,
                 generation,
             } => {
-                let c = &self.convs[conv];
-                if c.done || c.generation != generation || c.holder.as_ref() != Some(&agent) {
+                let Some(id) = self.still_held(conv, &agent, generation) else {
                     return;
-                }
-                let id = c.id.clone();
+                };
                 if self.router.close(&id, ClosedBy::Agent, Some(&agent)).await.is_err() {
                     self.engine_errors += 1;
                 }
@@ -405,6 +401,12 @@ impl World<'_> {
         if let Some(p) = patience {
             self.schedule_in(p, Action::Abandon { conv: n });
         }
+    }
+
+    /// The conversation's id if `agent` still holds it and the action is not void.
+    fn still_held(&self, conv: usize, agent: &AgentId, generation: u32) -> Option<ConversationId> {
+        let c = &self.convs[conv];
+        (!c.done && c.generation == generation && c.holder.as_ref() == Some(agent)).then(|| c.id.clone())
     }
 
     fn start_handling(&mut self, conv: usize, agent: AgentId) {
