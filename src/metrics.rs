@@ -293,13 +293,7 @@ impl Metrics {
                     .with_label_values(&[skill])
                     .observe(*waited_ms as f64 / 1000.0);
             }
-            EventKind::Unassigned { reason } => {
-                let reason = serde_json::to_value(reason)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default();
-                self.unassignments.with_label_values(&[skill, &reason]).inc();
-            }
+            EventKind::Unassigned { reason } => self.unassignments.with_label_values(&[skill, reason.as_str()]).inc(),
             EventKind::Offered { .. } => self.offers.with_label_values(&[skill, "offered"]).inc(),
             EventKind::OfferDeclined { expired } => self
                 .offers

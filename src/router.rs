@@ -557,18 +557,24 @@ impl Router {
     }
 
     async fn queue_health_of(&self, skill: &SkillId) -> Result<QueueHealth, RouterError> {
-        let mut all = self.queue_health().await?;
-        Ok(all.remove(skill).unwrap_or_default())
+        Ok(self.health(Some(skill)).await?.remove(skill).unwrap_or_default())
     }
 
     /// Figures of every skill: the queue's own, plus assigned and overdue-assigned counts
     /// from the conversations (a scan: meant for dashboards, not per-request paths).
     pub async fn queue_health(&self) -> Result<BTreeMap<SkillId, QueueHealth>, RouterError> {
+        self.health(None).await
+    }
+
+    /// Health of one skill, or of all of them.
+    async fn health(&self, only: Option<&SkillId>) -> Result<BTreeMap<SkillId, QueueHealth>, RouterError> {
+        let wanted = |s: &SkillId| only.is_none_or(|o| o == s);
         let mut out: BTreeMap<SkillId, QueueHealth> = BTreeMap::new();
         let queues: Vec<(SkillId, QueueRef)> = self
             .shared
             .queues
             .iter()
+            .filter(|e| wanted(e.key()))
             .map(|e| (e.key().clone(), e.value().clone()))
             .collect();
         for (skill, q) in queues {
@@ -584,7 +590,7 @@ impl Router {
         let mut assigned: HashMap<SkillId, (usize, usize)> = HashMap::new();
         for h in self.shared.conversations.iter() {
             let c = h.lock();
-            if c.state == State::Assigned {
+            if c.state == State::Assigned && wanted(&c.skill) {
                 let e = assigned.entry(c.skill.clone()).or_default();
                 e.0 += 1;
                 e.1 += usize::from(c.overdue);

@@ -70,6 +70,17 @@ pub enum UnassignReason {
     Transferred,
 }
 
+impl UnassignReason {
+    /// The snake_case name (as serialized), for metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UnassignReason::ReturnedByAgent => "returned_by_agent",
+            UnassignReason::AgentUnavailable => "agent_unavailable",
+            UnassignReason::Transferred => "transferred",
+        }
+    }
+}
+
 /// Hints for the skill queue's choice of agent.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RouteHints {

@@ -505,11 +505,9 @@ impl World<'_> {
     }
 
     fn finish(mut self, wall: Duration) -> Report {
-        let cut = self.now();
         for c in self.convs.iter().filter(|c| c.measured) {
             let wait = c.first_assigned.map(|t| t.since(c.arrived));
-            self.collector
-                .conversation(c.stream, wait, c.abandoned, cut.since(c.arrived));
+            self.collector.conversation(c.stream, wait, c.abandoned);
         }
         self.collector.finish(self.sc, wall, self.engine_errors)
     }

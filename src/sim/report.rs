@@ -134,17 +134,14 @@ impl Collector {
         self.skills[self.skill_of_stream[stream]].breaches += 1;
     }
 
-    /// A measured conversation: its wait if it was assigned, or how long it had waited
-    /// when the run stopped.
-    pub fn conversation(&mut self, stream: usize, wait: Option<Duration>, abandoned: bool, waited_so_far: Duration) {
+    /// A measured conversation: its wait if it was assigned; unassigned ones were
+    /// abandoned or still waiting when the run stopped.
+    pub fn conversation(&mut self, stream: usize, wait: Option<Duration>, abandoned: bool) {
         let acc = &mut self.skills[self.skill_of_stream[stream]];
         match (wait, abandoned) {
             (Some(w), _) => acc.waits.push(w.as_secs_f64()),
             (None, true) => acc.abandoned += 1,
-            (None, false) => {
-                let _ = waited_so_far;
-                acc.unfinished += 1;
-            }
+            (None, false) => acc.unfinished += 1,
         }
     }
 

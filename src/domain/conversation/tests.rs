@@ -266,3 +266,17 @@ fn the_state_round_trips_through_serde() {
     let back: Conversation = serde_json::from_str(&json).expect("deserialize");
     assert_eq!(back, c);
 }
+
+#[test]
+fn unassign_reason_names_match_their_serialized_form() {
+    for r in [
+        UnassignReason::ReturnedByAgent,
+        UnassignReason::AgentUnavailable,
+        UnassignReason::Transferred,
+    ] {
+        assert_eq!(
+            serde_json::to_value(r).expect("json"),
+            serde_json::Value::from(r.as_str())
+        );
+    }
+}
