@@ -85,6 +85,8 @@ pub struct RoutingSection {
     pub sticky_window_secs: Option<u64>,
     pub offer_retry_after_secs: Option<u64>,
     pub closed_retention_secs: Option<u64>,
+    pub closed_retention_max: Option<usize>,
+    pub max_open_conversations: Option<u64>,
     pub warmup: Option<WarmupSection>,
     pub ranking: Option<RankingSection>,
 }
@@ -332,6 +334,11 @@ impl RoutingSection {
                 d.offer_retry_after,
             )?,
             closed_retention: secs(self.closed_retention_secs, d.closed_retention),
+            closed_retention_max: self.closed_retention_max.unwrap_or(d.closed_retention_max),
+            max_open_conversations: match self.max_open_conversations {
+                Some(0) => return Err(ConfigError::new("routing.max_open_conversations", "must be at least 1")),
+                v => v.unwrap_or(d.max_open_conversations),
+            },
         })
     }
 }

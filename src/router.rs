@@ -12,16 +12,17 @@ use tokio::sync::broadcast;
 
 use crate::actors::agent::{AgentMsg, AgentReply};
 use crate::actors::conversation::{ConvCommand, ConvMsg, ConvReply};
-use crate::actors::shared::{Envelope, Handle, QueueRef, Shared};
+use crate::actors::shared::{ConversationHandle, Envelope, Handle, QueueRef, Shared};
 use crate::actors::skill_queue::QueueMsg;
 use crate::actors::supervisor::{Supervisor, SupervisorMsg};
+use crate::actors::timer::Timers;
 use crate::config::{EngineConfig, SkillSpec};
 use crate::domain::agent::{Agent, AgentSpec, AgentStatus};
 use crate::domain::conversation::{ClosedBy, Conversation, OpenRequest, State};
 use crate::domain::queue::{QueueFigures, QueueRow};
 use crate::domain::skill::{RoutingPolicy, Skill};
 use crate::error::RouterError;
-use crate::events::{EventKind, RouterEvent};
+use crate::events::RouterEvent;
 use crate::ids::{AgentId, ConsumerId, ConversationId, SkillId};
 use crate::time::Clock;
 
@@ -86,6 +87,8 @@ pub enum FaultTarget {
 #[derive(Clone, Debug)]
 pub struct Router {
     shared: Arc<Shared>,
+    /// The timer service's driver task.
+    timers: Arc<tokio::task::JoinHandle<()>>,
     skill_defaults: Arc<Skill>,
     conversations: ActorRef<Envelope<SupervisorMsg>>,
     agents: ActorRef<Envelope<SupervisorMsg>>,
@@ -102,8 +105,11 @@ impl Router {
                 .map(|(a, _)| a)
                 .map_err(|e| RouterError::Unavailable(e.to_string()))
         };
+        let conversations = spawn(Arc::clone(&shared)).await?;
+        let _ = shared.activator.set(conversations.clone());
         let router = Router {
-            conversations: spawn(Arc::clone(&shared)).await?,
+            timers: Arc::new(Timers::start(&shared)),
+            conversations,
             agents: spawn(Arc::clone(&shared)).await?,
             queues: spawn(Arc::clone(&shared)).await?,
             skill_defaults: Arc::new(config.skill_defaults),
@@ -240,7 +246,7 @@ impl Router {
                 .call(&actor, |reply: AgentReply| AgentMsg::Configure(spec, reply))
                 .await?;
         }
-        let handle = Handle::new(Agent::new(id.clone(), spec, self.shared.now(), &self.shared.policy));
+        let handle = Handle::spawning(Agent::new(id.clone(), spec, self.shared.now(), &self.shared.policy));
         match self.shared.agents.entry(id.clone()) {
             dashmap::Entry::Occupied(_) => return Err(RouterError::Conflict(format!("agent {id} is being created"))),
             dashmap::Entry::Vacant(v) => {
@@ -341,6 +347,9 @@ impl Router {
         let skill = self.skill(&skill_id)?;
         let id = req.conversation_id.unwrap_or_else(|| self.new_conversation_id());
         let now = self.shared.now();
+        if !self.shared.admit_open() {
+            return Err(RouterError::Overloaded);
+        }
         let record = self.shared.consumers.get(&consumer_id).map(|r| r.clone());
         let first_time = record.is_none();
         let preferred_agent = record
@@ -361,46 +370,41 @@ impl Router {
             now,
             &skill,
         );
-        let handle = Handle::new(conv);
+        let handle = Handle::passive(conv);
         match self.shared.conversations.entry(id.clone()) {
-            dashmap::Entry::Occupied(_) => return Err(RouterError::Conflict(format!("conversation {id} exists"))),
+            dashmap::Entry::Occupied(_) => {
+                self.shared.forget_open();
+                return Err(RouterError::Conflict(format!("conversation {id} exists")));
+            }
             dashmap::Entry::Vacant(v) => {
                 v.insert(Arc::clone(&handle));
             }
         }
-        self.shared
-            .consumers
-            .entry(consumer_id)
-            .or_insert(crate::actors::shared::ConsumerRecord { last_agent: None });
-        self.shared.event(
-            now,
-            EventKind::Opened {
-                first_time,
-                urgent: req.urgent,
-            },
-            Some(&id),
-            None,
-            Some(&skill_id),
-        );
-        let spawned = self
-            .call_supervisor(&self.conversations, |reply| {
-                SupervisorMsg::SpawnConversation(Arc::clone(&handle), reply)
-            })
-            .await;
-        if let Err(e) = spawned {
+        // The actor announces and queues it.
+        let opened = self.send_command(&handle, ConvCommand::Open).await;
+        if opened.is_err() {
             self.shared.conversations.remove(&id);
-            return Err(e);
+            self.shared.forget_open();
         }
-        Ok(handle.snapshot())
+        opened
     }
 
     async fn command(&self, id: &ConversationId, cmd: ConvCommand) -> Result<Conversation, RouterError> {
-        let actor = self
+        let handle = self
             .shared
-            .conversation_actor(id)
+            .conversation(id)
             .ok_or_else(|| RouterError::not_found("conversation", id))?;
-        self.call(&actor, |reply: ConvReply| ConvMsg::Command(cmd, reply))
-            .await?
+        self.send_command(&handle, cmd).await
+    }
+
+    /// Sends a command to the conversation (activating it if passive) and waits for
+    /// the answer.
+    async fn send_command(&self, handle: &ConversationHandle, cmd: ConvCommand) -> Result<Conversation, RouterError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let reply: ConvReply = tx.into();
+        self.shared.send_conversation(handle, ConvMsg::Command(cmd, reply));
+        rx.await
+            .map_err(|_| RouterError::Unavailable("the conversation stopped before answering".into()))?
     }
 
     fn ensure_agent(&self, id: &AgentId) -> Result<(), RouterError> {
@@ -531,6 +535,32 @@ impl Router {
         self.shared.conversations.len()
     }
 
+    /// Conversations that are not closed.
+    pub fn num_open_conversations(&self) -> u64 {
+        self.shared.num_open()
+    }
+
+    /// Closed conversations still readable (bounded by `closed_retention_secs` and
+    /// `closed_retention_max`).
+    pub fn num_closed_retained(&self) -> usize {
+        self.shared.num_closed()
+    }
+
+    /// Conversations served by a live actor right now (the rest are passive).
+    pub fn num_active_conversations(&self) -> usize {
+        self.shared.conversations.iter().filter(|h| h.actor().is_some()).count()
+    }
+
+    /// Conversation actors started since start (activations and restarts).
+    pub fn conversation_activations(&self) -> u64 {
+        self.shared.activations()
+    }
+
+    /// Deadlines armed in the timer service (at most one per conversation, agent and queue).
+    pub fn armed_deadlines(&self) -> usize {
+        self.shared.timers.len()
+    }
+
     // ---- queues ----
 
     pub async fn queue(&self, skill: &SkillId, limit: usize) -> Result<QueueSnapshot, RouterError> {
@@ -604,8 +634,9 @@ impl Router {
         Ok(out)
     }
 
-    /// Stops every actor.
+    /// Stops every actor and the timer service.
     pub async fn shutdown(&self) {
+        self.timers.abort();
         for sup in [&self.conversations, &self.agents, &self.queues] {
             sup.stop(None);
         }
@@ -619,8 +650,8 @@ impl Router {
         match target {
             FaultTarget::Conversation(id) => self
                 .shared
-                .conversation_actor(&id)
-                .map(|a| self.shared.tell(&a, C::Panic))
+                .conversation(&id)
+                .map(|h| self.shared.send_conversation(&h, C::Panic))
                 .is_some(),
             FaultTarget::Agent(id) => self
                 .shared

@@ -111,6 +111,14 @@ impl Clock {
         self.origin.plus(self.started.elapsed())
     }
 
+    /// The tokio instant at which `now()` reads `at` (`at` in the past maps to the past).
+    pub fn instant(&self, at: Timestamp) -> tokio::time::Instant {
+        match at.0.checked_sub(self.origin.0) {
+            Some(ms) if ms >= 0 => self.started + Duration::from_millis(ms as u64),
+            _ => self.started,
+        }
+    }
+
     /// How long from now until `at` (zero if `at` has passed).
     pub fn until(&self, at: Timestamp) -> Duration {
         at.since(self.now())

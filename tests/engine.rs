@@ -562,3 +562,84 @@ async fn max_open_caps_assignments_whatever_the_weight() {
     }
     assert_eq!(r.agent(&aid("a1")).expect("agent").conversations.len(), 2);
 }
+
+// ---- virtual conversation actors ----
+
+#[tokio::test(start_paused = true)]
+async fn a_conversation_waiting_for_the_consumer_has_no_actor_and_wakes_on_a_message() {
+    let r = router(ONE_SKILL).await;
+    agent_online(&r, "a1", &["general"], 2).await;
+    open(&r, "c1", "u1", "general").await;
+    assert_eq!(r.num_active_conversations(), 1, "waiting for the agent: live actor");
+    r.agent_message(&cid("c1"), &aid("a1")).await.expect("reply");
+    settle(&r).await;
+    assert_eq!(r.num_active_conversations(), 0, "waiting for the consumer: passivated");
+    assert_eq!(conv(&r, "c1").awaiting, Awaiting::Consumer);
+
+    let activations = r.conversation_activations();
+    let c = r.consumer_message(&cid("c1")).await.expect("consumer");
+    settle(&r).await;
+    assert_eq!(
+        r.conversation_activations(),
+        activations + 1,
+        "the message activated it"
+    );
+    assert_eq!(c.awaiting, Awaiting::Agent);
+    assert_eq!(holder(&r, "c1").as_deref(), Some("a1"), "still with its agent");
+    assert_eq!(busy(&r, "a1"), 1.0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_passive_conversations_deadline_wakes_it() {
+    let r = router(ONE_SKILL).await;
+    agent_online(&r, "a1", &["general"], 2).await;
+    open(&r, "c1", "u1", "general").await;
+    r.agent_message(&cid("c1"), &aid("a1")).await.expect("reply");
+    settle(&r).await;
+    assert_eq!(r.num_active_conversations(), 0);
+    pass(&r, 10 * MIN).await;
+    assert_eq!(
+        conv(&r, "c1").activity,
+        Activity::Inactive,
+        "inactive_after fired while passive"
+    );
+    assert!((busy(&r, "a1") - 0.1).abs() < 1e-9, "the agent was told the new weight");
+    assert_eq!(r.num_active_conversations(), 0, "and it went back to sleep");
+}
+
+#[tokio::test(start_paused = true)]
+async fn closed_conversations_have_no_actor_and_are_bounded_in_count() {
+    let r = router("[routing]\nclosed_retention_max = 2\n[[skills]]\nid = \"general\"\n").await;
+    for id in ["c1", "c2", "c3"] {
+        open(&r, id, id, "general").await;
+        r.close(&cid(id), ClosedBy::Consumer, None).await.expect("close");
+        settle(&r).await;
+    }
+    assert_eq!(r.num_active_conversations(), 0);
+    assert_eq!(r.num_closed_retained(), 2);
+    assert!(r.conversation(&cid("c1")).is_err(), "the oldest closed one went first");
+    assert_eq!(conv(&r, "c3").state, State::Closed);
+    assert_eq!(r.num_open_conversations(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn opening_past_max_open_conversations_is_refused_and_changes_nothing() {
+    let r = router("[routing]\nmax_open_conversations = 2\n[[skills]]\nid = \"general\"\n").await;
+    open(&r, "c1", "u1", "general").await;
+    open(&r, "c2", "u2", "general").await;
+    let refused = r
+        .open_conversation(
+            switchboard::router::OpenConversation::new(
+                switchboard::ids::ConsumerId::new("u3").expect("id"),
+                sid("general"),
+            )
+            .with_id(cid("c3")),
+        )
+        .await;
+    assert_eq!(refused.err(), Some(switchboard::RouterError::Overloaded));
+    assert!(r.conversation(&cid("c3")).is_err());
+    r.close(&cid("c1"), ClosedBy::Consumer, None).await.expect("close");
+    settle(&r).await;
+    open(&r, "c3", "u3", "general").await;
+    assert_eq!(r.num_open_conversations(), 2);
+}

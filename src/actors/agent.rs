@@ -14,8 +14,9 @@ use std::sync::Arc;
 use ractor::{Actor, ActorProcessingErr, RpcReplyPort};
 
 use crate::actors::conversation::{ConvMsg, ConvReply};
-use crate::actors::shared::{AgentHandle, AgentRef, Envelope, InFlight, Shared, Timer};
+use crate::actors::shared::{AgentHandle, AgentRef, Envelope, InFlight, Shared};
 use crate::actors::skill_queue::QueueMsg;
+use crate::actors::timer::TimerTarget;
 use crate::domain::agent::{Agent, AgentSpec, AgentStatus, Held, IncomingOffer};
 use crate::domain::capacity::{NoRoom, Weight};
 use crate::domain::conversation::Activity;
@@ -75,9 +76,8 @@ pub enum AgentMsg {
     },
     /// Tell the skill queues the room again (a queue restarted).
     Resync,
-    Tick {
-        generation: u64,
-    },
+    /// The agent's deadline came due (offer expiry, warm-up, unassignment).
+    Tick,
     #[cfg(any(test, feature = "fault-injection"))]
     Panic,
 }
@@ -102,7 +102,6 @@ pub struct AgentState {
     restarted: bool,
     /// What each skill queue was last told.
     told: Vec<(SkillId, AgentRoom)>,
-    timer: Timer,
 }
 
 impl Actor for AgentActor {
@@ -111,40 +110,36 @@ impl Actor for AgentActor {
     type Arguments = AgentArgs;
 
     async fn pre_start(&self, myself: AgentRef, args: AgentArgs) -> Result<AgentState, ActorProcessingErr> {
-        args.handle.set_actor(Some(myself));
+        // Serves the handle at once: what was sent while it started comes first.
+        args.handle.attach(myself);
         Ok(AgentState {
             shared: args.shared,
             handle: args.handle,
             spawn_token: Some(args.spawn_token),
             restarted: args.restarted,
             told: Vec::new(),
-            timer: Timer::default(),
         })
     }
 
-    async fn post_start(&self, myself: AgentRef, st: &mut AgentState) -> Result<(), ActorProcessingErr> {
+    async fn post_start(&self, _myself: AgentRef, st: &mut AgentState) -> Result<(), ActorProcessingErr> {
         // Counted as in flight from the spawn until here (see `Supervisor::spawn`).
         let _spawned = st.spawn_token.take();
         let mut agent = st.handle.snapshot();
         if st.restarted {
             self.reconcile(&st.shared, &mut agent);
         }
-        self.settle(&myself, st, agent);
-        Ok(())
-    }
-
-    async fn post_stop(&self, _myself: AgentRef, st: &mut AgentState) -> Result<(), ActorProcessingErr> {
-        st.timer.cancel();
+        self.settle(st, agent);
         Ok(())
     }
 
     async fn handle(
         &self,
-        myself: AgentRef,
+        _myself: AgentRef,
         envelope: Envelope<AgentMsg>,
         st: &mut AgentState,
     ) -> Result<(), ActorProcessingErr> {
         let Envelope { msg, token: _in_flight } = envelope;
+        st.handle.taken();
         let shared = Arc::clone(&st.shared);
         let _crash = shared.crash_guard();
         let now = shared.now();
@@ -303,10 +298,7 @@ impl Actor for AgentActor {
                 }
             }
             AgentMsg::Resync => st.told.clear(),
-            AgentMsg::Tick { generation } => {
-                if !st.timer.fired(generation) {
-                    return Ok(());
-                }
+            AgentMsg::Tick => {
                 for conversation in agent.expired_offers(now) {
                     self.withdraw(&shared, &mut agent, &conversation, true);
                 }
@@ -319,7 +311,7 @@ impl Actor for AgentActor {
             #[cfg(any(test, feature = "fault-injection"))]
             AgentMsg::Panic => panic!("injected fault in agent {id}"),
         }
-        self.settle(&myself, st, agent);
+        self.settle(st, agent);
         Ok(())
     }
 }
@@ -421,7 +413,7 @@ impl AgentActor {
     }
 
     /// Commits, tells the skill queues about a change of room, re-arms the timer.
-    fn settle(&self, myself: &AgentRef, st: &mut AgentState, agent: Agent) {
+    fn settle(&self, st: &mut AgentState, agent: Agent) {
         let shared = Arc::clone(&st.shared);
         let now = shared.now();
         let room = agent.room(now, &shared.policy);
@@ -464,8 +456,7 @@ impl AgentActor {
             }
         }
         let next = agent.next_deadline(now, &shared.policy);
+        shared.arm(TimerTarget::Agent(agent.id.clone()), next);
         st.handle.commit(agent);
-        st.timer
-            .arm(&shared, next, myself, |generation| AgentMsg::Tick { generation });
     }
 }

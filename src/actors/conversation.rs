@@ -1,25 +1,34 @@
-//! `ConversationActor`: owns one conversation and its single, generation-tagged timer.
+//! `ConversationActor`: serves one conversation while it has work, a virtual actor.
 //!
 //! In: API commands (`Command`, answered on a reply port), `Assign` / `Offered` /
 //! `OfferWithdrawn` from agents, `Unassign` from an agent going away, `ActivateFallback`
-//! from its skill queue, `Resync` after a peer restarted, and its own `Tick`.
+//! from its skill queue, `Resync` after a peer restarted, and `Tick` from the node's
+//! timer service when its next deadline comes due.
 //!
 //! Out: `Upsert` / `Remove` to the skill queues it stands in, `Confirmed` / `SetWeight` /
 //! `Release` / `OfferVoid` to agents, and domain events. What it sends is derived by
 //! comparing the new state with what the peers were last told, so a restarted actor
 //! (which has told nobody anything) simply tells everyone again.
+//!
+//! Lifetime: the conversation is its [`Handle`](super::shared::Handle) in the directory.
+//! A message to a passive conversation starts an actor; after each message, an actor
+//! whose conversation is quiet (see [`Conversation::is_quiet`]) and whose mailbox is
+//! empty stops. What the peers were told is then exactly what the committed state
+//! says, so a new actor derives it instead of keeping it. Its one deadline stays armed
+//! in the timer service and activates it again.
 
 use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, RpcReplyPort};
 
 use crate::actors::agent::AgentMsg;
-use crate::actors::shared::{ConsumerRecord, ConvRef, ConversationHandle, Envelope, InFlight, Shared, Timer};
+use crate::actors::shared::{ConsumerRecord, ConvRef, ConversationHandle, Envelope, InFlight, Shared};
 use crate::actors::skill_queue::QueueMsg;
+use crate::actors::timer::TimerTarget;
 use crate::domain::capacity::Weight;
 use crate::domain::conversation::{Activity, ClosedBy, Conversation, State, UnassignReason};
 use crate::domain::queue::QueueEntry;
-use crate::domain::skill::Skill;
+use crate::domain::skill::{RoutingPolicy, Skill};
 use crate::error::RouterError;
 use crate::events::EventKind;
 use crate::ids::{AgentId, SkillId};
@@ -30,6 +39,8 @@ pub type ConvReply = RpcReplyPort<Result<Conversation, RouterError>>;
 /// A command from the API.
 #[derive(Debug, Clone)]
 pub enum ConvCommand {
+    /// The conversation was just created: announce it and queue it.
+    Open,
     ConsumerMessage,
     AgentMessage {
         agent: AgentId,
@@ -76,8 +87,8 @@ pub enum ConvMsg {
     ActivateFallback { epoch: u64 },
     /// Tell the queues and the agent everything again (one of them restarted).
     Resync,
-    /// The conversation's timer fired.
-    Tick { generation: u64 },
+    /// The conversation's deadline came due (or may have: a tick is idempotent).
+    Tick,
     /// Fault injection for supervision tests.
     #[cfg(any(test, feature = "fault-injection"))]
     Panic,
@@ -102,6 +113,29 @@ struct Told {
     agent: Option<(AgentId, Weight, Activity)>,
 }
 
+impl Told {
+    /// What an actor that settled `conv` told its peers: the queue entry in each queue
+    /// it stands in, and its weight to its agent.
+    fn settled(conv: &Conversation, skill: &Skill, policy: &RoutingPolicy) -> Told {
+        let queues = match conv.queue_entry(skill, policy) {
+            Some(entry) => conv.queues(skill).into_iter().map(|q| (q, entry.clone())).collect(),
+            None => Vec::new(),
+        };
+        Told {
+            queues,
+            agent: holder(conv, skill),
+        }
+    }
+}
+
+/// The agent holding the conversation, with its weight and activity.
+fn holder(conv: &Conversation, skill: &Skill) -> Option<(AgentId, Weight, Activity)> {
+    match (&conv.state, &conv.agent_id) {
+        (State::Assigned, Some(a)) => Some((a.clone(), conv.weight(skill), conv.activity)),
+        _ => None,
+    }
+}
+
 #[derive(Debug)]
 pub struct ConvState {
     shared: Arc<Shared>,
@@ -109,7 +143,6 @@ pub struct ConvState {
     spawn_token: Option<InFlight>,
     restarted: bool,
     told: Told,
-    timer: Timer,
 }
 
 /// What a handled message asks for besides the state change.
@@ -131,33 +164,31 @@ impl Actor for ConversationActor {
     type Arguments = ConvArgs;
 
     async fn pre_start(&self, myself: ConvRef, args: ConvArgs) -> Result<ConvState, ActorProcessingErr> {
-        // Reachable at once: nothing sent to the id from now on goes to a dead actor.
-        args.handle.set_actor(Some(myself));
+        // Serves the handle at once: what was sent while it started comes first.
+        args.handle.attach(myself);
+        args.shared.count_activation();
         Ok(ConvState {
             shared: args.shared,
             handle: args.handle,
             spawn_token: Some(args.spawn_token),
             restarted: args.restarted,
             told: Told::default(),
-            timer: Timer::default(),
         })
     }
 
     async fn post_start(&self, myself: ConvRef, st: &mut ConvState) -> Result<(), ActorProcessingErr> {
         // Counted as in flight from the spawn until here (see `Supervisor::spawn`).
         let _spawned = st.spawn_token.take();
-        // A new or restarted actor has told nobody anything yet.
         let current = st.handle.snapshot();
         let mut conv = current.clone();
         if st.restarted {
+            // A restarted actor has told nobody anything yet.
             self.renew_after_restart(&st.shared, &mut conv);
+        } else if let Some(skill) = st.shared.skill(&conv.skill) {
+            // An activated one: its predecessor told the peers what the state says.
+            st.told = Told::settled(&conv, &skill, &st.shared.policy);
         }
         self.settle(&myself, st, &current, conv, Outcome::default());
-        Ok(())
-    }
-
-    async fn post_stop(&self, _myself: ConvRef, st: &mut ConvState) -> Result<(), ActorProcessingErr> {
-        st.timer.cancel();
         Ok(())
     }
 
@@ -168,6 +199,7 @@ impl Actor for ConversationActor {
         st: &mut ConvState,
     ) -> Result<(), ActorProcessingErr> {
         let Envelope { msg, token: _in_flight } = envelope;
+        st.handle.taken();
         let shared = Arc::clone(&st.shared);
         let _crash = shared.crash_guard();
         let now = shared.now();
@@ -179,6 +211,25 @@ impl Actor for ConversationActor {
         };
         let mut out = Outcome::default();
         match msg {
+            ConvMsg::Command(ConvCommand::Open, reply) => {
+                // A new conversation: nobody was told anything about it.
+                st.told = Told::default();
+                shared.event(
+                    now,
+                    EventKind::Opened {
+                        first_time: conv.first_time,
+                        urgent: conv.urgent,
+                    },
+                    Some(&conv.id),
+                    None,
+                    Some(&conv.skill),
+                );
+                shared
+                    .consumers
+                    .entry(conv.consumer_id.clone())
+                    .or_insert(ConsumerRecord { last_agent: None });
+                out.reply = Some((reply, Ok(())));
+            }
             ConvMsg::Command(cmd, reply) => {
                 let result = self.command(&shared, &mut conv, cmd, now, &skill, &mut out);
                 out.reply = Some((reply, result));
@@ -218,17 +269,8 @@ impl Actor for ConversationActor {
                 conv.activate_fallback(epoch);
             }
             ConvMsg::Resync => st.told = Told::default(),
-            ConvMsg::Tick { generation } => {
-                if !st.timer.fired(generation) {
-                    return Ok(());
-                }
-                if let Some(closure) = conv.closed {
-                    if now >= closure.at.plus(shared.policy.closed_retention) {
-                        myself.stop(Some("closed".into()));
-                        return Ok(());
-                    }
-                }
-            }
+            // `settle` applies whatever is due.
+            ConvMsg::Tick => {}
             #[cfg(any(test, feature = "fault-injection"))]
             ConvMsg::Panic => panic!("injected fault in conversation {}", conv.id),
         }
@@ -275,6 +317,7 @@ impl ConversationActor {
     ) -> Result<(), RouterError> {
         let policy = &shared.policy;
         match cmd {
+            ConvCommand::Open => {}
             ConvCommand::ConsumerMessage => conv.consumer_message(now, skill)?,
             ConvCommand::AgentMessage { agent } => conv.agent_message(&agent, now)?,
             ConvCommand::MarkUrgent => conv.mark_urgent(now, skill)?,
@@ -309,7 +352,7 @@ impl ConversationActor {
     }
 
     /// Applies due timers, commits, tells peers what changed, publishes events,
-    /// answers the caller and re-arms the timer.
+    /// answers the caller, re-arms the deadline, and passivates a quiet conversation.
     fn settle(
         &self,
         myself: &ConvRef,
@@ -334,12 +377,14 @@ impl ConversationActor {
             let _ = reply.send(result.map(|()| conv.clone()));
         }
 
-        let mut next = conv.next_deadline(now, &skill, has_fallback, &shared.policy);
-        if let Some(closure) = conv.closed {
-            next = Some(closure.at.plus(shared.policy.closed_retention));
+        let next = conv.next_deadline(now, &skill, has_fallback, &shared.policy);
+        shared.arm(TimerTarget::Conversation(conv.id.clone()), next);
+        if let (Some(closure), None) = (conv.closed, before.closed) {
+            shared.note_closed(&conv.id, closure.at);
         }
-        st.timer
-            .arm(&shared, next, myself, |generation| ConvMsg::Tick { generation });
+        if conv.is_quiet() && st.handle.passivate(myself) {
+            myself.stop(None);
+        }
     }
 
     fn tell_peers(
@@ -354,10 +399,7 @@ impl ConversationActor {
         // The holding agent first: a release must reach the agent before the queue can
         // offer the conversation to that same agent again.
         let id = &conv.id;
-        let holder = match (&conv.state, &conv.agent_id) {
-            (State::Assigned, Some(a)) => Some((a.clone(), conv.weight(skill), conv.activity)),
-            _ => None,
-        };
+        let holder = holder(conv, skill);
         match (&st.told.agent, &holder) {
             (Some((old, ..)), Some((new, w, act))) if old == new => {
                 if st.told.agent.as_ref() != holder.as_ref() {

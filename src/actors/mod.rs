@@ -4,7 +4,9 @@
 //! - [`agent`]: `AgentActor`, one per agent, the authority on its room.
 //! - [`skill_queue`]: `SkillQueueActor`, one per skill: ranking and matching.
 //! - [`supervisor`]: spawns the above and restarts them from their last state.
-//! - [`shared`]: directories, clock, policy, event bus and the timer helper.
+//! - [`shared`]: the handles (virtual actors) and directories, clock, policy, event bus.
+//! - [`timer`]: the node's one timer service, which holds every deadline.
+//! - [`envelope`]: messages with their in-flight token.
 //!
 //! No handler awaits another actor's reply: requests that need an answer carry a reply
 //! port that the last actor in the chain answers (e.g. `accept` goes to the agent, whose
@@ -12,6 +14,8 @@
 
 pub mod agent;
 pub mod conversation;
+pub mod envelope;
 pub mod shared;
 pub mod skill_queue;
 pub mod supervisor;
+pub mod timer;

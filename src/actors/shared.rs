@@ -1,24 +1,31 @@
 //! What every actor and the [`Router`](crate::Router) share: the clock, the routing
-//! policy, the skills, and the id → actor directories (`dashmap`), plus the event bus
-//! and a count of messages in flight.
+//! policy, the skills, the id → handle directories (`dashmap`), the timer service, the
+//! event bus and a count of messages in flight.
 //!
 //! Conversation and agent state lives in a [`Handle`] beside the actor rather than
 //! inside it: the actor commits each new state there after a message is handled, so a
 //! supervisor can restart a crashed actor from its last state, and the API reads
 //! snapshots without a round trip through the actor's mailbox.
+//!
+//! Conversations are virtual actors, as Orleans' grains: the handle is the
+//! conversation, and an actor serves it only while it has work. A message to a passive
+//! conversation activates one ([`Shared::tell_conversation`]); a quiet one passivates
+//! ([`Handle::passivate`]); its deadlines wait in the [`Timers`].
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use std::time::Duration;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use dashmap::DashMap;
 use ractor::{ActorRef, Message};
 use tokio::sync::broadcast;
-use tokio::task::JoinHandle;
 
 use crate::actors::agent::AgentMsg;
 use crate::actors::conversation::ConvMsg;
+pub use crate::actors::envelope::{Envelope, InFlight};
 use crate::actors::skill_queue::QueueMsg;
+use crate::actors::supervisor::SupervisorMsg;
+use crate::actors::timer::{TimerTarget, Timers};
 use crate::domain::agent::Agent;
 use crate::domain::conversation::Conversation;
 use crate::domain::skill::{RoutingPolicy, Skill};
@@ -26,18 +33,55 @@ use crate::events::{EventKind, RouterEvent};
 use crate::ids::{AgentId, ConsumerId, ConversationId, SkillId};
 use crate::time::{Clock, Timestamp};
 
-/// The committed state of one actor, and the actor currently serving it.
+/// Where a handle's messages go.
+#[derive(Debug)]
+enum Slot<M: Message> {
+    /// No actor: the next message activates one.
+    Passive,
+    /// An actor is being started; messages wait here, in order, until it attaches.
+    Activating(Vec<M>),
+    Active(ActorRef<M>),
+}
+
+/// The committed state of one conversation or agent, and where its messages go: a
+/// virtual actor. The state outlives any actor that serves it (a restart after a crash
+/// resumes from it, a passivated conversation is nothing else), and the API reads it
+/// without a round trip through a mailbox.
 #[derive(Debug)]
 pub struct Handle<S, M: Message> {
     state: Mutex<S>,
-    actor: RwLock<Option<ActorRef<M>>>,
+    slot: Mutex<Slot<M>>,
+    /// Messages cast to the live actor and not yet taken out of its mailbox: an actor
+    /// may passivate only when this is zero (checked under the `slot` lock, which every
+    /// cast also holds), so no message is ever left in a stopping actor's mailbox.
+    pending: AtomicU32,
+}
+
+/// What [`Handle::deliver`] did with a message.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// Cast to the live actor, or buffered for the one being started.
+    Queued,
+    /// Buffered: the handle was passive, and the caller must start an actor.
+    Activate,
 }
 
 impl<S: Clone, M: Message> Handle<S, M> {
-    pub fn new(state: S) -> Arc<Self> {
+    /// A handle whose actor the caller is about to spawn (messages wait for it).
+    pub fn spawning(state: S) -> Arc<Self> {
+        Self::with_slot(state, Slot::Activating(Vec::new()))
+    }
+
+    /// A handle with no actor: the first message activates one.
+    pub fn passive(state: S) -> Arc<Self> {
+        Self::with_slot(state, Slot::Passive)
+    }
+
+    fn with_slot(state: S, slot: Slot<M>) -> Arc<Self> {
         Arc::new(Handle {
             state: Mutex::new(state),
-            actor: RwLock::new(None),
+            slot: Mutex::new(slot),
+            pending: AtomicU32::new(0),
         })
     }
 
@@ -56,12 +100,84 @@ impl<S: Clone, M: Message> Handle<S, M> {
         *self.lock() = state;
     }
 
-    pub fn actor(&self) -> Option<ActorRef<M>> {
-        self.actor.read().unwrap_or_else(|p| p.into_inner()).clone()
+    fn slot(&self) -> MutexGuard<'_, Slot<M>> {
+        // Every transition below is a single assignment.
+        self.slot.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn set_actor(&self, actor: Option<ActorRef<M>>) {
-        *self.actor.write().unwrap_or_else(|p| p.into_inner()) = actor;
+    /// The live actor, if any.
+    pub fn actor(&self) -> Option<ActorRef<M>> {
+        match &*self.slot() {
+            Slot::Active(a) => Some(a.clone()),
+            _ => None,
+        }
+    }
+
+    /// Sends `msg` to the live actor, or buffers it for the one being started. A cast
+    /// refused by a dead actor (crashed, its restart pending) drops the message: the
+    /// restart reconciles what such messages would have said.
+    pub fn deliver(&self, msg: M) -> Delivery {
+        let mut slot = self.slot();
+        match &mut *slot {
+            Slot::Active(actor) => {
+                self.pending.fetch_add(1, Ordering::AcqRel);
+                let _ = actor.cast(msg);
+                Delivery::Queued
+            }
+            Slot::Activating(buffer) => {
+                buffer.push(msg);
+                Delivery::Queued
+            }
+            Slot::Passive => {
+                *slot = Slot::Activating(vec![msg]);
+                Delivery::Activate
+            }
+        }
+    }
+
+    /// A new actor serves this handle from now on (called in its `pre_start`): the
+    /// messages buffered for it go first into its mailbox, in order.
+    pub fn attach(&self, actor: ActorRef<M>) {
+        let mut slot = self.slot();
+        let buffered = match std::mem::replace(&mut *slot, Slot::Active(actor.clone())) {
+            Slot::Activating(buffered) => buffered,
+            // A restart: what the dead actor's mailbox held is lost.
+            Slot::Active(_) | Slot::Passive => Vec::new(),
+        };
+        self.pending.store(buffered.len() as u32, Ordering::Release);
+        for msg in buffered {
+            let _ = actor.cast(msg);
+        }
+    }
+
+    /// An activation failed: the buffered messages are dropped (a caller waiting on a
+    /// reply port gets an error) and the handle is passive again.
+    pub fn abandon_activation(&self) {
+        let mut slot = self.slot();
+        if matches!(&*slot, Slot::Activating(_)) {
+            *slot = Slot::Passive;
+        }
+    }
+
+    /// The actor took one message out of its mailbox.
+    pub fn taken(&self) {
+        let _ = self
+            .pending
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    }
+
+    /// The actor `me` may stop: nothing is in its mailbox and it is still the one
+    /// serving this handle. On `true` the handle is passive, and the next message
+    /// starts a new actor; the caller must stop without handling anything else.
+    pub fn passivate(&self, me: &ActorRef<M>) -> bool {
+        let mut slot = self.slot();
+        let mine = matches!(&*slot, Slot::Active(a) if a.get_id() == me.get_id());
+        if mine && self.pending.load(Ordering::Acquire) == 0 {
+            *slot = Slot::Passive;
+            true
+        } else {
+            false
+        }
     }
 }
 
@@ -86,6 +202,14 @@ pub struct Shared {
     pub agents: DashMap<AgentId, AgentHandle>,
     pub queues: DashMap<SkillId, QueueRef>,
     pub consumers: DashMap<ConsumerId, ConsumerRecord>,
+    pub timers: Arc<Timers>,
+    /// Starts the actors of passive conversations (set once the supervisor runs).
+    pub(crate) activator: OnceLock<ActorRef<Envelope<SupervisorMsg>>>,
+    /// Closed conversations still readable, oldest first: bounded in age
+    /// (`closed_retention`) and in count (`closed_retention_max`).
+    closed: Mutex<VecDeque<(ConversationId, Timestamp)>>,
+    /// Conversations that are not closed (the bound of `max_open_conversations`).
+    open: AtomicU64,
     events: broadcast::Sender<RouterEvent>,
     /// Messages sent to actors and not yet handled (see [`Envelope`]).
     in_flight: Arc<AtomicI64>,
@@ -93,25 +217,9 @@ pub struct Shared {
     crashes_pending: AtomicI64,
     /// Messages sent since start (benchmarks relate a lifecycle's cost to it).
     sent_total: AtomicU64,
+    /// Conversation actors started (activations and restarts) since start.
+    activations: AtomicU64,
     seq: AtomicU64,
-}
-
-/// One unit of the engine's in-flight count, released when dropped: with the message
-/// it travels in once handled, or when the message is refused or lost with a mailbox.
-#[derive(Debug)]
-pub struct InFlight(Arc<AtomicI64>);
-
-impl InFlight {
-    fn new(counter: &Arc<AtomicI64>) -> Self {
-        counter.fetch_add(1, Ordering::AcqRel);
-        InFlight(Arc::clone(counter))
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
 }
 
 /// Held by a handler while it runs: if the handler panics, the crash counts as work in
@@ -128,15 +236,6 @@ impl Drop for CrashGuard<'_> {
     }
 }
 
-/// A message with its in-flight token: what every actor's mailbox carries.
-#[derive(Debug)]
-pub struct Envelope<M> {
-    pub msg: M,
-    pub token: InFlight,
-}
-
-impl<M: Send + 'static> ractor::Message for Envelope<M> {}
-
 impl Shared {
     pub fn new(clock: Clock, policy: RoutingPolicy, event_capacity: usize) -> Arc<Self> {
         let (events, _) = broadcast::channel(event_capacity.max(16));
@@ -148,10 +247,15 @@ impl Shared {
             agents: DashMap::new(),
             queues: DashMap::new(),
             consumers: DashMap::new(),
+            timers: Arc::new(Timers::default()),
+            activator: OnceLock::new(),
+            closed: Mutex::new(VecDeque::new()),
+            open: AtomicU64::new(0),
             events,
             in_flight: Arc::new(AtomicI64::new(0)),
             crashes_pending: AtomicI64::new(0),
             sent_total: AtomicU64::new(0),
+            activations: AtomicU64::new(0),
             seq: AtomicU64::new(0),
         })
     }
@@ -172,6 +276,14 @@ impl Shared {
 
     pub fn sent_total(&self) -> u64 {
         self.sent_total.load(Ordering::Relaxed)
+    }
+
+    pub fn activations(&self) -> u64 {
+        self.activations.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_activation(&self) {
+        self.activations.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Wraps a message with its in-flight token.
@@ -242,6 +354,11 @@ impl Shared {
         self.queues.get(skill).map(|q| q.clone())
     }
 
+    pub fn conversation(&self, id: &ConversationId) -> Option<ConversationHandle> {
+        self.conversations.get(id).map(|h| Arc::clone(&h))
+    }
+
+    /// The live actor of a conversation (none while it is passive).
     pub fn conversation_actor(&self, id: &ConversationId) -> Option<ConvRef> {
         self.conversations.get(id).and_then(|h| h.actor())
     }
@@ -256,77 +373,128 @@ impl Shared {
         }
     }
 
+    /// Sends to a conversation, activating it if it is passive. Unknown ids (closed
+    /// and forgotten) drop the message.
     pub fn tell_conversation(&self, id: &ConversationId, msg: ConvMsg) {
-        if let Some(c) = self.conversation_actor(id) {
-            self.tell(&c, msg);
+        if let Some(handle) = self.conversation(id) {
+            self.send_conversation(&handle, msg);
+        }
+    }
+
+    pub fn send_conversation(&self, handle: &ConversationHandle, msg: ConvMsg) {
+        if handle.deliver(self.envelope(msg)) == Delivery::Activate {
+            match self.activator.get() {
+                Some(supervisor) => self.tell(supervisor, SupervisorMsg::Activate(Arc::clone(handle))),
+                None => handle.abandon_activation(),
+            }
         }
     }
 
     pub fn tell_agent(&self, id: &AgentId, msg: AgentMsg) {
-        if let Some(a) = self.agent_actor(id) {
-            self.tell(&a, msg);
-        }
-    }
-}
-
-/// One generation-tagged timer per actor. Re-arming aborts the previous task, and a
-/// message from a timer that was replaced carries an old generation and is dropped.
-#[derive(Debug, Default)]
-pub struct Timer {
-    task: Option<JoinHandle<()>>,
-    generation: u64,
-    at: Option<Timestamp>,
-}
-
-impl Timer {
-    /// Arms the timer for `at` (or disarms it with `None`); no-op if already set so.
-    pub fn arm<M: Send + 'static>(
-        &mut self,
-        shared: &Arc<Shared>,
-        at: Option<Timestamp>,
-        target: &ActorRef<Envelope<M>>,
-        make: impl FnOnce(u64) -> M + Send + 'static,
-    ) {
-        if at == self.at {
-            return;
-        }
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
-        self.generation += 1;
-        self.at = at;
-        if let Some(at) = at {
-            let delay: Duration = shared.clock.until(at);
-            let generation = self.generation;
-            let shared = Arc::clone(shared);
-            let target = target.clone();
-            self.task = Some(tokio::spawn(async move {
-                tokio::time::sleep(delay).await;
-                shared.tell(&target, make(generation));
-            }));
+        if let Some(handle) = self.agents.get(id).map(|h| Arc::clone(&h)) {
+            // Agents are never passive: their handle is created spawning.
+            let delivery = handle.deliver(self.envelope(msg));
+            debug_assert_eq!(delivery, Delivery::Queued);
         }
     }
 
-    /// Whether a timer message is from the current arming; marks the timer as fired.
-    pub fn fired(&mut self, generation: u64) -> bool {
-        if generation == self.generation {
-            self.at = None;
-            self.task = None;
-            true
-        } else {
-            false
+    /// A deadline from the [`Timers`] came due.
+    pub(crate) fn deliver_due(&self, target: TimerTarget) {
+        match target {
+            TimerTarget::Conversation(id) => self.tell_conversation(&id, ConvMsg::Tick),
+            TimerTarget::Agent(id) => self.tell_agent(&id, AgentMsg::Tick),
+            TimerTarget::Queue(skill) => self.tell_queue(&skill, QueueMsg::RetryDeclined),
+            TimerTarget::ClosedSweep => self.sweep_closed(),
         }
     }
 
-    pub fn is_armed(&self) -> bool {
-        self.at.is_some()
+    pub fn arm(&self, target: TimerTarget, at: Option<Timestamp>) {
+        self.timers.arm(self, target, at);
     }
 
-    pub fn cancel(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
+    // ---- open and closed conversations ----
+
+    /// Counts a new conversation against `max_open_conversations`; `false` (and no
+    /// count) when the bound is reached.
+    pub(crate) fn admit_open(&self) -> bool {
+        let max = self.policy.max_open_conversations;
+        self.open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
+            .is_ok()
+    }
+
+    /// An admitted conversation was not created after all.
+    pub(crate) fn forget_open(&self) {
+        let _ = self
+            .open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    }
+
+    /// Conversations that are not closed.
+    pub fn num_open(&self) -> u64 {
+        self.open.load(Ordering::Acquire)
+    }
+
+    fn closed_list(&self) -> MutexGuard<'_, VecDeque<(ConversationId, Timestamp)>> {
+        self.closed.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Number of closed conversations still readable.
+    pub fn num_closed(&self) -> usize {
+        self.closed_list().len()
+    }
+
+    /// A conversation closed at `at`: it stays readable within the retention bounds.
+    pub(crate) fn note_closed(&self, id: &ConversationId, at: Timestamp) {
+        self.forget_open();
+        let mut evicted = Vec::new();
+        {
+            let mut closed = self.closed_list();
+            closed.push_back((id.clone(), at));
+            while closed.len() > self.policy.closed_retention_max {
+                evicted.extend(closed.pop_front());
+            }
         }
-        self.at = None;
-        self.generation += 1;
+        for (id, at) in evicted {
+            self.forget_closed(&id, at);
+        }
+        self.arm_sweep();
+    }
+
+    /// Forgets closed conversations past their retention.
+    fn sweep_closed(&self) {
+        let now = self.now();
+        let mut expired = Vec::new();
+        {
+            let mut closed = self.closed_list();
+            while closed
+                .front()
+                .is_some_and(|(_, at)| now >= at.plus(self.policy.closed_retention))
+            {
+                expired.extend(closed.pop_front());
+            }
+        }
+        for (id, at) in expired {
+            self.forget_closed(&id, at);
+        }
+        self.arm_sweep();
+    }
+
+    fn arm_sweep(&self) {
+        let next = self
+            .closed_list()
+            .front()
+            .map(|(_, at)| at.plus(self.policy.closed_retention));
+        self.arm(TimerTarget::ClosedSweep, next);
+    }
+
+    /// Removes the conversation from the directory if it is still the one closed at `at`.
+    fn forget_closed(&self, id: &ConversationId, at: Timestamp) {
+        let removed = self
+            .conversations
+            .remove_if(id, |_, h| h.lock().closed.is_some_and(|c| c.at == at));
+        if removed.is_some() {
+            self.timers.disarm(self, TimerTarget::Conversation(id.clone()));
+        }
     }
 }

@@ -13,7 +13,8 @@ use ractor::{Actor, ActorProcessingErr, RpcReplyPort};
 
 use crate::actors::agent::AgentMsg;
 use crate::actors::conversation::ConvMsg;
-use crate::actors::shared::{Envelope, InFlight, QueueRef, Shared, Timer};
+use crate::actors::shared::{Envelope, InFlight, QueueRef, Shared};
+use crate::actors::timer::TimerTarget;
 use crate::domain::queue::{AgentRoom, Declined, QueueEntry, QueueFigures, QueueRow, SkillQueue};
 use crate::ids::{AgentId, ConversationId, SkillId};
 
@@ -54,9 +55,7 @@ pub enum QueueMsg {
     },
     Figures(RpcReplyPort<QueueFigures>),
     /// Offers declined by every agent are tried again.
-    RetryDeclined {
-        generation: u64,
-    },
+    RetryDeclined,
     #[cfg(any(test, feature = "fault-injection"))]
     Panic,
 }
@@ -76,7 +75,8 @@ pub struct QueueState {
     shared: Arc<Shared>,
     spawn_token: Option<InFlight>,
     queue: SkillQueue,
-    retry: Timer,
+    /// A `RetryDeclined` is armed in the timer service.
+    retry_armed: bool,
 }
 
 impl Actor for SkillQueueActor {
@@ -91,7 +91,7 @@ impl Actor for SkillQueueActor {
             shared: args.shared,
             spawn_token: Some(args.spawn_token),
             queue: SkillQueue::new(args.skill),
-            retry: Timer::default(),
+            retry_armed: false,
         })
     }
 
@@ -102,13 +102,13 @@ impl Actor for SkillQueueActor {
     }
 
     async fn post_stop(&self, _myself: QueueRef, st: &mut QueueState) -> Result<(), ActorProcessingErr> {
-        st.retry.cancel();
+        st.shared.arm(TimerTarget::Queue(st.queue.skill.clone()), None);
         Ok(())
     }
 
     async fn handle(
         &self,
-        myself: QueueRef,
+        _myself: QueueRef,
         envelope: Envelope<QueueMsg>,
         st: &mut QueueState,
     ) -> Result<(), ActorProcessingErr> {
@@ -158,10 +158,9 @@ impl Actor for SkillQueueActor {
                 let _ = reply.send(st.queue.figures(shared.now()));
                 return Ok(());
             }
-            QueueMsg::RetryDeclined { generation } => {
-                if st.retry.fired(generation) {
-                    st.queue.forget_declines();
-                }
+            QueueMsg::RetryDeclined => {
+                st.retry_armed = false;
+                st.queue.forget_declines();
             }
             #[cfg(any(test, feature = "fault-injection"))]
             QueueMsg::Panic => panic!("injected fault in queue {}", st.queue.skill),
@@ -188,11 +187,9 @@ impl Actor for SkillQueueActor {
         }
         if st.queue.take_retry_wanted() {
             let at = shared.now().plus(shared.policy.offer_retry_after);
-            if !st.retry.is_armed() {
-                st.retry
-                    .arm(&shared, Some(at), &myself, |generation| QueueMsg::RetryDeclined {
-                        generation,
-                    });
+            if !st.retry_armed {
+                st.retry_armed = true;
+                shared.arm(TimerTarget::Queue(st.queue.skill.clone()), Some(at));
             }
         }
         Ok(())

@@ -3,7 +3,8 @@
 //!
 //! Conversations and agents keep their state in a [`Handle`](super::shared::Handle)
 //! outside the actor, so the new actor starts where the old one stopped and re-tells its
-//! peers. A skill queue's state is derived: a restarted queue starts empty and every
+//! peers. The conversations' supervisor also activates passive conversations
+//! (`Activate`): the handle buffers what is sent to it until the new actor attaches. A skill queue's state is derived: a restarted queue starts empty and every
 //! conversation and agent of the skill re-sends its entry or room (`Resync`).
 //!
 //! A supervisor never exits while the router runs: in ractor, an exiting actor takes its
@@ -31,7 +32,8 @@ type SpawnReply = RpcReplyPort<Result<(), RouterError>>;
 
 #[derive(Debug)]
 pub enum SupervisorMsg {
-    SpawnConversation(ConversationHandle, SpawnReply),
+    /// A message reached a passive conversation: start an actor to serve it.
+    Activate(ConversationHandle),
     SpawnAgent(AgentHandle, SpawnReply),
     SpawnQueue(SkillId, SpawnReply),
 }
@@ -78,9 +80,12 @@ impl Actor for Supervisor {
     ) -> Result<(), ActorProcessingErr> {
         let Envelope { msg, token: _in_flight } = envelope;
         let (child, reply) = match msg {
-            SupervisorMsg::SpawnConversation(handle, reply) => {
-                let id = handle.lock().id.clone();
-                (Child::Conversation(id), reply)
+            SupervisorMsg::Activate(handle) => {
+                if let Err(e) = self.spawn_conversation(&myself, st, handle.clone(), false).await {
+                    tracing::error!(error = %e, "conversation activation failed");
+                    handle.abandon_activation();
+                }
+                return Ok(());
             }
             SupervisorMsg::SpawnAgent(handle, reply) => {
                 let id = handle.lock().id.clone();
@@ -119,13 +124,8 @@ impl Actor for Supervisor {
                 st.shared.restart_done();
             }
             SupervisionEvent::ActorTerminated(cell, _, _) => {
-                if let Some(Child::Conversation(id)) = st.children.remove(&cell.get_id()) {
-                    // A closed conversation past its retention: forget it, unless a new
-                    // actor already serves the id.
-                    st.shared
-                        .conversations
-                        .remove_if(&id, |_, h| h.actor().is_none_or(|a| a.get_id() == cell.get_id()));
-                }
+                // A passivated conversation: its handle is already passive.
+                st.children.remove(&cell.get_id());
             }
             _ => {}
         }
@@ -167,15 +167,11 @@ impl Supervisor {
         // Each actor puts itself in its directory in `pre_start`.
         let spawned = match &child {
             Child::Conversation(id) => {
-                let handle = shared.conversations.get(id).map(|h| Arc::clone(&h));
-                let handle = handle.ok_or_else(|| RouterError::not_found("conversation", id))?;
-                let args = ConvArgs {
-                    shared: Arc::clone(shared),
-                    handle,
-                    spawn_token,
-                    restarted,
-                };
-                spawn_linked(ConversationActor, args, cell).await?
+                drop(spawn_token);
+                let handle = shared
+                    .conversation(id)
+                    .ok_or_else(|| RouterError::not_found("conversation", id))?;
+                return self.spawn_conversation(myself, st, handle, restarted).await;
             }
             Child::Agent(id) => {
                 let handle = shared.agents.get(id).map(|h| Arc::clone(&h));
@@ -198,6 +194,25 @@ impl Supervisor {
             }
         };
         st.children.insert(spawned.get_id(), child);
+        Ok(())
+    }
+
+    async fn spawn_conversation(
+        &self,
+        myself: &ActorRef<Envelope<SupervisorMsg>>,
+        st: &mut SupervisorState,
+        handle: ConversationHandle,
+        restarted: bool,
+    ) -> Result<(), RouterError> {
+        let id = handle.lock().id.clone();
+        let args = ConvArgs {
+            shared: Arc::clone(&st.shared),
+            handle,
+            spawn_token: st.shared.token(),
+            restarted,
+        };
+        let spawned = spawn_linked(ConversationActor, args, myself.get_cell()).await?;
+        st.children.insert(spawned.get_id(), Child::Conversation(id));
         Ok(())
     }
 

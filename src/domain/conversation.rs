@@ -223,6 +223,17 @@ impl Conversation {
         !self.is_closed() && self.awaiting == Awaiting::Agent
     }
 
+    /// Nothing will happen until the consumer writes or a deadline comes due: closed,
+    /// waiting for the consumer while assigned, or in the queue but not actionable.
+    /// Such a conversation needs no live actor (it is passivated).
+    pub fn is_quiet(&self) -> bool {
+        match self.state {
+            State::Closed => true,
+            State::Assigned | State::Queued => self.awaiting == Awaiting::Consumer,
+            State::Offered => false,
+        }
+    }
+
     /// In a queue: unassigned and open.
     pub fn in_queue(&self) -> bool {
         matches!(self.state, State::Queued | State::Offered)

@@ -65,8 +65,14 @@ pub struct RoutingPolicy {
     pub ranking: RankWeights,
     /// An offer declined by every candidate is retried after this long.
     pub offer_retry_after: Duration,
-    /// A closed conversation stays visible to the API this long.
+    /// A closed conversation stays visible to the API this long...
     pub closed_retention: Duration,
+    /// ...and at most this many closed conversations are kept (the oldest go first).
+    pub closed_retention_max: usize,
+    /// Open (not closed) conversations above which a new one is refused with
+    /// `Overloaded` (HTTP 503): the bound that keeps memory from growing without end
+    /// when conversations are opened faster than they close.
+    pub max_open_conversations: u64,
 }
 
 impl Default for RoutingPolicy {
@@ -83,6 +89,8 @@ impl Default for RoutingPolicy {
             ranking: RankWeights::default(),
             offer_retry_after: Duration::from_secs(30),
             closed_retention: Duration::from_secs(10 * 60),
+            closed_retention_max: 100_000,
+            max_open_conversations: 5_000_000,
         }
     }
 }

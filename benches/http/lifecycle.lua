@@ -1,0 +1,51 @@
+-- wrk script: the lifecycle mix. Each connection cycles through
+--   open (POST /v1/conversations) -> consumer message -> close by the consumer
+-- with conversation ids that are never reused (wrk thread id and a counter).
+-- The same script drives the echo floor (examples/http_echo.rs), which serves the
+-- same paths, so both runs send identical requests.
+
+local thread_counter = 0
+
+function setup(thread)
+  thread_counter = thread_counter + 1
+  thread:set("tid", thread_counter)
+end
+
+-- wrk keeps one Lua state per thread, shared by that thread's connections, which each
+-- have one request in flight: a consumer message for a conversation opened on another
+-- connection could overtake its open. So cycle t sends open(t), then a message to the
+-- conversation opened LAG cycles earlier, then closes the one opened 2*LAG earlier:
+-- LAG * 3 requests later, every earlier open has long been answered.
+local LAG = 64
+local step = 0
+local t = 0
+
+local function cid(k)
+  return string.format("w%d-%d", tid, k)
+end
+
+function request()
+  local body, path
+  if step == 1 and t > LAG then
+    path = "/v1/conversations/" .. cid(t - LAG) .. "/messages"
+    body = '{"from":"consumer"}'
+  elseif step == 2 and t > 2 * LAG then
+    path = "/v1/conversations/" .. cid(t - 2 * LAG) .. "/close"
+    body = '{"by":"consumer"}'
+  else
+    if step == 0 then t = t + 1 end
+    local id = step == 0 and cid(t) or string.format("w%d-x%d-%d", tid, step, t)
+    path = "/v1/conversations"
+    body = string.format('{"conversation_id":"%s","consumer_id":"u%s","skill":"general"}', id, id)
+  end
+  step = (step + 1) % 3
+  return wrk.format("POST", path, {["Content-Type"] = "application/json"}, body)
+end
+
+function done(summary, latency, requests)
+  io.write(string.format("requests %d\n", summary.requests))
+  io.write(string.format("errors_non2xx %d\n", summary.errors.status))
+  io.write(string.format("latency_p50_ms %.3f\n", latency:percentile(50) / 1000))
+  io.write(string.format("latency_p99_ms %.3f\n", latency:percentile(99) / 1000))
+  io.write(string.format("requests_per_sec %.0f\n", summary.requests / (summary.duration / 1e6)))
+end

@@ -1,0 +1,133 @@
+//! The node's one timer service: every deadline of every conversation, agent and skill
+//! queue lives here, in a `tokio_util` [`DelayQueue`] (a hierarchical timing wheel on
+//! tokio's clock, so the paused-clock tests and the simulator keep working).
+//!
+//! Each target has at most one deadline: arming replaces the previous one, so nothing
+//! stale piles up however often a conversation re-arms (its auto-close moves with every
+//! message). A passivated conversation has no actor, only its entry here: when it comes
+//! due, the directory activates the conversation to handle it.
+//!
+//! Arming is synchronous (a short lock), so an actor's `settle` and its timer can never
+//! disagree. One driver task delivers what comes due; a fired deadline is a plain
+//! `Tick`, and every tick handler is idempotent (it applies whatever is due at `now`),
+//! so a tick that races with a re-arm is harmless.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_util::time::delay_queue::{DelayQueue, Key};
+
+use crate::actors::shared::Shared;
+use crate::ids::{AgentId, ConversationId, SkillId};
+use crate::time::Timestamp;
+
+/// The wheel holds deadlines up to about two years ahead; a later one (a follow-up a
+/// year out is allowed) is armed at this horizon and simply re-armed when it fires.
+const HORIZON: Duration = Duration::from_secs(400 * 86_400);
+
+/// Whose deadline it is.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum TimerTarget {
+    Conversation(ConversationId),
+    Agent(AgentId),
+    /// A skill queue's retry of declined offers.
+    Queue(SkillId),
+    /// The oldest closed conversation leaves the directory.
+    ClosedSweep,
+}
+
+#[derive(Debug, Default)]
+struct Wheel {
+    queue: DelayQueue<TimerTarget>,
+    armed: HashMap<TimerTarget, (Key, Timestamp)>,
+}
+
+#[derive(Debug, Default)]
+pub struct Timers {
+    wheel: Mutex<Wheel>,
+}
+
+impl Timers {
+    fn lock(&self) -> MutexGuard<'_, Wheel> {
+        // Every operation leaves the wheel consistent before it can panic.
+        self.wheel.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sets `target`'s deadline to `at`, or clears it with `None`; a no-op when already so.
+    pub fn arm(&self, shared: &Shared, target: TimerTarget, at: Option<Timestamp>) {
+        let when = |at: Timestamp| shared.clock.instant(at).min(tokio::time::Instant::now() + HORIZON);
+        let mut wheel = self.lock();
+        let Wheel { queue, armed } = &mut *wheel;
+        match (armed.get_mut(&target), at) {
+            (Some((_, old)), Some(at)) if *old == at => {}
+            (Some((key, old)), Some(at)) => {
+                queue.reset_at(key, when(at));
+                *old = at;
+            }
+            (Some(_), None) => {
+                if let Some((key, _)) = armed.remove(&target) {
+                    queue.remove(&key);
+                }
+            }
+            (None, Some(at)) => {
+                let key = queue.insert_at(target.clone(), when(at));
+                armed.insert(target, (key, at));
+            }
+            (None, None) => {}
+        }
+    }
+
+    pub fn disarm(&self, shared: &Shared, target: TimerTarget) {
+        self.arm(shared, target, None);
+    }
+
+    /// The deadline armed for `target`, if any.
+    pub fn deadline(&self, target: &TimerTarget) -> Option<Timestamp> {
+        self.lock().armed.get(target).map(|(_, at)| *at)
+    }
+
+    /// Deadlines armed (one per target).
+    pub fn len(&self) -> usize {
+        self.lock().armed.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Starts the driver: it delivers each deadline as it comes due, until the router
+    /// is dropped (it holds only a weak reference) or the task is aborted.
+    pub fn start(shared: &Arc<Shared>) -> JoinHandle<()> {
+        let weak: Weak<Shared> = Arc::downgrade(shared);
+        tokio::spawn(async move {
+            loop {
+                let Some(timers) = weak.upgrade().map(|s| Arc::clone(&s.timers)) else {
+                    return;
+                };
+                let due = std::future::poll_fn(|cx| {
+                    let mut wheel = timers.lock();
+                    let mut due = Vec::new();
+                    while let std::task::Poll::Ready(Some(expired)) = wheel.queue.poll_expired(cx) {
+                        let target = expired.into_inner();
+                        wheel.armed.remove(&target);
+                        due.push(target);
+                    }
+                    // An empty wheel answers `Ready(None)` above and registers no waker:
+                    // `insert_at` wakes this task when the first deadline is armed.
+                    if due.is_empty() {
+                        std::task::Poll::Pending
+                    } else {
+                        std::task::Poll::Ready(due)
+                    }
+                })
+                .await;
+                let Some(shared) = weak.upgrade() else { return };
+                for target in due {
+                    shared.deliver_due(target);
+                }
+            }
+        })
+    }
+}
