@@ -87,6 +87,8 @@ pub struct RoutingSection {
     pub closed_retention_secs: Option<u64>,
     pub closed_retention_max: Option<usize>,
     pub max_open_conversations: Option<u64>,
+    pub max_consumers: Option<usize>,
+    pub passivate_after_secs: Option<u64>,
     pub warmup: Option<WarmupSection>,
     pub ranking: Option<RankingSection>,
 }
@@ -339,6 +341,12 @@ impl RoutingSection {
                 Some(0) => return Err(ConfigError::new("routing.max_open_conversations", "must be at least 1")),
                 v => v.unwrap_or(d.max_open_conversations),
             },
+            max_consumers: self.max_consumers.unwrap_or(d.max_consumers),
+            passivate_after: positive_secs(
+                "routing.passivate_after_secs",
+                self.passivate_after_secs,
+                d.passivate_after,
+            )?,
         })
     }
 }

@@ -57,6 +57,10 @@ pub struct Metrics {
     pub agent_load: GaugeVec,
     pub queue_wait_max: GaugeVec,
     pub engine_in_flight: IntGauge,
+    pub conversation_actors: IntGauge,
+    pub conversation_activations: IntCounter,
+    pub closed_retained: IntGauge,
+    pub timer_deadlines: IntGauge,
     pub scrape_seconds: Gauge,
     // HTTP.
     pub http_requests: IntCounterVec,
@@ -93,6 +97,13 @@ fn histogram(r: &Registry, name: &str, help: &str, labels: &[&str], buckets: &[f
     r.register(Box::new(h.clone()))
         .unwrap_or_else(|e| panic!("register {name}: {e}"));
     h
+}
+
+fn int_gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+    register(
+        r,
+        IntGauge::new(name, help).unwrap_or_else(|e| panic!("metric {name}: {e}")),
+    )
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, m: T) -> T {
@@ -234,6 +245,29 @@ impl Metrics {
                 )
                 .unwrap_or_else(|e| panic!("{e}")),
             ),
+            conversation_actors: int_gauge(
+                &r,
+                "switchboard_conversation_actors",
+                "Conversations served by a live actor (the rest are passive records).",
+            ),
+            conversation_activations: register(
+                &r,
+                IntCounter::new(
+                    "switchboard_conversation_activations_total",
+                    "Conversation actors started (activations of passive conversations and restarts).",
+                )
+                .unwrap_or_else(|e| panic!("{e}")),
+            ),
+            closed_retained: int_gauge(
+                &r,
+                "switchboard_conversations_closed_retained",
+                "Closed conversations still readable (bounded by closed_retention_secs and closed_retention_max).",
+            ),
+            timer_deadlines: int_gauge(
+                &r,
+                "switchboard_timer_deadlines",
+                "Deadlines armed in the node's timer service (one per conversation, agent or queue at most).",
+            ),
             scrape_seconds: register(
                 &r,
                 Gauge::new(
@@ -341,6 +375,12 @@ impl Metrics {
 
     async fn refresh(&self, router: &Router) {
         self.engine_in_flight.set(router.in_flight());
+        self.conversation_actors.set(router.num_active_conversations() as i64);
+        let activations = router.conversation_activations();
+        self.conversation_activations
+            .inc_by(activations.saturating_sub(self.conversation_activations.get()));
+        self.closed_retained.set(router.num_closed_retained() as i64);
+        self.timer_deadlines.set(router.armed_deadlines() as i64);
         let health = router.queue_health().await.unwrap_or_default();
         for skill in router.skills() {
             let id = skill.id.as_str();

@@ -350,12 +350,9 @@ impl Router {
         if !self.shared.admit_open() {
             return Err(RouterError::Overloaded);
         }
-        let record = self.shared.consumers.get(&consumer_id).map(|r| r.clone());
+        let record = self.shared.consumers.get(&consumer_id);
         let first_time = record.is_none();
-        let preferred_agent = record
-            .and_then(|r| r.last_agent)
-            .filter(|(_, at)| now.since(*at) <= self.shared.policy.sticky_window)
-            .map(|(agent, _)| agent);
+        let preferred_agent = record.and_then(|r| r.preferred_agent(now, self.shared.policy.sticky_window));
         let conv = Conversation::open(
             OpenRequest {
                 id: id.clone(),
@@ -653,11 +650,11 @@ impl Router {
                 .conversation(&id)
                 .map(|h| self.shared.send_conversation(&h, C::Panic))
                 .is_some(),
-            FaultTarget::Agent(id) => self
-                .shared
-                .agent_actor(&id)
-                .map(|a| self.shared.tell(&a, A::Panic))
-                .is_some(),
+            FaultTarget::Agent(id) => {
+                let known = self.shared.agents.contains_key(&id);
+                self.shared.tell_agent(&id, A::Panic);
+                known
+            }
             FaultTarget::Queue(id) => self
                 .shared
                 .queue(&id)

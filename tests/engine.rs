@@ -643,3 +643,19 @@ async fn opening_past_max_open_conversations_is_refused_and_changes_nothing() {
     open(&r, "c3", "u3", "general").await;
     assert_eq!(r.num_open_conversations(), 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_conversation_waiting_for_an_agent_gives_up_its_actor_and_is_still_routed() {
+    let r = router(ONE_SKILL).await;
+    agent(&r, "a1", &["general"], 2).await;
+    open(&r, "c1", "u1", "general").await;
+    assert_eq!(r.num_active_conversations(), 1, "waiting for an agent: live actor");
+    pass(&r, MIN).await;
+    assert_eq!(r.num_active_conversations(), 0, "no work for passivate_after (30 s)");
+    assert!(conv(&r, "c1").actionable());
+    r.set_agent_status(&aid("a1"), AgentStatus::Online)
+        .await
+        .expect("online");
+    settle(&r).await;
+    assert_eq!(holder(&r, "c1").as_deref(), Some("a1"), "the queue's offer woke it");
+}

@@ -12,8 +12,8 @@
 //!
 //! Lifetime: the conversation is its [`Handle`](super::shared::Handle) in the directory.
 //! A message to a passive conversation starts an actor; after each message, an actor
-//! whose conversation is quiet (see [`Conversation::is_quiet`]) and whose mailbox is
-//! empty stops. What the peers were told is then exactly what the committed state
+//! whose conversation is quiet (see [`Conversation::is_quiet`]), or that has had no
+//! work for `passivate_after`, and whose mailbox is empty stops. What the peers were told is then exactly what the committed state
 //! says, so a new actor derives it instead of keeping it. Its one deadline stays armed
 //! in the timer service and activates it again.
 
@@ -22,7 +22,7 @@ use std::sync::Arc;
 use ractor::{Actor, ActorProcessingErr, RpcReplyPort};
 
 use crate::actors::agent::AgentMsg;
-use crate::actors::shared::{ConsumerRecord, ConvRef, ConversationHandle, Envelope, InFlight, Shared};
+use crate::actors::shared::{ConvRef, ConversationHandle, Envelope, InFlight, Shared};
 use crate::actors::skill_queue::QueueMsg;
 use crate::actors::timer::TimerTarget;
 use crate::domain::capacity::Weight;
@@ -143,6 +143,10 @@ pub struct ConvState {
     spawn_token: Option<InFlight>,
     restarted: bool,
     told: Told,
+    /// When the actor last handled something other than a `Tick`: after
+    /// `passivate_after` without work, even a conversation that is not quiet (waiting
+    /// in the queue, or for its agent's answer) gives up its actor.
+    last_work_at: Timestamp,
 }
 
 /// What a handled message asks for besides the state change.
@@ -167,12 +171,14 @@ impl Actor for ConversationActor {
         // Serves the handle at once: what was sent while it started comes first.
         args.handle.attach(myself);
         args.shared.count_activation();
+        let now = args.shared.now();
         Ok(ConvState {
             shared: args.shared,
             handle: args.handle,
             spawn_token: Some(args.spawn_token),
             restarted: args.restarted,
             told: Told::default(),
+            last_work_at: now,
         })
     }
 
@@ -210,6 +216,9 @@ impl Actor for ConversationActor {
             return Ok(());
         };
         let mut out = Outcome::default();
+        if !matches!(msg, ConvMsg::Tick) {
+            st.last_work_at = now;
+        }
         match msg {
             ConvMsg::Command(ConvCommand::Open, reply) => {
                 // A new conversation: nobody was told anything about it.
@@ -224,10 +233,7 @@ impl Actor for ConversationActor {
                     None,
                     Some(&conv.skill),
                 );
-                shared
-                    .consumers
-                    .entry(conv.consumer_id.clone())
-                    .or_insert(ConsumerRecord { last_agent: None });
+                shared.consumers.opened(&conv.consumer_id);
                 out.reply = Some((reply, Ok(())));
             }
             ConvMsg::Command(cmd, reply) => {
@@ -377,12 +383,17 @@ impl ConversationActor {
             let _ = reply.send(result.map(|()| conv.clone()));
         }
 
-        let next = conv.next_deadline(now, &skill, has_fallback, &shared.policy);
+        let idle_at = st.last_work_at.plus(shared.policy.passivate_after);
+        let passivate = conv.is_quiet() || now >= idle_at;
+        let mut next = conv.next_deadline(now, &skill, has_fallback, &shared.policy);
+        if !passivate {
+            next = Some(next.map_or(idle_at, |t| t.min(idle_at)));
+        }
         shared.arm(TimerTarget::Conversation(conv.id.clone()), next);
         if let (Some(closure), None) = (conv.closed, before.closed) {
             shared.note_closed(&conv.id, closure.at);
         }
-        if conv.is_quiet() && st.handle.passivate(myself) {
+        if passivate && st.handle.passivate(myself) {
             myself.stop(None);
         }
     }
@@ -513,12 +524,9 @@ impl ConversationActor {
             let waited = before.queued_at.map_or(0, |q| now.since(q).as_millis() as u64);
             event(EventKind::Assigned { waited_ms: waited }, agent);
             if let Some(a) = agent {
-                shared.consumers.insert(
-                    conv.consumer_id.clone(),
-                    ConsumerRecord {
-                        last_agent: Some((a.clone(), now)),
-                    },
-                );
+                shared
+                    .consumers
+                    .write(&conv.consumer_id, |r| r.last_agent = Some((a.clone(), now)));
             }
         }
         if before.first_response_at.is_none() {

@@ -5,6 +5,7 @@
 //! - [`skill_queue`]: `SkillQueueActor`, one per skill: ranking and matching.
 //! - [`supervisor`]: spawns the above and restarts them from their last state.
 //! - [`shared`]: the handles (virtual actors) and directories, clock, policy, event bus.
+//! - [`consumers`]: the consumer directory, bounded in count.
 //! - [`timer`]: the node's one timer service, which holds every deadline.
 //! - [`envelope`]: messages with their in-flight token.
 //!
@@ -13,6 +14,7 @@
 //! `Assign` carries the caller's port to the conversation).
 
 pub mod agent;
+pub mod consumers;
 pub mod conversation;
 pub mod envelope;
 pub mod shared;

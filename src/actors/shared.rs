@@ -21,6 +21,7 @@ use ractor::{ActorRef, Message};
 use tokio::sync::broadcast;
 
 use crate::actors::agent::AgentMsg;
+use crate::actors::consumers::Consumers;
 use crate::actors::conversation::ConvMsg;
 pub use crate::actors::envelope::{Envelope, InFlight};
 use crate::actors::skill_queue::QueueMsg;
@@ -30,7 +31,7 @@ use crate::domain::agent::Agent;
 use crate::domain::conversation::Conversation;
 use crate::domain::skill::{RoutingPolicy, Skill};
 use crate::events::{EventKind, RouterEvent};
-use crate::ids::{AgentId, ConsumerId, ConversationId, SkillId};
+use crate::ids::{AgentId, ConversationId, SkillId};
 use crate::time::{Clock, Timestamp};
 
 /// Where a handle's messages go.
@@ -187,12 +188,6 @@ pub type QueueRef = ActorRef<Envelope<QueueMsg>>;
 pub type ConversationHandle = Arc<Handle<Conversation, Envelope<ConvMsg>>>;
 pub type AgentHandle = Arc<Handle<Agent, Envelope<AgentMsg>>>;
 
-/// The last agent who served a consumer (return to the same agent).
-#[derive(Clone, Debug)]
-pub struct ConsumerRecord {
-    pub last_agent: Option<(AgentId, Timestamp)>,
-}
-
 #[derive(Debug)]
 pub struct Shared {
     pub clock: Clock,
@@ -201,7 +196,7 @@ pub struct Shared {
     pub conversations: DashMap<ConversationId, ConversationHandle>,
     pub agents: DashMap<AgentId, AgentHandle>,
     pub queues: DashMap<SkillId, QueueRef>,
-    pub consumers: DashMap<ConsumerId, ConsumerRecord>,
+    pub consumers: Consumers,
     pub timers: Arc<Timers>,
     /// Starts the actors of passive conversations (set once the supervisor runs).
     pub(crate) activator: OnceLock<ActorRef<Envelope<SupervisorMsg>>>,
@@ -239,6 +234,7 @@ impl Drop for CrashGuard<'_> {
 impl Shared {
     pub fn new(clock: Clock, policy: RoutingPolicy, event_capacity: usize) -> Arc<Self> {
         let (events, _) = broadcast::channel(event_capacity.max(16));
+        let consumers = Consumers::new(policy.max_consumers);
         Arc::new(Shared {
             clock,
             policy,
@@ -246,7 +242,7 @@ impl Shared {
             conversations: DashMap::new(),
             agents: DashMap::new(),
             queues: DashMap::new(),
-            consumers: DashMap::new(),
+            consumers,
             timers: Arc::new(Timers::default()),
             activator: OnceLock::new(),
             closed: Mutex::new(VecDeque::new()),

@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 
@@ -23,10 +24,14 @@ use crate::error::RouterError;
 use crate::ids::{AgentId, ConversationId, SkillId};
 use crate::time::Timestamp;
 
-/// A crashing child is restarted at most this many times per window; after that it
-/// stays down (its state is kept and shown) and the failure is logged as an error.
+/// A crashing child is restarted at once up to this many times per window; past that,
+/// after a delay that doubles with each further crash (Akka's backoff supervisor).
+/// It is never left stopped: an agent actor that stayed down would hold its
+/// conversations forever, a conversation would never be routed again.
 const MAX_RESTARTS: u32 = 5;
 const RESTART_WINDOW_SECS: u64 = 60;
+const BACKOFF_FIRST: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 type SpawnReply = RpcReplyPort<Result<(), RouterError>>;
 
@@ -34,12 +39,14 @@ type SpawnReply = RpcReplyPort<Result<(), RouterError>>;
 pub enum SupervisorMsg {
     /// A message reached a passive conversation: start an actor to serve it.
     Activate(ConversationHandle),
+    /// Restart a crashed child after its backoff delay.
+    Restart(Child),
     SpawnAgent(AgentHandle, SpawnReply),
     SpawnQueue(SkillId, SpawnReply),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-enum Child {
+pub enum Child {
     Conversation(ConversationId),
     Agent(AgentId),
     Queue(SkillId),
@@ -92,6 +99,10 @@ impl Actor for Supervisor {
                 (Child::Agent(id), reply)
             }
             SupervisorMsg::SpawnQueue(skill, reply) => (Child::Queue(skill), reply),
+            SupervisorMsg::Restart(child) => {
+                self.restart(&myself, st, child).await;
+                return Ok(());
+            }
         };
         let result = self.spawn(&myself, st, child, false).await;
         let _ = reply.send(result);
@@ -110,18 +121,19 @@ impl Actor for Supervisor {
                     return Ok(());
                 };
                 tracing::warn!(?child, error = %err, "actor crashed; restarting from its last state");
-                if !self.may_restart(st, &child) {
-                    tracing::error!(?child, "actor keeps crashing; left stopped");
-                    st.shared.restart_done();
-                    return Ok(());
+                match self.backoff(st, &child) {
+                    None => self.restart(&myself, st, child).await,
+                    Some(delay) => {
+                        tracing::error!(?child, ?delay, "actor keeps crashing; restarting after a delay");
+                        // The crash stays counted in flight until the restart is done.
+                        let supervisor = myself.clone();
+                        let shared = Arc::clone(&st.shared);
+                        tokio::spawn(async move {
+                            tokio::time::sleep(delay).await;
+                            shared.tell(&supervisor, SupervisorMsg::Restart(child));
+                        });
+                    }
                 }
-                if let Err(e) = self.spawn(&myself, st, child.clone(), true).await {
-                    tracing::error!(?child, error = %e, "restart failed");
-                }
-                if let Child::Queue(skill) = &child {
-                    self.resync_queue(&st.shared, skill);
-                }
-                st.shared.restart_done();
             }
             SupervisionEvent::ActorTerminated(cell, _, _) => {
                 // A passivated conversation: its handle is already passive.
@@ -141,15 +153,28 @@ async fn spawn_linked<A: Actor>(actor: A, args: A::Arguments, supervisor: ActorC
 }
 
 impl Supervisor {
-    fn may_restart(&self, st: &mut SupervisorState, child: &Child) -> bool {
+    /// How long to wait before restarting `child`: nothing within the window's budget.
+    fn backoff(&self, st: &mut SupervisorState, child: &Child) -> Option<Duration> {
         let now = st.shared.now();
-        let window = std::time::Duration::from_secs(RESTART_WINDOW_SECS);
+        let window = Duration::from_secs(RESTART_WINDOW_SECS);
         let entry = st.restarts.entry(child.clone()).or_insert((now, 0));
         if now >= entry.0.plus(window) {
             *entry = (now, 0);
         }
         entry.1 += 1;
-        entry.1 <= MAX_RESTARTS
+        let excess = entry.1.checked_sub(MAX_RESTARTS + 1)?;
+        Some(BACKOFF_FIRST.saturating_mul(1 << excess.min(16)).min(BACKOFF_MAX))
+    }
+
+    /// Restarts a crashed child from its last committed state.
+    async fn restart(&self, myself: &ActorRef<Envelope<SupervisorMsg>>, st: &mut SupervisorState, child: Child) {
+        if let Err(e) = self.spawn(myself, st, child.clone(), true).await {
+            tracing::error!(?child, error = %e, "restart failed");
+        }
+        if let Child::Queue(skill) = &child {
+            self.resync_queue(&st.shared, skill);
+        }
+        st.shared.restart_done();
     }
 
     async fn spawn(

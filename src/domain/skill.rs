@@ -73,6 +73,12 @@ pub struct RoutingPolicy {
     /// `Overloaded` (HTTP 503): the bound that keeps memory from growing without end
     /// when conversations are opened faster than they close.
     pub max_open_conversations: u64,
+    /// Consumers remembered (first-time SLA, return to the same agent); past this
+    /// many, the least recently seen is forgotten.
+    pub max_consumers: usize,
+    /// A conversation actor with no work for this long stops, whatever the state (a
+    /// quiet conversation stops at once); the next message starts a new one.
+    pub passivate_after: Duration,
 }
 
 impl Default for RoutingPolicy {
@@ -91,6 +97,8 @@ impl Default for RoutingPolicy {
             closed_retention: Duration::from_secs(10 * 60),
             closed_retention_max: 100_000,
             max_open_conversations: 5_000_000,
+            max_consumers: 2_000_000,
+            passivate_after: Duration::from_secs(30),
         }
     }
 }

@@ -61,7 +61,7 @@ async fn a_panicking_conversation_actor_loses_neither_the_conversation_nor_its_a
     open(&r, "c1").await;
     let shared = r.shared();
     let before = shared.conversation_actor(&cid("c1")).expect("actor");
-    shared.tell(&before, ConvMsg::Panic);
+    shared.tell_conversation(&cid("c1"), ConvMsg::Panic);
     settle(&r).await;
     tokio::time::sleep(Duration::from_millis(1)).await;
     settle(&r).await;
@@ -98,7 +98,7 @@ async fn a_panicking_agent_actor_keeps_its_conversations_and_room() {
     open(&r, "c2").await;
     let shared = r.shared();
     let before = shared.agent_actor(&agent()).expect("actor");
-    shared.tell(&before, AgentMsg::Panic);
+    shared.tell_agent(&agent(), AgentMsg::Panic);
     settle(&r).await;
     tokio::time::sleep(Duration::from_millis(1)).await;
     settle(&r).await;
@@ -146,4 +146,29 @@ async fn a_panicking_queue_actor_is_rebuilt_from_conversations_and_agents() {
         Some(agent()),
         "matching works again"
     );
+}
+
+/// An actor that keeps crashing is restarted after a growing delay, never left stopped:
+/// an agent left down would hold its conversations forever.
+#[tokio::test(start_paused = true)]
+async fn an_actor_that_keeps_crashing_is_restarted_after_a_backoff() {
+    let r = setup(2).await;
+    open(&r, "c1").await;
+    let shared = r.shared();
+    for _ in 0..8 {
+        shared.tell_agent(&agent(), AgentMsg::Panic);
+        // The restarts past the budget wait their backoff in virtual time.
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        settle(&r).await;
+    }
+    assert!(shared.agent_actor(&agent()).is_some(), "restarted every time");
+    r.close(&cid("c1"), ClosedBy::Consumer, None).await.expect("close");
+    open(&r, "c2").await;
+    settle(&r).await;
+    let a = r.agent(&agent()).expect("agent");
+    assert!(
+        !a.conversations.contains_key(&cid("c1")),
+        "the release reached the live actor"
+    );
+    assert_eq!(r.conversation(&cid("c2")).expect("c2").agent_id, Some(agent()));
 }

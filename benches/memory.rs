@@ -1,0 +1,243 @@
+//! Memory per conversation, in process: heap bytes (counted by the allocator) and
+//! resident bytes per conversation in each state, and the headline figure: N open
+//! conversations, 90% of them waiting for the consumer (passive, no actor), 10% waiting
+//! for their agent (a live actor).
+//!
+//! `cargo bench --bench memory` (N = 1 000 000);
+//! `SWITCHBOARD_BENCH_OPEN=10000000 cargo bench --bench memory -- --only-open` for the
+//! 10 M run (RSS of the whole process is printed as it goes).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use cap::Cap;
+use common::{report, rss_bytes};
+use switchboard::config::EngineConfig;
+use switchboard::domain::agent::{AgentSpec, AgentStatus};
+use switchboard::domain::conversation::ClosedBy;
+use switchboard::ids::{AgentId, ConsumerId, ConversationId, SkillId};
+use switchboard::router::OpenConversation;
+use switchboard::time::{Clock, Timestamp};
+use switchboard::Router;
+
+#[global_allocator]
+static ALLOCATOR: Cap<std::alloc::System> = Cap::new(std::alloc::System, usize::MAX);
+
+fn heap() -> u64 {
+    ALLOCATOR.allocated() as u64
+}
+
+const SKILLS: usize = 10;
+
+async fn router(agents: usize, max_slots: u32, closed_retention_max: usize) -> Router {
+    let mut config = EngineConfig::default();
+    config.routing.closed_retention_max = closed_retention_max;
+    config.routing.max_open_conversations = u64::MAX;
+    for s in 0..SKILLS {
+        let mut skill = config.skill_defaults.clone();
+        skill.id = SkillId::new(format!("s{s}")).expect("id");
+        config.skills.push(skill);
+    }
+    let r = Router::start(config, Clock::starting_at(Timestamp::from_millis(1_800_000_000_000)))
+        .await
+        .expect("start");
+    for a in 0..agents {
+        let id = AgentId::new(format!("a{a}")).expect("id");
+        let spec = AgentSpec {
+            skills: vec![SkillId::new(format!("s{}", a % SKILLS)).expect("id")],
+            max_slots,
+            max_open: None,
+        };
+        r.put_agent(id.clone(), spec).await.expect("agent");
+        r.set_agent_status(&id, AgentStatus::Online).await.expect("online");
+    }
+    assert!(r.quiesce(10_000_000).await);
+    r
+}
+
+fn cid(i: u64) -> ConversationId {
+    ConversationId::new(format!("c{i}")).expect("id")
+}
+
+fn open_req(i: u64) -> OpenConversation {
+    OpenConversation::new(
+        ConsumerId::new(format!("u{i}")).expect("id"),
+        SkillId::new(format!("s{}", i as usize % SKILLS)).expect("id"),
+    )
+    .with_id(cid(i))
+}
+
+/// Opens conversations `range`, letting the engine settle every `batch`.
+async fn open_all(r: &Router, range: std::ops::Range<u64>, label: &str) {
+    let t = Instant::now();
+    let total = range.end - range.start;
+    for i in range.clone() {
+        r.open_conversation(open_req(i)).await.expect("open");
+        if (i - range.start) % 10_000 == 9_999 {
+            assert!(r.quiesce(10_000_000).await);
+        }
+        if (i - range.start) % 1_000_000 == 999_999 {
+            eprintln!(
+                "{label}: {} of {total} opened in {:.0?}, rss {} MB",
+                i - range.start + 1,
+                t.elapsed(),
+                rss_bytes() >> 20
+            );
+        }
+    }
+    assert!(r.quiesce(10_000_000).await);
+}
+
+/// The agent answers: the conversation waits for the consumer and passivates.
+async fn agent_replies(r: &Router, range: impl Iterator<Item = u64>) {
+    for (k, i) in range.enumerate() {
+        let agent = r.conversation(&cid(i)).expect("conv").agent_id.expect("assigned");
+        r.agent_message(&cid(i), &agent).await.expect("reply");
+        if k % 10_000 == 9_999 {
+            assert!(r.quiesce(10_000_000).await);
+        }
+    }
+    assert!(r.quiesce(10_000_000).await);
+}
+
+/// Heap and resident bytes per conversation for each state, 100 000 at a time.
+async fn per_state() {
+    let n = 100_000u64;
+    let per = |before: (u64, u64)| {
+        let (h, rss) = (heap(), rss_bytes());
+        (
+            (h as f64 - before.0 as f64) / n as f64,
+            (rss as f64 - before.1 as f64) / n as f64,
+        )
+    };
+    let snap = || (heap(), rss_bytes());
+
+    // Queued and actionable, no agent online: a live actor waits for an offer.
+    let r = router(0, 1, 0).await;
+    let base = snap();
+    open_all(&r, 0..n, "queued").await;
+    let (h, rss) = per(base);
+    report("heap_per_conversation_queued_actionable", h, "bytes");
+    report("rss_per_conversation_queued_actionable", rss, "bytes");
+    r.shutdown().await;
+    drop(r);
+
+    // Assigned, waiting for the agent (live actor), then for the consumer (passive),
+    // then inactive (passive, lighter on the agent).
+    let r = router(1000, 1000, 0).await;
+    let base = snap();
+    open_all(&r, 0..n, "assigned").await;
+    let (h, rss) = per(base);
+    assert_eq!(r.num_active_conversations() as u64, n);
+    report("heap_per_conversation_assigned_awaiting_agent", h, "bytes");
+    report("rss_per_conversation_assigned_awaiting_agent", rss, "bytes");
+    agent_replies(&r, 0..n).await;
+    assert_eq!(r.num_active_conversations(), 0, "all passive");
+    let (h, _) = per(base);
+    report("heap_per_conversation_awaiting_consumer", h, "bytes");
+    tokio::time::sleep(Duration::from_secs(11 * 60)).await;
+    assert!(r.quiesce(10_000_000).await);
+    let (h, _) = per(base);
+    report("heap_per_conversation_inactive", h, "bytes");
+
+    // Closed within retention: no actor, the record only.
+    for i in 0..n {
+        r.close(&cid(i), ClosedBy::Consumer, None).await.expect("close");
+        if i % 10_000 == 9_999 {
+            assert!(r.quiesce(10_000_000).await);
+        }
+    }
+    assert!(r.quiesce(10_000_000).await);
+    assert_eq!(r.num_closed_retained(), 0, "closed_retention_max = 0 keeps none");
+    let (h, _) = per(base);
+    report("heap_per_conversation_after_close_none_retained", h, "bytes");
+    r.shutdown().await;
+    drop(r);
+
+    let r = router(1000, 1000, n as usize).await;
+    let base = snap();
+    open_all(&r, 0..n, "closed").await;
+    for i in 0..n {
+        r.close(&cid(i), ClosedBy::Consumer, None).await.expect("close");
+    }
+    assert!(r.quiesce(10_000_000).await);
+    assert_eq!(r.num_closed_retained() as u64, n);
+    let (h, _) = per(base);
+    report("heap_per_conversation_closed_retained", h, "bytes");
+    r.shutdown().await;
+}
+
+/// `total` open conversations over 10 000 agents, 90% waiting for the consumer: opened
+/// in batches of 10 000, the agent answering 9 in 10 right after assignment (as agents
+/// do), so live actors never pile up beyond a batch.
+async fn open_mix(total: u64) {
+    let agents = 10_000;
+    let slots = u32::try_from(total / agents as u64 * 2).unwrap_or(u32::MAX).max(100);
+    let r = router(agents, slots, 0).await;
+    let (h0, rss0) = (heap(), rss_bytes());
+    let t = Instant::now();
+    let batch = 10_000;
+    let mut start = 0;
+    while start < total {
+        let end = (start + batch).min(total);
+        for i in start..end {
+            r.open_conversation(open_req(i)).await.expect("open");
+        }
+        assert!(r.quiesce(10_000_000).await);
+        agent_replies(&r, (start..end).filter(|i| i % 10 != 0)).await;
+        start = end;
+        if start % 1_000_000 == 0 {
+            eprintln!(
+                "open: {start} of {total} in {:.0?}, rss {} MB",
+                t.elapsed(),
+                rss_bytes() >> 20
+            );
+        }
+    }
+    let (h, rss) = (heap(), rss_bytes());
+    eprintln!("{total} open in {:.0?}", t.elapsed());
+    assert_eq!(r.num_open_conversations(), total);
+    assert_eq!(r.num_active_conversations() as u64, total / 10);
+    report("open_conversations", total as f64, "conversations");
+    report(
+        "open_mix_heap_per_conversation",
+        (h - h0) as f64 / total as f64,
+        "bytes",
+    );
+    report(
+        "open_mix_rss_per_conversation",
+        (rss - rss0) as f64 / total as f64,
+        "bytes",
+    );
+    report("open_mix_process_rss", (rss >> 20) as f64, "MB");
+    // The 10% waiting for their agent give up their actors after `passivate_after`.
+    tokio::time::sleep(Duration::from_secs(31)).await;
+    assert!(r.quiesce(10_000_000).await);
+    assert_eq!(r.num_active_conversations(), 0);
+    report(
+        "open_mix_heap_per_conversation_after_idle_passivation",
+        (heap() - h0) as f64 / total as f64,
+        "bytes",
+    );
+    r.shutdown().await;
+}
+
+fn main() {
+    let total: u64 = std::env::var("SWITCHBOARD_BENCH_OPEN")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
+    let only_open = std::env::args().any(|a| a == "--only-open");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        if !only_open {
+            per_state().await;
+        }
+        open_mix(total).await;
+    });
+}
