@@ -113,6 +113,17 @@ async fn per_state() {
     };
     let snap = || (heap(), rss_bytes());
 
+    // Online agents (a live actor each).
+    let before = snap();
+    let agents = router(2000, 60, 0).await;
+    report(
+        "heap_per_online_agent",
+        (heap() as f64 - before.0 as f64) / 2000.0,
+        "bytes",
+    );
+    agents.shutdown().await;
+    drop(agents);
+
     // Queued and actionable, no agent online: a live actor waits for an offer.
     let r = router(0, 1, 0).await;
     let base = snap();

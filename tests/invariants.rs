@@ -321,6 +321,14 @@ async fn check_consistency(r: &Router, world: &World) {
             );
         }
     }
+    // Virtual actors: at rest, only conversations with work may hold a live actor.
+    let mut with_work = 0;
+    r.visit_conversations(|c| with_work += usize::from(!c.is_quiet()));
+    let live = r.num_active_conversations();
+    assert!(
+        live <= with_work,
+        "{live} live conversation actors but only {with_work} conversations with work"
+    );
     let mut queued: HashMap<SkillId, Vec<ConversationId>> = HashMap::new();
     for id in &world.opened {
         let Ok(c) = r.conversation(id) else {

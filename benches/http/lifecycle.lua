@@ -1,6 +1,6 @@
 -- wrk script: the lifecycle mix. Each connection cycles through
 --   open (POST /v1/conversations) -> consumer message -> close by the consumer
--- with conversation ids that are never reused (wrk thread id and a counter).
+-- with conversation ids that are never reused (a run prefix, wrk thread id, a counter).
 -- The same script drives the echo floor (examples/http_echo.rs), which serves the
 -- same paths, so both runs send identical requests.
 
@@ -20,8 +20,16 @@ local LAG = 64
 local step = 0
 local t = 0
 
+-- A prefix from the command line (`wrk ... -- PREFIX`) keeps ids unique across runs
+-- against one server.
+local prefix = "w"
+
+function init(args)
+  if args[1] then prefix = args[1] end
+end
+
 local function cid(k)
-  return string.format("w%d-%d", tid, k)
+  return string.format("%s%d-%d", prefix, tid, k)
 end
 
 function request()
@@ -34,7 +42,7 @@ function request()
     body = '{"by":"consumer"}'
   else
     if step == 0 then t = t + 1 end
-    local id = step == 0 and cid(t) or string.format("w%d-x%d-%d", tid, step, t)
+    local id = step == 0 and cid(t) or string.format("%s%d-x%d-%d", prefix, tid, step, t)
     path = "/v1/conversations"
     body = string.format('{"conversation_id":"%s","consumer_id":"u%s","skill":"general"}', id, id)
   end

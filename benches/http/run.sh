@@ -17,19 +17,11 @@ CONNECTIONS=${CONNECTIONS:-64}
 AGENTS=${AGENTS:-200}
 ECHO_ADDR=127.0.0.1:18190
 SB_ADDR=127.0.0.1:18191
-LUA=benches/http/lifecycle.lua
+. benches/http/lib.sh
 
-command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
+need_wrk
 echo "== building (release)"
 cargo build --release --quiet --bin switchboard --example http_echo
-
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
-
-wait_up() { for _ in $(seq 1 100); do curl -s -o /dev/null "http://$1$2" && return 0; sleep 0.1; done; echo "server at $1 did not start" >&2; exit 1; }
-rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
-field() { awk -v k="$1" '$1 == k {print $2}' "$2"; }
 
 echo "== floor: bare actix-web JSON echo"
 target/release/examples/http_echo "$ECHO_ADDR" 2>/dev/null &
@@ -39,14 +31,8 @@ wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" -s "$LUA" "http://$ECHO_ADDR" | 
 kill "${pids[0]}"
 
 echo "== switchboard serve (embedded default config, $AGENTS agents online on general)"
-target/release/switchboard serve --listen "$SB_ADDR" 2>/dev/null &
-sb=$!
-pids+=("$sb")
-wait_up "$SB_ADDR" /healthz
-for i in $(seq 1 "$AGENTS"); do
-  curl -s -o /dev/null -X PUT "http://$SB_ADDR/v1/agents/a$i" -d '{"skills":["general"],"max_slots":1000}'
-  curl -s -o /dev/null -X POST "http://$SB_ADDR/v1/agents/a$i/status" -d '{"status":"online"}'
-done
+start_switchboard "$SB_ADDR" "$AGENTS"
+sb=$SB_PID
 rss_before=$(rss_kb "$sb")
 wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" -s "$LUA" "http://$SB_ADDR" | tee /tmp/sb-wrk-switchboard.txt
 rss_after=$(rss_kb "$sb")

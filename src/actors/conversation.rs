@@ -192,6 +192,10 @@ impl Actor for ConversationActor {
             self.renew_after_restart(&st.shared, &mut conv);
         } else if let Some(skill) = st.shared.skill(&conv.skill) {
             // An activated one: its predecessor told the peers what the state says.
+            // (Derived with the skill as it is now: a skill replaced over the API while
+            // the conversation was passive reaches its queue entry and agent weight when
+            // the conversation next changes; a live actor re-tells them at its next
+            // message.)
             st.told = Told::settled(&conv, &skill, &st.shared.policy);
         }
         self.settle(&myself, st, &current, conv, Outcome::default());

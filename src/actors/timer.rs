@@ -131,3 +131,53 @@ impl Timers {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::skill::RoutingPolicy;
+    use crate::time::Clock;
+
+    fn conv(s: &str) -> TimerTarget {
+        TimerTarget::Conversation(ConversationId::new(s).expect("id"))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_deadline_per_target_rearming_replaces_it() {
+        let shared = Shared::new(
+            Clock::starting_at(Timestamp::from_millis(0)),
+            RoutingPolicy::default(),
+            16,
+        );
+        let t = |ms| Some(Timestamp::from_millis(ms));
+        shared.arm(conv("c1"), t(10_000));
+        shared.arm(conv("c1"), t(20_000));
+        shared.arm(conv("c2"), t(5_000));
+        assert_eq!(shared.timers.len(), 2, "re-arming replaced c1's deadline");
+        assert_eq!(shared.timers.deadline(&conv("c1")), t(20_000));
+        shared.timers.disarm(&shared, conv("c2"));
+        assert_eq!(shared.timers.deadline(&conv("c2")), None);
+        // Far beyond the wheel's horizon: armed at the horizon, the real deadline kept.
+        shared.arm(conv("c3"), t(3 * 365 * 86_400_000));
+        assert_eq!(shared.timers.deadline(&conv("c3")), t(3 * 365 * 86_400_000));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_due_deadline_is_delivered_once_and_forgotten() {
+        let shared = Shared::new(
+            Clock::starting_at(Timestamp::from_millis(0)),
+            RoutingPolicy::default(),
+            16,
+        );
+        let driver = Timers::start(&shared);
+        // A conversation unknown to the directory: delivery drops the tick.
+        shared.arm(conv("c1"), Some(Timestamp::from_millis(1_000)));
+        tokio::time::sleep(std::time::Duration::from_millis(999)).await;
+        tokio::task::yield_now().await;
+        assert_eq!(shared.timers.len(), 1, "not due yet");
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        tokio::task::yield_now().await;
+        assert!(shared.timers.is_empty(), "fired and removed");
+        driver.abort();
+    }
+}

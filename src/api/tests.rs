@@ -56,6 +56,40 @@ async fn a_backlog_past_the_bound_gets_503_with_retry_after_and_no_change() {
     server.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opening_past_max_open_conversations_gets_503_until_one_closes() {
+    let text =
+        "[server]\nlisten = \"127.0.0.1:0\"\n[routing]\nmax_open_conversations = 1\n[[skills]]\nid = \"general\"\n";
+    let config = Config::from_toml(text, &BTreeMap::new()).expect("config");
+    let server = super::start(config, Clock::system()).await.expect("start");
+    let base = format!("http://{}/v1/conversations", server.addr);
+    let client = reqwest::Client::new();
+    let open = |id: &str| {
+        let body = serde_json::json!({"conversation_id": id, "consumer_id": id, "skill": "general"});
+        client.post(&base).json(&body).send()
+    };
+    assert_eq!(open("c1").await.expect("send").status(), reqwest::StatusCode::CREATED);
+    let refused = open("c2").await.expect("send");
+    assert_eq!(refused.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        refused.headers().get("Retry-After").and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+    let v: serde_json::Value = refused.json().await.expect("json");
+    assert_eq!(v["error"]["code"], "overloaded");
+    let c2 = reqwest::get(format!("{base}/c2")).await.expect("get");
+    assert_eq!(c2.status(), reqwest::StatusCode::NOT_FOUND, "nothing was created");
+    let closed = client
+        .post(format!("{base}/c1/close"))
+        .json(&serde_json::json!({"by": "consumer"}))
+        .send()
+        .await
+        .expect("close");
+    assert_eq!(closed.status(), reqwest::StatusCode::OK);
+    assert_eq!(open("c2").await.expect("send").status(), reqwest::StatusCode::CREATED);
+    server.stop().await;
+}
+
 fn event(agent: &AgentId, n: i64) -> RouterEvent {
     RouterEvent {
         at: Timestamp::from_millis(n),

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The soak: the lifecycle mix (benches/http/lifecycle.lua) at the highest rate the
+# server sustains (wrk, closed loop) for ROUNDS back-to-back rounds of ROUND each
+# against one server, printing per round the rate, p50, p99, non-2xx and the server's
+# RSS, then the RSS growth and the p99 drift over the second half.
+#
+#   benches/http/soak.sh                  # 10 rounds of 60 s: 10 minutes
+#   ROUNDS=3 ROUND=20s benches/http/soak.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+. benches/http/lib.sh
+
+ROUNDS=${ROUNDS:-10}
+ROUND=${ROUND:-60s}
+THREADS=${THREADS:-2}
+CONNECTIONS=${CONNECTIONS:-64}
+AGENTS=${AGENTS:-200}
+ADDR=127.0.0.1:18193
+need_wrk
+cargo build --release --quiet --bin switchboard
+start_switchboard "$ADDR" "$AGENTS"
+echo "round requests_per_sec p50_ms p99_ms non2xx rss_mb"
+out=$(mktemp)
+: > /tmp/sb-soak.txt
+for r in $(seq 1 "$ROUNDS"); do
+  wrk -t"$THREADS" -c"$CONNECTIONS" -d"$ROUND" -s "$LUA" "http://$ADDR" -- "r$r-" > "$out"
+  line="$r $(field requests_per_sec "$out") $(field latency_p50_ms "$out") $(field latency_p99_ms "$out") $(field errors_non2xx "$out") $(( $(rss_kb "$SB_PID") / 1024 ))"
+  echo "$line" | tee -a /tmp/sb-soak.txt
+done
+half=$(( ROUNDS / 2 ))
+awk -v h="$half" -v n="$ROUNDS" '
+  NR == h { rss0 = $6; p0 = $4 }
+  NR == n { printf "soak_rss_growth_second_half_percent %.1f\n", 100 * ($6 - rss0) / rss0;
+            printf "soak_p99_first_round_of_second_half_ms %s\nsoak_p99_last_round_ms %s\n", p0, $4 }
+  { sum += $2 } END { printf "soak_mean_requests_per_sec %.0f\n", sum / NR }' /tmp/sb-soak.txt
