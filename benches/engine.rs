@@ -8,52 +8,15 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{percentile, report};
+use common::{open_req, percentile, report, router};
 use dashmap::DashMap;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use switchboard::config::EngineConfig;
-use switchboard::domain::agent::{AgentSpec, AgentStatus};
 use switchboard::domain::conversation::ClosedBy;
 use switchboard::events::EventKind;
-use switchboard::ids::{AgentId, ConsumerId, ConversationId, SkillId};
-use switchboard::router::OpenConversation;
-use switchboard::time::{Clock, Timestamp};
 use switchboard::Router;
 use tokio::sync::oneshot;
 
-const SKILLS: usize = 10;
 const AGENTS: usize = 1000;
-
-async fn router(agents: usize, max_slots: u32) -> Router {
-    let mut config = EngineConfig::default();
-    for s in 0..SKILLS {
-        let mut skill = config.skill_defaults.clone();
-        skill.id = SkillId::new(format!("s{s}")).expect("id");
-        config.skills.push(skill);
-    }
-    let r = Router::start(config, Clock::starting_at(Timestamp::from_millis(1_800_000_000_000)))
-        .await
-        .expect("start");
-    for a in 0..agents {
-        let id = AgentId::new(format!("a{a}")).expect("id");
-        let spec = AgentSpec {
-            skills: vec![SkillId::new(format!("s{}", a % SKILLS)).expect("id")],
-            max_slots,
-            max_open: None,
-        };
-        r.put_agent(id.clone(), spec).await.expect("agent");
-        r.set_agent_status(&id, AgentStatus::Online).await.expect("online");
-    }
-    r
-}
-
-fn open_req(i: u64) -> OpenConversation {
-    OpenConversation::new(
-        ConsumerId::new(format!("u{i}")).expect("id"),
-        SkillId::new(format!("s{}", i as usize % SKILLS)).expect("id"),
-    )
-    .with_id(ConversationId::new(format!("c{i}")).expect("id"))
-}
 
 #[derive(Debug)]
 struct Echo;
@@ -204,7 +167,7 @@ fn main() {
         let round_trip = rts[2];
         report("ractor_call_round_trip_cpu", round_trip, "ns");
 
-        let r = router(AGENTS, 100).await;
+        let r = router(AGENTS, 100, |_| {}).await;
         let waiting: Arc<DashMap<String, oneshot::Sender<Instant>>> = Arc::new(DashMap::new());
         let mut events = r.subscribe();
         let w = Arc::clone(&waiting);
