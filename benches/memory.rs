@@ -69,21 +69,17 @@ async fn agent_replies(r: &Router, range: impl Iterator<Item = u64>) {
 /// Heap and resident bytes per conversation for each state, 100 000 at a time.
 async fn per_state() {
     let n = 100_000u64;
-    let per = |before: (u64, u64)| {
-        let (h, rss) = (heap(), rss_bytes());
-        (
-            (h as f64 - before.0 as f64) / n as f64,
-            (rss as f64 - before.1 as f64) / n as f64,
-        )
-    };
-    let snap = || (heap(), rss_bytes());
+    // Heap, not RSS: after the first state, memory freed by the allocator but kept
+    // from the OS would make RSS deltas meaningless.
+    let per = |before: u64| (heap() as f64 - before as f64) / n as f64;
+    let snap = heap;
 
     // Online agents (a live actor each).
     let before = snap();
     let agents = router(2000, 60, 0).await;
     report(
         "heap_per_online_agent",
-        (heap() as f64 - before.0 as f64) / 2000.0,
+        (heap() as f64 - before as f64) / 2000.0,
         "bytes",
     );
     agents.shutdown().await;
@@ -93,9 +89,7 @@ async fn per_state() {
     let r = router(0, 1, 0).await;
     let base = snap();
     open_all(&r, 0..n, "queued").await;
-    let (h, rss) = per(base);
-    report("heap_per_conversation_queued_actionable", h, "bytes");
-    report("rss_per_conversation_queued_actionable", rss, "bytes");
+    report("heap_per_conversation_queued_actionable", per(base), "bytes");
     r.shutdown().await;
     drop(r);
 
@@ -104,18 +98,14 @@ async fn per_state() {
     let r = router(1000, 1000, 0).await;
     let base = snap();
     open_all(&r, 0..n, "assigned").await;
-    let (h, rss) = per(base);
     assert_eq!(r.num_active_conversations() as u64, n);
-    report("heap_per_conversation_assigned_awaiting_agent", h, "bytes");
-    report("rss_per_conversation_assigned_awaiting_agent", rss, "bytes");
+    report("heap_per_conversation_assigned_awaiting_agent", per(base), "bytes");
     agent_replies(&r, 0..n).await;
     assert_eq!(r.num_active_conversations(), 0, "all passive");
-    let (h, _) = per(base);
-    report("heap_per_conversation_awaiting_consumer", h, "bytes");
+    report("heap_per_conversation_awaiting_consumer", per(base), "bytes");
     tokio::time::sleep(Duration::from_secs(11 * 60)).await;
     assert!(r.quiesce(10_000_000).await);
-    let (h, _) = per(base);
-    report("heap_per_conversation_inactive", h, "bytes");
+    report("heap_per_conversation_inactive", per(base), "bytes");
 
     // Closed within retention: no actor, the record only.
     for i in 0..n {
@@ -126,8 +116,7 @@ async fn per_state() {
     }
     assert!(r.quiesce(10_000_000).await);
     assert_eq!(r.num_closed_retained(), 0, "closed_retention_max = 0 keeps none");
-    let (h, _) = per(base);
-    report("heap_per_conversation_after_close_none_retained", h, "bytes");
+    report("heap_per_conversation_after_close_none_retained", per(base), "bytes");
     r.shutdown().await;
     drop(r);
 
@@ -139,8 +128,7 @@ async fn per_state() {
     }
     assert!(r.quiesce(10_000_000).await);
     assert_eq!(r.num_closed_retained() as u64, n);
-    let (h, _) = per(base);
-    report("heap_per_conversation_closed_retained", h, "bytes");
+    report("heap_per_conversation_closed_retained", per(base), "bytes");
     r.shutdown().await;
 }
 
@@ -152,6 +140,7 @@ async fn open_mix(total: u64) {
     let agents = 10_000;
     let slots = u32::try_from(total / agents as u64 * 2).unwrap_or(u32::MAX).max(100);
     let r = router(agents, slots, 0).await;
+    // RSS deltas mean something only when this runs first (`--only-open`).
     let (h0, rss0) = (heap(), rss_bytes());
     let t = Instant::now();
     let batch = 10_000;
