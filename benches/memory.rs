@@ -4,8 +4,8 @@
 //! for their agent (a live actor).
 //!
 //! `cargo bench --bench memory` (N = 1 000 000);
-//! `SWITCHBOARD_BENCH_OPEN=10000000 cargo bench --bench memory -- --only-open` for the
-//! 10 M run (RSS of the whole process is printed as it goes).
+//! `SWITCHBOARD_BENCH_OPEN=10000000 cargo bench --bench memory -- --only-open
+//! --all-answered` for the 10 M run (RSS of the whole process is printed as it goes).
 
 mod common;
 
@@ -136,7 +136,10 @@ async fn per_state() {
 /// in batches of 10 000, the agent answering 9 in 10 right after assignment (as agents
 /// do), with 31 s of virtual time every 100 000 so that live actors never pile up
 /// beyond 10 000.
-async fn open_mix(total: u64) {
+///
+/// With `all_answered` every conversation waits for the consumer (no actor at all) and
+/// no virtual time passes: the quick way to open 10 M (`--all-answered`).
+async fn open_mix(total: u64, all_answered: bool) {
     let agents = 10_000;
     let slots = u32::try_from(total / agents as u64 * 2).unwrap_or(u32::MAX).max(100);
     let r = router(agents, slots, 0).await;
@@ -151,12 +154,12 @@ async fn open_mix(total: u64) {
             r.open_conversation(open_req(i)).await.expect("open");
         }
         assert!(r.quiesce(10_000_000).await);
-        agent_replies(&r, (start..end).filter(|i| i % 10 != 0)).await;
+        agent_replies(&r, (start..end).filter(|i| all_answered || i % 10 != 0)).await;
         start = end;
         // Time passes as conversations arrive: every 100 000, let `passivate_after`
         // go by so the 10% still waiting for their agent give up their actors (and
         // whatever deadlines come due meanwhile fire).
-        if start % 100_000 == 0 && start < total {
+        if !all_answered && start % 100_000 == 0 && start < total {
             tokio::time::sleep(Duration::from_secs(31)).await;
             assert!(r.quiesce(10_000_000).await);
         }
@@ -201,6 +204,7 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(1_000_000);
     let only_open = std::env::args().any(|a| a == "--only-open");
+    let all_answered = std::env::args().any(|a| a == "--all-answered");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)
@@ -210,6 +214,6 @@ fn main() {
         if !only_open {
             per_state().await;
         }
-        open_mix(total).await;
+        open_mix(total, all_answered).await;
     });
 }
