@@ -5,6 +5,7 @@
 //! Every field has a default; `docs/config.md` lists them. The same [`SkillSpec`] shape
 //! is the body of `PUT /v1/skills/{id}`.
 
+use crate::store::{Durability, StoreConfig};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -52,6 +53,20 @@ pub struct ConfigFile {
     pub skills: Vec<NamedSkill>,
     #[serde(default)]
     pub agents: Vec<NamedAgent>,
+    #[serde(default)]
+    pub store: StoreSection,
+}
+
+/// `[store]`: where the router's state is recorded (see `docs/config.md`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSection {
+    /// `sqlite://PATH` or `postgres://USER@HOST:PORT/DB`. `serve` defaults it to
+    /// `sqlite://DATA_DIR/switchboard.db`.
+    pub url: Option<String>,
+    /// `commit` (default) or `relaxed`.
+    pub durability: Option<String>,
+    pub max_batch: Option<usize>,
 }
 
 /// `[server]`: where and how the HTTP API listens.
@@ -224,6 +239,8 @@ pub struct ServerConfig {
 pub struct Config {
     pub server: ServerConfig,
     pub engine: EngineConfig,
+    /// No url: in memory only.
+    pub store: StoreConfig,
 }
 
 impl Config {
@@ -583,8 +600,10 @@ impl ConfigFile {
         if server.max_in_flight < 1 {
             return Err(ConfigError::new("server.max_in_flight", "must be at least 1"));
         }
+        let store = self.store.validate()?;
         Ok(Config {
             server,
+            store,
             engine: EngineConfig {
                 routing,
                 skill_defaults,
@@ -592,6 +611,40 @@ impl ConfigFile {
                 agents,
                 event_capacity: 65_536,
             },
+        })
+    }
+}
+
+impl StoreSection {
+    pub fn validate(&self) -> Result<StoreConfig, ConfigError> {
+        let d = StoreConfig::default();
+        let durability = match self.durability.as_deref() {
+            None | Some("commit") => Durability::Commit,
+            Some("relaxed") => Durability::Relaxed,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "store.durability",
+                    format!("{other:?} is not \"commit\" or \"relaxed\""),
+                ))
+            }
+        };
+        if let Some(url) = &self.url {
+            let known = ["sqlite://", "postgres://", "postgresql://"];
+            if !known.iter().any(|p| url.starts_with(p)) || known.contains(&url.as_str()) {
+                return Err(ConfigError::new(
+                    "store.url",
+                    format!("{url:?} is not sqlite://PATH or postgres://USER@HOST/DB"),
+                ));
+            }
+        }
+        let max_batch = self.max_batch.unwrap_or(d.max_batch);
+        if max_batch == 0 {
+            return Err(ConfigError::new("store.max_batch", "must be at least 1"));
+        }
+        Ok(StoreConfig {
+            url: self.url.clone(),
+            durability,
+            max_batch,
         })
     }
 }

@@ -29,6 +29,7 @@ pub mod metrics;
 pub mod progress;
 pub mod router;
 pub mod sim;
+pub mod store;
 pub mod time;
 
 pub use error::RouterError;

@@ -29,6 +29,13 @@ enum Command {
         /// Overrides `server.listen`, e.g. 0.0.0.0:8080.
         #[arg(long)]
         listen: Option<String>,
+        /// Where the embedded store keeps its file (created if missing), unless
+        /// `[store] url` names another store.
+        #[arg(long, default_value = "./switchboard-data")]
+        data_dir: PathBuf,
+        /// Keep the state in memory only: a restart loses it.
+        #[arg(long, conflicts_with = "data_dir")]
+        ephemeral: bool,
     },
     /// Run a scenario on virtual time against the real engine (see docs/simulation.md).
     Simulate {
@@ -92,10 +99,20 @@ fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { config, listen } => {
+        Command::Serve {
+            config,
+            listen,
+            data_dir,
+            ephemeral,
+        } => {
             let mut config = load_config(config.as_ref())?;
             if let Some(listen) = listen {
                 config.server.listen = listen;
+            }
+            if ephemeral {
+                config.store.url = None;
+            } else if config.store.url.is_none() {
+                config.store.url = Some(format!("sqlite://{}", data_dir.join("switchboard.db").display()));
             }
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             runtime.block_on(serve(config))

@@ -62,6 +62,8 @@ pub struct Metrics {
     pub closed_retained: IntGauge,
     pub timer_deadlines: IntGauge,
     pub scrape_seconds: Gauge,
+    // Store.
+    pub recovery_seconds: Gauge,
     // HTTP.
     pub http_requests: IntCounterVec,
     pub http_latency: HistogramVec,
@@ -121,6 +123,14 @@ impl Default for Metrics {
 impl Metrics {
     /// Builds and registers every series. The names are fixed, so registration cannot
     /// fail unless this function registers a name twice (a bug caught by the tests).
+    /// Adds the store's series (commit latency, batch sizes, errors, rows written).
+    pub fn register_store(&self, store: &crate::store::StoreMetrics) {
+        register(&self.registry, store.commit_seconds.clone());
+        register(&self.registry, store.batch_rows.clone());
+        register(&self.registry, store.errors.clone());
+        register(&self.registry, store.rows_written.clone());
+    }
+
     pub fn new() -> Self {
         let r = Registry::new();
         Metrics {
@@ -273,6 +283,14 @@ impl Metrics {
                 Gauge::new(
                     "switchboard_metrics_scrape_seconds",
                     "Time the last scrape spent scanning the engine.",
+                )
+                .unwrap_or_else(|e| panic!("{e}")),
+            ),
+            recovery_seconds: register(
+                &r,
+                Gauge::new(
+                    "switchboard_store_recovery_seconds",
+                    "Time the last start spent reading the store back and rebuilding the engine (0 without a store).",
                 )
                 .unwrap_or_else(|e| panic!("{e}")),
             ),
@@ -477,12 +495,7 @@ fn sla_str(kind: crate::domain::sla::SlaKind) -> &'static str {
 }
 
 fn state_str(s: State) -> &'static str {
-    match s {
-        State::Queued => "queued",
-        State::Offered => "offered",
-        State::Assigned => "assigned",
-        State::Closed => "closed",
-    }
+    s.as_str()
 }
 
 fn activity_str(a: Activity) -> &'static str {

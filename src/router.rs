@@ -11,19 +11,20 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use crate::actors::agent::{AgentMsg, AgentReply};
-use crate::actors::conversation::{ConvCommand, ConvMsg, ConvReply};
+use crate::actors::conversation::{announce_recovered, ConvCommand, ConvMsg, ConvReply};
 use crate::actors::shared::{ConversationHandle, Envelope, Handle, QueueRef, Shared};
 use crate::actors::skill_queue::QueueMsg;
 use crate::actors::supervisor::{Supervisor, SupervisorMsg};
-use crate::actors::timer::Timers;
+use crate::actors::timer::{TimerTarget, Timers};
 use crate::config::{EngineConfig, SkillSpec};
-use crate::domain::agent::{Agent, AgentSpec, AgentStatus};
+use crate::domain::agent::{Agent, AgentSpec, AgentStatus, Held};
 use crate::domain::conversation::{ClosedBy, Conversation, OpenRequest, State};
 use crate::domain::queue::{QueueFigures, QueueRow};
 use crate::domain::skill::{RoutingPolicy, Skill};
 use crate::error::RouterError;
 use crate::events::RouterEvent;
 use crate::ids::{AgentId, ConsumerId, ConversationId, SkillId};
+use crate::store::{Change, Snapshot, Store};
 use crate::time::Clock;
 
 /// The consumer's first message (the body of `POST /v1/conversations`).
@@ -74,6 +75,19 @@ pub struct QueueSnapshot {
     pub health: QueueHealth,
 }
 
+/// What [`Router::recover`] read back.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Recovered {
+    pub skills: usize,
+    pub agents: usize,
+    pub open: usize,
+    pub closed: usize,
+    /// Closed conversations past retention, deleted from the store.
+    pub expired: usize,
+    /// Offers pending at the crash: void, their conversations queued again.
+    pub offers_voided: usize,
+}
+
 /// An actor to make panic (tests of supervision only).
 #[cfg(any(test, feature = "fault-injection"))]
 #[derive(Clone, Debug)]
@@ -96,8 +110,17 @@ pub struct Router {
 }
 
 impl Router {
-    /// Starts the supervisors and the configured skills and agents.
+    /// Starts the supervisors and the configured skills and agents (no store: the
+    /// simulator, the engine tests, `serve --ephemeral`).
     pub async fn start(config: EngineConfig, clock: Clock) -> Result<Router, RouterError> {
+        let router = Router::boot(&config, clock).await?;
+        router.install_config(config).await?;
+        Ok(router)
+    }
+
+    /// Starts the supervisors, with no skill, agent or conversation yet: then
+    /// [`Router::recover`] (with a store) and [`Router::install_config`].
+    pub async fn boot(config: &EngineConfig, clock: Clock) -> Result<Router, RouterError> {
         let shared = Shared::new(clock, config.routing.clone(), config.event_capacity);
         let spawn = |shared: Arc<Shared>| async move {
             Actor::spawn(None, Supervisor, shared)
@@ -107,22 +130,126 @@ impl Router {
         };
         let conversations = spawn(Arc::clone(&shared)).await?;
         let _ = shared.activator.set(conversations.clone());
-        let router = Router {
+        Ok(Router {
             timers: Arc::new(Timers::start(&shared)),
             conversations,
             agents: spawn(Arc::clone(&shared)).await?,
             queues: spawn(Arc::clone(&shared)).await?,
-            skill_defaults: Arc::new(config.skill_defaults),
+            skill_defaults: Arc::new(config.skill_defaults.clone()),
             shared,
-        };
+        })
+    }
+
+    /// Applies the configured skills and agents over what the store held: a skill of
+    /// the config replaces the stored one; an agent of the config is reconfigured, and
+    /// takes the config's status only if it is new (a restart does not reset the
+    /// status agents set over the API).
+    pub async fn install_config(&self, config: EngineConfig) -> Result<(), RouterError> {
         for skill in config.skills {
-            router.install_skill(skill).await?;
+            self.install_skill(skill).await?;
         }
         for (id, spec, status) in config.agents {
-            router.put_agent(id.clone(), spec).await?;
-            router.set_agent_status(&id, status).await?;
+            let known = self.shared.agents.contains_key(&id);
+            self.put_agent(id.clone(), spec).await?;
+            if !known {
+                self.set_agent_status(&id, status).await?;
+            }
         }
-        Ok(router)
+        Ok(())
+    }
+
+    /// Rebuilds the engine from the store's records, and records every change from
+    /// now on. Skills and their queues first, then the consumers, the conversations
+    /// (passive: each tells its queues its entry, its deadline is armed; a deadline
+    /// that passed while the node was down fires at once, and once; an offer pending
+    /// at the crash is void, the conversation queued again), then the agents, holding
+    /// what the conversations say they hold. Closed conversations past retention are
+    /// deleted.
+    pub async fn recover(&self, store: Arc<Store>, snapshot: Snapshot) -> Result<Recovered, RouterError> {
+        let shared = &self.shared;
+        let _ = shared.store.set(Arc::clone(&store));
+        let _ = shared.consumers.store.set(Arc::clone(&store));
+        let now = shared.now();
+        let mut recovered = Recovered::default();
+        for skill in snapshot.skills {
+            shared.skills.insert(skill.id.clone(), Arc::new(skill));
+            recovered.skills += 1;
+        }
+        let skill_ids: Vec<SkillId> = shared.skills.iter().map(|s| s.key().clone()).collect();
+        for id in skill_ids {
+            self.call_supervisor(&self.queues, |reply| SupervisorMsg::SpawnQueue(id, reply))
+                .await?;
+        }
+        for (id, record) in snapshot.consumers {
+            shared.consumers.restore(id, record);
+        }
+        let mut held: HashMap<AgentId, BTreeMap<ConversationId, Held>> = HashMap::new();
+        let mut closed = Vec::new();
+        let mut max_seq = 0;
+        for mut conv in snapshot.conversations {
+            max_seq = max_seq.max(conv.seq);
+            if let Some(closure) = conv.closed {
+                if now >= closure.at.plus(shared.policy.closed_retention) {
+                    shared.persist(Change::ForgetConversation(conv.id.clone()));
+                    recovered.expired += 1;
+                } else {
+                    closed.push((conv.id.clone(), closure.at));
+                    shared.conversations.insert(conv.id.clone(), Handle::passive(conv));
+                }
+                continue;
+            }
+            shared.restore_open();
+            recovered.open += 1;
+            if let Some(skill) = shared.skill(&conv.skill) {
+                if conv.state == State::Offered {
+                    conv.renew_queue_entry();
+                    shared.persist(Change::Conversation(Box::new(conv.clone())));
+                    recovered.offers_voided += 1;
+                }
+                if let (State::Assigned, Some(agent)) = (conv.state, &conv.agent_id) {
+                    held.entry(agent.clone()).or_default().insert(
+                        conv.id.clone(),
+                        Held {
+                            skill: conv.skill.clone(),
+                            weight: conv.weight(&skill),
+                            activity: conv.activity,
+                            assigned_at: now,
+                        },
+                    );
+                }
+                announce_recovered(shared, &conv, &skill);
+                let has_fallback = skill
+                    .fallback_skill
+                    .as_ref()
+                    .is_some_and(|f| shared.skills.contains_key(f));
+                let next = conv.next_deadline(now, &skill, has_fallback, &shared.policy);
+                shared.arm(TimerTarget::Conversation(conv.id.clone()), next);
+            } else {
+                tracing::error!(conversation = %conv.id, skill = %conv.skill, "recovered conversation on an unknown skill");
+            }
+            shared.conversations.insert(conv.id.clone(), Handle::passive(conv));
+        }
+        recovered.closed = closed.len();
+        shared.restore_closed(closed);
+        shared.restore_seq(max_seq);
+        for mut agent in snapshot.agents {
+            agent.conversations = held.remove(&agent.id).unwrap_or_default();
+            agent.reservations.clear();
+            recovered.agents += 1;
+            let id = agent.id.clone();
+            let handle = Handle::spawning(agent);
+            shared.agents.insert(id, Arc::clone(&handle));
+            self.call_supervisor(&self.agents, |reply| SupervisorMsg::SpawnAgent(handle, reply))
+                .await?;
+        }
+        // Conversations assigned to an agent the store does not know: back to the queue.
+        for (agent, conversations) in held {
+            for id in conversations.into_keys() {
+                tracing::warn!(conversation = %id, agent = %agent, "recovered conversation held by an unknown agent: queued again");
+                shared.tell_conversation(&id, ConvMsg::Unassign { agent: agent.clone() });
+            }
+        }
+        Ok(recovered)
     }
 
     pub fn clock(&self) -> &Clock {
@@ -216,6 +343,7 @@ impl Router {
     pub async fn install_skill(&self, skill: Skill) -> Result<Arc<Skill>, RouterError> {
         let id = skill.id.clone();
         let skill = Arc::new(skill);
+        self.shared.persist_committed(Change::Skill(Arc::clone(&skill))).await;
         self.shared.skills.insert(id.clone(), Arc::clone(&skill));
         if self.shared.queue(&id).is_none() {
             self.call_supervisor(&self.queues, |reply| SupervisorMsg::SpawnQueue(id, reply))
@@ -246,13 +374,16 @@ impl Router {
                 .call(&actor, |reply: AgentReply| AgentMsg::Configure(spec, reply))
                 .await?;
         }
-        let handle = Handle::spawning(Agent::new(id.clone(), spec, self.shared.now(), &self.shared.policy));
+        let agent = Agent::new(id.clone(), spec, self.shared.now(), &self.shared.policy);
+        let handle = Handle::spawning(agent.clone());
         match self.shared.agents.entry(id.clone()) {
             dashmap::Entry::Occupied(_) => return Err(RouterError::Conflict(format!("agent {id} is being created"))),
             dashmap::Entry::Vacant(v) => {
                 v.insert(Arc::clone(&handle));
             }
         }
+        // Recorded before its actor runs: anything the actor records comes after.
+        self.shared.persist_committed(Change::Agent(Box::new(agent))).await;
         if let Err(e) = self
             .call_supervisor(&self.agents, |reply| {
                 SupervisorMsg::SpawnAgent(Arc::clone(&handle), reply)
@@ -632,7 +763,16 @@ impl Router {
     }
 
     /// Stops every actor and the timer service.
+    /// False while the store's last commit failed (none: always true).
+    pub fn store_healthy(&self) -> bool {
+        self.shared.store.get().is_none_or(|s| s.is_healthy())
+    }
+
     pub async fn shutdown(&self) {
+        if let Some(store) = self.shared.store.get() {
+            // Relaxed writes not committed yet reach the store before the process ends.
+            store.flush().await;
+        }
         self.timers.abort();
         for sup in [&self.conversations, &self.agents, &self.queues] {
             sup.stop(None);

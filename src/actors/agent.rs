@@ -25,6 +25,7 @@ use crate::domain::queue::{AgentRoom, Declined};
 use crate::error::RouterError;
 use crate::events::EventKind;
 use crate::ids::{ConversationId, SkillId};
+use crate::store::Change;
 
 pub type AgentReply = RpcReplyPort<Result<Agent, RouterError>>;
 
@@ -147,13 +148,16 @@ impl Actor for AgentActor {
         let mut agent = st.handle.snapshot();
         let id = agent.id.clone();
         match msg {
+            // Durable before answered or announced.
             AgentMsg::Configure(spec, reply) => {
                 agent.reconfigure(spec, policy);
+                shared.persist_committed(Change::Agent(Box::new(agent.clone()))).await;
                 let _ = reply.send(Ok(agent.clone()));
             }
             AgentMsg::SetStatus(status, reply) => {
                 if status != agent.status {
                     agent.set_status(status, now, policy);
+                    shared.persist_committed(Change::Agent(Box::new(agent.clone()))).await;
                     shared.event(now, EventKind::AgentStatusChanged { status }, None, Some(&id), None);
                 }
                 let _ = reply.send(Ok(agent.clone()));

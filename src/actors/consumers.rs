@@ -8,12 +8,13 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use dashmap::DashMap;
 
 use crate::domain::consumer::ConsumerRecord;
 use crate::ids::ConsumerId;
+use crate::store::{Change, Store};
 
 #[derive(Debug)]
 pub struct Consumers {
@@ -21,6 +22,9 @@ pub struct Consumers {
     order: Mutex<VecDeque<(ConsumerId, u64)>>,
     touches: AtomicU64,
     max: usize,
+    /// Where each write is recorded, when the node has a store: a forgotten consumer
+    /// is deleted from it too, so the store is bounded like the map.
+    pub(crate) store: OnceLock<Arc<Store>>,
 }
 
 impl Consumers {
@@ -30,6 +34,7 @@ impl Consumers {
             order: Mutex::new(VecDeque::new()),
             touches: AtomicU64::new(0),
             max,
+            store: OnceLock::new(),
         }
     }
 
@@ -54,8 +59,17 @@ impl Consumers {
         self.write(id, |_| {});
     }
 
+    /// A record read back from the store at start (not written again).
+    pub fn restore(&self, id: ConsumerId, record: ConsumerRecord) {
+        self.insert(&id, |r| *r = record, false);
+    }
+
     /// Changes (or creates) the consumer's record and makes it the newest.
     pub fn write(&self, id: &ConsumerId, change: impl FnOnce(&mut ConsumerRecord)) {
+        self.insert(id, change, true);
+    }
+
+    fn insert(&self, id: &ConsumerId, change: impl FnOnce(&mut ConsumerRecord), persist: bool) {
         if self.max == 0 {
             return;
         }
@@ -64,6 +78,9 @@ impl Consumers {
             let mut entry = self.records.entry(id.clone()).or_default();
             change(&mut entry.0);
             entry.1 = touch;
+            if let (true, Some(store)) = (persist, self.store.get()) {
+                store.write(Change::Consumer(id.clone(), entry.0.clone()));
+            }
         }
         let evicted: Vec<(ConsumerId, u64)> = {
             let mut order = self.order();
@@ -72,7 +89,10 @@ impl Consumers {
             order.drain(..excess).collect()
         };
         for (id, touch) in evicted {
-            self.records.remove_if(&id, |_, (_, latest)| *latest == touch);
+            let removed = self.records.remove_if(&id, |_, (_, latest)| *latest == touch);
+            if let (Some(_), Some(store)) = (removed, self.store.get()) {
+                store.write(Change::ForgetConsumer(id));
+            }
         }
     }
 }

@@ -32,6 +32,7 @@ use crate::domain::skill::{RoutingPolicy, Skill};
 use crate::error::RouterError;
 use crate::events::EventKind;
 use crate::ids::{AgentId, SkillId};
+use crate::store::Change;
 use crate::time::Timestamp;
 
 pub type ConvReply = RpcReplyPort<Result<Conversation, RouterError>>;
@@ -128,6 +129,20 @@ impl Told {
     }
 }
 
+/// A conversation read back from the store at start, passive: tells the (new) skill
+/// queues the entries its actor would have told them, so that an actor activated later
+/// derives exactly what its peers know ([`Told::settled`]).
+pub(crate) fn announce_recovered(shared: &Shared, conv: &Conversation, skill: &Skill) {
+    for (queue, entry) in Told::settled(conv, skill, &shared.policy).queues {
+        shared.tell_queue(&queue, QueueMsg::Upsert(entry));
+    }
+}
+
+/// The conversation went to an agent (a new one, or its first).
+fn newly_assigned(before: &Conversation, conv: &Conversation) -> bool {
+    conv.state == State::Assigned && (before.state != State::Assigned || before.agent_id != conv.agent_id)
+}
+
 /// The agent holding the conversation, with its weight and activity.
 fn holder(conv: &Conversation, skill: &Skill) -> Option<(AgentId, Weight, Activity)> {
     match (&conv.state, &conv.agent_id) {
@@ -160,6 +175,8 @@ struct Outcome {
     /// The agent withdrew its own offer: it has dropped the reservation already, and a
     /// void sent now could reach a newer offer made for the same epoch.
     withdrawn_by: Option<AgentId>,
+    /// The conversation was just opened: its first state goes to the store.
+    created: bool,
 }
 
 impl Actor for ConversationActor {
@@ -198,7 +215,7 @@ impl Actor for ConversationActor {
             // message.)
             st.told = Told::settled(&conv, &skill, &st.shared.policy);
         }
-        self.settle(&myself, st, &current, conv, Outcome::default());
+        self.settle(&myself, st, &current, conv, Outcome::default()).await;
         Ok(())
     }
 
@@ -238,6 +255,7 @@ impl Actor for ConversationActor {
                     Some(&conv.skill),
                 );
                 shared.consumers.opened(&conv.consumer_id);
+                out.created = true;
                 out.reply = Some((reply, Ok(())));
             }
             ConvMsg::Command(cmd, reply) => {
@@ -284,7 +302,7 @@ impl Actor for ConversationActor {
             #[cfg(any(test, feature = "fault-injection"))]
             ConvMsg::Panic => panic!("injected fault in conversation {}", conv.id),
         }
-        self.settle(&myself, st, &before, conv, out);
+        self.settle(&myself, st, &before, conv, out).await;
         Ok(())
     }
 }
@@ -361,9 +379,11 @@ impl ConversationActor {
         out.transferred_from = Some((from, to_agent));
     }
 
-    /// Applies due timers, commits, tells peers what changed, publishes events,
-    /// answers the caller, re-arms the deadline, and passivates a quiet conversation.
-    fn settle(
+    /// Applies due timers, commits (to the store too, and waits for it with commit
+    /// durability: what the engine decided is durable before anyone hears of it), tells
+    /// peers what changed, publishes events, answers the caller, re-arms the deadline,
+    /// and passivates a quiet conversation.
+    async fn settle(
         &self,
         myself: &ConvRef,
         st: &mut ConvState,
@@ -380,6 +400,17 @@ impl ConversationActor {
             .is_some_and(|f| shared.skills.contains_key(f));
         conv.tick(now, &skill, has_fallback, &shared.policy);
         st.handle.commit(conv.clone());
+        if let (Some(agent), true) = (&conv.agent_id, newly_assigned(before, &conv)) {
+            // The consumer comes back to this agent (written before the conversation,
+            // so the conversation's commit covers it).
+            shared
+                .consumers
+                .write(&conv.consumer_id, |r| r.last_agent = Some((agent.clone(), now)));
+        }
+        if out.created || conv != *before {
+            let n = shared.persist(Change::Conversation(Box::new(conv.clone())));
+            shared.persisted(n).await;
+        }
 
         self.tell_peers(&shared, st, before, &conv, &skill, &out);
         self.publish(&shared, before, &conv, now, &out);
@@ -524,14 +555,9 @@ impl ConversationActor {
         if let Some((agent, reason)) = &out.unassigned {
             event(EventKind::Unassigned { reason: *reason }, Some(agent));
         }
-        if conv.state == State::Assigned && (before.state != State::Assigned || before.agent_id != conv.agent_id) {
+        if newly_assigned(before, conv) {
             let waited = before.queued_at.map_or(0, |q| now.since(q).as_millis() as u64);
             event(EventKind::Assigned { waited_ms: waited }, agent);
-            if let Some(a) = agent {
-                shared
-                    .consumers
-                    .write(&conv.consumer_id, |r| r.last_agent = Some((a.clone(), now)));
-            }
         }
         if before.first_response_at.is_none() {
             if let Some(t) = conv.first_response_at {

@@ -32,6 +32,7 @@ use crate::domain::conversation::Conversation;
 use crate::domain::skill::{RoutingPolicy, Skill};
 use crate::events::{EventKind, RouterEvent};
 use crate::ids::{AgentId, ConversationId, SkillId};
+use crate::store::{Change, Store};
 use crate::time::{Clock, Timestamp};
 
 /// Where a handle's messages go.
@@ -198,6 +199,8 @@ pub struct Shared {
     pub queues: DashMap<SkillId, QueueRef>,
     pub consumers: Consumers,
     pub timers: Arc<Timers>,
+    /// The durable record, when the node has one (set before any actor starts).
+    pub store: OnceLock<Arc<Store>>,
     /// Starts the actors of passive conversations (set once the supervisor runs).
     pub(crate) activator: OnceLock<ActorRef<Envelope<SupervisorMsg>>>,
     /// Closed conversations still readable, oldest first: bounded in age
@@ -244,6 +247,7 @@ impl Shared {
             queues: DashMap::new(),
             consumers,
             timers: Arc::new(Timers::default()),
+            store: OnceLock::new(),
             activator: OnceLock::new(),
             closed: Mutex::new(VecDeque::new()),
             open: AtomicU64::new(0),
@@ -258,6 +262,25 @@ impl Shared {
 
     pub fn now(&self) -> Timestamp {
         self.clock.now()
+    }
+
+    /// Queues a change for the store (none without a store); see [`Shared::persisted`].
+    pub fn persist(&self, change: Change) -> Option<u64> {
+        self.store.get().map(|s| s.write(change))
+    }
+
+    /// Waits until the change numbered `n` is durable, as the store's durability says
+    /// (at once in relaxed mode or without a store).
+    pub async fn persisted(&self, n: Option<u64>) {
+        if let (Some(store), Some(n)) = (self.store.get(), n) {
+            store.committed(n).await;
+        }
+    }
+
+    /// Queues a change and waits until it is durable.
+    pub async fn persist_committed(&self, change: Change) {
+        let n = self.persist(change);
+        self.persisted(n).await;
     }
 
     pub fn next_seq(&self) -> u64 {
@@ -426,6 +449,33 @@ impl Shared {
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
     }
 
+    /// An open conversation read back from the store (counted whatever the bound).
+    pub(crate) fn restore_open(&self) {
+        self.open.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Closed conversations read back from the store, still within retention.
+    pub(crate) fn restore_closed(&self, mut closed: Vec<(ConversationId, Timestamp)>) {
+        closed.sort_by_key(|(_, at)| *at);
+        let mut evicted = Vec::new();
+        {
+            let mut list = self.closed_list();
+            list.extend(closed);
+            while list.len() > self.policy.closed_retention_max {
+                evicted.extend(list.pop_front());
+            }
+        }
+        for (id, at) in evicted {
+            self.forget_closed(&id, at);
+        }
+        self.arm_sweep();
+    }
+
+    /// Sequence numbers go on after the highest one recovered.
+    pub(crate) fn restore_seq(&self, max: u64) {
+        self.seq.fetch_max(max, Ordering::AcqRel);
+    }
+
     /// Conversations that are not closed.
     pub fn num_open(&self) -> u64 {
         self.open.load(Ordering::Acquire)
@@ -491,6 +541,7 @@ impl Shared {
             .remove_if(id, |_, h| h.lock().closed.is_some_and(|c| c.at == at));
         if removed.is_some() {
             self.timers.disarm(self, TimerTarget::Conversation(id.clone()));
+            self.persist(Change::ForgetConversation(id.clone()));
         }
     }
 }

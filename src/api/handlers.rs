@@ -44,10 +44,14 @@ pub async fn healthz() -> impl Responder {
 }
 
 pub async fn readyz(state: Data<AppState>) -> Result<HttpResponse> {
-    if state.is_ready() {
-        Ok(HttpResponse::Ok().json(serde_json::json!({"status": "ready"})))
+    if !state.is_ready() {
+        Err(ApiError::Unavailable("not ready: starting".into()))
+    } else if !state.router.store_healthy() {
+        Err(ApiError::Unavailable(
+            "not ready: the store is failing to commit".into(),
+        ))
     } else {
-        Err(ApiError::Unavailable("not ready".into()))
+        Ok(HttpResponse::Ok().json(serde_json::json!({"status": "ready"})))
     }
 }
 

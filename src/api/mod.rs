@@ -28,6 +28,7 @@ use crate::api::error::ApiError;
 use crate::api::sse::EventStreams;
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::store::Store;
 use crate::time::Clock;
 use crate::Router;
 
@@ -79,6 +80,11 @@ async fn guard_v1(
             .and_then(|v| v.parse::<usize>().ok());
         if declared.is_some_and(|n| n > state.max_body_bytes) {
             return Err(ApiError::PayloadTooLarge(state.max_body_bytes).into());
+        }
+        if !state.is_ready() {
+            return Err(
+                ApiError::Unavailable("the router is starting (reading its store back); retry later".into()).into(),
+            );
         }
         if req.method() != Method::GET && state.router.in_flight() > state.max_in_flight {
             state.metrics.rejected_overload.inc();
@@ -179,11 +185,13 @@ impl RunningServer {
     }
 }
 
-/// Starts the engine and the HTTP server on `config.server.listen` (port 0 picks one).
-/// Must be called inside a tokio runtime: the engine's actors run there.
+/// Starts the engine and the HTTP server on `config.server.listen` (port 0 picks one),
+/// then reads the store back (with one configured): meanwhile `/healthz` answers,
+/// `/readyz` and `/v1` answer 503. Returns once the router is ready. Must be called
+/// inside a tokio runtime: the engine's actors run there.
 pub async fn start(config: Config, clock: Clock) -> anyhow::Result<RunningServer> {
     let server_cfg = config.server.clone();
-    let router = Router::start(config.engine, clock)
+    let router = Router::boot(&config.engine, clock)
         .await
         .context("starting the routing engine")?;
     let metrics = Arc::new(Metrics::new());
@@ -193,7 +201,7 @@ pub async fn start(config: Config, clock: Clock) -> anyhow::Result<RunningServer
     streams.spawn_fanout(&router);
     let state = Data::new(AppState {
         router: router.clone(),
-        metrics,
+        metrics: Arc::clone(&metrics),
         streams,
         api_token: server_cfg.api_token.clone(),
         max_in_flight: server_cfg.max_in_flight,
@@ -223,16 +231,66 @@ pub async fn start(config: Config, clock: Clock) -> anyhow::Result<RunningServer
     let server = server.run();
     let handle = server.handle();
     let join = tokio::spawn(server);
-    state.ready.store(true, Ordering::Release);
-    tracing::info!(%addr, "switchboard listening");
-    Ok(RunningServer {
+    let running = RunningServer {
         addr,
         router,
         state,
         handle,
         shutdown: shutdown_tx,
         server: join,
-    })
+    };
+    tracing::info!(%addr, "switchboard listening; not ready until the engine is set up");
+    match set_up(&running, config, &metrics).await {
+        Ok(()) => {
+            running.state.ready.store(true, Ordering::Release);
+            tracing::info!(%addr, "ready");
+            Ok(running)
+        }
+        Err(e) => {
+            running.stop().await;
+            Err(e)
+        }
+    }
+}
+
+/// Reads the store back (when there is one), then applies the config's skills and agents.
+async fn set_up(running: &RunningServer, config: Config, metrics: &Metrics) -> anyhow::Result<()> {
+    let router = &running.router;
+    if let Some(url) = config.store.url.clone() {
+        let started = Instant::now();
+        let store_config = config.store.clone();
+        let (store, snapshot) = tokio::task::spawn_blocking(move || Store::open(&store_config))
+            .await
+            .context("reading the store")??;
+        metrics.register_store(&store.metrics);
+        let read = started.elapsed();
+        let recovered = router
+            .recover(store, snapshot)
+            .await
+            .context("recovering the engine from the store")?;
+        let took = started.elapsed();
+        metrics.recovery_seconds.set(took.as_secs_f64());
+        tracing::info!(
+            store = %crate::store::redact_url(&url),
+            durability = ?config.store.durability,
+            skills = recovered.skills,
+            agents = recovered.agents,
+            open = recovered.open,
+            closed = recovered.closed,
+            expired = recovered.expired,
+            offers_voided = recovered.offers_voided,
+            read_ms = read.as_millis() as u64,
+            total_ms = took.as_millis() as u64,
+            "state recovered from the store"
+        );
+    } else {
+        tracing::info!("no store: state is in memory only and a restart loses it");
+    }
+    router
+        .install_config(config.engine)
+        .await
+        .context("installing the configured skills and agents")?;
+    Ok(())
 }
 
 #[cfg(test)]

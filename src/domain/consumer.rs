@@ -4,11 +4,13 @@
 
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 use crate::ids::AgentId;
 use crate::time::Timestamp;
 
 /// The last agent who served a consumer.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConsumerRecord {
     pub last_agent: Option<(AgentId, Timestamp)>,
 }

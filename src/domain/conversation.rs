@@ -35,6 +35,18 @@ pub enum State {
     Closed,
 }
 
+impl State {
+    /// The snake_case name (as serialized), for store columns and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Queued => "queued",
+            State::Offered => "offered",
+            State::Assigned => "assigned",
+            State::Closed => "closed",
+        }
+    }
+}
+
 /// Who owes the next message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -1,0 +1,149 @@
+//! The embedded backend: one SQLite file in WAL mode (readers never block the writer).
+//! `synchronous = FULL` with commit durability (each group commit reaches the disk
+//! before anyone is answered), `NORMAL` with relaxed durability (survives a crash of
+//! the process; a power cut may lose the last commits).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use rusqlite::{params, Connection, OpenFlags};
+
+use super::{decode, Backend, Durability, Row, Snapshot, SCHEMA, SCHEMA_VERSION};
+use super::{UPSERT_AGENT, UPSERT_CONSUMER, UPSERT_CONVERSATION, UPSERT_SKILL};
+
+#[derive(Debug)]
+pub struct Sqlite {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Sqlite {
+    /// Opens (or creates) the database file. A file that is not a switchboard store,
+    /// or is damaged, is an error that names it; it is never replaced.
+    pub fn open(path: &Path, durability: Durability) -> anyhow::Result<Sqlite> {
+        let named = |what: &str| format!("{what} the SQLite store {}", path.display());
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating the data directory {}", dir.display()))?;
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .with_context(|| named("opening"))?;
+        let sync = match durability {
+            Durability::Commit => "FULL",
+            Durability::Relaxed => "NORMAL",
+        };
+        conn.execute_batch(&format!(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA busy_timeout = 5000;"
+        ))
+        .with_context(|| named("reading"))?;
+        let mut store = Sqlite {
+            conn,
+            path: path.to_path_buf(),
+        };
+        store.ensure_schema().with_context(|| named("reading"))?;
+        Ok(store)
+    }
+
+    fn ensure_schema(&mut self) -> anyhow::Result<()> {
+        let tx = self.conn.transaction()?;
+        for statement in SCHEMA {
+            tx.execute(statement, [])?;
+        }
+        let version: Option<String> = tx
+            .query_row(
+                "SELECT value FROM switchboard_meta WHERE key = 'schema_version'",
+                [],
+                |r| r.get(0),
+            )
+            .or_else(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                e => Err(e),
+            })?;
+        match version.as_deref() {
+            None => {
+                tx.execute(
+                    "INSERT INTO switchboard_meta (key, value) VALUES ('schema_version', $1)",
+                    params![SCHEMA_VERSION],
+                )?;
+            }
+            Some(SCHEMA_VERSION) => {}
+            Some(other) => anyhow::bail!("schema version {other} (this build reads version {SCHEMA_VERSION})"),
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn rows<T>(
+        &self,
+        sql: &str,
+        table: &str,
+        mut decode_row: impl FnMut(&str, &str) -> anyhow::Result<T>,
+    ) -> anyhow::Result<Vec<T>> {
+        let mut stmt = self.conn.prepare(sql)?;
+        let mut rows = stmt.query([])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            let id: String = row.get(0)?;
+            let record: String = row.get(1)?;
+            out.push(decode_row(&id, &record).with_context(|| format!("in table {table}"))?);
+        }
+        Ok(out)
+    }
+}
+
+impl Backend for Sqlite {
+    fn load(&mut self) -> anyhow::Result<Snapshot> {
+        let load = || -> anyhow::Result<Snapshot> {
+            Ok(Snapshot {
+                skills: self.rows("SELECT id, record FROM skills", "skills", |id, r| {
+                    decode("skills", id, r)
+                })?,
+                agents: self.rows("SELECT id, record FROM agents", "agents", |id, r| {
+                    decode("agents", id, r)
+                })?,
+                conversations: self.rows("SELECT id, record FROM conversations", "conversations", |id, r| {
+                    decode("conversations", id, r)
+                })?,
+                consumers: self.rows("SELECT id, record FROM consumers", "consumers", |id, r| {
+                    let consumer = crate::ids::ConsumerId::new(id)
+                        .map_err(|e| anyhow::anyhow!("row {id:?} of table consumers: {e}"))?;
+                    Ok((consumer, decode("consumers", id, r)?))
+                })?,
+            })
+        };
+        load().with_context(|| format!("reading the SQLite store {}", self.path.display()))
+    }
+
+    fn commit(&mut self, rows: &[Row]) -> anyhow::Result<()> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut skill = tx.prepare_cached(UPSERT_SKILL)?;
+            let mut agent = tx.prepare_cached(UPSERT_AGENT)?;
+            let mut conversation = tx.prepare_cached(UPSERT_CONVERSATION)?;
+            let mut consumer = tx.prepare_cached(UPSERT_CONSUMER)?;
+            let mut forget_conversation = tx.prepare_cached("DELETE FROM conversations WHERE id = $1")?;
+            let mut forget_consumer = tx.prepare_cached("DELETE FROM consumers WHERE id = $1")?;
+            for row in rows {
+                match row {
+                    Row::Skill { id, record } => skill.execute(params![id, record])?,
+                    Row::Agent { id, status, record } => agent.execute(params![id, status, record])?,
+                    Row::Conversation {
+                        id,
+                        skill,
+                        state,
+                        agent_id,
+                        consumer_id,
+                        record,
+                    } => conversation.execute(params![id, skill, state, agent_id, consumer_id, record])?,
+                    Row::Consumer { id, record } => consumer.execute(params![id, record])?,
+                    Row::DeleteConversation(id) => forget_conversation.execute(params![id])?,
+                    Row::DeleteConsumer(id) => forget_consumer.execute(params![id])?,
+                };
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
