@@ -26,7 +26,7 @@ wait_for() { # url, what
   return 1
 }
 
-"$bin" serve --listen "127.0.0.1:$port" >"$work/switchboard.log" 2>&1 &
+"$bin" serve --listen "127.0.0.1:$port" --data-dir "$work/data" >"$work/switchboard.log" 2>&1 &
 sb_pid=$!
 wait_for "http://127.0.0.1:$port/readyz" switchboard
 

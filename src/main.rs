@@ -74,6 +74,17 @@ enum Command {
         json: Option<PathBuf>,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// How long to wait for running conversations once arrivals stop, e.g. 15s.
+        #[arg(long, default_value = "15s", value_parser = parse_duration)]
+        drain: std::time::Duration,
+        /// Write what the server acknowledged (conversations opened and closed with a
+        /// 2xx) to this file, to check a restarted server with --reconcile-only.
+        #[arg(long)]
+        ledger: Option<PathBuf>,
+        /// Send no load: check the server against --ledger (every acknowledged
+        /// conversation exists, acknowledged closes hold, none held by two agents).
+        #[arg(long, requires = "ledger")]
+        reconcile_only: bool,
     },
     /// Print the embedded default configuration.
     DefaultConfig,
@@ -132,17 +143,37 @@ fn main() -> anyhow::Result<()> {
             token,
             json,
             seed,
+            drain,
+            ledger,
+            reconcile_only,
         } => {
             let token = token.or_else(|| std::env::var("SWITCHBOARD_API_TOKEN").ok());
+            let url = url.trim_end_matches('/').to_string();
+            if reconcile_only {
+                let path = ledger.context("--reconcile-only needs --ledger")?;
+                let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+                let ledger: switchboard::loadtest::Ledger =
+                    serde_json::from_str(&text).with_context(|| format!("{} is not a ledger", path.display()))?;
+                let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+                let r = runtime.block_on(switchboard::loadtest::reconcile_ledger(&url, token.as_deref(), &ledger))?;
+                print!("{}", r.text());
+                if let Some(p) = json {
+                    std::fs::write(&p, serde_json::to_string_pretty(&r)?)
+                        .with_context(|| format!("writing {}", p.display()))?;
+                }
+                anyhow::ensure!(r.is_clean(), "the server does not match the ledger");
+                return Ok(());
+            }
             let opts = switchboard::loadtest::Options {
-                url: url.trim_end_matches('/').to_string(),
+                url,
                 rate,
                 duration,
                 agents,
                 skills,
                 token,
                 seed,
-                drain: std::time::Duration::from_secs(15),
+                drain,
+                ledger,
             };
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             let summary = runtime.block_on(switchboard::loadtest::run(opts))?;

@@ -213,7 +213,7 @@ impl Router {
                             skill: conv.skill.clone(),
                             weight: conv.weight(&skill),
                             activity: conv.activity,
-                            assigned_at: now,
+                            assigned_at: conv.assigned_at.unwrap_or(now),
                         },
                     );
                 }
@@ -222,12 +222,24 @@ impl Router {
                     .fallback_skill
                     .as_ref()
                     .is_some_and(|f| shared.skills.contains_key(f));
-                let next = conv.next_deadline(now, &skill, has_fallback, &shared.policy);
-                shared.arm(TimerTarget::Conversation(conv.id.clone()), next);
+                // A deadline that passed while the node was down is due now (once: its
+                // tick records what it did, e.g. the overdue mark).
+                let mut ticked = conv.clone();
+                ticked.tick(now, &skill, has_fallback, &shared.policy);
+                let next = if ticked != conv {
+                    Some(now)
+                } else {
+                    conv.next_deadline(now, &skill, has_fallback, &shared.policy)
+                };
+                let id = conv.id.clone();
+                // In the directory before its deadline is armed: a deadline that has
+                // passed fires at once, and must find the conversation.
+                shared.conversations.insert(id.clone(), Handle::passive(conv));
+                shared.arm(TimerTarget::Conversation(id), next);
             } else {
                 tracing::error!(conversation = %conv.id, skill = %conv.skill, "recovered conversation on an unknown skill");
+                shared.conversations.insert(conv.id.clone(), Handle::passive(conv));
             }
-            shared.conversations.insert(conv.id.clone(), Handle::passive(conv));
         }
         recovered.closed = closed.len();
         shared.restore_closed(closed);

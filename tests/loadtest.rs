@@ -25,6 +25,7 @@ async fn a_short_load_test_loses_nothing_and_reports_latencies() {
         token: Some("t0k".into()),
         seed: 5,
         drain: Duration::from_secs(15),
+        ledger: None,
     };
     let summary = run(opts).await.expect("load test runs");
     assert_eq!(summary.opened, 80);
@@ -65,6 +66,7 @@ async fn a_wrong_token_fails_at_setup_with_a_clear_error() {
         token: Some("wrong".into()),
         seed: 1,
         drain: Duration::from_secs(1),
+        ledger: None,
     };
     let err = run(opts).await.expect_err("unauthorized");
     assert!(format!("{err:#}").contains("creating skill"), "{err:#}");

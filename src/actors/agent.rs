@@ -26,6 +26,7 @@ use crate::error::RouterError;
 use crate::events::EventKind;
 use crate::ids::{ConversationId, SkillId};
 use crate::store::Change;
+use crate::time::Timestamp;
 
 pub type AgentReply = RpcReplyPort<Result<Agent, RouterError>>;
 
@@ -59,6 +60,8 @@ pub enum AgentMsg {
         conversation: ConversationId,
         weight: Weight,
         activity: Activity,
+        /// When the conversation was assigned (its own record's time).
+        assigned_at: Timestamp,
     },
     /// A held conversation changed activity.
     SetWeight {
@@ -264,11 +267,12 @@ impl Actor for AgentActor {
                 conversation,
                 weight,
                 activity,
+                assigned_at,
             } => {
                 if agent.conversations.contains_key(&conversation) {
                     // Sent again by a restarted conversation actor.
                     agent.set_weight(&conversation, weight, activity);
-                } else if !agent.confirm(&conversation, weight, activity, now, policy) {
+                } else if !agent.confirm(&conversation, weight, activity, assigned_at, policy) {
                     // Nothing reserved for it: never hold what we did not take room for.
                     shared.tell_conversation(&conversation, ConvMsg::Unassign { agent: id.clone() });
                 }

@@ -475,6 +475,7 @@ impl ConversationActor {
                             conversation: id.clone(),
                             weight: *w,
                             activity: *act,
+                            assigned_at: conv.assigned_at.unwrap_or_else(|| shared.now()),
                         },
                     );
                 }

@@ -170,6 +170,9 @@ pub struct Conversation {
     pub epoch: u64,
     pub first_response_at: Option<Timestamp>,
     pub closed: Option<Closure>,
+    /// When the current agent got it (recovery gives the agent back this time).
+    #[serde(default)]
+    pub assigned_at: Option<Timestamp>,
 }
 
 /// What the consumer's first message says.
@@ -220,6 +223,7 @@ impl Conversation {
             epoch: 1,
             first_response_at: None,
             closed: None,
+            assigned_at: None,
         };
         c.restart_sla(now, skill);
         c
@@ -308,6 +312,7 @@ impl Conversation {
     fn enter_queue(&mut self, now: Timestamp) {
         self.state = State::Queued;
         self.agent_id = None;
+        self.assigned_at = None;
         self.offered_to = None;
         self.queued_at = Some(now);
         self.fallback_active = false;
@@ -386,6 +391,7 @@ impl Conversation {
         let waited = self.queued_at.map_or(Duration::ZERO, |q| now.since(q));
         self.state = State::Assigned;
         self.agent_id = Some(agent.clone());
+        self.assigned_at = Some(now);
         self.offered_to = None;
         self.queued_at = None;
         self.route = RouteHints::default();

@@ -39,6 +39,136 @@ pub struct Options {
     pub seed: u64,
     /// How long to wait for lifecycles still running when arrivals stop.
     pub drain: Duration,
+    /// Where to write what the server acknowledged (see [`Ledger`]).
+    pub ledger: Option<std::path::PathBuf>,
+}
+
+/// What the server acknowledged with a 2xx during a run: `loadtest --ledger FILE`
+/// writes it, `loadtest --reconcile-only --ledger FILE` checks a (restarted) server
+/// against it.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct Ledger {
+    pub run_id: String,
+    pub agents: Vec<String>,
+    /// Conversations whose open was answered 2xx.
+    pub opened: Vec<String>,
+    /// Conversations whose close was answered 2xx.
+    pub closed: Vec<String>,
+}
+
+/// How a server's state compares with a [`Ledger`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Reconciliation {
+    /// Acknowledged opens checked.
+    pub acknowledged: u64,
+    /// Acknowledged opens the server does not know (404).
+    pub lost: u64,
+    /// Acknowledged closes that the server does not show closed.
+    pub reopened: u64,
+    /// Conversations listed by more than one agent.
+    pub held_twice: u64,
+    /// Conversations an agent lists whose own record names another holder (or none).
+    pub holder_mismatch: u64,
+    /// Conversations by the state the server reports.
+    pub states: BTreeMap<String, u64>,
+    /// Requests that failed (the server unreachable or answering 5xx).
+    pub unreadable: u64,
+}
+
+impl Reconciliation {
+    pub fn is_clean(&self) -> bool {
+        self.lost == 0
+            && self.reopened == 0
+            && self.held_twice == 0
+            && self.holder_mismatch == 0
+            && self.unreadable == 0
+    }
+
+    pub fn text(&self) -> String {
+        format!(
+            "reconciled {} acknowledged conversations: lost {}, closes undone {}, held by two agents {}, \
+             holder mismatches {}, unreadable {}\nstates: {:?}\n",
+            self.acknowledged,
+            self.lost,
+            self.reopened,
+            self.held_twice,
+            self.holder_mismatch,
+            self.unreadable,
+            self.states
+        )
+    }
+}
+
+/// Checks a server against a ledger: every acknowledged conversation exists, every
+/// acknowledged close holds, and no conversation is held by two agents or by an agent
+/// its own record does not name.
+pub async fn reconcile_ledger(url: &str, token: Option<&str>, ledger: &Ledger) -> anyhow::Result<Reconciliation> {
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
+    let get = |path: String| {
+        let r = http.get(format!("{url}{path}"));
+        let r = match token {
+            Some(t) => r.bearer_auth(t),
+            None => r,
+        };
+        async move {
+            match r.send().await {
+                Ok(resp) if resp.status() == reqwest::StatusCode::NOT_FOUND => Ok(None),
+                Ok(resp) if resp.status().is_success() => Ok(resp.json::<Value>().await.ok()),
+                Ok(resp) => Err(resp.status().to_string()),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+    };
+    let mut out = Reconciliation::default();
+    let closed: std::collections::HashSet<&String> = ledger.closed.iter().collect();
+    let mut records: BTreeMap<String, Value> = BTreeMap::new();
+    for id in &ledger.opened {
+        out.acknowledged += 1;
+        match get(format!("/v1/conversations/{id}")).await {
+            Ok(Some(v)) => {
+                let state = v["state"].as_str().unwrap_or("unknown").to_string();
+                if closed.contains(id) && state != "closed" {
+                    out.reopened += 1;
+                }
+                *out.states.entry(state).or_default() += 1;
+                records.insert(id.clone(), v);
+            }
+            Ok(None) => out.lost += 1,
+            Err(_) => out.unreadable += 1,
+        }
+    }
+    let mut holders: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for agent in &ledger.agents {
+        match get(format!("/v1/agents/{agent}")).await {
+            Ok(Some(v)) => {
+                for c in v["conversations"].as_array().into_iter().flatten() {
+                    if let Some(id) = c["conversation_id"].as_str() {
+                        holders.entry(id.to_string()).or_default().push(agent.clone());
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(_) => out.unreadable += 1,
+        }
+    }
+    for (id, agents) in &holders {
+        if agents.len() > 1 {
+            out.held_twice += 1;
+        }
+        if let Some(v) = records.get(id) {
+            let named = v["agent_id"].as_str();
+            if v["state"] != "assigned" || !agents.iter().any(|a| Some(a.as_str()) == named) {
+                out.holder_mismatch += 1;
+            }
+        }
+    }
+    // And the other way: an assigned conversation its agent does not list.
+    for (id, v) in &records {
+        if v["state"] == "assigned" && !holders.contains_key(id) {
+            out.holder_mismatch += 1;
+        }
+    }
+    Ok(out)
 }
 
 struct Shared {
@@ -49,6 +179,7 @@ struct Shared {
     /// Conversations waiting for their `assigned` event: the instant it arrived, and the agent.
     waiting: DashMap<String, oneshot::Sender<(Instant, String)>>,
     opened: Mutex<Vec<String>>,
+    closed: Mutex<Vec<String>>,
     sla_met: AtomicU64,
     sla_total: AtomicU64,
 }
@@ -129,6 +260,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Summary> {
         rec: Recorder::default(),
         waiting: DashMap::new(),
         opened: Mutex::new(Vec::new()),
+        closed: Mutex::new(Vec::new()),
         sla_met: AtomicU64::new(0),
         sla_total: AtomicU64::new(0),
     });
@@ -166,6 +298,16 @@ pub async fn run(opts: Options) -> anyhow::Result<Summary> {
     tasks.abort_all();
     for s in streams {
         s.abort();
+    }
+    if let Some(path) = &opts.ledger {
+        let ledger = Ledger {
+            run_id: run_id.clone(),
+            agents: (0..opts.agents).map(|a| agent(&run_id, a)).collect(),
+            opened: shared.opened.lock().map(|v| v.clone()).unwrap_or_default(),
+            closed: shared.closed.lock().map(|v| v.clone()).unwrap_or_default(),
+        };
+        std::fs::write(path, serde_json::to_string(&ledger)?)
+            .with_context(|| format!("writing the ledger {}", path.display()))?;
     }
     let reconciliation = reconcile(&shared).await;
     let opened = shared.opened.lock().map(|v| v.len()).unwrap_or(0) as u64;
@@ -357,14 +499,20 @@ async fn lifecycle(s: Arc<Shared>, i: u64, due: Instant, seed: u64) {
     }
     let at = Instant::now() + Duration::from_millis(rng.gen_range(200..1000));
     tokio::time::sleep_until(at.into()).await;
-    s.call(
-        "POST /close",
-        at,
-        reqwest::Method::POST,
-        &format!("{path}/close"),
-        Some(json!({"by": "agent", "agent_id": agent})),
-    )
-    .await;
+    let closed = s
+        .call(
+            "POST /close",
+            at,
+            reqwest::Method::POST,
+            &format!("{path}/close"),
+            Some(json!({"by": "agent", "agent_id": agent})),
+        )
+        .await;
+    if closed.is_some() {
+        if let Ok(mut v) = s.closed.lock() {
+            v.push(id);
+        }
+    }
 }
 
 /// Every conversation opened, looked up again.
