@@ -67,6 +67,7 @@ pub struct StoreSection {
     /// `commit` (default) or `relaxed`.
     pub durability: Option<String>,
     pub max_batch: Option<usize>,
+    pub gather_ms: Option<u64>,
 }
 
 /// `[server]`: where and how the HTTP API listens.
@@ -641,10 +642,15 @@ impl StoreSection {
         if max_batch == 0 {
             return Err(ConfigError::new("store.max_batch", "must be at least 1"));
         }
+        let gather = Duration::from_millis(self.gather_ms.unwrap_or(d.gather.as_millis() as u64));
+        if gather > Duration::from_millis(100) {
+            return Err(ConfigError::new("store.gather_ms", "must be at most 100"));
+        }
         Ok(StoreConfig {
             url: self.url.clone(),
             durability,
             max_batch,
+            gather,
         })
     }
 }

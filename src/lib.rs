@@ -1,6 +1,7 @@
 //! # switchboard
 //!
-//! An in-memory, actor-based router for asynchronous messaging conversations: which
+//! An actor-based router for asynchronous messaging conversations (memory is the working
+//! copy, a store on disk the record): which
 //! waiting conversations should reach an agent now, and which agents really have room.
 //!
 //! Map of the crate:
@@ -11,6 +12,7 @@
 //! - [`router`]: the [`Router`] facade used by the API, the simulator and the load tool.
 //! - [`api`]: the HTTP/JSON API (actix-web), agent event streams (SSE).
 //! - [`metrics`]: Prometheus series.
+//! - [`store`]: the durable record (SQLite or PostgreSQL), its writer and recovery.
 //! - [`loadtest`]: `switchboard loadtest`, an open-loop HTTP load generator.
 //! - [`sim`]: `switchboard simulate`, the engine on virtual time against a scenario.
 //! - [`events`]: domain events published on a broadcast channel.

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 
@@ -396,6 +397,29 @@ async fn restart_keeps_every_acknowledged_state(dir: &Path, config: &str, store_
         let offers = now["offers"].as_array().map(Vec::len).unwrap_or(0);
         assert!(offers <= 1, "{now}");
     }
+
+    // An agent's event stream, reconnected, starts with what the agent holds.
+    let resp = api
+        .http
+        .get(format!("{}/v1/agents/a1/events", api.base))
+        .send()
+        .await
+        .expect("event stream");
+    let mut body = resp.bytes_stream();
+    let mut first = String::new();
+    while !first.contains("\n\n") {
+        let chunk = tokio::time::timeout(Duration::from_secs(5), body.next())
+            .await
+            .expect("a first event within 5 s")
+            .expect("stream open")
+            .expect("chunk");
+        first.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(first.starts_with("event: snapshot"), "{first}");
+    for id in ["c-active", "c-inactive", "c-follow"] {
+        assert!(first.contains(id), "the snapshot lists {id}: {first}");
+    }
+    drop(body);
 
     // The SLA that passed while down fired once, and only once.
     let breaches = ("switchboard_sla_breaches_total", "skill=\"fast\"");

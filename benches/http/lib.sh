@@ -10,13 +10,17 @@ wait_up() { for _ in $(seq 1 100); do curl -s -o /dev/null "http://$1$2" && retu
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 field() { awk -v k="$1" '$1 == k {print $2}' "$2"; }
 
-# start_switchboard ADDR AGENTS: serve with the embedded default config, AGENTS agents
-# online on `general`; sets SB_PID.
+# start_switchboard ADDR AGENTS [SERVE ARGS...]: serve with the embedded default config
+# (and the given arguments, e.g. --ephemeral or --data-dir DIR), AGENTS agents online
+# on `general`; sets SB_PID.
 start_switchboard() {
-  target/release/switchboard serve --listen "$1" 2>/dev/null &
+  local addr=$1 agents=$2
+  shift 2
+  target/release/switchboard serve --listen "$addr" "$@" >/dev/null 2>&1 &
   SB_PID=$!
   pids+=("$SB_PID")
-  wait_up "$1" /healthz
+  wait_up "$addr" /readyz
+  set -- "$addr" "$agents"
   for i in $(seq 1 "$2"); do
     curl -s -o /dev/null -X PUT "http://$1/v1/agents/a$i" -d '{"skills":["general"],"max_slots":1000}'
     curl -s -o /dev/null -X POST "http://$1/v1/agents/a$i/status" -d '{"status":"online"}'

@@ -31,7 +31,7 @@ wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" -s "$LUA" "http://$ECHO_ADDR" | 
 kill "${pids[0]}"
 
 echo "== switchboard serve (embedded default config, $AGENTS agents online on general)"
-start_switchboard "$SB_ADDR" "$AGENTS"
+start_switchboard "$SB_ADDR" "$AGENTS" --ephemeral
 sb=$SB_PID
 rss_before=$(rss_kb "$sb")
 wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" -s "$LUA" "http://$SB_ADDR" | tee /tmp/sb-wrk-switchboard.txt

@@ -151,8 +151,10 @@ pub async fn get_agent(state: Data<AppState>, path: web::Path<String>) -> Result
 
 pub async fn agent_events(state: Data<AppState>, path: web::Path<String>) -> Result<HttpResponse> {
     let id = AgentId::new(path.as_str())?;
-    state.router.agent(&id)?;
-    let stream = state.streams.open(id);
+    let agent = state.router.agent(&id)?;
+    let snapshot = serde_json::to_string(&AgentView::new(&agent)).unwrap_or_default();
+    let hello = Bytes::from(format!("event: snapshot\ndata: {snapshot}\n\n"));
+    let stream = state.streams.open(id, hello);
     Ok(HttpResponse::Ok()
         .insert_header(("Content-Type", "text/event-stream"))
         .insert_header(("Cache-Control", "no-cache"))

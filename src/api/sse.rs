@@ -82,18 +82,24 @@ impl EventStreams {
     }
 
     /// A new stream for `agent`: the SSE body, starting with a `hello` comment.
-    pub fn open(self: &Arc<Self>, agent: AgentId) -> impl Stream<Item = Result<Bytes, actix_web::Error>> + 'static {
+    /// A new stream for `agent`. Its first frame is `hello`: the handler sends the
+    /// agent's current state (`event: snapshot`), so a client that reconnects (after a
+    /// restart of the server, say) sees its conversations and offers at once.
+    pub fn open(
+        self: &Arc<Self>,
+        agent: AgentId,
+        hello: Bytes,
+    ) -> impl Stream<Item = Result<Bytes, actix_web::Error>> + 'static {
         let (tx, rx) = mpsc::channel(self.buffer);
         self.streams.entry(agent.clone()).or_default().push(tx);
         let guard = StreamGuard {
             metrics: Arc::clone(&self.metrics),
         };
         self.metrics.sse_streams.inc();
-        let state = (rx, self.shutdown.clone(), guard, true);
-        futures_util::stream::unfold(state, |(mut rx, mut shutdown, guard, first)| async move {
-            if first {
-                let hello = Bytes::from_static(b": connected\n\n");
-                return Some((Ok(hello), (rx, shutdown, guard, false)));
+        let state = (rx, self.shutdown.clone(), guard, Some(hello));
+        futures_util::stream::unfold(state, |(mut rx, mut shutdown, guard, hello)| async move {
+            if let Some(hello) = hello {
+                return Some((Ok(hello), (rx, shutdown, guard, None)));
             }
             if *shutdown.borrow() {
                 return None;
@@ -103,10 +109,10 @@ impl EventStreams {
                     let e = e?;
                     let data = serde_json::to_string(&e).unwrap_or_default();
                     let frame = format!("event: {}\ndata: {}\n\n", e.kind.name(), data);
-                    Some((Ok(Bytes::from(frame)), (rx, shutdown, guard, false)))
+                    Some((Ok(Bytes::from(frame)), (rx, shutdown, guard, None)))
                 }
                 _ = tokio::time::sleep(KEEP_ALIVE) => {
-                    Some((Ok(Bytes::from_static(b": keep-alive\n\n")), (rx, shutdown, guard, false)))
+                    Some((Ok(Bytes::from_static(b": keep-alive\n\n")), (rx, shutdown, guard, None)))
                 }
                 _ = shutdown.changed() => None,
             }

@@ -1,6 +1,7 @@
 //! Server behaviours that need the engine's internals to set up: overload, and a slow
 //! event-stream client.
 
+use actix_web::web::Bytes;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -106,7 +107,7 @@ async fn a_client_that_falls_behind_is_disconnected_not_buffered_without_bound()
     let metrics = Arc::new(Metrics::new());
     let streams = EventStreams::new(4, rx, Arc::clone(&metrics));
     let agent = AgentId::new("a1").expect("id");
-    let stream = streams.open(agent.clone());
+    let stream = streams.open(agent.clone(), Bytes::from_static(b": connected\n\n"));
     // The client reads nothing while six events arrive: four fit, the fifth cuts it off.
     for n in 0..6 {
         streams.dispatch(event(&agent, n));
@@ -120,7 +121,7 @@ async fn a_client_that_falls_behind_is_disconnected_not_buffered_without_bound()
 async fn streams_end_on_shutdown() {
     let (tx, rx) = watch::channel(false);
     let streams = EventStreams::new(4, rx, Arc::new(Metrics::new()));
-    let mut stream = Box::pin(streams.open(AgentId::new("a1").expect("id")));
+    let mut stream = Box::pin(streams.open(AgentId::new("a1").expect("id"), Bytes::from_static(b": connected\n\n")));
     assert!(stream.next().await.is_some(), "hello");
     tx.send(true).expect("send");
     assert!(stream.next().await.is_none());

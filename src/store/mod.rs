@@ -61,6 +61,13 @@ pub struct StoreConfig {
     pub durability: Durability,
     /// Most changes committed in one transaction.
     pub max_batch: usize,
+    /// With relaxed durability, how long the writer lets a group gather after its
+    /// first change before it commits (unless the group is full). A few milliseconds of
+    /// gathering merge the states of one conversation (open, assigned, answered, closed
+    /// often fall within them) into one row and spread a commit's fixed cost over more
+    /// rows. With commit durability every change has a waiter, so the writer commits
+    /// at once, and a group is what gathered during the previous commit.
+    pub gather: Duration,
 }
 
 impl Default for StoreConfig {
@@ -69,6 +76,7 @@ impl Default for StoreConfig {
             url: None,
             durability: Durability::Commit,
             max_batch: 1024,
+            gather: Duration::from_millis(2),
         }
     }
 }
@@ -137,7 +145,7 @@ pub enum Row {
 }
 
 impl Row {
-    fn encode(change: Change) -> Result<Row, serde_json::Error> {
+    pub fn encode(change: Change) -> Result<Row, serde_json::Error> {
         Ok(match change {
             Change::Skill(s) => Row::Skill {
                 id: s.id.to_string(),
@@ -335,6 +343,10 @@ impl Store {
             healthy: Arc::clone(&healthy),
             metrics: metrics.clone(),
             max_batch: config.max_batch.max(1),
+            gather: match config.durability {
+                Durability::Relaxed => config.gather,
+                Durability::Commit => Duration::ZERO,
+            },
         };
         let thread = std::thread::Builder::new()
             .name("switchboard-store".into())
@@ -417,6 +429,7 @@ struct Writer {
     healthy: Arc<AtomicBool>,
     metrics: StoreMetrics,
     max_batch: usize,
+    gather: Duration,
 }
 
 impl Writer {
@@ -435,16 +448,23 @@ impl Writer {
                 }
             };
             add(first, &mut latest, &mut order);
+            let until = Instant::now() + self.gather;
             let mut taken = 1;
             while taken < self.max_batch {
-                match self.rx.try_recv() {
-                    Ok((n, change)) => {
-                        last = n;
-                        taken += 1;
-                        add(change, &mut latest, &mut order);
+                let next = match self.rx.try_recv() {
+                    Ok(next) => next,
+                    Err(mpsc::TryRecvError::Disconnected) => break,
+                    Err(mpsc::TryRecvError::Empty) if self.gather.is_zero() => break,
+                    Err(mpsc::TryRecvError::Empty) => {
+                        match self.rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
+                            Ok(next) => next,
+                            Err(_) => break,
+                        }
                     }
-                    Err(_) => break,
-                }
+                };
+                last = next.0;
+                taken += 1;
+                add(next.1, &mut latest, &mut order);
             }
             let mut rows = Vec::with_capacity(order.len());
             for key in &order {
@@ -488,16 +508,147 @@ impl Writer {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::config::EngineConfig;
+    use crate::domain::conversation::OpenRequest;
+    use crate::time::Timestamp;
+
     #[test]
     fn the_password_is_not_shown() {
         assert_eq!(
-            super::redact_url("postgres://sb:secret@127.0.0.1:5433/sb"),
+            redact_url("postgres://sb:secret@127.0.0.1:5433/sb"),
             "postgres://sb@127.0.0.1:5433/sb"
         );
-        assert_eq!(super::redact_url("postgres://127.0.0.1/sb"), "postgres://127.0.0.1/sb");
+        assert_eq!(redact_url("postgres://127.0.0.1/sb"), "postgres://127.0.0.1/sb");
         assert_eq!(
-            super::redact_url("sqlite://data/switchboard.db"),
+            redact_url("sqlite://data/switchboard.db"),
             "sqlite://data/switchboard.db"
         );
+    }
+
+    struct TempDir(std::path::PathBuf);
+
+    impl TempDir {
+        fn new(name: &str) -> TempDir {
+            let dir = std::env::temp_dir().join(format!("switchboard-store-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            TempDir(dir)
+        }
+
+        fn url(&self) -> String {
+            format!("sqlite://{}", self.0.join("switchboard.db").display())
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn conversation(id: &str, skill: &Skill) -> Conversation {
+        Conversation::open(
+            OpenRequest {
+                id: ConversationId::new(id).expect("id"),
+                consumer_id: ConsumerId::new("u1").expect("id"),
+                skill: skill.id.clone(),
+                attributes: Default::default(),
+                urgent: false,
+                first_time: true,
+                preferred_agent: None,
+                seq: 1,
+            },
+            Timestamp::from_millis(1_800_000_000_000),
+            skill,
+        )
+    }
+
+    fn config(dir: &TempDir, durability: Durability) -> StoreConfig {
+        StoreConfig {
+            url: Some(dir.url()),
+            durability,
+            max_batch: 1024,
+            gather: Duration::from_millis(2),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_writer_commits_the_latest_state_of_each_entity() {
+        let dir = TempDir::new("latest");
+        let (store, snapshot) = Store::open(&config(&dir, Durability::Commit)).expect("open");
+        assert!(snapshot.conversations.is_empty(), "a new store is empty");
+        let skill = Arc::new(EngineConfig::default().skill_defaults);
+        let mut c = conversation("c1", &skill);
+        store.write(Change::Skill(Arc::clone(&skill)));
+        store.write(Change::Conversation(Box::new(c.clone())));
+        c.urgent = true;
+        store.write(Change::Conversation(Box::new(c.clone())));
+        let gone = conversation("c2", &skill);
+        store.write(Change::Conversation(Box::new(gone.clone())));
+        let n = store.write(Change::ForgetConversation(gone.id.clone()));
+        store.committed(n).await;
+
+        let mut backend = open(&dir.url(), Durability::Commit).expect("reopen");
+        let read = backend.load().expect("load");
+        assert_eq!(read.skills.len(), 1);
+        assert_eq!(read.conversations, vec![c], "the latest state, and only it");
+    }
+
+    #[tokio::test]
+    async fn relaxed_durability_answers_at_once_and_the_writer_commits_soon_after() {
+        let dir = TempDir::new("relaxed");
+        let (store, _) = Store::open(&config(&dir, Durability::Relaxed)).expect("open");
+        let skill = EngineConfig::default().skill_defaults;
+        let n = store.write(Change::Conversation(Box::new(conversation("c1", &skill))));
+        // Does not wait for the commit...
+        store.committed(n).await;
+        // ...which comes within milliseconds.
+        tokio::time::timeout(std::time::Duration::from_secs(5), store.wait_for(n))
+            .await
+            .expect("committed within 5 s");
+        let read = open(&dir.url(), Durability::Relaxed)
+            .expect("reopen")
+            .load()
+            .expect("load");
+        assert_eq!(read.conversations.len(), 1);
+    }
+
+    #[test]
+    fn a_store_of_another_schema_version_is_refused_and_left_alone() {
+        let dir = TempDir::new("version");
+        drop(open(&dir.url(), Durability::Commit).expect("create"));
+        let path = dir.0.join("switchboard.db");
+        let conn = rusqlite::Connection::open(&path).expect("sqlite");
+        conn.execute(
+            "UPDATE switchboard_meta SET value = '99' WHERE key = 'schema_version'",
+            [],
+        )
+        .expect("update");
+        drop(conn);
+        let err = format!("{:#}", open(&dir.url(), Durability::Commit).err().expect("refused"));
+        assert!(err.contains("schema version 99"), "{err}");
+        assert!(err.contains(&path.display().to_string()), "names the file: {err}");
+    }
+
+    #[test]
+    fn a_row_that_is_not_a_record_is_an_error_naming_it() {
+        let dir = TempDir::new("badrow");
+        drop(open(&dir.url(), Durability::Commit).expect("create"));
+        let conn = rusqlite::Connection::open(dir.0.join("switchboard.db")).expect("sqlite");
+        conn.execute(
+            "INSERT INTO conversations (id, skill, state, consumer_id, record) VALUES ('c9', 'general', 'queued', 'u1', '{')",
+            [],
+        )
+        .expect("insert");
+        drop(conn);
+        let err = format!(
+            "{:#}",
+            open(&dir.url(), Durability::Commit)
+                .expect("open")
+                .load()
+                .err()
+                .expect("refused")
+        );
+        assert!(err.contains("\"c9\"") && err.contains("conversations"), "{err}");
     }
 }

@@ -1,7 +1,10 @@
 //! The embedded backend: one SQLite file in WAL mode (readers never block the writer).
 //! `synchronous = FULL` with commit durability (each group commit reaches the disk
 //! before anyone is answered), `NORMAL` with relaxed durability (survives a crash of
-//! the process; a power cut may lose the last commits).
+//! the process; a power cut may lose the last commits). Checkpoints are SQLite's
+//! automatic ones (every 1 000 WAL pages, in the commit that crosses the threshold):
+//! a checkpoint thread of our own was tried and let the WAL grow without bound under
+//! sustained writes (a `PASSIVE` checkpoint never catches up with a busy writer).
 
 use std::path::{Path, PathBuf};
 
@@ -35,7 +38,8 @@ impl Sqlite {
             Durability::Relaxed => "NORMAL",
         };
         conn.execute_batch(&format!(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA busy_timeout = 5000;"
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA busy_timeout = 5000; \
+             PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY;"
         ))
         .with_context(|| named("reading"))?;
         let mut store = Sqlite {

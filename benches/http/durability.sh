@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# The price of durability: the lifecycle mix (open -> consumer message -> close) driven
+# by wrk against `switchboard serve` three times in one run, with the same settings:
+#   1. --ephemeral (memory only),
+#   2. the embedded SQLite store with durability = "commit" (the default: each answer
+#      waits for its group commit, fsync'd),
+#   3. the same store with durability = "relaxed".
+# Prints each run's rate, p50 and p99, the ratios to the ephemeral run, and the store's
+# commit figures from /metrics.
+#
+#   benches/http/durability.sh                     # 2 threads, 64 connections, 20 s each
+#   DURATION=60s benches/http/durability.sh
+#
+# Needs wrk. Listens on 127.0.0.1 only; the data directory is a temp dir, removed after.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+DURATION=${DURATION:-20s}
+THREADS=${THREADS:-2}
+CONNECTIONS=${CONNECTIONS:-64}
+AGENTS=${AGENTS:-200}
+ADDR=127.0.0.1:18194
+. benches/http/lib.sh
+need_wrk
+data=$(mktemp -d)
+trap 'cleanup; rm -rf "$data"' EXIT
+echo "== building (release)"
+cargo build --release --quiet --bin switchboard
+# The embedded default config's skills, plus the relaxed store setting.
+{ target/release/switchboard default-config; printf '\n[store]\ndurability = "relaxed"\n'; } > "$data/relaxed.toml"
+
+run() {
+  local name=$1
+  shift
+  echo "== $name"
+  start_switchboard "$ADDR" "$AGENTS" "$@"
+  wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" -s "$LUA" "http://$ADDR" -- "$name-" > "/tmp/sb-wrk-$name.txt"
+  curl -s "http://$ADDR/metrics" > "/tmp/sb-metrics-$name.txt"
+  kill "$SB_PID"
+  wait "$SB_PID" 2>/dev/null || true
+  echo "$name requests_per_sec $(field requests_per_sec "/tmp/sb-wrk-$name.txt") p50_ms $(field latency_p50_ms "/tmp/sb-wrk-$name.txt") p99_ms $(field latency_p99_ms "/tmp/sb-wrk-$name.txt") non2xx $(field errors_non2xx "/tmp/sb-wrk-$name.txt")"
+}
+
+run ephemeral --ephemeral
+run commit --data-dir "$data/commit"
+run relaxed --data-dir "$data/relaxed" --config "$data/relaxed.toml"
+
+metric() { awk -v k="$1" '$1 == k {print $2}' "$2"; }
+e=$(field requests_per_sec /tmp/sb-wrk-ephemeral.txt)
+echo "== result"
+for m in commit relaxed; do
+  r=$(field requests_per_sec "/tmp/sb-wrk-$m.txt")
+  echo "${m}_requests_per_sec $r"
+  echo "${m}_p50_ms $(field latency_p50_ms "/tmp/sb-wrk-$m.txt")"
+  echo "${m}_p99_ms $(field latency_p99_ms "/tmp/sb-wrk-$m.txt")"
+  echo "${m}_over_ephemeral $(awk -v a="$r" -v b="$e" 'BEGIN {printf "%.2f", a / b}')"
+  commits=$(metric switchboard_store_commit_seconds_count "/tmp/sb-metrics-$m.txt")
+  secs=$(metric switchboard_store_commit_seconds_sum "/tmp/sb-metrics-$m.txt")
+  rows=$(metric switchboard_store_batch_rows_sum "/tmp/sb-metrics-$m.txt")
+  echo "${m}_commits $commits"
+  echo "${m}_mean_commit_ms $(awk -v s="$secs" -v c="$commits" 'BEGIN {printf "%.2f", 1000 * s / c}')"
+  echo "${m}_mean_rows_per_commit $(awk -v r="$rows" -v c="$commits" 'BEGIN {printf "%.1f", r / c}')"
+done
+echo "ephemeral_requests_per_sec $e"
+echo "ephemeral_p99_ms $(field latency_p99_ms /tmp/sb-wrk-ephemeral.txt)"
+echo "store_file_mb $(du -sm "$data/commit" | cut -f1)"
