@@ -625,7 +625,10 @@ mod tests {
         )
         .expect("update");
         drop(conn);
-        let err = format!("{:#}", open(&dir.url(), Durability::Commit).err().expect("refused"));
+        let err = format!(
+            "{:#}",
+            open(&dir.url(), Durability::Commit).map(|_| ()).expect_err("refused")
+        );
         assert!(err.contains("schema version 99"), "{err}");
         assert!(err.contains(&path.display().to_string()), "names the file: {err}");
     }
@@ -646,8 +649,8 @@ mod tests {
             open(&dir.url(), Durability::Commit)
                 .expect("open")
                 .load()
-                .err()
-                .expect("refused")
+                .map(|_| ())
+                .expect_err("refused")
         );
         assert!(err.contains("\"c9\"") && err.contains("conversations"), "{err}");
     }
