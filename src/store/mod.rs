@@ -287,6 +287,10 @@ impl StoreMetrics {
     }
 }
 
+/// With relaxed durability, how many changes may wait for the writer before writers
+/// wait for it too.
+pub const RELAXED_MAX_LAG: u64 = 100_000;
+
 /// Where the writer has got to.
 #[derive(Clone, Copy, Debug, Default)]
 struct Progress {
@@ -388,12 +392,19 @@ impl Store {
         n
     }
 
-    /// Waits until change `n` is committed (at once with relaxed durability).
+    /// Waits until change `n` is committed. With relaxed durability, at once, unless
+    /// the writer has fallen more than [`RELAXED_MAX_LAG`] changes behind (a slow or
+    /// unreachable database): then until it is back within that lag, so the changes
+    /// queued in memory stay bounded.
     pub async fn committed(&self, n: u64) {
-        if self.durability == Durability::Relaxed {
-            return;
+        match self.durability {
+            Durability::Commit => self.wait_for(n).await,
+            Durability::Relaxed => {
+                if n > self.progress.borrow().committed + RELAXED_MAX_LAG {
+                    self.wait_for(n - RELAXED_MAX_LAG).await;
+                }
+            }
         }
-        self.wait_for(n).await;
     }
 
     /// Waits until change `n` is committed, whatever the durability.
