@@ -218,10 +218,7 @@ impl Router {
                     );
                 }
                 announce_recovered(shared, &conv, &skill);
-                let has_fallback = skill
-                    .fallback_skill
-                    .as_ref()
-                    .is_some_and(|f| shared.skills.contains_key(f));
+                let has_fallback = shared.has_fallback(&skill);
                 // A deadline that passed while the node was down is due now (once: its
                 // tick records what it did, e.g. the overdue mark).
                 let mut ticked = conv.clone();

@@ -394,10 +394,7 @@ impl ConversationActor {
         let shared = Arc::clone(&st.shared);
         let now = shared.now();
         let Some(skill) = shared.skill(&conv.skill) else { return };
-        let has_fallback = skill
-            .fallback_skill
-            .as_ref()
-            .is_some_and(|f| shared.skills.contains_key(f));
+        let has_fallback = shared.has_fallback(&skill);
         conv.tick(now, &skill, has_fallback, &shared.policy);
         st.handle.commit(conv.clone());
         if let (Some(agent), true) = (&conv.agent_id, newly_assigned(before, &conv)) {

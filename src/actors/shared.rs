@@ -369,6 +369,14 @@ impl Shared {
         self.skills.get(id).map(|s| Arc::clone(&s))
     }
 
+    /// The skill's fallback skill exists (a fallback may be named before it is created).
+    pub fn has_fallback(&self, skill: &Skill) -> bool {
+        skill
+            .fallback_skill
+            .as_ref()
+            .is_some_and(|f| self.skills.contains_key(f))
+    }
+
     pub fn queue(&self, skill: &SkillId) -> Option<QueueRef> {
         self.queues.get(skill).map(|q| q.clone())
     }

@@ -31,6 +31,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use prometheus::{Histogram, HistogramOpts, IntCounter, Opts};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -311,7 +312,6 @@ pub struct Store {
     healthy: Arc<AtomicBool>,
     pub metrics: StoreMetrics,
     url: String,
-    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -332,10 +332,10 @@ impl Store {
             .ok_or_else(|| anyhow::anyhow!("no store url configured"))?;
         let mut backend = open(&url, config.durability)?;
         let snapshot = backend.load()?;
-        Ok((Store::start(backend, config, url), snapshot))
+        Ok((Store::start(backend, config, url)?, snapshot))
     }
 
-    fn start(backend: Box<dyn Backend>, config: &StoreConfig, url: String) -> Arc<Store> {
+    fn start(backend: Box<dyn Backend>, config: &StoreConfig, url: String) -> anyhow::Result<Arc<Store>> {
         let (tx, rx) = mpsc::channel();
         let (progress_tx, progress) = watch::channel(Progress::default());
         let healthy = Arc::new(AtomicBool::new(true));
@@ -352,27 +352,23 @@ impl Store {
                 Durability::Commit => Duration::ZERO,
             },
         };
-        let thread = std::thread::Builder::new()
+        // Without its writer every waiter would wait forever: a failed spawn is an error.
+        std::thread::Builder::new()
             .name("switchboard-store".into())
             .spawn(move || writer.run())
-            .ok();
-        Arc::new(Store {
+            .context("starting the store's writer thread")?;
+        Ok(Arc::new(Store {
             durability: config.durability,
             sender: Mutex::new(Sender { next: 0, tx }),
             progress,
             healthy,
             metrics,
             url,
-            thread: Mutex::new(thread),
-        })
+        }))
     }
 
     pub fn durability(&self) -> Durability {
         self.durability
-    }
-
-    pub fn url(&self) -> &str {
-        &self.url
     }
 
     /// False while the last commit failed (the writer retries).
@@ -413,23 +409,10 @@ impl Store {
         let _ = progress.wait_for(|p| p.committed >= n).await;
     }
 
-    /// Queues `change` and, with commit durability, waits until it is committed.
-    pub async fn write_committed(&self, change: Change) {
-        let n = self.write(change);
-        self.committed(n).await;
-    }
-
-    /// Commits what is queued and stops the writer (a clean shutdown).
+    /// Waits until everything queued so far is committed (a clean shutdown).
     pub async fn flush(&self) {
         let last = self.sender.lock().unwrap_or_else(|p| p.into_inner()).next;
         self.wait_for(last).await;
-    }
-
-    /// Waits for the writer thread to end (after the last `Store` is dropped).
-    pub fn join(&self) {
-        if let Some(t) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            let _ = t.join();
-        }
     }
 }
 
