@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use crate::actors::agent::{AgentMsg, AgentReply};
-use crate::actors::conversation::{announce_recovered, ConvCommand, ConvMsg, ConvReply};
+use crate::actors::conversation::{recovered_entries, ConvCommand, ConvMsg, ConvReply};
 use crate::actors::shared::{ConversationHandle, Envelope, Handle, QueueRef, Shared};
 use crate::actors::skill_queue::QueueMsg;
 use crate::actors::supervisor::{Supervisor, SupervisorMsg};
@@ -19,13 +19,13 @@ use crate::actors::timer::{TimerTarget, Timers};
 use crate::config::{EngineConfig, SkillSpec};
 use crate::domain::agent::{Agent, AgentSpec, AgentStatus, Held};
 use crate::domain::conversation::{ClosedBy, Conversation, OpenRequest, State};
-use crate::domain::queue::{QueueFigures, QueueRow};
+use crate::domain::queue::{QueueEntry, QueueFigures, QueueRow};
 use crate::domain::skill::{RoutingPolicy, Skill};
 use crate::error::RouterError;
 use crate::events::RouterEvent;
 use crate::ids::{AgentId, ConsumerId, ConversationId, SkillId};
 use crate::store::{Change, Snapshot, Store};
-use crate::time::Clock;
+use crate::time::{Clock, Timestamp};
 
 /// The consumer's first message (the body of `POST /v1/conversations`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -183,7 +183,14 @@ impl Router {
         for (id, record) in snapshot.consumers {
             shared.consumers.restore(id, record);
         }
-        let mut held: HashMap<AgentId, BTreeMap<ConversationId, Held>> = HashMap::new();
+        // What the conversations tell their peers, gathered: queue entries in batches
+        // (one message per batch), deadlines armed in one go once every queue has its
+        // entries (a deadline due at once must not reach a queue before the entry it
+        // changes), held conversations built into each agent's map at once.
+        const BATCH: usize = 1024;
+        let mut held: HashMap<AgentId, Vec<(ConversationId, Held)>> = HashMap::new();
+        let mut entries: HashMap<SkillId, Vec<QueueEntry>> = HashMap::new();
+        let mut deadlines: Vec<(TimerTarget, Timestamp)> = Vec::new();
         let mut closed = Vec::new();
         let mut max_seq = 0;
         for mut conv in snapshot.conversations {
@@ -207,7 +214,7 @@ impl Router {
                     recovered.offers_voided += 1;
                 }
                 if let (State::Assigned, Some(agent)) = (conv.state, &conv.agent_id) {
-                    held.entry(agent.clone()).or_default().insert(
+                    held.entry(agent.clone()).or_default().push((
                         conv.id.clone(),
                         Held {
                             skill: conv.skill.clone(),
@@ -215,34 +222,52 @@ impl Router {
                             activity: conv.activity,
                             assigned_at: conv.assigned_at.unwrap_or(now),
                         },
-                    );
+                    ));
                 }
-                announce_recovered(shared, &conv, &skill);
+                for (queue, entry) in recovered_entries(shared, &conv, &skill) {
+                    let batch = entries.entry(queue.clone()).or_default();
+                    batch.push(entry);
+                    if batch.len() >= BATCH {
+                        shared.tell_queue(&queue, QueueMsg::UpsertMany(std::mem::take(batch)));
+                    }
+                }
                 let has_fallback = shared.has_fallback(&skill);
                 // A deadline that passed while the node was down is due now (once: its
-                // tick records what it did, e.g. the overdue mark).
-                let mut ticked = conv.clone();
-                ticked.tick(now, &skill, has_fallback, &shared.policy);
-                let next = if ticked != conv {
-                    Some(now)
-                } else {
-                    conv.next_deadline(now, &skill, has_fallback, &shared.policy)
+                // tick records what it did, e.g. the overdue mark). Most deadlines are
+                // still ahead: only the others need the trial tick.
+                let next = match conv.earliest_deadline(&skill, has_fallback, &shared.policy) {
+                    Some(at) if at <= now => {
+                        let mut ticked = conv.clone();
+                        ticked.tick(now, &skill, has_fallback, &shared.policy);
+                        if ticked != conv {
+                            Some(now)
+                        } else {
+                            conv.next_deadline(now, &skill, has_fallback, &shared.policy)
+                        }
+                    }
+                    ahead => ahead,
                 };
                 let id = conv.id.clone();
                 // In the directory before its deadline is armed: a deadline that has
                 // passed fires at once, and must find the conversation.
                 shared.conversations.insert(id.clone(), Handle::passive(conv));
-                shared.arm(TimerTarget::Conversation(id), next);
+                deadlines.extend(next.map(|at| (TimerTarget::Conversation(id), at)));
             } else {
                 tracing::error!(conversation = %conv.id, skill = %conv.skill, "recovered conversation on an unknown skill");
                 shared.conversations.insert(conv.id.clone(), Handle::passive(conv));
             }
         }
+        for (queue, batch) in entries {
+            if !batch.is_empty() {
+                shared.tell_queue(&queue, QueueMsg::UpsertMany(batch));
+            }
+        }
+        shared.timers.arm_new(shared, deadlines);
         recovered.closed = closed.len();
         shared.restore_closed(closed);
         shared.restore_seq(max_seq);
         for mut agent in snapshot.agents {
-            agent.conversations = held.remove(&agent.id).unwrap_or_default();
+            agent.conversations = held.remove(&agent.id).map(BTreeMap::from_iter).unwrap_or_default();
             agent.reservations.clear();
             recovered.agents += 1;
             let id = agent.id.clone();
@@ -253,7 +278,7 @@ impl Router {
         }
         // Conversations assigned to an agent the store does not know: back to the queue.
         for (agent, conversations) in held {
-            for id in conversations.into_keys() {
+            for (id, _) in conversations {
                 tracing::warn!(conversation = %id, agent = %agent, "recovered conversation held by an unknown agent: queued again");
                 shared.tell_conversation(&id, ConvMsg::Unassign { agent: agent.clone() });
             }

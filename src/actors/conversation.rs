@@ -129,13 +129,11 @@ impl Told {
     }
 }
 
-/// A conversation read back from the store at start, passive: tells the (new) skill
-/// queues the entries its actor would have told them, so that an actor activated later
-/// derives exactly what its peers know ([`Told::settled`]).
-pub(crate) fn announce_recovered(shared: &Shared, conv: &Conversation, skill: &Skill) {
-    for (queue, entry) in Told::settled(conv, skill, &shared.policy).queues {
-        shared.tell_queue(&queue, QueueMsg::Upsert(entry));
-    }
+/// A conversation read back from the store at start, passive: the entries its actor
+/// would have told the (new) skill queues, so that an actor activated later derives
+/// exactly what its peers know ([`Told::settled`]). Recovery tells them in batches.
+pub(crate) fn recovered_entries(shared: &Shared, conv: &Conversation, skill: &Skill) -> Vec<(SkillId, QueueEntry)> {
+    Told::settled(conv, skill, &shared.policy).queues
 }
 
 /// The conversation went to an agent (a new one, or its first).

@@ -22,6 +22,9 @@ use crate::ids::{AgentId, ConversationId, SkillId};
 pub enum QueueMsg {
     /// A conversation's entry is new or changed.
     Upsert(QueueEntry),
+    /// Entries of conversations read back from the store (recovery tells them in
+    /// batches: one message, and one matching round, per batch).
+    UpsertMany(Vec<QueueEntry>),
     /// The conversation left this queue (assigned, closed, transferred).
     Remove {
         conversation: ConversationId,
@@ -117,15 +120,11 @@ impl Actor for SkillQueueActor {
         let _crash = shared.crash_guard();
         let mut check_fallback = false;
         match msg {
-            QueueMsg::Upsert(entry) => {
-                if entry.actionable
-                    && !entry.in_fallback
-                    && !st.queue.has_online_agent()
-                    && self.has_fallback(&shared, &st.queue.skill)
-                {
-                    shared.tell_conversation(&entry.conversation_id, ConvMsg::ActivateFallback { epoch: entry.epoch });
+            QueueMsg::Upsert(entry) => self.upsert(&shared, st, entry),
+            QueueMsg::UpsertMany(entries) => {
+                for entry in entries {
+                    self.upsert(&shared, st, entry);
                 }
-                st.queue.upsert(entry);
             }
             QueueMsg::Remove { conversation } => {
                 st.queue.remove(&conversation);
@@ -197,6 +196,19 @@ impl Actor for SkillQueueActor {
 }
 
 impl SkillQueueActor {
+    /// A conversation's entry is new or changed: ranked, or (no agent online and the
+    /// skill has a fallback) sent on to the fallback.
+    fn upsert(&self, shared: &Shared, st: &mut QueueState, entry: QueueEntry) {
+        if entry.actionable
+            && !entry.in_fallback
+            && !st.queue.has_online_agent()
+            && self.has_fallback(shared, &st.queue.skill)
+        {
+            shared.tell_conversation(&entry.conversation_id, ConvMsg::ActivateFallback { epoch: entry.epoch });
+        }
+        st.queue.upsert(entry);
+    }
+
     fn has_fallback(&self, shared: &Shared, skill: &SkillId) -> bool {
         shared
             .skill(skill)

@@ -79,6 +79,29 @@ impl Timers {
         }
     }
 
+    /// Arms many new deadlines under one lock (recovery arms every open conversation's).
+    pub fn arm_new(&self, shared: &Shared, deadlines: Vec<(TimerTarget, Timestamp)>) {
+        let now = tokio::time::Instant::now();
+        let mut wheel = self.lock();
+        let Wheel { queue, armed } = &mut *wheel;
+        queue.reserve(deadlines.len());
+        armed.reserve(deadlines.len());
+        for (target, at) in deadlines {
+            let when = shared.clock.instant(at).min(now + HORIZON);
+            match armed.get_mut(&target) {
+                Some((_, old)) if *old == at => {}
+                Some((key, old)) => {
+                    queue.reset_at(key, when);
+                    *old = at;
+                }
+                None => {
+                    let key = queue.insert_at(target.clone(), when);
+                    armed.insert(target, (key, at));
+                }
+            }
+        }
+    }
+
     pub fn disarm(&self, shared: &Shared, target: TimerTarget) {
         self.arm(shared, target, None);
     }

@@ -594,8 +594,23 @@ impl Conversation {
         fallback: bool,
         policy: &RoutingPolicy,
     ) -> Option<Timestamp> {
+        // Anything at or before `now` was applied by the tick that preceded this call.
+        self.deadlines(skill, fallback, policy)
+            .into_iter()
+            .filter(|t| *t > now)
+            .min()
+    }
+
+    /// The earliest of the conversation's deadlines, passed or not: one at or before
+    /// `now` means a [`Conversation::tick`] is due. (Recovery uses it to tick only the
+    /// conversations whose deadlines passed while the node was down.)
+    pub fn earliest_deadline(&self, skill: &Skill, fallback: bool, policy: &RoutingPolicy) -> Option<Timestamp> {
+        self.deadlines(skill, fallback, policy).into_iter().min()
+    }
+
+    fn deadlines(&self, skill: &Skill, fallback: bool, policy: &RoutingPolicy) -> Vec<Timestamp> {
         if self.is_closed() {
-            return None;
+            return Vec::new();
         }
         let mut candidates: Vec<Timestamp> = Vec::with_capacity(8);
         if let Some(sla) = self.sla {
@@ -622,8 +637,7 @@ impl Conversation {
         candidates.extend(self.route.target_until);
         candidates.extend(self.fallback_at(skill, fallback));
         candidates.extend(self.auto_close_at(skill));
-        // Anything at or before `now` was applied by the tick that preceded this call.
-        candidates.into_iter().filter(|t| *t > now).min()
+        candidates
     }
 
     /// Value of an attribute for priority rules, including the built-in ones.

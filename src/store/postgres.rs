@@ -4,6 +4,7 @@
 //! changes costs a handful of round trips.
 
 use anyhow::Context;
+use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, NoTls};
 
 use super::{decode, Backend, Row, Snapshot, SCHEMA, SCHEMA_VERSION};
@@ -58,9 +59,26 @@ impl Postgres {
         Ok(())
     }
 
-    fn rows(&mut self, table: &str) -> anyhow::Result<Vec<(String, String)>> {
-        let rows = self.client.query(&format!("SELECT id, record FROM {table}"), &[])?;
-        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+    /// Reads one table's `(id, record)` rows as they stream in, decoding them on every
+    /// core meanwhile.
+    fn rows<T: Send>(
+        &mut self,
+        table: &str,
+        decode_row: impl Fn(&str, &str) -> anyhow::Result<T> + Sync,
+    ) -> anyhow::Result<Vec<T>> {
+        let mut rows = self
+            .client
+            .query_raw(&format!("SELECT id, record FROM {table}"), std::iter::empty::<&str>())?;
+        let read = std::iter::from_fn(|| match rows.next() {
+            Ok(Some(row)) => Some(
+                row.try_get(0)
+                    .and_then(|id| Ok((id, row.try_get(1)?)))
+                    .map_err(anyhow::Error::from),
+            ),
+            Ok(None) => None,
+            Err(e) => Some(Err(e.into())),
+        });
+        super::decode_rows(read, decode_row).with_context(|| format!("in table {table}"))
     }
 }
 
@@ -68,21 +86,15 @@ impl Backend for Postgres {
     fn load(&mut self) -> anyhow::Result<Snapshot> {
         let shown = self.shown.clone();
         let mut load = || -> anyhow::Result<Snapshot> {
-            let skills = decode_all::<crate::domain::skill::Skill>("skills", self.rows("skills")?)?;
-            let agents = decode_all::<crate::domain::agent::Agent>("agents", self.rows("agents")?)?;
-            let conversations =
-                decode_all::<crate::domain::conversation::Conversation>("conversations", self.rows("conversations")?)?;
-            let mut consumers = Vec::new();
-            for (id, r) in self.rows("consumers")? {
-                let consumer = crate::ids::ConsumerId::new(&id)
-                    .map_err(|e| anyhow::anyhow!("row {id:?} of table consumers: {e}"))?;
-                consumers.push((consumer, decode("consumers", &id, &r)?));
-            }
             Ok(Snapshot {
-                skills,
-                agents,
-                conversations,
-                consumers,
+                skills: self.rows("skills", |id, r| decode("skills", id, r))?,
+                agents: self.rows("agents", |id, r| decode("agents", id, r))?,
+                conversations: self.rows("conversations", |id, r| decode("conversations", id, r))?,
+                consumers: self.rows("consumers", |id, r| {
+                    let consumer = crate::ids::ConsumerId::new(id)
+                        .map_err(|e| anyhow::anyhow!("row {id:?} of table consumers: {e}"))?;
+                    Ok((consumer, decode("consumers", id, r)?))
+                })?,
             })
         };
         load().with_context(|| format!("reading the PostgreSQL store {shown}"))
@@ -148,10 +160,6 @@ impl Backend for Postgres {
         tx.commit()?;
         Ok(())
     }
-}
-
-fn decode_all<T: serde::de::DeserializeOwned>(table: &str, rows: Vec<(String, String)>) -> anyhow::Result<Vec<T>> {
-    rows.iter().map(|(id, r)| decode(table, id, r)).collect()
 }
 
 /// The columns of one table's rows in a group, as arrays for `UNNEST`.

@@ -79,21 +79,24 @@ impl Sqlite {
         Ok(())
     }
 
-    fn rows<T>(
+    fn rows<T: Send>(
         &self,
         sql: &str,
         table: &str,
-        mut decode_row: impl FnMut(&str, &str) -> anyhow::Result<T>,
+        decode_row: impl Fn(&str, &str) -> anyhow::Result<T> + Sync,
     ) -> anyhow::Result<Vec<T>> {
         let mut stmt = self.conn.prepare(sql)?;
         let mut rows = stmt.query([])?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next()? {
-            let id: String = row.get(0)?;
-            let record: String = row.get(1)?;
-            out.push(decode_row(&id, &record).with_context(|| format!("in table {table}"))?);
-        }
-        Ok(out)
+        let read = std::iter::from_fn(|| match rows.next() {
+            Ok(Some(row)) => Some(
+                row.get(0)
+                    .and_then(|id| Ok((id, row.get(1)?)))
+                    .map_err(anyhow::Error::from),
+            ),
+            Ok(None) => None,
+            Err(e) => Some(Err(e.into())),
+        });
+        super::decode_rows(read, decode_row).with_context(|| format!("in table {table}"))
     }
 }
 
