@@ -551,11 +551,20 @@ async fn with_a_store_memory_and_record_agree_and_a_recovered_router_keeps_every
             snapshot.conversations.into_iter().map(|c| (c.id.clone(), c)).collect();
         for id in &world.opened {
             match r.conversation(id) {
-                Ok(c) => assert_eq!(
-                    stored.get(id),
-                    Some(&c),
-                    "seed {seed}: {id}: the store holds what memory holds"
-                ),
+                Ok(c) => {
+                    // An offer made is not written (recovery voids offers): an offered
+                    // conversation may be stored as the queued one it was.
+                    let mut queued = c.clone();
+                    if c.state == State::Offered {
+                        queued.state = State::Queued;
+                        queued.offered_to = None;
+                    }
+                    let held = stored.get(id);
+                    assert!(
+                        held == Some(&c) || held == Some(&queued),
+                        "seed {seed}: {id}: the store holds what memory holds\n stored: {held:?}\n memory: {c:?}"
+                    );
+                }
                 Err(_) => assert!(!stored.contains_key(id), "seed {seed}: {id} forgotten but still stored"),
             }
         }

@@ -136,6 +136,20 @@ pub(crate) fn recovered_entries(shared: &Shared, conv: &Conversation, skill: &Sk
     Told::settled(conv, skill, &shared.policy).queues
 }
 
+/// The only change is an offer made: not written to the store, where the conversation
+/// stays queued. Recovery voids every offer pending at a crash, so the record of one
+/// would change nothing, and the offer goes out without waiting for a commit. (A
+/// withdrawn offer is written: the record may hold an offer made in the same step as
+/// another change.)
+fn only_offered(before: &Conversation, conv: &Conversation) -> bool {
+    before.state == State::Queued && conv.state == State::Offered && {
+        let mut queued = conv.clone();
+        queued.state = State::Queued;
+        queued.offered_to = None;
+        queued == *before
+    }
+}
+
 /// The conversation went to an agent (a new one, or its first).
 fn newly_assigned(before: &Conversation, conv: &Conversation) -> bool {
     conv.state == State::Assigned && (before.state != State::Assigned || before.agent_id != conv.agent_id)
@@ -402,7 +416,7 @@ impl ConversationActor {
                 .consumers
                 .write(&conv.consumer_id, |r| r.last_agent = Some((agent.clone(), now)));
         }
-        if out.created || conv != *before {
+        if out.created || (conv != *before && !only_offered(before, &conv)) {
             let n = shared.persist(Change::Conversation(Box::new(conv.clone())));
             shared.persisted(n).await;
         }
