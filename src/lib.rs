@@ -13,6 +13,8 @@
 //! - [`api`]: the HTTP/JSON API (actix-web), agent event streams (SSE).
 //! - [`metrics`]: Prometheus series.
 //! - [`store`]: the durable record (SQLite or PostgreSQL), its writer and recovery.
+//! - [`cluster`]: placement, membership and shard leases for running several nodes
+//!   as one (in the making).
 //! - [`loadtest`]: `switchboard loadtest`, an open-loop HTTP load generator.
 //! - [`sim`]: `switchboard simulate`, the engine on virtual time against a scenario.
 //! - [`events`]: domain events published on a broadcast channel.
@@ -21,6 +23,7 @@
 
 pub mod actors;
 pub mod api;
+pub mod cluster;
 pub mod config;
 pub mod domain;
 pub mod error;

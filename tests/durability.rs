@@ -3,7 +3,6 @@
 //! directory; the PostgreSQL test starts its own server (`initdb` + `pg_ctl` on a
 //! 127.0.0.1 port) and stops it.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -11,6 +10,10 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
+
+mod pg;
+
+use pg::{Postgres, TempDir};
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
 
@@ -38,35 +41,6 @@ id = "retention"
 id = "fast"
 sla = { normal_secs = 3, urgent_secs = 3, first_time_secs = 3 }
 "#;
-
-/// A fresh directory under the system's temp dir, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("switchboard-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        if std::env::var_os("SWITCHBOARD_KEEP_TEST_DIRS").is_some() {
-            eprintln!("kept {}", self.0.display());
-            return;
-        }
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
 
 /// `switchboard serve` as a child process.
 struct Server {
@@ -488,116 +462,6 @@ async fn a_corrupt_store_stops_start_up_with_an_error_naming_the_file() {
         "the error names the file: {err}"
     );
     assert_eq!(std::fs::read(&db).expect("still there"), garbage, "never replaced");
-}
-
-/// A PostgreSQL server of the test's own: `initdb` into a temporary directory and
-/// `pg_ctl start` on a 127.0.0.1 port, as the `postgres` user when run as root
-/// (`initdb` refuses root). Stopped when dropped.
-struct Postgres {
-    bin: PathBuf,
-    data: PathBuf,
-    port: u16,
-    as_postgres: bool,
-}
-
-impl Postgres {
-    fn bindir() -> Option<PathBuf> {
-        let from_pg_config = Command::new("pg_config")
-            .arg("--bindir")
-            .output()
-            .ok()
-            .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
-            .filter(|p| p.join("initdb").exists());
-        from_pg_config.or_else(|| {
-            let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-                .ok()?
-                .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
-                .filter(|p| p.join("initdb").exists())
-                .collect();
-            dirs.sort();
-            dirs.pop()
-        })
-    }
-
-    fn command(&self, program: &str) -> Command {
-        let path = self.bin.join(program);
-        if self.as_postgres {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(path);
-            c
-        } else {
-            Command::new(path)
-        }
-    }
-
-    fn start(root: &Path) -> Postgres {
-        let bin = Postgres::bindir().expect("PostgreSQL server binaries (initdb): .ci/run installs postgresql");
-        let as_postgres = Command::new("id")
-            .arg("-u")
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-            .unwrap_or(false);
-        let data = root.join("pg");
-        std::fs::create_dir_all(&data).expect("pg dir");
-        if as_postgres {
-            let ok = Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(root)
-                .status()
-                .map(|s| s.success())
-                .unwrap_or(false);
-            assert!(ok, "chown to postgres");
-        }
-        let pg = Postgres {
-            bin,
-            data,
-            port: free_port(),
-            as_postgres,
-        };
-        let out = pg
-            .command("initdb")
-            .args(["-A", "trust", "-U", "switchboard", "-E", "UTF8", "--no-sync", "-D"])
-            .arg(&pg.data)
-            .output()
-            .expect("initdb runs");
-        assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
-        let options = format!(
-            "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=on",
-            pg.port,
-            pg.data.display()
-        );
-        let out = pg
-            .command("pg_ctl")
-            .arg("-D")
-            .arg(&pg.data)
-            .args(["-w", "-t", "60", "-l"])
-            .arg(pg.data.join("server.log"))
-            .args(["-o", &options, "start"])
-            .output()
-            .expect("pg_ctl runs");
-        assert!(
-            out.status.success(),
-            "pg_ctl start: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            std::fs::read_to_string(pg.data.join("server.log")).unwrap_or_default()
-        );
-        pg
-    }
-
-    fn url(&self) -> String {
-        format!("postgres://switchboard@127.0.0.1:{}/postgres", self.port)
-    }
-}
-
-impl Drop for Postgres {
-    fn drop(&mut self) {
-        let _ = self
-            .command("pg_ctl")
-            .arg("-D")
-            .arg(&self.data)
-            .args(["-m", "immediate", "-w", "stop"])
-            .output();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,14 @@
+//! The cluster, in the making: several `switchboard serve` processes acting as one
+//! router, with PostgreSQL as the record of state, membership and ownership.
+//!
+//! Built so far, and tested against a real PostgreSQL (`tests/cluster.rs`):
+//! - [`placement`]: keys to shards, shards to live nodes (rendezvous hashing);
+//! - [`lease`]: membership (register, heartbeat, leave) and shard leases (acquire,
+//!   renew, release) with epoch fencing of writes.
+//!
+//! Not built yet (`cluster/README.md` keeps the list): the transport between nodes
+//! (ractor_cluster), the node's lease keeper and failover, forwarding of API requests to
+//! the owner, and fencing in the store's writer. Until then `serve` is a single node.
+
+pub mod lease;
+pub mod placement;

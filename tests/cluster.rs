@@ -1,0 +1,211 @@
+//! The cluster's record in a real PostgreSQL (started by the test: `initdb` + `pg_ctl`
+//! on a 127.0.0.1 port): membership, shard leases and the fencing of writes. Every time
+//! in these rules is the database's, so the tests wait on the wall clock for leases to
+//! expire (a few hundred milliseconds).
+
+mod pg;
+
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use pg::{Postgres, TempDir};
+use switchboard::cluster::lease::{fence, Coordinator, Fenced, Lease};
+use switchboard::cluster::placement::{owned_by, SHARDS};
+
+fn all_shards() -> Vec<u16> {
+    (0..SHARDS).collect()
+}
+
+#[test]
+fn members_register_heartbeat_and_leave_and_a_silent_one_drops_out() {
+    let dir = TempDir::new("cluster-members");
+    let pg = Postgres::start(&dir.0);
+    let mut a = Coordinator::connect(&pg.url(), "node-a").expect("a connects");
+    let mut b = Coordinator::connect(&pg.url(), "node-b").expect("b connects");
+    let ia = a.register("127.0.0.1:7001", "127.0.0.1:8001").expect("a registers");
+    let ib = b.register("127.0.0.1:7002", "127.0.0.1:8002").expect("b registers");
+    assert_eq!((ia, ib), (1, 1));
+    let names = |c: &mut Coordinator, within| -> Vec<String> {
+        c.members(within)
+            .expect("members")
+            .into_iter()
+            .map(|m| m.name)
+            .collect()
+    };
+    assert_eq!(names(&mut a, Duration::from_secs(5)), ["node-a", "node-b"]);
+    let members = b.members(Duration::from_secs(5)).expect("members");
+    assert_eq!(members[0].cluster_addr, "127.0.0.1:7001");
+    assert_eq!(members[0].http_addr, "127.0.0.1:8001");
+
+    // b goes silent; a keeps beating: past the window only a is live.
+    thread::sleep(Duration::from_millis(1200));
+    assert!(a.heartbeat(ia).expect("beat"));
+    assert_eq!(names(&mut a, Duration::from_millis(1000)), ["node-a"]);
+    // b beats again and is back.
+    assert!(b.heartbeat(ib).expect("beat"));
+    assert_eq!(names(&mut a, Duration::from_millis(1000)), ["node-a", "node-b"]);
+
+    // A second process under b's name supersedes the first: the old one's heartbeat
+    // fails, so it knows to stop.
+    let mut b2 = Coordinator::connect(&pg.url(), "node-b").expect("b2 connects");
+    let ib2 = b2.register("127.0.0.1:7003", "127.0.0.1:8003").expect("b2 registers");
+    assert_eq!(ib2, 2);
+    assert!(!b.heartbeat(ib).expect("beat"), "the superseded incarnation is told");
+    assert!(b2.heartbeat(ib2).expect("beat"));
+
+    // Leaving takes effect at once.
+    b2.leave(ib2).expect("leave");
+    assert_eq!(names(&mut a, Duration::from_secs(5)), ["node-a"]);
+    assert!(!b2.heartbeat(ib2).expect("beat"), "a node that left does not beat");
+}
+
+#[test]
+fn a_lease_has_one_owner_per_epoch_and_passes_on_only_after_expiry_or_release() {
+    let dir = TempDir::new("cluster-leases");
+    let pg = Postgres::start(&dir.0);
+    let mut a = Coordinator::connect(&pg.url(), "node-a").expect("a connects");
+    let mut b = Coordinator::connect(&pg.url(), "node-b").expect("b connects");
+    let ttl = Duration::from_millis(600);
+
+    // a takes its rendezvous share of two members, then everything that is free.
+    let mine = owned_by("node-a", &["node-a", "node-b"]);
+    let granted = a.acquire(&mine, ttl).expect("acquire");
+    assert_eq!(granted.iter().map(|l| l.shard).collect::<Vec<_>>(), mine);
+    assert!(granted.iter().all(|l| l.epoch == 1), "first epoch");
+    assert!(
+        a.acquire(&mine, ttl).expect("again").is_empty(),
+        "a held lease is not granted again"
+    );
+    let rest = a.acquire(&all_shards(), ttl).expect("the rest");
+    assert_eq!(rest.len(), SHARDS as usize - mine.len());
+    let held: Vec<Lease> = granted.iter().chain(&rest).copied().collect();
+
+    // b can take nothing while a's leases are live, and a renews them all.
+    assert!(b.acquire(&all_shards(), ttl).expect("b tries").is_empty());
+    assert_eq!(a.renew(&held, ttl).expect("renew").len(), SHARDS as usize);
+
+    // a releases one shard (a graceful handover): b takes it at once, under epoch 2.
+    let handed = held[0];
+    a.release(&[handed]).expect("release");
+    let taken = b.acquire(&[handed.shard], ttl).expect("b takes the released shard");
+    assert_eq!(
+        taken,
+        vec![Lease {
+            shard: handed.shard,
+            epoch: 2
+        }]
+    );
+    assert!(
+        !a.renew(&[handed], ttl).expect("renew").contains(&handed.shard),
+        "a cannot renew what it released"
+    );
+
+    // a stops renewing (paused, partitioned) while b renews the shard it took: after
+    // expiry b takes every other shard, each under a new epoch, and a's renewal finds
+    // nothing left.
+    let deadline = Instant::now() + ttl + Duration::from_millis(200);
+    while Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(100));
+        assert_eq!(b.renew(&taken, ttl).expect("b renews"), [handed.shard]);
+    }
+    let others = b.acquire(&all_shards(), ttl).expect("b takes over");
+    assert_eq!(others.len(), SHARDS as usize - 1, "all but the one b holds");
+    assert!(others.iter().all(|l| l.epoch == 2), "{others:?}");
+    assert!(a.renew(&held, ttl).expect("renew").is_empty(), "a has lost every lease");
+    let rows = b.leases().expect("rows");
+    assert!(rows
+        .iter()
+        .all(|r| r.owner.as_deref() == Some("node-b") && r.live && r.epoch == 2));
+}
+
+/// Creates a table standing for the store's rows, written under a fence.
+fn rows_table(url: &str) -> postgres::Client {
+    let mut c = postgres::Client::connect(url, postgres::NoTls).expect("client");
+    c.batch_execute("CREATE TABLE IF NOT EXISTS fenced_rows (id TEXT PRIMARY KEY, writer TEXT NOT NULL)")
+        .expect("table");
+    c
+}
+
+#[test]
+fn a_write_under_a_lost_lease_is_refused_and_a_takeover_waits_for_a_write_in_progress() {
+    let dir = TempDir::new("cluster-fence");
+    let pg = Postgres::start(&dir.0);
+    let url = pg.url();
+    let mut a = Coordinator::connect(&url, "node-a").expect("a connects");
+    let mut b = Coordinator::connect(&url, "node-b").expect("b connects");
+    let ttl = Duration::from_millis(1000);
+    let lease = a.acquire(&[7], ttl).expect("acquire")[0];
+    let mut store_a = rows_table(&url);
+
+    // A write under a live lease commits.
+    let mut tx = store_a.transaction().expect("tx");
+    fence(&mut tx, "node-a", &[lease])
+        .expect("query")
+        .expect("a holds shard 7");
+    tx.execute("INSERT INTO fenced_rows VALUES ('r1', 'node-a')", &[])
+        .expect("insert");
+    tx.commit().expect("commit");
+
+    // a's write transaction checks its lease just before expiry and is still writing
+    // when the lease expires; b's takeover must wait until that write is done.
+    let mut tx = store_a.transaction().expect("tx");
+    thread::sleep(ttl - Duration::from_millis(400));
+    fence(&mut tx, "node-a", &[lease]).expect("query").expect("still held");
+    let (done_tx, done_rx) = mpsc::channel();
+    let taker = thread::spawn(move || {
+        // Starts once a's lease has expired.
+        thread::sleep(Duration::from_millis(600));
+        let started = Instant::now();
+        let taken = b.acquire(&[7], ttl).expect("b acquires");
+        done_tx.send(Instant::now()).expect("send");
+        (b, taken, started)
+    });
+    thread::sleep(Duration::from_millis(1300));
+    tx.execute("INSERT INTO fenced_rows VALUES ('r2', 'node-a')", &[])
+        .expect("insert");
+    let committed_at = Instant::now();
+    tx.commit().expect("the write that passed its fence commits");
+    let (mut b, taken, started) = taker.join().expect("taker");
+    let taken_at = done_rx.recv().expect("taken");
+    assert!(
+        taken_at >= committed_at,
+        "the takeover waited for the write in progress ({:?} after it started)",
+        taken_at - started
+    );
+    assert_eq!(taken, vec![Lease { shard: 7, epoch: 2 }]);
+
+    // From now on a's writes are refused, whatever a believes; b's go through.
+    let mut tx = store_a.transaction().expect("tx");
+    let refused = fence(&mut tx, "node-a", &[lease]).expect("query");
+    assert_eq!(
+        refused,
+        Err(Fenced {
+            node: "node-a".into(),
+            shards: vec![7]
+        })
+    );
+    tx.rollback().expect("rollback");
+    let mut store_b = rows_table(&url);
+    let mut tx = store_b.transaction().expect("tx");
+    fence(&mut tx, "node-b", &taken)
+        .expect("query")
+        .expect("b holds shard 7");
+    tx.execute("INSERT INTO fenced_rows VALUES ('r3', 'node-b')", &[])
+        .expect("insert");
+    tx.commit().expect("commit");
+    let rows: Vec<(String, String)> = store_b
+        .query("SELECT id, writer FROM fenced_rows ORDER BY id", &[])
+        .expect("rows")
+        .into_iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        rows,
+        [("r1", "node-a"), ("r2", "node-a"), ("r3", "node-b")].map(|(i, w)| (i.to_string(), w.to_string()))
+    );
+    // An old epoch stays refused even for the node that now owns the shard.
+    let mut tx = store_b.transaction().expect("tx");
+    assert!(fence(&mut tx, "node-b", &[lease]).expect("query").is_err());
+    drop(b.leases());
+}

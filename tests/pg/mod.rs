@@ -1,0 +1,147 @@
+//! Test support shared by the tests that need a real PostgreSQL or a scratch directory:
+//! a temporary directory, a free 127.0.0.1 port, and a PostgreSQL server of the test's
+//! own.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A fresh directory under the system's temp dir, removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("switchboard-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::env::var_os("SWITCHBOARD_KEEP_TEST_DIRS").is_some() {
+            eprintln!("kept {}", self.0.display());
+            return;
+        }
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// A PostgreSQL server of the test's own: `initdb` into a temporary directory and
+/// `pg_ctl start` on a 127.0.0.1 port, as the `postgres` user when run as root
+/// (`initdb` refuses root). Stopped when dropped.
+pub struct Postgres {
+    bin: PathBuf,
+    data: PathBuf,
+    pub port: u16,
+    as_postgres: bool,
+}
+
+impl Postgres {
+    fn bindir() -> Option<PathBuf> {
+        let from_pg_config = Command::new("pg_config")
+            .arg("--bindir")
+            .output()
+            .ok()
+            .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
+            .filter(|p| p.join("initdb").exists());
+        from_pg_config.or_else(|| {
+            let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+                .ok()?
+                .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+                .filter(|p| p.join("initdb").exists())
+                .collect();
+            dirs.sort();
+            dirs.pop()
+        })
+    }
+
+    pub fn command(&self, program: &str) -> Command {
+        let path = self.bin.join(program);
+        if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(path);
+            c
+        } else {
+            Command::new(path)
+        }
+    }
+
+    pub fn start(root: &Path) -> Postgres {
+        let bin = Postgres::bindir().expect("PostgreSQL server binaries (initdb): .ci/run installs postgresql");
+        let as_postgres = Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+            .unwrap_or(false);
+        let data = root.join("pg");
+        std::fs::create_dir_all(&data).expect("pg dir");
+        if as_postgres {
+            let ok = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(root)
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            assert!(ok, "chown to postgres");
+        }
+        let pg = Postgres {
+            bin,
+            data,
+            port: free_port(),
+            as_postgres,
+        };
+        let out = pg
+            .command("initdb")
+            .args(["-A", "trust", "-U", "switchboard", "-E", "UTF8", "--no-sync", "-D"])
+            .arg(&pg.data)
+            .output()
+            .expect("initdb runs");
+        assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
+        let options = format!(
+            "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=on",
+            pg.port,
+            pg.data.display()
+        );
+        let out = pg
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(&pg.data)
+            .args(["-w", "-t", "60", "-l"])
+            .arg(pg.data.join("server.log"))
+            .args(["-o", &options, "start"])
+            .output()
+            .expect("pg_ctl runs");
+        assert!(
+            out.status.success(),
+            "pg_ctl start: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            std::fs::read_to_string(pg.data.join("server.log")).unwrap_or_default()
+        );
+        pg
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://switchboard@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = self
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-m", "immediate", "-w", "stop"])
+            .output();
+    }
+}
