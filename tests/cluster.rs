@@ -209,3 +209,160 @@ fn a_write_under_a_lost_lease_is_refused_and_a_takeover_waits_for_a_write_in_pro
     assert!(fence(&mut tx, "node-b", &[lease]).expect("query").is_err());
     drop(b.leases());
 }
+
+/// Samples every keeper's published ownership until `until` holds or `within` passes,
+/// checking at every sample that no shard is believed held by two nodes at once.
+fn watch_keepers(
+    keepers: &[(
+        &str,
+        &tokio::sync::watch::Receiver<switchboard::cluster::keeper::Ownership>,
+    )],
+    within: Duration,
+    mut until: impl FnMut(&[(String, Vec<u16>)]) -> bool,
+) -> Vec<(String, Vec<u16>)> {
+    let deadline = Instant::now() + within;
+    loop {
+        let now = Instant::now();
+        let served: Vec<(String, Vec<u16>)> = keepers
+            .iter()
+            .map(|(name, rx)| {
+                let o = rx.borrow();
+                let shards = (0..SHARDS).filter(|s| o.serves(*s, now).is_some()).collect();
+                (name.to_string(), shards)
+            })
+            .collect();
+        let mut seen = vec![None; SHARDS as usize];
+        for (name, shards) in &served {
+            for s in shards {
+                if let Some(other) = seen[*s as usize].replace(name.clone()) {
+                    panic!("shard {s} served by {other} and {name} at once");
+                }
+            }
+        }
+        if until(&served) {
+            return served;
+        }
+        assert!(Instant::now() < deadline, "not reached within {within:?}: {served:?}");
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn covers_all(served: &[(String, Vec<u16>)], nodes: &[&str]) -> bool {
+    let total: usize = served.iter().map(|(_, s)| s.len()).sum();
+    // Every shard served, each member serving exactly its rendezvous share, and a node
+    // that is not a member serving nothing.
+    total == SHARDS as usize
+        && served.iter().all(|(n, s)| {
+            if nodes.contains(&n.as_str()) {
+                *s == owned_by(n, nodes)
+            } else {
+                s.is_empty()
+            }
+        })
+}
+
+#[test]
+fn keepers_share_the_shards_take_over_a_dead_node_after_expiry_and_a_leaving_one_at_once() {
+    use switchboard::cluster::keeper::{Keeper, KeeperConfig};
+    let dir = TempDir::new("cluster-keepers");
+    let pg = Postgres::start(&dir.0);
+    let ttl = Duration::from_millis(1500);
+    let keeper = |name: &str, port: u16| {
+        Keeper::start(KeeperConfig::new(
+            &pg.url(),
+            name,
+            &format!("127.0.0.1:{port}"),
+            &format!("127.0.0.1:{}", port + 1000),
+            ttl,
+        ))
+        .expect("keeper starts")
+    };
+    let (a, b, c) = (keeper("node-a", 7001), keeper("node-b", 7002), keeper("node-c", 7003));
+    let (ra, rb, rc) = (a.ownership(), b.ownership(), c.ownership());
+    let all = [("node-a", &ra), ("node-b", &rb), ("node-c", &rc)];
+
+    // Three live members: each serves exactly its rendezvous share.
+    watch_keepers(&all, Duration::from_secs(10), |s| {
+        covers_all(s, &["node-a", "node-b", "node-c"])
+    });
+
+    // c dies (no handover): its shards are unserved until its leases expire, then a
+    // and b serve everything, split as rendezvous says for two members.
+    let died = Instant::now();
+    c.abandon().expect("c stops");
+    watch_keepers(&all, Duration::from_secs(10), |s| covers_all(s, &["node-a", "node-b"]));
+    let failover = died.elapsed();
+    assert!(
+        failover >= ttl / 2,
+        "taken over only after the leases ran out ({failover:?})"
+    );
+
+    // b leaves cleanly: a serves everything well before b's leases would have expired.
+    let left = Instant::now();
+    b.shutdown().expect("b hands over");
+    watch_keepers(&all, Duration::from_secs(10), |s| covers_all(s, &["node-a"]));
+    assert!(
+        left.elapsed() < ttl,
+        "a handover does not wait for expiry ({:?})",
+        left.elapsed()
+    );
+
+    // A new member joins: it gets its share, a gives that up, nothing is served twice.
+    let d = keeper("node-d", 7004);
+    let rd = d.ownership();
+    let all = [("node-a", &ra), ("node-d", &rd)];
+    watch_keepers(&all, Duration::from_secs(10), |s| covers_all(s, &["node-a", "node-d"]));
+    d.shutdown().expect("d");
+    a.shutdown().expect("a");
+}
+
+#[test]
+fn keepers_ride_out_a_restart_of_postgresql_and_never_serve_a_shard_twice() {
+    use switchboard::cluster::keeper::{Keeper, KeeperConfig};
+    let dir = TempDir::new("cluster-pg-restart");
+    let pg = Postgres::start(&dir.0);
+    let ttl = Duration::from_millis(1500);
+    let keeper = |name: &str, port: u16| {
+        Keeper::start(KeeperConfig::new(
+            &pg.url(),
+            name,
+            &format!("127.0.0.1:{port}"),
+            "127.0.0.1:1",
+            ttl,
+        ))
+        .expect("keeper starts")
+    };
+    let (a, b) = (keeper("node-a", 7101), keeper("node-b", 7102));
+    let (ra, rb) = (a.ownership(), b.ownership());
+    let nodes = ["node-a", "node-b"];
+    watch_keepers(&[("node-a", &ra), ("node-b", &rb)], Duration::from_secs(10), |s| {
+        covers_all(s, &nodes)
+    });
+
+    // The database is down for longer than a lease: the keepers stop serving when their
+    // belief runs out (nothing can be fenced meanwhile), then connect again and take
+    // their shares back. Watched throughout for double service.
+    let (stop_tx, stop_rx) = mpsc::channel::<()>();
+    let (ra2, rb2) = (ra.clone(), rb.clone());
+    let watcher = thread::spawn(move || {
+        let mut saw_nothing_served = false;
+        watch_keepers(&[("node-a", &ra2), ("node-b", &rb2)], Duration::from_secs(60), |s| {
+            saw_nothing_served |= s.iter().all(|(_, shards)| shards.is_empty());
+            stop_rx.try_recv().is_ok()
+        });
+        saw_nothing_served
+    });
+    pg.restart(ttl * 2);
+    let back = Instant::now();
+    watch_keepers(&[("node-a", &ra), ("node-b", &rb)], Duration::from_secs(20), |s| {
+        covers_all(s, &nodes)
+    });
+    stop_tx.send(()).expect("stop the watcher");
+    assert!(
+        watcher.join().expect("no shard served twice"),
+        "while the database was down past the leases, nothing was served"
+    );
+    eprintln!("serving again {:?} after the database came back", back.elapsed());
+    a.shutdown().expect("a");
+    b.shutdown().expect("b");
+}

@@ -499,6 +499,74 @@ async fn postgres_kill_9_and_restart_loses_nothing_acknowledged() {
     drop(pg);
 }
 
+/// The store survives a restart of its PostgreSQL: commits fail while it is down
+/// (`/readyz` says so, the requests wait), the writer connects again, and what was
+/// acknowledged before and after is all there after a `kill -9` of the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_restart_is_ridden_out() {
+    let dir = TempDir::new("pg-restart");
+    let pg = Postgres::start(&dir.0);
+    let run = dir.0.join("run");
+    std::fs::create_dir_all(&run).expect("run dir");
+    let config = format!("{CONFIG}\n[store]\nurl = \"{}\"\n", pg.url());
+    std::fs::write(run.join("config.toml"), config).expect("config");
+    let server = Server::start(&run, 1, &[]).await;
+    let api = Api::new(&server);
+    api.open("before", "u1", "general").await;
+
+    let down = tokio::task::spawn_blocking(move || {
+        pg.restart(Duration::from_secs(2));
+        pg
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Sent while the database is down: answered once it is back and the commit is done.
+    let during = {
+        let api = Api::new(&server);
+        tokio::spawn(async move {
+            api.send(
+                reqwest::Method::POST,
+                "/v1/conversations",
+                Some(json!({"conversation_id": "during", "consumer_id": "u2", "skill": "general"})),
+            )
+            .await
+            .0
+        })
+    };
+    // Meanwhile the node says it is not ready.
+    let readyz = format!("{}/readyz", server.base);
+    let mut unready = false;
+    for _ in 0..30 {
+        let status = Client::new().get(&readyz).send().await.expect("readyz").status();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            unready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(unready, "/readyz answers 503 while commits fail");
+    let status = during.await.expect("request task");
+    assert!(status.is_success(), "{status}");
+    let pg = down.await.expect("restarted");
+    let status = Client::new().get(&readyz).send().await.expect("readyz").status();
+    assert_eq!(status, StatusCode::OK, "ready again");
+    api.open("after", "u3", "general").await;
+    assert!(
+        server.log_text().contains("connected again to the PostgreSQL store"),
+        "{}",
+        server.log_text()
+    );
+
+    server.kill9();
+    let server = Server::start(&run, 2, &[]).await;
+    let api = Api::new(&server);
+    for id in ["before", "during", "after"] {
+        let c = api.get(&format!("/v1/conversations/{id}")).await;
+        assert_eq!(c["conversation_id"], id);
+    }
+    drop(server);
+    drop(pg);
+}
+
 /// `switchboard loadtest` against a server that is killed mid-run and restarted: the
 /// load tool's ledger of acknowledged conversations reconciles with 0 lost, no
 /// acknowledged close undone, none held by two agents.

@@ -80,6 +80,7 @@ fn columns(leases: &[Lease]) -> (Vec<i32>, Vec<i64>) {
 /// writer has another).
 pub struct Coordinator {
     client: Client,
+    url: String,
     node: String,
 }
 
@@ -107,8 +108,23 @@ impl Coordinator {
             .with_context(|| format!("creating the cluster's tables in {shown}"))?;
         Ok(Coordinator {
             client,
+            url: url.to_string(),
             node: node.to_string(),
         })
+    }
+
+    /// Connects again if the connection was lost (the database restarted): a lost
+    /// connection of the `postgres` client never comes back by itself.
+    pub fn reconnect_if_lost(&mut self) -> anyhow::Result<()> {
+        if self.client.is_closed() {
+            self.client = Client::connect(&self.url, NoTls).with_context(|| {
+                format!(
+                    "connecting again to the cluster's PostgreSQL {}",
+                    crate::store::redact_url(&self.url)
+                )
+            })?;
+        }
+        Ok(())
     }
 
     pub fn node(&self) -> &str {

@@ -4,11 +4,16 @@
 //! Built so far, and tested against a real PostgreSQL (`tests/cluster.rs`):
 //! - [`placement`]: keys to shards, shards to live nodes (rendezvous hashing);
 //! - [`lease`]: membership (register, heartbeat, leave) and shard leases (acquire,
-//!   renew, release) with epoch fencing of writes.
+//!   renew, release) with epoch fencing of writes;
+//! - [`keeper`]: a node's lease keeper, which takes its rendezvous share of the shards
+//!   among the live members, renews, hands over, rides out a restart of the database,
+//!   and publishes what the node may serve.
 //!
 //! Not built yet (`cluster/README.md` keeps the list): the transport between nodes
-//! (ractor_cluster), the node's lease keeper and failover, forwarding of API requests to
-//! the owner, and fencing in the store's writer. Until then `serve` is a single node.
+//! (ractor_cluster), failover of the engine's state (loading a taken shard's records),
+//! forwarding of API requests to the owner, and fencing in the store's writer. Until
+//! then `serve` is a single node.
 
+pub mod keeper;
 pub mod lease;
 pub mod placement;

@@ -11,6 +11,8 @@ use super::{decode, Backend, Row, Snapshot, SCHEMA, SCHEMA_VERSION};
 
 pub struct Postgres {
     client: Client,
+    /// To connect again when the connection is lost (a restart of the database).
+    url: String,
     /// The URL without its password, for error messages.
     shown: String,
 }
@@ -28,7 +30,11 @@ impl Postgres {
         let shown = super::redact_url(url);
         let client =
             Client::connect(url, NoTls).with_context(|| format!("connecting to the PostgreSQL store {shown}"))?;
-        let mut store = Postgres { client, shown };
+        let mut store = Postgres {
+            client,
+            url: url.to_string(),
+            shown,
+        };
         store
             .ensure_schema()
             .with_context(|| format!("reading the PostgreSQL store {}", store.shown))?;
@@ -101,6 +107,14 @@ impl Backend for Postgres {
     }
 
     fn commit(&mut self, rows: &[Row]) -> anyhow::Result<()> {
+        // A lost connection (the database restarted, the network dropped) is not
+        // coming back: connect again, and the writer's retry succeeds once the database
+        // answers.
+        if self.client.is_closed() {
+            self.client = Client::connect(&self.url, NoTls)
+                .with_context(|| format!("connecting again to the PostgreSQL store {}", self.shown))?;
+            tracing::info!(url = %self.shown, "connected again to the PostgreSQL store");
+        }
         let (mut skills, mut agents, mut convs, mut consumers) =
             (Columns::new(2), Columns::new(3), Columns::new(6), Columns::new(2));
         let (mut forget_convs, mut forget_consumers) = (Vec::<&str>::new(), Vec::<&str>::new());

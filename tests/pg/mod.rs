@@ -107,17 +107,23 @@ impl Postgres {
             .output()
             .expect("initdb runs");
         assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
+        pg.launch();
+        pg
+    }
+
+    /// Starts the server on its data directory (again).
+    fn launch(&self) {
         let options = format!(
             "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=on",
-            pg.port,
-            pg.data.display()
+            self.port,
+            self.data.display()
         );
-        let out = pg
+        let out = self
             .command("pg_ctl")
             .arg("-D")
-            .arg(&pg.data)
+            .arg(&self.data)
             .args(["-w", "-t", "60", "-l"])
-            .arg(pg.data.join("server.log"))
+            .arg(self.data.join("server.log"))
             .args(["-o", &options, "start"])
             .output()
             .expect("pg_ctl runs");
@@ -125,9 +131,27 @@ impl Postgres {
             out.status.success(),
             "pg_ctl start: {}{}",
             String::from_utf8_lossy(&out.stdout),
-            std::fs::read_to_string(pg.data.join("server.log")).unwrap_or_default()
+            std::fs::read_to_string(self.data.join("server.log")).unwrap_or_default()
         );
-        pg
+    }
+
+    /// Stops the server as a crash would (`-m immediate`: no shutdown checkpoint, every
+    /// connection cut) and starts it again after `down`.
+    pub fn restart(&self, down: std::time::Duration) {
+        let out = self
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-m", "immediate", "-w", "stop"])
+            .output()
+            .expect("pg_ctl runs");
+        assert!(
+            out.status.success(),
+            "pg_ctl stop: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(down);
+        self.launch();
     }
 
     pub fn url(&self) -> String {
