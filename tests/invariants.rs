@@ -469,10 +469,28 @@ fn seeds() -> u64 {
         .unwrap_or(3)
 }
 
+/// The seeds a variant runs: `INVARIANT_SEEDS` of them (3 by default) after its `base`,
+/// skipping `INVARIANT_SEED_OFFSET` (so a long search can go on where the last stopped).
+/// A deep run reports its progress every 100 seeds on stderr.
+fn seed_range(base: u64) -> impl Iterator<Item = u64> {
+    let offset: u64 = std::env::var("INVARIANT_SEED_OFFSET")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let (first, n) = (base + offset + 1, seeds());
+    let started = std::time::Instant::now();
+    (first..first + n).inspect(move |seed| {
+        let done = seed - first;
+        if n >= 100 && done > 0 && done % 100 == 0 {
+            eprintln!("seeds {first}..{}: {done} of {n} passed, {:.0} s", seed - 1, started.elapsed().as_secs_f64());
+        }
+    })
+}
+
 /// Real parallelism: queue, agent and conversation actors on two worker threads.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_offers_never_overfill_an_agent_and_lose_nothing() {
-    for seed in 1..=seeds() {
+    for seed in seed_range(0) {
         let r = router(&config(true)).await;
         let world = run(&r, seed, 1500, false, true).await;
         assert!(world.counts.get("open").copied().unwrap_or(0) > 200);
@@ -485,7 +503,7 @@ async fn concurrent_offers_never_overfill_an_agent_and_lose_nothing() {
 #[tokio::test(start_paused = true)]
 async fn timers_racing_commands_keep_every_conversation_accounted_for() {
     let only: Option<u64> = std::env::var("INVARIANT_ONLY_SEED").ok().and_then(|s| s.parse().ok());
-    for seed in (1001..=1000 + seeds()).filter(|s| only.is_none_or(|o| o == *s)) {
+    for seed in seed_range(1000).filter(|s| only.is_none_or(|o| o == *s)) {
         let r = router(&config(false)).await;
         run(&r, seed, 1500, true, false).await;
         r.shutdown().await;
@@ -498,7 +516,7 @@ async fn timers_racing_commands_keep_every_conversation_accounted_for() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crashing_actors_lose_nothing_under_concurrency() {
     quiet_injected_panics();
-    for seed in 2001..=2000 + seeds() {
+    for seed in seed_range(2000) {
         let r = router(&config(true)).await;
         let world = run_with_crashes(&r, seed, 1500, false, true, 0.02).await;
         assert!(world.counts.get("crash").copied().unwrap_or(0) > 10);
@@ -509,7 +527,7 @@ async fn crashing_actors_lose_nothing_under_concurrency() {
 #[tokio::test(start_paused = true)]
 async fn crashing_actors_lose_nothing_on_virtual_time() {
     quiet_injected_panics();
-    for seed in 3001..=3000 + seeds() {
+    for seed in seed_range(3000) {
         let r = router(&config(false)).await;
         run_with_crashes(&r, seed, 1500, true, false, 0.02).await;
         r.shutdown().await;
@@ -533,7 +551,7 @@ async fn durable_router(toml: &str, store: &StoreConfig, clock: Clock) -> Router
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_a_store_memory_and_record_agree_and_a_recovered_router_keeps_every_invariant() {
     quiet_injected_panics();
-    for seed in 4001..=4000 + seeds() {
+    for seed in seed_range(4000) {
         let dir = std::env::temp_dir().join(format!("switchboard-invariants-{}-{seed}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let store = StoreConfig {
