@@ -10,6 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use pg::{Postgres, TempDir};
+use switchboard::cluster::keeper::{Keeper, KeeperConfig, Ownership};
 use switchboard::cluster::lease::{fence, Coordinator, Fenced, Lease};
 use switchboard::cluster::placement::{owned_by, SHARDS};
 
@@ -213,10 +214,7 @@ fn a_write_under_a_lost_lease_is_refused_and_a_takeover_waits_for_a_write_in_pro
 /// Samples every keeper's published ownership until `until` holds or `within` passes,
 /// checking at every sample that no shard is believed held by two nodes at once.
 fn watch_keepers(
-    keepers: &[(
-        &str,
-        &tokio::sync::watch::Receiver<switchboard::cluster::keeper::Ownership>,
-    )],
+    keepers: &[(&str, &tokio::sync::watch::Receiver<Ownership>)],
     within: Duration,
     mut until: impl FnMut(&[(String, Vec<u16>)]) -> bool,
 ) -> Vec<(String, Vec<u16>)> {
@@ -261,22 +259,24 @@ fn covers_all(served: &[(String, Vec<u16>)], nodes: &[&str]) -> bool {
         })
 }
 
+/// A lease keeper for `name`, its cluster port `port` (HTTP on `port + 1000`).
+fn start_keeper(pg: &Postgres, name: &str, port: u16, ttl: Duration) -> Keeper {
+    Keeper::start(KeeperConfig::new(
+        &pg.url(),
+        name,
+        &format!("127.0.0.1:{port}"),
+        &format!("127.0.0.1:{}", port + 1000),
+        ttl,
+    ))
+    .expect("keeper starts")
+}
+
 #[test]
 fn keepers_share_the_shards_take_over_a_dead_node_after_expiry_and_a_leaving_one_at_once() {
-    use switchboard::cluster::keeper::{Keeper, KeeperConfig};
     let dir = TempDir::new("cluster-keepers");
     let pg = Postgres::start(&dir.0);
     let ttl = Duration::from_millis(1500);
-    let keeper = |name: &str, port: u16| {
-        Keeper::start(KeeperConfig::new(
-            &pg.url(),
-            name,
-            &format!("127.0.0.1:{port}"),
-            &format!("127.0.0.1:{}", port + 1000),
-            ttl,
-        ))
-        .expect("keeper starts")
-    };
+    let keeper = |name: &str, port: u16| start_keeper(&pg, name, port, ttl);
     let (a, b, c) = (keeper("node-a", 7001), keeper("node-b", 7002), keeper("node-c", 7003));
     let (ra, rb, rc) = (a.ownership(), b.ownership(), c.ownership());
     let all = [("node-a", &ra), ("node-b", &rb), ("node-c", &rc)];
@@ -318,20 +318,10 @@ fn keepers_share_the_shards_take_over_a_dead_node_after_expiry_and_a_leaving_one
 
 #[test]
 fn keepers_ride_out_a_restart_of_postgresql_and_never_serve_a_shard_twice() {
-    use switchboard::cluster::keeper::{Keeper, KeeperConfig};
     let dir = TempDir::new("cluster-pg-restart");
     let pg = Postgres::start(&dir.0);
     let ttl = Duration::from_millis(1500);
-    let keeper = |name: &str, port: u16| {
-        Keeper::start(KeeperConfig::new(
-            &pg.url(),
-            name,
-            &format!("127.0.0.1:{port}"),
-            "127.0.0.1:1",
-            ttl,
-        ))
-        .expect("keeper starts")
-    };
+    let keeper = |name: &str, port: u16| start_keeper(&pg, name, port, ttl);
     let (a, b) = (keeper("node-a", 7101), keeper("node-b", 7102));
     let (ra, rb) = (a.ownership(), b.ownership());
     let nodes = ["node-a", "node-b"];

@@ -482,7 +482,11 @@ fn seed_range(base: u64) -> impl Iterator<Item = u64> {
     (first..first + n).inspect(move |seed| {
         let done = seed - first;
         if n >= 100 && done > 0 && done % 100 == 0 {
-            eprintln!("seeds {first}..{}: {done} of {n} passed, {:.0} s", seed - 1, started.elapsed().as_secs_f64());
+            eprintln!(
+                "seeds {first}..{}: {done} of {n} passed, {:.0} s",
+                seed - 1,
+                started.elapsed().as_secs_f64()
+            );
         }
     })
 }
