@@ -210,10 +210,7 @@ impl SkillQueueActor {
     }
 
     fn has_fallback(&self, shared: &Shared, skill: &SkillId) -> bool {
-        shared
-            .skill(skill)
-            .and_then(|s| s.fallback_skill.clone())
-            .is_some_and(|f| shared.skills.contains_key(&f))
+        shared.skill(skill).is_some_and(|s| shared.has_fallback(&s))
     }
 
     /// No agent of this skill is online: actionable conversations also stand in the

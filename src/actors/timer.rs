@@ -44,6 +44,25 @@ struct Wheel {
     armed: HashMap<TimerTarget, (Key, Timestamp)>,
 }
 
+impl Wheel {
+    /// Sets `target`'s deadline to `at` (`now` is tokio's, for the horizon); a no-op
+    /// when already so.
+    fn set(&mut self, shared: &Shared, target: TimerTarget, at: Timestamp, now: tokio::time::Instant) {
+        let when = shared.clock.instant(at).min(now + HORIZON);
+        match self.armed.get_mut(&target) {
+            Some((_, old)) if *old == at => {}
+            Some((key, old)) => {
+                self.queue.reset_at(key, when);
+                *old = at;
+            }
+            None => {
+                let key = self.queue.insert_at(target.clone(), when);
+                self.armed.insert(target, (key, at));
+            }
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Timers {
     wheel: Mutex<Wheel>,
@@ -57,48 +76,25 @@ impl Timers {
 
     /// Sets `target`'s deadline to `at`, or clears it with `None`; a no-op when already so.
     pub fn arm(&self, shared: &Shared, target: TimerTarget, at: Option<Timestamp>) {
-        let when = |at: Timestamp| shared.clock.instant(at).min(tokio::time::Instant::now() + HORIZON);
         let mut wheel = self.lock();
-        let Wheel { queue, armed } = &mut *wheel;
-        match (armed.get_mut(&target), at) {
-            (Some((_, old)), Some(at)) if *old == at => {}
-            (Some((key, old)), Some(at)) => {
-                queue.reset_at(key, when(at));
-                *old = at;
-            }
-            (Some(_), None) => {
-                if let Some((key, _)) = armed.remove(&target) {
-                    queue.remove(&key);
+        match at {
+            Some(at) => wheel.set(shared, target, at, tokio::time::Instant::now()),
+            None => {
+                if let Some((key, _)) = wheel.armed.remove(&target) {
+                    wheel.queue.remove(&key);
                 }
             }
-            (None, Some(at)) => {
-                let key = queue.insert_at(target.clone(), when(at));
-                armed.insert(target, (key, at));
-            }
-            (None, None) => {}
         }
     }
 
-    /// Arms many new deadlines under one lock (recovery arms every open conversation's).
+    /// Arms many deadlines under one lock (recovery arms every open conversation's).
     pub fn arm_new(&self, shared: &Shared, deadlines: Vec<(TimerTarget, Timestamp)>) {
         let now = tokio::time::Instant::now();
         let mut wheel = self.lock();
-        let Wheel { queue, armed } = &mut *wheel;
-        queue.reserve(deadlines.len());
-        armed.reserve(deadlines.len());
+        wheel.queue.reserve(deadlines.len());
+        wheel.armed.reserve(deadlines.len());
         for (target, at) in deadlines {
-            let when = shared.clock.instant(at).min(now + HORIZON);
-            match armed.get_mut(&target) {
-                Some((_, old)) if *old == at => {}
-                Some((key, old)) => {
-                    queue.reset_at(key, when);
-                    *old = at;
-                }
-                None => {
-                    let key = queue.insert_at(target.clone(), when);
-                    armed.insert(target, (key, at));
-                }
-            }
+            wheel.set(shared, target, at, now);
         }
     }
 

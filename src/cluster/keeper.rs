@@ -108,9 +108,7 @@ impl Keeper {
             config,
             coordinator,
             incarnation,
-            held: BTreeMap::new(),
-            valid_until: None,
-            members: Vec::new(),
+            now: Ownership::default(),
             tx,
         };
         let (s, g) = (Arc::clone(&stop), Arc::clone(&graceful));
@@ -163,9 +161,8 @@ struct Round {
     config: KeeperConfig,
     coordinator: Coordinator,
     incarnation: i64,
-    held: BTreeMap<u16, Lease>,
-    valid_until: Option<Instant>,
-    members: Vec<String>,
+    /// What the node holds now, published after each change.
+    now: Ownership,
     tx: watch::Sender<Ownership>,
 }
 
@@ -200,42 +197,46 @@ impl Round {
         if !self.coordinator.heartbeat(self.incarnation)? {
             return Err(Superseded(self.config.node.clone()).into());
         }
-        self.members = self
+        self.now.members = self
             .coordinator
             .members(self.config.ttl)?
             .into_iter()
             .map(|m| m.name)
             .collect();
-        let desired = owned_by(&self.config.node, &self.members);
+        let desired = owned_by(&self.config.node, &self.now.members);
 
         let sent = Instant::now();
-        let leases: Vec<Lease> = self.held.values().copied().collect();
+        let leases: Vec<Lease> = self.now.leases.values().copied().collect();
         let renewed = self.coordinator.renew(&leases, self.config.ttl)?;
-        self.held.retain(|shard, _| renewed.contains(shard));
-        self.valid_until = Some(sent + self.config.ttl - self.config.margin());
+        self.now.leases.retain(|shard, _| renewed.contains(shard));
+        self.now.valid_until = Some(sent + self.config.ttl - self.config.margin());
 
         // Shards that now belong to another member: handed over at once.
         let leaving: Vec<Lease> = self
-            .held
+            .now
+            .leases
             .values()
             .filter(|l| !desired.contains(&l.shard))
             .copied()
             .collect();
         if !leaving.is_empty() {
             for l in &leaving {
-                self.held.remove(&l.shard);
+                self.now.leases.remove(&l.shard);
             }
             // Unpublished first: the node stops serving them before anyone can take them.
             self.publish();
             self.coordinator.release(&leaving)?;
         }
 
-        let wanted: Vec<u16> = desired.into_iter().filter(|s| !self.held.contains_key(s)).collect();
+        let wanted: Vec<u16> = desired
+            .into_iter()
+            .filter(|s| !self.now.leases.contains_key(s))
+            .collect();
         if !wanted.is_empty() {
             // Granted leases expire `ttl` after the request at the earliest: believed
             // from the same point as the renewed ones, which were sent earlier.
             for lease in self.coordinator.acquire(&wanted, self.config.ttl)? {
-                self.held.insert(lease.shard, lease);
+                self.now.leases.insert(lease.shard, lease);
             }
         }
         self.publish();
@@ -243,26 +244,23 @@ impl Round {
     }
 
     fn publish(&self) {
-        let ownership = Ownership {
-            leases: self.held.clone(),
-            valid_until: self.valid_until,
-            members: self.members.clone(),
-        };
         self.tx.send_if_modified(|o| {
-            let changed = *o != ownership;
-            *o = ownership;
+            let changed = *o != self.now;
+            if changed {
+                o.clone_from(&self.now);
+            }
             changed
         });
     }
 
     fn publish_nothing(&mut self) {
-        self.held.clear();
-        self.valid_until = None;
+        self.now.leases.clear();
+        self.now.valid_until = None;
         self.publish();
     }
 
     fn hand_over(&mut self) {
-        let leases: Vec<Lease> = self.held.values().copied().collect();
+        let leases: Vec<Lease> = self.now.leases.values().copied().collect();
         self.publish_nothing();
         if let Err(e) = self
             .coordinator

@@ -113,22 +113,10 @@ impl Coordinator {
         })
     }
 
-    /// Connects again if the connection was lost (the database restarted): a lost
-    /// connection of the `postgres` client never comes back by itself.
+    /// Connects again if the connection was lost (the database restarted).
     pub fn reconnect_if_lost(&mut self) -> anyhow::Result<()> {
-        if self.client.is_closed() {
-            self.client = Client::connect(&self.url, NoTls).with_context(|| {
-                format!(
-                    "connecting again to the cluster's PostgreSQL {}",
-                    crate::store::redact_url(&self.url)
-                )
-            })?;
-        }
+        crate::store::postgres::reconnect_if_lost(&mut self.client, &self.url, "the cluster's PostgreSQL")?;
         Ok(())
-    }
-
-    pub fn node(&self) -> &str {
-        &self.node
     }
 
     /// Registers this node (again): returns its new incarnation.

@@ -214,16 +214,19 @@ pub(crate) fn decode_rows<T: Send>(
                     .name("switchboard-decode".into())
                     .spawn_scoped(scope, move || -> Decoded<T> {
                         let mut out = Vec::new();
+                        let mut failed = false;
                         loop {
                             let next = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
                             let Ok((index, chunk)) = next else { return out };
                             // After a bad chunk, a decoder keeps receiving (and decodes
                             // nothing more): the reader is never left blocked on a full
                             // channel.
-                            if out.iter().any(|(_, r): &(usize, anyhow::Result<Vec<T>>)| r.is_err()) {
+                            if failed {
                                 continue;
                             }
-                            let decoded = chunk.iter().map(|(id, record)| decode(id, record)).collect();
+                            let decoded: anyhow::Result<Vec<T>> =
+                                chunk.iter().map(|(id, record)| decode(id, record)).collect();
+                            failed = decoded.is_err();
                             out.push((index, decoded));
                         }
                     })

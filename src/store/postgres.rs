@@ -110,9 +110,7 @@ impl Backend for Postgres {
         // A lost connection (the database restarted, the network dropped) is not
         // coming back: connect again, and the writer's retry succeeds once the database
         // answers.
-        if self.client.is_closed() {
-            self.client = Client::connect(&self.url, NoTls)
-                .with_context(|| format!("connecting again to the PostgreSQL store {}", self.shown))?;
+        if reconnect_if_lost(&mut self.client, &self.url, "the PostgreSQL store")? {
             tracing::info!(url = %self.shown, "connected again to the PostgreSQL store");
         }
         let (mut skills, mut agents, mut convs, mut consumers) =
@@ -174,6 +172,18 @@ impl Backend for Postgres {
         tx.commit()?;
         Ok(())
     }
+}
+
+/// Connects `client` again if its connection was lost (the database restarted, the
+/// network dropped): the `postgres` client never comes back by itself. `what` names the
+/// database in the error. True when it connected again.
+pub(crate) fn reconnect_if_lost(client: &mut Client, url: &str, what: &str) -> anyhow::Result<bool> {
+    if !client.is_closed() {
+        return Ok(false);
+    }
+    *client = Client::connect(url, NoTls)
+        .with_context(|| format!("connecting again to {what} {}", super::redact_url(url)))?;
+    Ok(true)
 }
 
 /// The columns of one table's rows in a group, as arrays for `UNNEST`.
