@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tokio::sync::watch;
 
-use super::lease::{Coordinator, Lease};
+use super::lease::{Coordinator, Lease, Member};
 use super::placement::owned_by;
 
 /// How a keeper runs.
@@ -63,8 +63,8 @@ impl KeeperConfig {
 pub struct Ownership {
     pub leases: BTreeMap<u16, Lease>,
     pub valid_until: Option<Instant>,
-    /// The live members, by name, as last read.
-    pub members: Vec<String>,
+    /// The live members, as last read (the transport dials them).
+    pub members: Vec<Member>,
 }
 
 impl Ownership {
@@ -197,12 +197,7 @@ impl Round {
         if !self.coordinator.heartbeat(self.incarnation)? {
             return Err(Superseded(self.config.node.clone()).into());
         }
-        self.now.members = self
-            .coordinator
-            .members(self.config.ttl)?
-            .into_iter()
-            .map(|m| m.name)
-            .collect();
+        self.now.members = self.coordinator.members(self.config.ttl)?;
         let desired = owned_by(&self.config.node, &self.now.members);
 
         let sent = Instant::now();

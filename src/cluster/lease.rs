@@ -43,6 +43,13 @@ pub struct Member {
     pub incarnation: i64,
 }
 
+/// A member stands for its name where placement asks for node names.
+impl AsRef<str> for Member {
+    fn as_ref(&self) -> &str {
+        &self.name
+    }
+}
+
 /// A lease granted or held: the shard, and the epoch every write for it must carry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Lease {
