@@ -143,11 +143,21 @@ struct Spec {
     peers: String,
     pg_url: Option<String>,
     tls_dir: Option<PathBuf>,
+    /// A network namespace to run the node in.
+    netns: Option<String>,
 }
 
 impl Node {
     fn start(name: &str, addr: &str, spec: &Spec) -> Node {
-        let mut cmd = Command::new(std::env::current_exe().expect("test binary"));
+        let exe = std::env::current_exe().expect("test binary");
+        let mut cmd = match &spec.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(exe);
+                c
+            }
+            None => Command::new(exe),
+        };
         cmd.args(["--exact", "child_node", "--nocapture", "--test-threads", "1"])
             .env("SB_NODE", name)
             .env("SB_LISTEN", addr)
@@ -476,4 +486,145 @@ fn the_cluster_port_is_bound_to_the_configured_address_only() {
         "{other} must be refused"
     );
     drop(n1);
+}
+
+/// A network namespace joined to this machine by a veth pair: `host` is this side's
+/// address, `inside` the namespace's. Removed when dropped.
+struct Netns {
+    name: String,
+    host: String,
+    inside: String,
+}
+
+fn sh(args: &[&str]) {
+    let out = Command::new(args[0]).args(&args[1..]).output().expect(args[0]);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Netns {
+    fn new() -> Netns {
+        let id = std::process::id() % 100_000;
+        let (name, vh, vn) = (format!("sb-part-{id}"), format!("sbh{id}"), format!("sbn{id}"));
+        let net = format!("10.213.{}", id % 250);
+        let _ = Command::new("ip").args(["netns", "del", &name]).output();
+        sh(&["ip", "netns", "add", &name]);
+        let ns = Netns {
+            name: name.clone(),
+            host: format!("{net}.1"),
+            inside: format!("{net}.2"),
+        };
+        sh(&["ip", "link", "add", &vh, "type", "veth", "peer", "name", &vn]);
+        sh(&["ip", "link", "set", &vn, "netns", &name]);
+        sh(&["ip", "addr", "add", &format!("{}/24", ns.host), "dev", &vh]);
+        sh(&["ip", "link", "set", &vh, "up"]);
+        let inside = |args: &[&str]| {
+            let mut all = vec!["ip", "netns", "exec", &name];
+            all.extend_from_slice(args);
+            sh(&all);
+        };
+        inside(&["ip", "addr", "add", &format!("{}/24", ns.inside), "dev", &vn]);
+        inside(&["ip", "link", "set", &vn, "up"]);
+        inside(&["ip", "link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// Every packet in or out of the namespace is dropped, silently: no reset, no
+    /// unreachable, as a partition looks to the nodes outside.
+    fn partition(&self) {
+        let rules = "table inet sbpart {\n\
+            chain input { type filter hook input priority 0; policy drop; iif \"lo\" accept; }\n\
+            chain output { type filter hook output priority 0; policy drop; oif \"lo\" accept; }\n\
+            }\n";
+        let mut nft = Command::new("ip")
+            .args(["netns", "exec", &self.name, "nft", "-f", "-"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("nft (Debian package nftables)");
+        nft.stdin
+            .take()
+            .expect("stdin")
+            .write_all(rules.as_bytes())
+            .expect("rules");
+        assert!(nft.wait().expect("nft").success(), "nft rules");
+    }
+
+    fn heal(&self) {
+        sh(&[
+            "ip", "netns", "exec", &self.name, "nft", "delete", "table", "inet", "sbpart",
+        ]);
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+#[test]
+fn a_partitioned_node_is_declared_down_and_rejoins_when_the_partition_heals() {
+    if !is_root() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs this test as root (ip netns, nft)"
+        );
+        eprintln!("skipped: network namespaces and nftables need root");
+        return;
+    }
+    let ns = Netns::new();
+    let a = [
+        format!("{}:{}", ns.host, free_port()),
+        format!("{}:{}", ns.host, free_port()),
+        format!("{}:{}", ns.inside, free_port()),
+    ];
+    let spec = Spec {
+        cookie: "sesame".into(),
+        peers: peers(&["n1", "n2", "n3"], &a),
+        ..Spec::default()
+    };
+    let inside = Spec {
+        netns: Some(ns.name.clone()),
+        ..spec.clone()
+    };
+    let n1 = Node::start("n1", &a[0], &spec);
+    let n2 = Node::start("n2", &a[1], &spec);
+    let n3 = Node::start("n3", &a[2], &inside);
+    wait_for("three nodes up across the veth", Duration::from_secs(20), || {
+        all_up(&[&n1, &n2, &n3])
+    });
+
+    ns.partition();
+    let took = wait_for(
+        "n3 declared down on both sides of the partition",
+        Duration::from_secs(10),
+        || {
+            [&n1, &n2]
+                .iter()
+                .all(|n| n.state_of("n3").is_some_and(|(s, t)| s != "up" && t >= 1))
+                && ["n1", "n2"]
+                    .iter()
+                    .all(|p| n3.state_of(p).is_some_and(|(s, t)| s != "up" && t >= 1))
+        },
+    );
+    eprintln!("partitioned n3 declared down on both sides after {took:?} (ping timeout {PING_TIMEOUT:?})");
+    assert!(up(&n1, &n2), "n1 and n2 stay up with each other");
+    std::thread::sleep(PING_TIMEOUT);
+    assert!(up(&n1, &n2), "n1 and n2 stay up with each other");
+
+    ns.heal();
+    let took = wait_for("n3 back after the partition healed", Duration::from_secs(20), || {
+        all_up(&[&n1, &n2, &n3])
+    });
+    eprintln!("n3 up again {took:?} after the partition healed");
 }
