@@ -178,6 +178,12 @@ pub enum GatewayMsg {
         result: Result<(), String>,
     },
     Status(RpcReplyPort<TransportStatus>),
+    /// Pings `peer` now; answered with the round trip, or `None` if the peer is not
+    /// reachable or does not answer within the ping timeout.
+    PingPeer {
+        peer: String,
+        reply: RpcReplyPort<Option<Duration>>,
+    },
 }
 
 impl std::fmt::Debug for GatewayMsg {
@@ -188,6 +194,7 @@ impl std::fmt::Debug for GatewayMsg {
             GatewayMsg::Members(m) => write!(f, "Members({})", m.len()),
             GatewayMsg::Dialed { peer, attempt, result } => write!(f, "Dialed({peer}, {attempt}, {result:?})"),
             GatewayMsg::Status(_) => write!(f, "Status"),
+            GatewayMsg::PingPeer { peer, .. } => write!(f, "PingPeer({peer})"),
         }
     }
 }
@@ -306,6 +313,17 @@ impl Transport {
         Ok(ractor::call_t!(self.gateway, GatewayMsg::Status, 2_000)?)
     }
 
+    /// One round trip to `peer`'s gateway and back (a frame each way), or `None` if
+    /// the peer is not reachable or does not answer within the ping timeout.
+    pub async fn ping(&self, peer: &str) -> anyhow::Result<Option<Duration>> {
+        let (tx, rx) = ractor::concurrency::oneshot();
+        self.gateway.cast(GatewayMsg::PingPeer {
+            peer: peer.to_string(),
+            reply: tx.into(),
+        })?;
+        Ok(rx.await?)
+    }
+
     /// Stops the gateway and the node server (its sessions close with it).
     pub fn stop(self) {
         self.follower.abort();
@@ -402,6 +420,8 @@ struct GatewayState {
     seq: u64,
     attempts: u64,
     refused: u64,
+    /// Pings asked for by [`Transport::ping`], by sequence number.
+    asked: std::collections::HashMap<u64, (Instant, RpcReplyPort<Option<Duration>>)>,
     ticker: Option<JoinHandle<()>>,
 }
 
@@ -477,6 +497,18 @@ impl Gateway {
 
     async fn tick(&self, myself: &ActorRef<GatewayMsg>, st: &mut GatewayState) {
         let now = Instant::now();
+        let timeout = self.config.ping_timeout;
+        let expired: Vec<u64> = st
+            .asked
+            .iter()
+            .filter(|(_, (at, _))| now.duration_since(*at) > timeout)
+            .map(|(seq, _)| *seq)
+            .collect();
+        for seq in expired {
+            if let Some((_, reply)) = st.asked.remove(&seq) {
+                let _ = reply.send(None);
+            }
+        }
         let names: Vec<String> = st.peers.keys().cloned().collect();
         for name in names {
             let reachable = gateway_of(&name).is_some();
@@ -545,6 +577,9 @@ impl Gateway {
             }
             p.link = Link::Up { last: now };
             if let Body::Pong { seq } = frame.body {
+                if let Some((at, reply)) = st.asked.remove(&seq) {
+                    let _ = reply.send(Some(now.duration_since(at)));
+                }
                 if let Some((sent_seq, at)) = p.ping {
                     if sent_seq == seq {
                         p.rtt = Some(now.duration_since(at));
@@ -571,6 +606,7 @@ impl Actor for Gateway {
             seq: 0,
             attempts: 0,
             refused: 0,
+            asked: std::collections::HashMap::new(),
             ticker: Some(ticker),
         })
     }
@@ -623,6 +659,15 @@ impl Actor for Gateway {
                             p.backoff = (p.backoff * 2).min(self.config.max_backoff);
                         }
                     }
+                }
+            }
+            GatewayMsg::PingPeer { peer, reply } => {
+                st.seq += 1;
+                let seq = st.seq;
+                if self.send(&peer, Body::Ping { seq }) {
+                    st.asked.insert(seq, (Instant::now(), reply));
+                } else {
+                    let _ = reply.send(None);
                 }
             }
             GatewayMsg::Status(reply) => {
