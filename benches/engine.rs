@@ -73,8 +73,9 @@ async fn lifecycles(
     waiting: &Arc<DashMap<String, oneshot::Sender<Instant>>>,
     first: u64,
     seconds: f64,
-) -> (f64, f64) {
+) -> (f64, f64, [f64; 4]) {
     let sent_before = r.messages_sent();
+    let by_way_before = r.messages_by_way();
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let counter = Arc::new(std::sync::atomic::AtomicU64::new(first));
     let t = Instant::now();
@@ -107,7 +108,15 @@ async fn lifecycles(
     }
     let elapsed = t.elapsed().as_secs_f64();
     let messages = (r.messages_sent() - sent_before) as f64 / total as f64;
-    (total as f64 / elapsed, messages)
+    let (a, b) = (by_way_before, r.messages_by_way());
+    let per = |x: u64, y: u64| (y - x) as f64 / total as f64;
+    let by_way = [
+        per(a.between_actors, b.between_actors),
+        per(a.from_api, b.from_api),
+        per(a.from_timers, b.from_timers),
+        per(a.other, b.other),
+    ];
+    (total as f64 / elapsed, messages, by_way)
 }
 
 /// Open → assignment at a fixed arrival rate (open loop, from the intended time).
@@ -182,17 +191,30 @@ fn main() {
         });
         let mut rates = Vec::new();
         let mut msgs = 0.0;
+        let mut by_way = [0.0; 4];
         let mut next = 0u64;
         for _ in 0..5 {
-            let (rate, m) = lifecycles(&r, &waiting, next, 2.0).await;
+            let (rate, m, w) = lifecycles(&r, &waiting, next, 2.0).await;
             next += 1_000_000;
             rates.push(rate);
             msgs = m;
+            by_way = w;
         }
         rates.sort_by(f64::total_cmp);
         let rate = rates[2];
         report("engine_lifecycles_per_sec", rate, "lifecycles/s");
         report("engine_messages_per_lifecycle", msgs, "messages");
+        // What a cluster would carry between nodes: messages between actors, each of
+        // which crosses with probability (n-1)/n when placement is by id over n nodes.
+        report("engine_messages_per_lifecycle_between_actors", by_way[0], "messages");
+        report("engine_messages_per_lifecycle_from_api", by_way[1], "messages");
+        report("engine_messages_per_lifecycle_from_timers", by_way[2], "messages");
+        report("engine_messages_per_lifecycle_other", by_way[3], "messages");
+        report(
+            "engine_cross_node_messages_per_lifecycle_3_nodes_estimate",
+            by_way[0] * 2.0 / 3.0,
+            "messages",
+        );
         let lifecycle_cpu_ns = 2.0 * 1e9 / rate;
         report("engine_lifecycle_cpu", lifecycle_cpu_ns, "ns");
         // A one-way message costs about half a round trip (one send, one handle).

@@ -12,7 +12,7 @@ use tokio::sync::broadcast;
 
 use crate::actors::agent::{AgentMsg, AgentReply};
 use crate::actors::conversation::{recovered_entries, ConvCommand, ConvMsg, ConvReply};
-use crate::actors::shared::{ConversationHandle, Envelope, Handle, QueueRef, Shared};
+use crate::actors::shared::{ConversationHandle, Envelope, Handle, QueueRef, Sent, SentByWay, Shared};
 use crate::actors::skill_queue::QueueMsg;
 use crate::actors::supervisor::{Supervisor, SupervisorMsg};
 use crate::actors::timer::{TimerTarget, Timers};
@@ -303,6 +303,11 @@ impl Router {
         self.shared.sent_total()
     }
 
+    /// Messages sent to actors since start, by where they come from.
+    pub fn messages_by_way(&self) -> SentByWay {
+        self.shared.sent_by_way()
+    }
+
     /// Messages sent to actors and not yet handled: the engine's inbound backlog.
     pub fn in_flight(&self) -> i64 {
         self.shared.in_flight()
@@ -344,6 +349,7 @@ impl Router {
         msg: impl FnOnce(RpcReplyPort<T>) -> M,
     ) -> Result<T, RouterError> {
         let shared = &self.shared;
+        shared.count_sent(Sent::FacadeCall);
         match to.call(|reply| shared.envelope(msg(reply)), None).await {
             Ok(ractor::rpc::CallResult::Success(v)) => Ok(v),
             Ok(_) => Err(RouterError::Unavailable("the actor stopped before answering".into())),
@@ -564,6 +570,7 @@ impl Router {
     async fn send_command(&self, handle: &ConversationHandle, cmd: ConvCommand) -> Result<Conversation, RouterError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let reply: ConvReply = tx.into();
+        self.shared.count_sent(Sent::FacadeTell);
         self.shared.send_conversation(handle, ConvMsg::Command(cmd, reply));
         rx.await
             .map_err(|_| RouterError::Unavailable("the conversation stopped before answering".into()))?

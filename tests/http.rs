@@ -238,16 +238,24 @@ async fn an_agent_receives_an_offer_on_its_event_stream_accepts_and_serves_the_c
     })
     .await;
 
-    let (_, metrics) = api.get("/metrics").await;
-    let text = metrics.as_str().expect("text");
-    for series in [
+    let series = [
         "switchboard_assignments_total{skill=\"sales\"} 1",
         "switchboard_offers_total{outcome=\"offered\",skill=\"sales\"} 1",
         "switchboard_conversations_closed_total{by=\"agent\",skill=\"sales\"} 1",
         "switchboard_agent_event_streams 1",
         "switchboard_http_requests_total{method=\"POST\",route=\"/v1/conversations/{conversation_id}/accept\",status=\"200\"} 1",
-    ] {
-        assert!(text.contains(series), "missing {series} in\n{text}");
+    ];
+    // The counters follow the router's events, which are published as the actors
+    // handle them: a reply can come back a moment before its counter moves.
+    eventually("every series counted", || async {
+        let text = api.get("/metrics").await.1.as_str().unwrap_or_default().to_string();
+        series.iter().all(|s| text.contains(s))
+    })
+    .await;
+    let (_, metrics) = api.get("/metrics").await;
+    let text = metrics.as_str().expect("text");
+    for s in series {
+        assert!(text.contains(s), "missing {s} in\n{text}");
     }
     assert!(
         !text.contains("\"conv-1\"") && !text.contains("\"ann\""),

@@ -215,9 +215,43 @@ pub struct Shared {
     crashes_pending: AtomicI64,
     /// Messages sent since start (benchmarks relate a lifecycle's cost to it).
     sent_total: AtomicU64,
+    /// Messages sent since start by way (see [`Sent`]).
+    sent: [AtomicU64; Sent::WAYS],
     /// Conversation actors started (activations and restarts) since start.
     activations: AtomicU64,
     seq: AtomicU64,
+}
+
+/// The ways a message is sent, as counted for [`Shared::sent_by_way`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Sent {
+    ToQueue,
+    ToAgent,
+    ToConversation,
+    /// A deadline's delivery (also counted by its target).
+    FromTimers,
+    /// A call from the API's facade (not counted by target).
+    FacadeCall,
+    /// A command told by the API's facade (also counted by its target).
+    FacadeTell,
+}
+
+impl Sent {
+    const WAYS: usize = 6;
+}
+
+/// Messages sent since start, by where they come from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SentByWay {
+    /// From one actor to another (conversation, agent, skill queue): in a cluster, the
+    /// ones that may cross nodes.
+    pub between_actors: u64,
+    /// Deadlines coming due (delivered on the node that owns the target).
+    pub from_timers: u64,
+    /// Calls and commands of the API (after forwarding, on the owner's node).
+    pub from_api: u64,
+    /// The rest: supervision, activation.
+    pub other: u64,
 }
 
 /// Held by a handler while it runs: if the handler panics, the crash counts as work in
@@ -255,6 +289,7 @@ impl Shared {
             in_flight: Arc::new(AtomicI64::new(0)),
             crashes_pending: AtomicI64::new(0),
             sent_total: AtomicU64::new(0),
+            sent: Default::default(),
             activations: AtomicU64::new(0),
             seq: AtomicU64::new(0),
         })
@@ -295,6 +330,25 @@ impl Shared {
 
     pub fn sent_total(&self) -> u64 {
         self.sent_total.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_sent(&self, way: Sent) {
+        self.sent[way as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Messages sent since start, by way: what a cluster would carry between nodes is
+    /// the messages between actors (the others stay on the node that owns their target).
+    pub fn sent_by_way(&self) -> SentByWay {
+        let n = |w: Sent| self.sent[w as usize].load(Ordering::Relaxed);
+        let told = n(Sent::ToQueue) + n(Sent::ToAgent) + n(Sent::ToConversation);
+        let between = told.saturating_sub(n(Sent::FromTimers) + n(Sent::FacadeTell));
+        let facade = n(Sent::FacadeCall) + n(Sent::FacadeTell);
+        SentByWay {
+            between_actors: between,
+            from_timers: n(Sent::FromTimers),
+            from_api: facade,
+            other: self.sent_total().saturating_sub(between + n(Sent::FromTimers) + facade),
+        }
     }
 
     pub fn activations(&self) -> u64 {
@@ -396,6 +450,7 @@ impl Shared {
 
     pub fn tell_queue(&self, skill: &SkillId, msg: QueueMsg) {
         if let Some(q) = self.queue(skill) {
+            self.count_sent(Sent::ToQueue);
             self.tell(&q, msg);
         }
     }
@@ -409,6 +464,7 @@ impl Shared {
     }
 
     pub fn send_conversation(&self, handle: &ConversationHandle, msg: ConvMsg) {
+        self.count_sent(Sent::ToConversation);
         if handle.deliver(self.envelope(msg)) == Delivery::Activate {
             match self.activator.get() {
                 Some(supervisor) => self.tell(supervisor, SupervisorMsg::Activate(Arc::clone(handle))),
@@ -419,6 +475,7 @@ impl Shared {
 
     pub fn tell_agent(&self, id: &AgentId, msg: AgentMsg) {
         if let Some(handle) = self.agents.get(id).map(|h| Arc::clone(&h)) {
+            self.count_sent(Sent::ToAgent);
             // Agents are never passive: their handle is created spawning.
             let delivery = handle.deliver(self.envelope(msg));
             debug_assert_eq!(delivery, Delivery::Queued);
@@ -427,6 +484,9 @@ impl Shared {
 
     /// A deadline from the [`Timers`] came due.
     pub(crate) fn deliver_due(&self, target: TimerTarget) {
+        if !matches!(target, TimerTarget::ClosedSweep) {
+            self.count_sent(Sent::FromTimers);
+        }
         match target {
             TimerTarget::Conversation(id) => self.tell_conversation(&id, ConvMsg::Tick),
             TimerTarget::Agent(id) => self.tell_agent(&id, AgentMsg::Tick),
