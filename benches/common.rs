@@ -4,6 +4,8 @@
 
 use std::time::{Duration, Instant};
 
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+
 use switchboard::config::EngineConfig;
 use switchboard::domain::agent::{AgentSpec, AgentStatus};
 use switchboard::domain::skill::RoutingPolicy;
@@ -86,4 +88,24 @@ pub fn rss_bytes() -> u64 {
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
     pages * 4096
+}
+
+/// An actor that answers every call: the ractor round trip, the floor of the benches.
+#[derive(Debug)]
+pub struct Echo;
+#[derive(Debug)]
+pub struct Ping(pub RpcReplyPort<()>);
+impl ractor::Message for Ping {}
+
+impl Actor for Echo {
+    type Msg = Ping;
+    type State = ();
+    type Arguments = ();
+    async fn pre_start(&self, _: ActorRef<Ping>, _: ()) -> Result<(), ActorProcessingErr> {
+        Ok(())
+    }
+    async fn handle(&self, _: ActorRef<Ping>, Ping(reply): Ping, _: &mut ()) -> Result<(), ActorProcessingErr> {
+        let _ = reply.send(());
+        Ok(())
+    }
 }

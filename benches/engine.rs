@@ -8,34 +8,15 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{open_req, percentile, report, router};
+use common::{open_req, percentile, report, router, Echo, Ping};
 use dashmap::DashMap;
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::{Actor, ActorRef};
 use switchboard::domain::conversation::ClosedBy;
 use switchboard::events::EventKind;
 use switchboard::Router;
 use tokio::sync::oneshot;
 
 const AGENTS: usize = 1000;
-
-#[derive(Debug)]
-struct Echo;
-#[derive(Debug)]
-struct Ping(RpcReplyPort<()>);
-impl ractor::Message for Ping {}
-
-impl Actor for Echo {
-    type Msg = Ping;
-    type State = ();
-    type Arguments = ();
-    async fn pre_start(&self, _: ActorRef<Ping>, _: ()) -> Result<(), ActorProcessingErr> {
-        Ok(())
-    }
-    async fn handle(&self, _: ActorRef<Ping>, Ping(reply): Ping, _: &mut ()) -> Result<(), ActorProcessingErr> {
-        let _ = reply.send(());
-        Ok(())
-    }
-}
 
 /// CPU nanoseconds (2 worker threads × wall) per plain ractor `call` round trip, with
 /// 64 callers on 64 actors.

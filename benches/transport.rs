@@ -6,13 +6,16 @@
 //!
 //! The peer is this bench binary run again with `SB_BENCH_PEER` set.
 
+mod common;
+
 use std::io::{BufRead, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use common::{percentile, Echo, Ping};
+use ractor::Actor;
 use switchboard::cluster::lease::Member;
 use switchboard::cluster::transport::{Transport, TransportConfig};
 
@@ -35,11 +38,6 @@ fn member(name: &str, addr: SocketAddr) -> Member {
     }
 }
 
-fn percentile(v: &mut [Duration], p: f64) -> Duration {
-    v.sort_unstable();
-    v[(((v.len() - 1) as f64) * p).round() as usize]
-}
-
 fn us(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
@@ -56,25 +54,6 @@ async fn peer(me: SocketAddr, other: SocketAddr) {
     println!("READY");
     let _ = tokio::task::spawn_blocking(|| std::io::stdin().read_line(&mut String::new())).await;
     t.stop();
-}
-
-#[derive(Debug)]
-struct Echo;
-#[derive(Debug)]
-struct Ping(RpcReplyPort<()>);
-impl ractor::Message for Ping {}
-
-impl Actor for Echo {
-    type Msg = Ping;
-    type State = ();
-    type Arguments = ();
-    async fn pre_start(&self, _: ActorRef<Ping>, _: ()) -> Result<(), ActorProcessingErr> {
-        Ok(())
-    }
-    async fn handle(&self, _: ActorRef<Ping>, Ping(reply): Ping, _: &mut ()) -> Result<(), ActorProcessingErr> {
-        let _ = reply.send(());
-        Ok(())
-    }
 }
 
 fn tcp_echo_rtts(n: usize) -> Vec<Duration> {
