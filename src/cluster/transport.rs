@@ -415,6 +415,16 @@ struct Peer {
     frames_in: u64,
 }
 
+impl Peer {
+    /// Nothing open: the next dial waits the backoff, and the one after twice as long.
+    fn back_off(&mut self, now: Instant, max: Duration) {
+        self.link = Link::Down {
+            next: now + self.backoff,
+        };
+        self.backoff = (self.backoff * 2).min(max);
+    }
+}
+
 struct GatewayState {
     peers: BTreeMap<String, Peer>,
     seq: u64,
@@ -524,8 +534,7 @@ impl Gateway {
                     p.timeouts += 1;
                     tracing::warn!(peer = %name, "cluster peer silent for {:?}: its sessions are stopped", self.config.ping_timeout);
                 }
-                p.link = Link::Down { next: now + p.backoff };
-                p.backoff = (p.backoff * 2).min(self.config.max_backoff);
+                p.back_off(now, self.config.max_backoff);
                 p.ping = None;
                 let addr = p.addr.clone();
                 self.drop_sessions(&name, &addr).await;
@@ -654,9 +663,7 @@ impl Actor for Gateway {
                     if let Some(p) = st.peers.get_mut(&peer) {
                         if matches!(p.link, Link::Dialing { attempt: a, .. } if a == attempt) {
                             tracing::debug!(%peer, "cluster dial failed: {e}");
-                            let now = Instant::now();
-                            p.link = Link::Down { next: now + p.backoff };
-                            p.backoff = (p.backoff * 2).min(self.config.max_backoff);
+                            p.back_off(Instant::now(), self.config.max_backoff);
                         }
                     }
                 }
