@@ -36,6 +36,14 @@ impl From<ConversationError> for RouterError {
     }
 }
 
+/// This node lost the shard of what it was changing (a cluster): the change was not
+/// recorded and nobody was told; the shard's new owner answers a retry.
+impl From<crate::cluster::lease::Fenced> for RouterError {
+    fn from(e: crate::cluster::lease::Fenced) -> Self {
+        RouterError::Unavailable(e.to_string())
+    }
+}
+
 impl<T> From<ractor::MessagingErr<T>> for RouterError {
     fn from(e: ractor::MessagingErr<T>) -> Self {
         RouterError::Unavailable(e.to_string())

@@ -383,7 +383,7 @@ impl Router {
     pub async fn install_skill(&self, skill: Skill) -> Result<Arc<Skill>, RouterError> {
         let id = skill.id.clone();
         let skill = Arc::new(skill);
-        self.shared.persist_committed(Change::Skill(Arc::clone(&skill))).await;
+        self.shared.persist_committed(Change::Skill(Arc::clone(&skill))).await?;
         self.shared.skills.insert(id.clone(), Arc::clone(&skill));
         if self.shared.queue(&id).is_none() {
             self.call_supervisor(&self.queues, |reply| SupervisorMsg::SpawnQueue(id, reply))
@@ -423,7 +423,10 @@ impl Router {
             }
         }
         // Recorded before its actor runs: anything the actor records comes after.
-        self.shared.persist_committed(Change::Agent(Box::new(agent))).await;
+        if let Err(lost) = self.shared.persist_committed(Change::Agent(Box::new(agent))).await {
+            self.shared.agents.remove(&id);
+            return Err(lost.into());
+        }
         if let Err(e) = self
             .call_supervisor(&self.agents, |reply| {
                 SupervisorMsg::SpawnAgent(Arc::clone(&handle), reply)

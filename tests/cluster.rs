@@ -5,14 +5,18 @@
 
 mod pg;
 
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use pg::{Postgres, TempDir};
 use switchboard::cluster::keeper::{Keeper, KeeperConfig, Ownership};
 use switchboard::cluster::lease::{fence, Coordinator, Fenced, Lease};
-use switchboard::cluster::placement::{owned_by, SHARDS};
+use switchboard::cluster::placement::{owned_by, shard_of, SHARDS};
+use switchboard::config::EngineConfig;
+use switchboard::ids::SkillId;
+use switchboard::store::{Change, Durability, Fencing, Store, StoreConfig};
+use tokio::sync::watch;
 
 fn all_shards() -> Vec<u16> {
     (0..SHARDS).collect()
@@ -356,4 +360,192 @@ fn keepers_ride_out_a_restart_of_postgresql_and_never_serve_a_shard_twice() {
     eprintln!("serving again {:?} after the database came back", back.elapsed());
     a.shutdown().expect("a");
     b.shutdown().expect("b");
+}
+
+/// A skill, as the smallest change the store's writer takes.
+fn skill_change(id: &str) -> Change {
+    let mut skill = EngineConfig::default().skill_defaults;
+    skill.id = SkillId::new(id).expect("skill id");
+    Change::Skill(Arc::new(skill))
+}
+
+/// A skill id whose row falls in a shard `keep` accepts.
+fn skill_id_where(keep: impl Fn(u16) -> bool) -> String {
+    (0..)
+        .map(|i| format!("skill-{i}"))
+        .find(|id| keep(shard_of(id)))
+        .expect("some id")
+}
+
+fn stored_skills(url: &str) -> Vec<String> {
+    let mut c = postgres::Client::connect(url, postgres::NoTls).expect("client");
+    c.query("SELECT id FROM skills ORDER BY id", &[])
+        .expect("skills")
+        .into_iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+#[test]
+fn the_store_writes_only_under_held_leases_and_refuses_a_lost_shard_s_changes() {
+    // The `postgres` client is synchronous (it runs a runtime of its own): only the
+    // waits for the writer run on this one.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dir = TempDir::new("cluster-store-fence");
+    let pg = Postgres::start(&dir.0);
+    let url = pg.url();
+    let ttl = Duration::from_millis(1500);
+    let config = StoreConfig {
+        url: Some(url.clone()),
+        ..StoreConfig::default()
+    };
+    let fenced_by = |node: &str, ownership: &watch::Receiver<Ownership>| {
+        Store::open_fenced(
+            &config,
+            Fencing {
+                node: node.to_string(),
+                ownership: ownership.clone(),
+            },
+        )
+        .expect("store opens")
+    };
+    let a = start_keeper(&pg, "node-a", 7201, ttl);
+    let ra = a.ownership();
+    watch_keepers(&[("node-a", &ra)], Duration::from_secs(10), |s| {
+        covers_all(s, &["node-a"])
+    });
+    let store_a = fenced_by("node-a", &ra);
+    rt.block_on(store_a.committed(store_a.write(skill_change("s1"))))
+        .expect("a holds every shard");
+
+    // a stops renewing (a paused or cut-off node would too); b takes every shard once
+    // a's leases have expired.
+    a.abandon().expect("a stops");
+    let b = start_keeper(&pg, "node-b", 7202, ttl);
+    let rb = b.ownership();
+    watch_keepers(&[("node-a", &ra), ("node-b", &rb)], Duration::from_secs(10), |s| {
+        covers_all(s, &["node-b"])
+    });
+
+    // a's belief has run out: its writes are refused before any transaction.
+    let t = store_a.write(skill_change("s2"));
+    let refused = rt.block_on(store_a.committed(t));
+    assert_eq!(
+        refused,
+        Err(Fenced {
+            node: "node-a".into(),
+            shards: vec![t.shard]
+        })
+    );
+
+    // A node that still believes in its old leases (paused between its check and its
+    // write): the database refuses the stale epochs inside the transaction.
+    let believes = Ownership {
+        leases: ra.borrow().leases.clone(),
+        valid_until: Some(Instant::now() + Duration::from_secs(3600)),
+        members: Vec::new(),
+    };
+    assert_eq!(believes.leases.len(), usize::from(SHARDS), "a's old leases");
+    let (_keep, stale) = watch::channel(believes);
+    let store_stale = fenced_by("node-a", &stale);
+    let t = store_stale.write(skill_change("s3"));
+    assert!(
+        rt.block_on(store_stale.committed(t)).is_err(),
+        "stale epochs are refused"
+    );
+    assert_eq!(store_stale.metrics.rows_fenced.get(), 1);
+
+    // One group with a shard held and one lost: the first commits, the second is
+    // refused (b believes shard `lost` is still its own under an old epoch).
+    let lost = shard_of("lost-shard");
+    let mut mixed = rb.borrow().clone();
+    mixed.leases.get_mut(&lost).expect("b holds it").epoch -= 1;
+    let (_keep, mixed) = watch::channel(mixed);
+    let store_b = fenced_by("node-b", &mixed);
+    let (held_id, lost_id) = (
+        skill_id_where(|s| s != lost && s != shard_of("s1")),
+        skill_id_where(|s| s == lost),
+    );
+    let (t_held, t_lost) = (
+        store_b.write(skill_change(&held_id)),
+        store_b.write(skill_change(&lost_id)),
+    );
+    assert_eq!(rt.block_on(store_b.committed(t_held)), Ok(()));
+    assert!(
+        rt.block_on(store_b.committed(t_lost)).is_err(),
+        "the lost shard's row is refused"
+    );
+
+    // Only what was written under a held lease is in the store, each row with its
+    // shard: a node taking a shard reads that shard's rows alone.
+    assert_eq!(stored_skills(&url), vec!["s1".to_string(), held_id.clone()]);
+    let mut backend = switchboard::store::open(&url, Durability::Commit).expect("open");
+    let read = backend.load_shards(&[shard_of(&held_id)]).expect("load a shard");
+    assert_eq!(
+        read.skills.iter().map(|s| s.id.to_string()).collect::<Vec<_>>(),
+        vec![held_id]
+    );
+    b.shutdown().expect("b");
+}
+
+#[test]
+fn a_version_1_postgres_store_is_migrated_and_a_shard_s_rows_are_read_alone() {
+    let dir = TempDir::new("cluster-migrate");
+    let pg = Postgres::start(&dir.0);
+    let url = pg.url();
+    let mut c = postgres::Client::connect(&url, postgres::NoTls).expect("client");
+    // The tables as version 1 wrote them (no shard columns), with rows.
+    c.batch_execute(
+        "CREATE TABLE switchboard_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL); \
+         INSERT INTO switchboard_meta VALUES ('schema_version', '1'); \
+         CREATE TABLE skills (id TEXT PRIMARY KEY, record TEXT NOT NULL); \
+         CREATE TABLE agents (id TEXT PRIMARY KEY, status TEXT NOT NULL, record TEXT NOT NULL); \
+         CREATE TABLE conversations (id TEXT PRIMARY KEY, skill TEXT NOT NULL, state TEXT NOT NULL, \
+         agent_id TEXT, consumer_id TEXT NOT NULL, record TEXT NOT NULL); \
+         CREATE TABLE consumers (id TEXT PRIMARY KEY, record TEXT NOT NULL);",
+    )
+    .expect("v1 schema");
+    let ids: Vec<String> = (0..40).map(|i| format!("skill-{i}")).collect();
+    for id in &ids {
+        let Change::Skill(skill) = skill_change(id) else {
+            unreachable!()
+        };
+        c.execute(
+            "INSERT INTO skills (id, record) VALUES ($1, $2)",
+            &[id, &serde_json::to_string(&*skill).expect("json")],
+        )
+        .expect("v1 row");
+    }
+
+    let mut store = switchboard::store::open(&url, Durability::Commit).expect("migrated at open");
+    assert_eq!(store.load().expect("load").skills.len(), ids.len(), "every row kept");
+    let version: String = c
+        .query_one("SELECT value FROM switchboard_meta WHERE key = 'schema_version'", &[])
+        .expect("version")
+        .get(0);
+    assert_eq!(version, switchboard::store::SCHEMA_VERSION);
+    for row in c.query("SELECT id, shard FROM skills", &[]).expect("rows") {
+        let (id, shard): (String, Option<i32>) = (row.get(0), row.get(1));
+        assert_eq!(shard, Some(i32::from(shard_of(&id))), "{id}");
+    }
+    let wanted = [shard_of("skill-3"), shard_of("skill-17")];
+    let mut read: Vec<String> = store
+        .load_shards(&wanted)
+        .expect("load shards")
+        .skills
+        .iter()
+        .map(|s| s.id.to_string())
+        .collect();
+    read.sort();
+    let mut expected: Vec<String> = ids
+        .iter()
+        .filter(|id| wanted.contains(&shard_of(id)))
+        .cloned()
+        .collect();
+    expected.sort();
+    assert!(expected.len() >= 2 && expected.len() < ids.len(), "{expected:?}");
+    assert_eq!(read, expected);
 }

@@ -154,13 +154,19 @@ impl Actor for AgentActor {
             // Durable before answered or announced.
             AgentMsg::Configure(spec, reply) => {
                 agent.reconfigure(spec, policy);
-                shared.persist_committed(Change::Agent(Box::new(agent.clone()))).await;
+                if let Err(lost) = shared.persist_committed(Change::Agent(Box::new(agent.clone()))).await {
+                    let _ = reply.send(Err(lost.into()));
+                    return Ok(());
+                }
                 let _ = reply.send(Ok(agent.clone()));
             }
             AgentMsg::SetStatus(status, reply) => {
                 if status != agent.status {
                     agent.set_status(status, now, policy);
-                    shared.persist_committed(Change::Agent(Box::new(agent.clone()))).await;
+                    if let Err(lost) = shared.persist_committed(Change::Agent(Box::new(agent.clone()))).await {
+                        let _ = reply.send(Err(lost.into()));
+                        return Ok(());
+                    }
                     shared.event(now, EventKind::AgentStatusChanged { status }, None, Some(&id), None);
                 }
                 let _ = reply.send(Ok(agent.clone()));

@@ -418,7 +418,16 @@ impl ConversationActor {
         }
         if out.created || (conv != *before && !only_offered(before, &conv)) {
             let n = shared.persist(Change::Conversation(Box::new(conv.clone())));
-            shared.persisted(n).await;
+            if let Err(lost) = shared.persisted(n).await {
+                // Another node holds the shard now: nobody hears of this change, the
+                // caller is told to retry (the owner answers), and this copy stops.
+                tracing::warn!(conversation = %conv.id, error = %lost, "change refused by fencing; not told");
+                if let Some((reply, _)) = out.reply {
+                    let _ = reply.send(Err(lost.into()));
+                }
+                myself.stop(None);
+                return;
+            }
         }
 
         self.tell_peers(&shared, st, before, &conv, &skill, &out);

@@ -27,12 +27,13 @@ pub use crate::actors::envelope::{Envelope, InFlight};
 use crate::actors::skill_queue::QueueMsg;
 use crate::actors::supervisor::SupervisorMsg;
 use crate::actors::timer::{TimerTarget, Timers};
+use crate::cluster::lease::Fenced;
 use crate::domain::agent::Agent;
 use crate::domain::conversation::Conversation;
 use crate::domain::skill::{RoutingPolicy, Skill};
 use crate::events::{EventKind, RouterEvent};
 use crate::ids::{AgentId, ConversationId, SkillId};
-use crate::store::{Change, Store};
+use crate::store::{Change, Store, Ticket};
 use crate::time::{Clock, Timestamp};
 
 /// Where a handle's messages go.
@@ -300,22 +301,25 @@ impl Shared {
     }
 
     /// Queues a change for the store (none without a store); see [`Shared::persisted`].
-    pub fn persist(&self, change: Change) -> Option<u64> {
+    pub fn persist(&self, change: Change) -> Option<Ticket> {
         self.store.get().map(|s| s.write(change))
     }
 
-    /// Waits until the change numbered `n` is durable, as the store's durability says
-    /// (at once in relaxed mode or without a store).
-    pub async fn persisted(&self, n: Option<u64>) {
-        if let (Some(store), Some(n)) = (self.store.get(), n) {
-            store.committed(n).await;
+    /// Waits until a change is durable, as the store's durability says (at once in
+    /// relaxed mode or without a store). In a cluster, the store refuses a change whose
+    /// shard this node no longer holds: then nobody may be told of it.
+    pub async fn persisted(&self, t: Option<Ticket>) -> Result<(), Fenced> {
+        match (self.store.get(), t) {
+            (Some(store), Some(t)) => store.committed(t).await,
+            _ => Ok(()),
         }
     }
 
-    /// Queues a change and waits until it is durable.
-    pub async fn persist_committed(&self, change: Change) {
-        let n = self.persist(change);
-        self.persisted(n).await;
+    /// Queues a change and waits until it is durable (or refused: see
+    /// [`Shared::persisted`]).
+    pub async fn persist_committed(&self, change: Change) -> Result<(), Fenced> {
+        let t = self.persist(change);
+        self.persisted(t).await
     }
 
     pub fn next_seq(&self) -> u64 {

@@ -25,7 +25,7 @@
 pub mod postgres;
 pub mod sqlite;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -36,6 +36,9 @@ use prometheus::{Histogram, HistogramOpts, IntCounter, Opts};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use crate::cluster::keeper::Ownership;
+use crate::cluster::lease::{Fenced, Lease};
+use crate::cluster::placement::shard_of;
 use crate::domain::agent::Agent;
 use crate::domain::consumer::ConsumerRecord;
 use crate::domain::conversation::Conversation;
@@ -117,6 +120,19 @@ impl Change {
     }
 }
 
+impl Key {
+    /// The shard the row belongs to (in a cluster, only the holder of its lease may
+    /// write it).
+    pub fn shard(&self) -> u16 {
+        shard_of(match self {
+            Key::Skill(id) => id.as_str(),
+            Key::Agent(id) => id.as_str(),
+            Key::Conversation(id) => id.as_str(),
+            Key::Consumer(id) => id.as_str(),
+        })
+    }
+}
+
 /// A row as the backends write it.
 #[derive(Clone, Debug)]
 pub enum Row {
@@ -146,6 +162,23 @@ pub enum Row {
 }
 
 impl Row {
+    /// The row's id.
+    pub fn id(&self) -> &str {
+        match self {
+            Row::Skill { id, .. }
+            | Row::Agent { id, .. }
+            | Row::Conversation { id, .. }
+            | Row::Consumer { id, .. }
+            | Row::DeleteConversation(id)
+            | Row::DeleteConsumer(id) => id,
+        }
+    }
+
+    /// The row's shard, as stored in its `shard` column (the same as its key's).
+    pub fn shard(&self) -> i32 {
+        i32::from(shard_of(self.id()))
+    }
+
     pub fn encode(change: Change) -> Result<Row, serde_json::Error> {
         Ok(match change {
             Change::Skill(s) => Row::Skill {
@@ -283,35 +316,57 @@ pub(crate) fn decode_rows<T: Send>(
 pub trait Backend: Send {
     /// Reads every row.
     fn load(&mut self) -> anyhow::Result<Snapshot>;
+    /// Reads the rows of these shards (a cluster node taking them over).
+    fn load_shards(&mut self, shards: &[u16]) -> anyhow::Result<Snapshot>;
     /// Writes the rows in one transaction: all or nothing.
     fn commit(&mut self, rows: &[Row]) -> anyhow::Result<()>;
+    /// Writes the rows in one transaction if, inside it, `node` still holds every one
+    /// of `leases` ([`crate::cluster::lease::fence`]); otherwise writes nothing and says
+    /// which shards it lost. Only a store shared by a cluster (PostgreSQL) can fence.
+    fn commit_fenced(&mut self, rows: &[Row], node: &str, leases: &[Lease]) -> anyhow::Result<Result<(), Fenced>> {
+        let _ = (rows, node, leases);
+        anyhow::bail!("this store cannot fence writes (a cluster needs the PostgreSQL store)")
+    }
 }
 
 /// The schema, the same for both backends (plain `TEXT` columns, `$n` parameters,
-/// `ON CONFLICT` upserts: SQL that SQLite and PostgreSQL both read).
+/// `ON CONFLICT` upserts: SQL that SQLite and PostgreSQL both read). Every entity's row
+/// carries its shard ([`Key::shard`], from its id), so a cluster node that takes a
+/// shard reads that shard's rows only ([`Backend::load_shards`]).
 pub const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS switchboard_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS skills (id TEXT PRIMARY KEY, record TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS agents (id TEXT PRIMARY KEY, status TEXT NOT NULL, record TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS skills (id TEXT PRIMARY KEY, record TEXT NOT NULL, shard INTEGER)",
+    "CREATE TABLE IF NOT EXISTS agents (id TEXT PRIMARY KEY, status TEXT NOT NULL, record TEXT NOT NULL, \
+     shard INTEGER)",
     "CREATE TABLE IF NOT EXISTS conversations (id TEXT PRIMARY KEY, skill TEXT NOT NULL, state TEXT NOT NULL, \
-     agent_id TEXT, consumer_id TEXT NOT NULL, record TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS consumers (id TEXT PRIMARY KEY, record TEXT NOT NULL)",
+     agent_id TEXT, consumer_id TEXT NOT NULL, record TEXT NOT NULL, shard INTEGER)",
+    "CREATE TABLE IF NOT EXISTS consumers (id TEXT PRIMARY KEY, record TEXT NOT NULL, shard INTEGER)",
 ];
 
-/// The version of [`SCHEMA`], kept in `switchboard_meta`; a store written by a newer
-/// version stops start-up instead of being misread.
-pub const SCHEMA_VERSION: &str = "1";
+/// The tables of entities: each has `id`, `record` and `shard`.
+pub const ENTITY_TABLES: [&str; 4] = ["skills", "agents", "conversations", "consumers"];
 
-pub const UPSERT_SKILL: &str =
-    "INSERT INTO skills (id, record) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET record = excluded.record";
-pub const UPSERT_AGENT: &str = "INSERT INTO agents (id, status, record) VALUES ($1, $2, $3) \
-     ON CONFLICT (id) DO UPDATE SET status = excluded.status, record = excluded.record";
+/// The version of [`SCHEMA`], kept in `switchboard_meta`; a store written by a newer
+/// version stops start-up instead of being misread. Version 1 (before the `shard`
+/// columns) is migrated at open: the column is added and filled from the ids.
+pub const SCHEMA_VERSION: &str = "2";
+
+/// What version 1 lacks: run once per entity table, then its rows' shards are filled.
+pub fn add_shard_column(table: &str) -> String {
+    format!("ALTER TABLE {table} ADD COLUMN shard INTEGER")
+}
+
+pub const UPSERT_SKILL: &str = "INSERT INTO skills (id, record, shard) VALUES ($1, $2, $3) \
+     ON CONFLICT (id) DO UPDATE SET record = excluded.record, shard = excluded.shard";
+pub const UPSERT_AGENT: &str = "INSERT INTO agents (id, status, record, shard) VALUES ($1, $2, $3, $4) \
+     ON CONFLICT (id) DO UPDATE SET status = excluded.status, record = excluded.record, shard = excluded.shard";
 pub const UPSERT_CONVERSATION: &str =
-    "INSERT INTO conversations (id, skill, state, agent_id, consumer_id, record) VALUES ($1, $2, $3, $4, $5, $6) \
+    "INSERT INTO conversations (id, skill, state, agent_id, consumer_id, record, shard) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7) \
      ON CONFLICT (id) DO UPDATE SET skill = excluded.skill, state = excluded.state, agent_id = excluded.agent_id, \
-     consumer_id = excluded.consumer_id, record = excluded.record";
-pub const UPSERT_CONSUMER: &str =
-    "INSERT INTO consumers (id, record) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET record = excluded.record";
+     consumer_id = excluded.consumer_id, record = excluded.record, shard = excluded.shard";
+pub const UPSERT_CONSUMER: &str = "INSERT INTO consumers (id, record, shard) VALUES ($1, $2, $3) \
+     ON CONFLICT (id) DO UPDATE SET record = excluded.record, shard = excluded.shard";
 
 /// A store url fit for logs and errors: `postgres://user:secret@host/db` →
 /// `postgres://user@host/db`.
@@ -343,6 +398,7 @@ pub struct StoreMetrics {
     pub batch_rows: Histogram,
     pub errors: IntCounter,
     pub rows_written: IntCounter,
+    pub rows_fenced: IntCounter,
 }
 
 impl StoreMetrics {
@@ -370,6 +426,10 @@ impl StoreMetrics {
                 "Commits to the store that failed (and were retried).",
             ),
             rows_written: counter("switchboard_store_rows_written_total", "Rows written to the store."),
+            rows_fenced: counter(
+                "switchboard_store_rows_fenced_total",
+                "Rows refused because the node no longer held their shard's lease (cluster).",
+            ),
         }
     }
 }
@@ -390,12 +450,75 @@ struct Sender {
     tx: mpsc::Sender<(u64, Change)>,
 }
 
+/// A change queued: its number, and its row's shard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ticket {
+    pub n: u64,
+    pub shard: u16,
+}
+
+/// In a cluster, whose leases the writer's commits must hold: every group commit checks,
+/// inside its transaction, that this node still holds the shards of its rows under the
+/// epochs it was granted (fencing); the rows of a shard it lost are refused, never
+/// written.
+#[derive(Clone, Debug)]
+pub struct Fencing {
+    pub node: String,
+    pub ownership: watch::Receiver<Ownership>,
+}
+
+/// The rows of `shard` among the changes numbered `first..=last` were refused.
+#[derive(Clone, Debug)]
+struct Refusal {
+    shard: u16,
+    first: u64,
+    last: u64,
+}
+
+/// Refusals kept for waiters to find: a waiter looks as soon as its change's group is
+/// done, so only a burst of this many refused groups in between could hide one.
+const REFUSALS_KEPT: usize = 4096;
+
+#[derive(Default)]
+struct Refusals {
+    recent: Mutex<VecDeque<Refusal>>,
+    node: String,
+}
+
+impl Refusals {
+    fn record(&self, first: u64, last: u64, shards: &BTreeSet<u16>) {
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        for &shard in shards {
+            if recent.len() == REFUSALS_KEPT {
+                recent.pop_front();
+            }
+            recent.push_back(Refusal { shard, first, last });
+        }
+    }
+
+    fn check(&self, t: Ticket) -> Result<(), Fenced> {
+        let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        match recent
+            .iter()
+            .rev()
+            .any(|r| r.shard == t.shard && r.first <= t.n && t.n <= r.last)
+        {
+            true => Err(Fenced {
+                node: self.node.clone(),
+                shards: vec![t.shard],
+            }),
+            false => Ok(()),
+        }
+    }
+}
+
 /// The node's writer: a thread that commits changes in groups.
 pub struct Store {
     durability: Durability,
     sender: Mutex<Sender>,
     progress: watch::Receiver<Progress>,
     healthy: Arc<AtomicBool>,
+    refusals: Arc<Refusals>,
     pub metrics: StoreMetrics,
     url: String,
 }
@@ -418,19 +541,41 @@ impl Store {
             .ok_or_else(|| anyhow::anyhow!("no store url configured"))?;
         let mut backend = open(&url, config.durability)?;
         let snapshot = backend.load()?;
-        Ok((Store::start(backend, config, url)?, snapshot))
+        Ok((Store::start(backend, config, url, None)?, snapshot))
     }
 
-    fn start(backend: Box<dyn Backend>, config: &StoreConfig, url: String) -> anyhow::Result<Arc<Store>> {
+    /// Opens the store with its writes fenced by `fencing`'s leases (a cluster node).
+    /// What the node serves is loaded as it takes shards, so nothing is read here.
+    pub fn open_fenced(config: &StoreConfig, fencing: Fencing) -> anyhow::Result<Arc<Store>> {
+        let url = config
+            .url
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("no store url configured"))?;
+        let backend = open(&url, config.durability)?;
+        Store::start(backend, config, url, Some(fencing))
+    }
+
+    fn start(
+        backend: Box<dyn Backend>,
+        config: &StoreConfig,
+        url: String,
+        fencing: Option<Fencing>,
+    ) -> anyhow::Result<Arc<Store>> {
         let (tx, rx) = mpsc::channel();
         let (progress_tx, progress) = watch::channel(Progress::default());
         let healthy = Arc::new(AtomicBool::new(true));
         let metrics = StoreMetrics::new();
+        let refusals = Arc::new(Refusals {
+            recent: Mutex::default(),
+            node: fencing.as_ref().map(|f| f.node.clone()).unwrap_or_default(),
+        });
         let writer = Writer {
             backend,
             rx,
             progress: progress_tx,
             healthy: Arc::clone(&healthy),
+            refusals: Arc::clone(&refusals),
+            fencing,
             metrics: metrics.clone(),
             max_batch: config.max_batch.max(1),
             gather: match config.durability {
@@ -448,6 +593,7 @@ impl Store {
             sender: Mutex::new(Sender { next: 0, tx }),
             progress,
             healthy,
+            refusals,
             metrics,
             url,
         }))
@@ -462,8 +608,9 @@ impl Store {
         self.healthy.load(Ordering::Acquire)
     }
 
-    /// Queues a change; returns its number for [`Store::committed`].
-    pub fn write(&self, change: Change) -> u64 {
+    /// Queues a change; returns its ticket for [`Store::committed`].
+    pub fn write(&self, change: Change) -> Ticket {
+        let shard = change.key().shard();
         let mut sender = self.sender.lock().unwrap_or_else(|p| p.into_inner());
         // Numbered and sent under one lock: the writer receives them in order, so
         // "committed up to n" covers every change numbered n or less.
@@ -471,20 +618,26 @@ impl Store {
         let n = sender.next;
         // The writer only stops when the store is dropped.
         let _ = sender.tx.send((n, change));
-        n
+        Ticket { n, shard }
     }
 
-    /// Waits until change `n` is committed. With relaxed durability, at once, unless
-    /// the writer has fallen more than [`RELAXED_MAX_LAG`] changes behind (a slow or
-    /// unreachable database): then until it is back within that lag, so the changes
-    /// queued in memory stay bounded.
-    pub async fn committed(&self, n: u64) {
+    /// Waits until a change is committed, or refused because this node lost its
+    /// shard's lease (a cluster node: see [`Fencing`]). With relaxed durability, at
+    /// once, unless the writer has fallen more than [`RELAXED_MAX_LAG`] changes behind
+    /// (a slow or unreachable database): then until it is back within that lag, so the
+    /// changes queued in memory stay bounded. (A relaxed write that is refused later is
+    /// counted in `switchboard_store_rows_fenced_total` and logged.)
+    pub async fn committed(&self, t: Ticket) -> Result<(), Fenced> {
         match self.durability {
-            Durability::Commit => self.wait_for(n).await,
+            Durability::Commit => {
+                self.wait_for(t.n).await;
+                self.refusals.check(t)
+            }
             Durability::Relaxed => {
-                if n > self.progress.borrow().committed + RELAXED_MAX_LAG {
-                    self.wait_for(n - RELAXED_MAX_LAG).await;
+                if t.n > self.progress.borrow().committed + RELAXED_MAX_LAG {
+                    self.wait_for(t.n - RELAXED_MAX_LAG).await;
                 }
+                Ok(())
             }
         }
     }
@@ -507,6 +660,8 @@ struct Writer {
     rx: mpsc::Receiver<(u64, Change)>,
     progress: watch::Sender<Progress>,
     healthy: Arc<AtomicBool>,
+    refusals: Arc<Refusals>,
+    fencing: Option<Fencing>,
     metrics: StoreMetrics,
     max_batch: usize,
     gather: Duration,
@@ -519,6 +674,7 @@ impl Writer {
         // Blocks for the first change of a group, then takes whatever else is queued:
         // while one group commits, the next gathers.
         while let Ok((mut last, first)) = self.rx.recv() {
+            let group_first = last;
             latest.clear();
             order.clear();
             let add = |change: Change, latest: &mut HashMap<Key, Change>, order: &mut Vec<Key>| {
@@ -550,29 +706,112 @@ impl Writer {
             for key in &order {
                 if let Some(change) = latest.remove(key) {
                     match Row::encode(change) {
-                        Ok(row) => rows.push(row),
+                        Ok(row) => rows.push((key.shard(), row)),
                         Err(e) => tracing::error!(?key, error = %e, "a change could not be encoded; skipped"),
                     }
                 }
             }
-            self.commit(&rows);
+            let refused = self.commit(rows);
+            if !refused.is_empty() {
+                // Recorded before the progress moves: a waiter woken by it finds them.
+                self.refusals.record(group_first, last, &refused);
+            }
             self.progress.send_modify(|p| p.committed = last);
         }
     }
 
     /// Commits, retrying with a doubling pause until it succeeds: a change is never
-    /// dropped, and whoever waits for it waits (the store is unhealthy meanwhile).
-    fn commit(&mut self, rows: &[Row]) {
+    /// dropped, and whoever waits for it waits (the store is unhealthy meanwhile). With
+    /// fencing, the rows of shards the node no longer holds are refused instead: those
+    /// it no longer believes it holds at once, those the database finds lost inside the
+    /// transaction after (and the rest committed). Returns the refused shards.
+    fn commit(&mut self, rows: Vec<(u16, Row)>) -> BTreeSet<u16> {
+        let mut refused = BTreeSet::new();
+        let (mut shards, mut rows): (Vec<u16>, Vec<Row>) = rows.into_iter().unzip();
+        let Some(fencing) = self.fencing.clone() else {
+            let _ = self.commit_with(&rows, |backend, rows| backend.commit(rows).map(Ok));
+            return refused;
+        };
+        loop {
+            // What the node believes it holds now; the database has the last word.
+            let leases: BTreeMap<u16, Lease> = {
+                let ownership = fencing.ownership.borrow();
+                let now = Instant::now();
+                shards
+                    .iter()
+                    .filter_map(|shard| ownership.serves(*shard, now).map(|l| (*shard, l)))
+                    .collect()
+            };
+            self.refuse(&mut shards, &mut rows, &mut refused, |shard| {
+                !leases.contains_key(&shard)
+            });
+            if rows.is_empty() {
+                return refused;
+            }
+            let leases: Vec<Lease> = leases.into_values().collect();
+            let node = fencing.node.as_str();
+            match self.commit_with(&rows, |backend, rows| backend.commit_fenced(rows, node, &leases)) {
+                Ok(()) => return refused,
+                // Lost in the meantime: refuse those, commit the rest.
+                Err(lost) => {
+                    let lost: BTreeSet<u16> = lost.shards.into_iter().collect();
+                    self.refuse(&mut shards, &mut rows, &mut refused, |shard| lost.contains(&shard));
+                    if rows.is_empty() {
+                        return refused;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Drops the rows whose shard `lost` says (`shards[i]` is the shard of `rows[i]`),
+    /// adding their shards to `refused`.
+    fn refuse(
+        &self,
+        shards: &mut Vec<u16>,
+        rows: &mut Vec<Row>,
+        refused: &mut BTreeSet<u16>,
+        lost: impl Fn(u16) -> bool,
+    ) {
+        let before = rows.len();
+        let mut kept = (Vec::with_capacity(before), Vec::with_capacity(before));
+        for (shard, row) in shards.drain(..).zip(rows.drain(..)) {
+            if lost(shard) {
+                refused.insert(shard);
+            } else {
+                kept.0.push(shard);
+                kept.1.push(row);
+            }
+        }
+        (*shards, *rows) = kept;
+        let dropped = before - rows.len();
+        if dropped > 0 {
+            self.metrics.rows_fenced.inc_by(dropped as u64);
+            tracing::warn!(rows = dropped, shards = ?refused, "writes refused: this node no longer holds their shards");
+        }
+    }
+
+    /// Runs `commit` until the database answers, with a doubling pause between
+    /// attempts; a refusal by fencing is an answer.
+    fn commit_with(
+        &mut self,
+        rows: &[Row],
+        commit: impl Fn(&mut dyn Backend, &[Row]) -> anyhow::Result<Result<(), Fenced>>,
+    ) -> Result<(), Fenced> {
         let mut pause = Duration::from_millis(50);
         loop {
             let started = Instant::now();
-            match self.backend.commit(rows) {
-                Ok(()) => {
+            match commit(self.backend.as_mut(), rows) {
+                Ok(Ok(())) => {
                     self.metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
                     self.metrics.batch_rows.observe(rows.len() as f64);
                     self.metrics.rows_written.inc_by(rows.len() as u64);
                     self.healthy.store(true, Ordering::Release);
-                    return;
+                    return Ok(());
+                }
+                Ok(Err(fenced)) => {
+                    self.healthy.store(true, Ordering::Release);
+                    return Err(fenced);
                 }
                 Err(e) => {
                     self.metrics.errors.inc();
@@ -666,7 +905,7 @@ mod tests {
         let gone = conversation("c2", &skill);
         store.write(Change::Conversation(Box::new(gone.clone())));
         let n = store.write(Change::ForgetConversation(gone.id.clone()));
-        store.committed(n).await;
+        store.committed(n).await.expect("not fenced");
 
         let mut backend = open(&dir.url(), Durability::Commit).expect("reopen");
         let read = backend.load().expect("load");
@@ -681,9 +920,9 @@ mod tests {
         let skill = EngineConfig::default().skill_defaults;
         let n = store.write(Change::Conversation(Box::new(conversation("c1", &skill))));
         // Does not wait for the commit...
-        store.committed(n).await;
+        store.committed(n).await.expect("not fenced");
         // ...which comes within milliseconds.
-        tokio::time::timeout(std::time::Duration::from_secs(5), store.wait_for(n))
+        tokio::time::timeout(std::time::Duration::from_secs(5), store.wait_for(n.n))
             .await
             .expect("committed within 5 s");
         let read = open(&dir.url(), Durability::Relaxed)
@@ -731,6 +970,85 @@ mod tests {
             .chain(std::iter::once(Err(anyhow::anyhow!("disk I/O error"))));
         let err = decode_rows(failed_read, |id, r| decode::<usize>("numbers", id, r)).expect_err("a read error");
         assert!(err.to_string().contains("disk I/O error"), "{err}");
+    }
+
+    /// The schema of version 1, as stores written before the `shard` columns have it.
+    pub(crate) const SCHEMA_V1: &[&str] = &[
+        "CREATE TABLE switchboard_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        "INSERT INTO switchboard_meta (key, value) VALUES ('schema_version', '1')",
+        "CREATE TABLE skills (id TEXT PRIMARY KEY, record TEXT NOT NULL)",
+        "CREATE TABLE agents (id TEXT PRIMARY KEY, status TEXT NOT NULL, record TEXT NOT NULL)",
+        "CREATE TABLE conversations (id TEXT PRIMARY KEY, skill TEXT NOT NULL, state TEXT NOT NULL, \
+         agent_id TEXT, consumer_id TEXT NOT NULL, record TEXT NOT NULL)",
+        "CREATE TABLE consumers (id TEXT PRIMARY KEY, record TEXT NOT NULL)",
+    ];
+
+    #[test]
+    fn a_version_1_store_is_migrated_and_a_shard_s_rows_are_read_alone() {
+        let dir = TempDir::new("migrate");
+        std::fs::create_dir_all(&dir.0).expect("dir");
+        let skill = EngineConfig::default().skill_defaults;
+        let conn = rusqlite::Connection::open(dir.0.join("switchboard.db")).expect("sqlite");
+        for statement in SCHEMA_V1 {
+            conn.execute(statement, []).expect("v1 schema");
+        }
+        let ids = ["c1", "c2", "c3", "c4", "c5", "c6"];
+        for id in ids {
+            let c = conversation(id, &skill);
+            conn.execute(
+                "INSERT INTO conversations (id, skill, state, consumer_id, record) VALUES ($1, 'general', 'queued', 'u1', $2)",
+                rusqlite::params![id, serde_json::to_string(&c).expect("json")],
+            )
+            .expect("v1 row");
+        }
+        drop(conn);
+
+        let mut backend = open(&dir.url(), Durability::Commit).expect("migrated at open");
+        assert_eq!(
+            backend.load().expect("load").conversations.len(),
+            ids.len(),
+            "every row kept"
+        );
+        let conn = rusqlite::Connection::open(dir.0.join("switchboard.db")).expect("sqlite");
+        let version: String = conn
+            .query_row(
+                "SELECT value FROM switchboard_meta WHERE key = 'schema_version'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("version");
+        assert_eq!(version, SCHEMA_VERSION);
+        for id in ids {
+            let shard: i32 = conn
+                .query_row("SELECT shard FROM conversations WHERE id = $1", [id], |r| r.get(0))
+                .expect("shard filled");
+            assert_eq!(shard, i32::from(shard_of(id)), "{id}");
+        }
+
+        // New rows carry their shard too; a shard's rows are read without the others.
+        backend
+            .commit(&[Row::encode(Change::Conversation(Box::new(conversation("c7", &skill)))).expect("row")])
+            .expect("commit");
+        let wanted = [shard_of("c2"), shard_of("c7")];
+        let mut read: Vec<String> = backend
+            .load_shards(&wanted)
+            .expect("load shards")
+            .conversations
+            .iter()
+            .map(|c| c.id.to_string())
+            .collect();
+        read.sort();
+        let mut expected: Vec<String> = ["c1", "c2", "c3", "c4", "c5", "c6", "c7"]
+            .into_iter()
+            .filter(|id| wanted.contains(&shard_of(id)))
+            .map(String::from)
+            .collect();
+        expected.sort();
+        assert!(
+            expected.contains(&"c7".to_string()) && expected.len() < 7,
+            "{expected:?}"
+        );
+        assert_eq!(read, expected);
     }
 
     #[test]

@@ -7,7 +7,10 @@ use anyhow::Context;
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, NoTls};
 
-use super::{decode, Backend, Row, Snapshot, SCHEMA, SCHEMA_VERSION};
+use crate::cluster::placement::shard_of;
+
+use super::{add_shard_column, decode, Backend, Row, Snapshot, ENTITY_TABLES, SCHEMA, SCHEMA_VERSION};
+use crate::cluster::lease::{fence, Fenced, Lease};
 
 pub struct Postgres {
     client: Client,
@@ -59,22 +62,52 @@ impl Postgres {
                 )?;
             }
             Some(SCHEMA_VERSION) => {}
+            Some("1") => {
+                for table in ENTITY_TABLES {
+                    tx.execute(&add_shard_column(table), &[])?;
+                    let ids: Vec<String> = tx
+                        .query(&format!("SELECT id FROM {table}"), &[])?
+                        .into_iter()
+                        .map(|r| r.get(0))
+                        .collect();
+                    let shards: Vec<i32> = ids.iter().map(|id| i32::from(shard_of(id))).collect();
+                    tx.execute(
+                        &format!(
+                            "UPDATE {table} AS t SET shard = v.shard FROM UNNEST($1::text[], $2::int[]) AS v(id, shard) \
+                             WHERE t.id = v.id"
+                        ),
+                        &[&ids, &shards],
+                    )?;
+                }
+                tx.execute(
+                    "UPDATE switchboard_meta SET value = $1 WHERE key = 'schema_version'",
+                    &[&SCHEMA_VERSION],
+                )?;
+                tracing::info!(url = %self.shown, "store migrated from schema version 1 to {SCHEMA_VERSION}");
+            }
             Some(other) => anyhow::bail!("schema version {other} (this build reads version {SCHEMA_VERSION})"),
         }
         tx.commit()?;
         Ok(())
     }
 
-    /// Reads one table's `(id, record)` rows as they stream in, decoding them on every
-    /// core meanwhile.
+    /// Reads one table's `(id, record)` rows (those of `shards`, or all) as they stream
+    /// in, decoding them on every core meanwhile.
     fn rows<T: Send>(
         &mut self,
         table: &str,
+        shards: Option<&[i32]>,
         decode_row: impl Fn(&str, &str) -> anyhow::Result<T> + Sync,
     ) -> anyhow::Result<Vec<T>> {
-        let mut rows = self
-            .client
-            .query_raw(&format!("SELECT id, record FROM {table}"), std::iter::empty::<&str>())?;
+        let mut rows = match shards {
+            None => self
+                .client
+                .query_raw(&format!("SELECT id, record FROM {table}"), std::iter::empty::<&[i32]>())?,
+            Some(shards) => self.client.query_raw(
+                &format!("SELECT id, record FROM {table} WHERE shard = ANY($1)"),
+                std::iter::once(shards),
+            )?,
+        };
         let read = std::iter::from_fn(|| match rows.next() {
             Ok(Some(row)) => Some(
                 row.try_get(0)
@@ -86,92 +119,134 @@ impl Postgres {
         });
         super::decode_rows(read, decode_row).with_context(|| format!("in table {table}"))
     }
+
+    /// Reads every table (the rows of `shards`, or all).
+    fn load_where(&mut self, shards: Option<&[i32]>) -> anyhow::Result<Snapshot> {
+        Ok(Snapshot {
+            skills: self.rows("skills", shards, |id, r| decode("skills", id, r))?,
+            agents: self.rows("agents", shards, |id, r| decode("agents", id, r))?,
+            conversations: self.rows("conversations", shards, |id, r| decode("conversations", id, r))?,
+            consumers: self.rows("consumers", shards, |id, r| {
+                let consumer = crate::ids::ConsumerId::new(id)
+                    .map_err(|e| anyhow::anyhow!("row {id:?} of table consumers: {e}"))?;
+                Ok((consumer, decode("consumers", id, r)?))
+            })?,
+        })
+    }
 }
 
 impl Backend for Postgres {
     fn load(&mut self) -> anyhow::Result<Snapshot> {
         let shown = self.shown.clone();
-        let mut load = || -> anyhow::Result<Snapshot> {
-            Ok(Snapshot {
-                skills: self.rows("skills", |id, r| decode("skills", id, r))?,
-                agents: self.rows("agents", |id, r| decode("agents", id, r))?,
-                conversations: self.rows("conversations", |id, r| decode("conversations", id, r))?,
-                consumers: self.rows("consumers", |id, r| {
-                    let consumer = crate::ids::ConsumerId::new(id)
-                        .map_err(|e| anyhow::anyhow!("row {id:?} of table consumers: {e}"))?;
-                    Ok((consumer, decode("consumers", id, r)?))
-                })?,
-            })
-        };
-        load().with_context(|| format!("reading the PostgreSQL store {shown}"))
+        self.load_where(None)
+            .with_context(|| format!("reading the PostgreSQL store {shown}"))
+    }
+
+    fn load_shards(&mut self, shards: &[u16]) -> anyhow::Result<Snapshot> {
+        let shown = self.shown.clone();
+        self.reconnect_if_lost()?;
+        let shards: Vec<i32> = shards.iter().map(|s| i32::from(*s)).collect();
+        self.load_where(Some(&shards))
+            .with_context(|| format!("reading shards of the PostgreSQL store {shown}"))
     }
 
     fn commit(&mut self, rows: &[Row]) -> anyhow::Result<()> {
-        // A lost connection (the database restarted, the network dropped) is not
-        // coming back: connect again, and the writer's retry succeeds once the database
-        // answers.
+        self.reconnect_if_lost()?;
+        let mut tx = self.client.transaction()?;
+        write_rows(&mut tx, rows)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn commit_fenced(&mut self, rows: &[Row], node: &str, leases: &[Lease]) -> anyhow::Result<Result<(), Fenced>> {
+        self.reconnect_if_lost()?;
+        let mut tx = self.client.transaction()?;
+        // First: the lease rows stay locked (FOR SHARE) until the commit, so no takeover
+        // commits between this check and the writes.
+        if let Err(lost) = fence(&mut tx, node, leases)? {
+            tx.rollback()?;
+            return Ok(Err(lost));
+        }
+        write_rows(&mut tx, rows)?;
+        tx.commit()?;
+        Ok(Ok(()))
+    }
+}
+
+impl Postgres {
+    /// A lost connection (the database restarted, the network dropped) is not coming
+    /// back: connect again, and the writer's retry succeeds once the database answers.
+    fn reconnect_if_lost(&mut self) -> anyhow::Result<()> {
         if reconnect_if_lost(&mut self.client, &self.url, "the PostgreSQL store")? {
             tracing::info!(url = %self.shown, "connected again to the PostgreSQL store");
         }
-        let (mut skills, mut agents, mut convs, mut consumers) =
-            (Columns::new(2), Columns::new(3), Columns::new(6), Columns::new(2));
-        let (mut forget_convs, mut forget_consumers) = (Vec::<&str>::new(), Vec::<&str>::new());
-        for row in rows {
-            match row {
-                Row::Skill { id, record } => skills.push(&[Some(id), Some(record)]),
-                Row::Agent { id, status, record } => agents.push(&[Some(id), Some(status), Some(record)]),
-                Row::Conversation {
-                    id,
-                    skill,
-                    state,
-                    agent_id,
-                    consumer_id,
-                    record,
-                } => convs.push(&[
+        Ok(())
+    }
+}
+
+/// Writes a group's rows: one multi-row statement per table.
+fn write_rows(tx: &mut postgres::Transaction<'_>, rows: &[Row]) -> anyhow::Result<()> {
+    let (mut skills, mut agents, mut convs, mut consumers) =
+        (Columns::new(2), Columns::new(3), Columns::new(6), Columns::new(2));
+    let (mut forget_convs, mut forget_consumers) = (Vec::<&str>::new(), Vec::<&str>::new());
+    for row in rows {
+        match row {
+            Row::Skill { id, record } => skills.push(&[Some(id), Some(record)], row.shard()),
+            Row::Agent { id, status, record } => agents.push(&[Some(id), Some(status), Some(record)], row.shard()),
+            Row::Conversation {
+                id,
+                skill,
+                state,
+                agent_id,
+                consumer_id,
+                record,
+            } => convs.push(
+                &[
                     Some(id),
                     Some(skill),
                     Some(state),
                     agent_id.as_deref(),
                     Some(consumer_id),
                     Some(record),
-                ]),
-                Row::Consumer { id, record } => consumers.push(&[Some(id), Some(record)]),
-                Row::DeleteConversation(id) => forget_convs.push(id),
-                Row::DeleteConsumer(id) => forget_consumers.push(id),
-            }
+                ],
+                row.shard(),
+            ),
+            Row::Consumer { id, record } => consumers.push(&[Some(id), Some(record)], row.shard()),
+            Row::DeleteConversation(id) => forget_convs.push(id),
+            Row::DeleteConsumer(id) => forget_consumers.push(id),
         }
-        let mut tx = self.client.transaction()?;
-        skills.upsert(
-            &mut tx,
-            "INSERT INTO skills (id, record) SELECT * FROM UNNEST($1::text[], $2::text[]) \
-             ON CONFLICT (id) DO UPDATE SET record = excluded.record",
-        )?;
-        agents.upsert(
-            &mut tx,
-            "INSERT INTO agents (id, status, record) SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[]) \
-             ON CONFLICT (id) DO UPDATE SET status = excluded.status, record = excluded.record",
-        )?;
-        convs.upsert(
-            &mut tx,
-            "INSERT INTO conversations (id, skill, state, agent_id, consumer_id, record) \
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) \
-             ON CONFLICT (id) DO UPDATE SET skill = excluded.skill, state = excluded.state, \
-             agent_id = excluded.agent_id, consumer_id = excluded.consumer_id, record = excluded.record",
-        )?;
-        consumers.upsert(
-            &mut tx,
-            "INSERT INTO consumers (id, record) SELECT * FROM UNNEST($1::text[], $2::text[]) \
-             ON CONFLICT (id) DO UPDATE SET record = excluded.record",
-        )?;
-        if !forget_convs.is_empty() {
-            tx.execute("DELETE FROM conversations WHERE id = ANY($1)", &[&forget_convs])?;
-        }
-        if !forget_consumers.is_empty() {
-            tx.execute("DELETE FROM consumers WHERE id = ANY($1)", &[&forget_consumers])?;
-        }
-        tx.commit()?;
-        Ok(())
     }
+    skills.upsert(
+        tx,
+        "INSERT INTO skills (id, record, shard) SELECT * FROM UNNEST($1::text[], $2::text[], $3::int[]) \
+         ON CONFLICT (id) DO UPDATE SET record = excluded.record, shard = excluded.shard",
+    )?;
+    agents.upsert(
+        tx,
+        "INSERT INTO agents (id, status, record, shard) \
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int[]) \
+         ON CONFLICT (id) DO UPDATE SET status = excluded.status, record = excluded.record, shard = excluded.shard",
+    )?;
+    convs.upsert(
+        tx,
+        "INSERT INTO conversations (id, skill, state, agent_id, consumer_id, record, shard) \
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int[]) \
+         ON CONFLICT (id) DO UPDATE SET skill = excluded.skill, state = excluded.state, \
+         agent_id = excluded.agent_id, consumer_id = excluded.consumer_id, record = excluded.record, \
+         shard = excluded.shard",
+    )?;
+    consumers.upsert(
+        tx,
+        "INSERT INTO consumers (id, record, shard) SELECT * FROM UNNEST($1::text[], $2::text[], $3::int[]) \
+         ON CONFLICT (id) DO UPDATE SET record = excluded.record, shard = excluded.shard",
+    )?;
+    if !forget_convs.is_empty() {
+        tx.execute("DELETE FROM conversations WHERE id = ANY($1)", &[&forget_convs])?;
+    }
+    if !forget_consumers.is_empty() {
+        tx.execute("DELETE FROM consumers WHERE id = ANY($1)", &[&forget_consumers])?;
+    }
+    Ok(())
 }
 
 /// Connects `client` again if its connection was lost (the database restarted, the
@@ -186,33 +261,38 @@ pub(crate) fn reconnect_if_lost(client: &mut Client, url: &str, what: &str) -> a
     Ok(true)
 }
 
-/// The columns of one table's rows in a group, as arrays for `UNNEST`.
+/// The columns of one table's rows in a group, as arrays for `UNNEST`: the text
+/// columns, then the rows' shards.
 struct Columns<'a> {
     columns: Vec<Vec<Option<&'a str>>>,
+    shards: Vec<i32>,
 }
 
 impl<'a> Columns<'a> {
     fn new(n: usize) -> Self {
         Columns {
             columns: vec![Vec::new(); n],
+            shards: Vec::new(),
         }
     }
 
-    fn push(&mut self, values: &[Option<&'a str>]) {
+    fn push(&mut self, values: &[Option<&'a str>], shard: i32) {
         for (column, value) in self.columns.iter_mut().zip(values) {
             column.push(*value);
         }
+        self.shards.push(shard);
     }
 
     fn upsert(&self, tx: &mut postgres::Transaction<'_>, sql: &str) -> anyhow::Result<()> {
-        if self.columns.first().is_none_or(|c| c.is_empty()) {
+        if self.shards.is_empty() {
             return Ok(());
         }
-        let params: Vec<&(dyn postgres::types::ToSql + Sync)> = self
+        let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> = self
             .columns
             .iter()
             .map(|c| c as &(dyn postgres::types::ToSql + Sync))
             .collect();
+        params.push(&self.shards);
         tx.execute(sql, &params)?;
         Ok(())
     }

@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use rusqlite::{params, Connection, OpenFlags};
 
-use super::{decode, Backend, Durability, Row, Snapshot, SCHEMA, SCHEMA_VERSION};
+use crate::cluster::placement::shard_of;
+
+use super::{add_shard_column, decode, Backend, Durability, Row, Snapshot, ENTITY_TABLES, SCHEMA, SCHEMA_VERSION};
 use super::{UPSERT_AGENT, UPSERT_CONSUMER, UPSERT_CONVERSATION, UPSERT_SKILL};
 
 #[derive(Debug)]
@@ -73,20 +75,60 @@ impl Sqlite {
                 )?;
             }
             Some(SCHEMA_VERSION) => {}
+            Some("1") => {
+                for table in ENTITY_TABLES {
+                    tx.execute(&add_shard_column(table), [])?;
+                    let ids: Vec<String> = tx
+                        .prepare(&format!("SELECT id FROM {table}"))?
+                        .query_map([], |r| r.get(0))?
+                        .collect::<Result<_, _>>()?;
+                    let mut set = tx.prepare(&format!("UPDATE {table} SET shard = $1 WHERE id = $2"))?;
+                    for id in &ids {
+                        set.execute(params![i32::from(shard_of(id)), id])?;
+                    }
+                }
+                tx.execute(
+                    "UPDATE switchboard_meta SET value = $1 WHERE key = 'schema_version'",
+                    params![SCHEMA_VERSION],
+                )?;
+                tracing::info!(path = %self.path.display(), "store migrated from schema version 1 to {SCHEMA_VERSION}");
+            }
             Some(other) => anyhow::bail!("schema version {other} (this build reads version {SCHEMA_VERSION})"),
         }
         tx.commit()?;
         Ok(())
     }
 
+    /// Reads every table's rows that `filter` (an SQL condition on the row, with the
+    /// parameter `$1` bound to `param`) keeps.
+    fn load_where(&self, filter: &str, param: &str) -> anyhow::Result<Snapshot> {
+        let sql = |table: &str| format!("SELECT id, record FROM {table} WHERE {filter}");
+        Ok(Snapshot {
+            skills: self.rows(&sql("skills"), param, "skills", |id, r| decode("skills", id, r))?,
+            agents: self.rows(&sql("agents"), param, "agents", |id, r| decode("agents", id, r))?,
+            conversations: self.rows(&sql("conversations"), param, "conversations", |id, r| {
+                decode("conversations", id, r)
+            })?,
+            consumers: self.rows(&sql("consumers"), param, "consumers", |id, r| {
+                let consumer = crate::ids::ConsumerId::new(id)
+                    .map_err(|e| anyhow::anyhow!("row {id:?} of table consumers: {e}"))?;
+                Ok((consumer, decode("consumers", id, r)?))
+            })?,
+        })
+    }
+
     fn rows<T: Send>(
         &self,
         sql: &str,
+        param: &str,
         table: &str,
         decode_row: impl Fn(&str, &str) -> anyhow::Result<T> + Sync,
     ) -> anyhow::Result<Vec<T>> {
         let mut stmt = self.conn.prepare(sql)?;
-        let mut rows = stmt.query([])?;
+        let mut rows = match stmt.parameter_count() {
+            0 => stmt.query([])?,
+            _ => stmt.query(params![param])?,
+        };
         let read = std::iter::from_fn(|| match rows.next() {
             Ok(Some(row)) => Some(
                 row.get(0)
@@ -102,25 +144,14 @@ impl Sqlite {
 
 impl Backend for Sqlite {
     fn load(&mut self) -> anyhow::Result<Snapshot> {
-        let load = || -> anyhow::Result<Snapshot> {
-            Ok(Snapshot {
-                skills: self.rows("SELECT id, record FROM skills", "skills", |id, r| {
-                    decode("skills", id, r)
-                })?,
-                agents: self.rows("SELECT id, record FROM agents", "agents", |id, r| {
-                    decode("agents", id, r)
-                })?,
-                conversations: self.rows("SELECT id, record FROM conversations", "conversations", |id, r| {
-                    decode("conversations", id, r)
-                })?,
-                consumers: self.rows("SELECT id, record FROM consumers", "consumers", |id, r| {
-                    let consumer = crate::ids::ConsumerId::new(id)
-                        .map_err(|e| anyhow::anyhow!("row {id:?} of table consumers: {e}"))?;
-                    Ok((consumer, decode("consumers", id, r)?))
-                })?,
-            })
-        };
-        load().with_context(|| format!("reading the SQLite store {}", self.path.display()))
+        self.load_where("true", "")
+            .with_context(|| format!("reading the SQLite store {}", self.path.display()))
+    }
+
+    fn load_shards(&mut self, shards: &[u16]) -> anyhow::Result<Snapshot> {
+        let list = serde_json::to_string(shards)?;
+        self.load_where("shard IN (SELECT value FROM json_each($1))", &list)
+            .with_context(|| format!("reading shards of the SQLite store {}", self.path.display()))
     }
 
     fn commit(&mut self, rows: &[Row]) -> anyhow::Result<()> {
@@ -134,8 +165,8 @@ impl Backend for Sqlite {
             let mut forget_consumer = tx.prepare_cached("DELETE FROM consumers WHERE id = $1")?;
             for row in rows {
                 match row {
-                    Row::Skill { id, record } => skill.execute(params![id, record])?,
-                    Row::Agent { id, status, record } => agent.execute(params![id, status, record])?,
+                    Row::Skill { id, record } => skill.execute(params![id, record, row.shard()])?,
+                    Row::Agent { id, status, record } => agent.execute(params![id, status, record, row.shard()])?,
                     Row::Conversation {
                         id,
                         skill,
@@ -143,8 +174,8 @@ impl Backend for Sqlite {
                         agent_id,
                         consumer_id,
                         record,
-                    } => conversation.execute(params![id, skill, state, agent_id, consumer_id, record])?,
-                    Row::Consumer { id, record } => consumer.execute(params![id, record])?,
+                    } => conversation.execute(params![id, skill, state, agent_id, consumer_id, record, row.shard()])?,
+                    Row::Consumer { id, record } => consumer.execute(params![id, record, row.shard()])?,
                     Row::DeleteConversation(id) => forget_conversation.execute(params![id])?,
                     Row::DeleteConsumer(id) => forget_consumer.execute(params![id])?,
                 };
