@@ -12,6 +12,7 @@ use tokio::sync::broadcast;
 
 use crate::actors::agent::{AgentMsg, AgentReply};
 use crate::actors::conversation::{recovered_entries, ConvCommand, ConvMsg, ConvReply};
+use crate::actors::remote::{shard_of_agent, Crossing, Remote};
 use crate::actors::shared::{ConversationHandle, Envelope, Handle, QueueRef, Sent, SentByWay, Shared};
 use crate::actors::skill_queue::QueueMsg;
 use crate::actors::supervisor::{Supervisor, SupervisorMsg};
@@ -308,6 +309,27 @@ impl Router {
         self.shared.sent_by_way()
     }
 
+    /// Makes this engine one node of several: messages for actors of shards that
+    /// `remote` says another node serves go there ([`crate::actors::remote`]). Set once,
+    /// before traffic; an error if it was set already.
+    pub fn join_cluster(&self, remote: Arc<dyn Remote>) -> Result<(), RouterError> {
+        self.shared
+            .remote
+            .set(remote)
+            .map_err(|_| RouterError::Conflict("this engine is already part of a cluster".into()))
+    }
+
+    /// A message from another node's actor for an actor here.
+    pub fn deliver_crossing(&self, msg: Crossing) {
+        self.shared.deliver_crossing(msg);
+    }
+
+    /// Messages sent to other nodes, delivered from them, and refused (node-local
+    /// messages for another node's actor), since start.
+    pub fn crossings(&self) -> (u64, u64, u64) {
+        self.shared.crossings()
+    }
+
     /// Messages sent to actors and not yet handled: the engine's inbound backlog.
     pub fn in_flight(&self) -> i64 {
         self.shared.in_flight()
@@ -579,8 +601,11 @@ impl Router {
             .map_err(|_| RouterError::Unavailable("the conversation stopped before answering".into()))?
     }
 
+    /// The agent exists, as far as this node can tell: an agent of another node's shard
+    /// is not checked here (the conversation checks that the agent holds it, and the
+    /// agent's own node drops messages for an unknown agent).
     fn ensure_agent(&self, id: &AgentId) -> Result<(), RouterError> {
-        if self.shared.agents.contains_key(id) {
+        if self.shared.agents.contains_key(id) || self.shared.serves_elsewhere(shard_of_agent(id)) {
             Ok(())
         } else {
             Err(RouterError::not_found("agent", id))

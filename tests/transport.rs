@@ -88,6 +88,35 @@ async fn run_child(node: String) {
             tokio::sync::watch::channel(list).1
         }
     };
+    // With SB_ENGINE, a routing engine too, its messages for the other node's actors
+    // carried by the transport.
+    let engine = match std::env::var("SB_ENGINE") {
+        Ok(role) => {
+            let toml = "[[skills]]\nid = \"general\"\n";
+            let cfg = switchboard::config::Config::from_toml(toml, &BTreeMap::new()).expect("config");
+            let router = switchboard::Router::start(cfg.engine, switchboard::time::Clock::system())
+                .await
+                .expect("router");
+            let r = router.clone();
+            config.inbound = Some(switchboard::cluster::transport::Inbound(Arc::new(move |msg| {
+                r.deliver_crossing(msg)
+            })));
+            Some(Engine {
+                router,
+                role,
+                acted: false,
+                names: env("SB_PEERS")
+                    .split(',')
+                    .filter_map(|p| p.split_once('=').map(|(n, _)| n.to_string()))
+                    .chain(std::iter::once(node.clone()))
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter()
+                    .collect(),
+                node: node.clone(),
+            })
+        }
+        Err(_) => None,
+    };
     let transport = match Transport::start(config, members).await {
         Ok(t) => t,
         Err(e) => {
@@ -95,7 +124,12 @@ async fn run_child(node: String) {
             return;
         }
     };
+    let mut engine = engine;
+    if let Some(e) = &engine {
+        e.router.join_cluster(transport.outbound()).expect("join");
+    }
     println!("STARTED");
+    let mut last_engine = String::new();
     let (eof_tx, mut eof) = tokio::sync::oneshot::channel::<()>();
     std::thread::spawn(move || {
         let mut sink = String::new();
@@ -119,10 +153,93 @@ async fn run_child(node: String) {
             println!("STATUS {line}");
             last = line;
         }
+        if let Some(e) = &mut engine {
+            let all_up = now.len() + 1 >= e.names.len() && now.values().all(|(s, _)| s == "up");
+            let line = e.step(all_up).await.to_string();
+            if line != last_engine {
+                println!("ENGINE {line}");
+                last_engine = line;
+            }
+        }
     }
     transport.stop();
     if let Some(k) = keeper {
         let _ = tokio::task::spawn_blocking(move || k.shutdown()).await;
+    }
+}
+
+/// A child's routing engine and its part in the test: `agent` (one agent of its own
+/// shard, online on `general`) or `conversations:N` (N conversations of its own shards
+/// opened on `general`), acted once every peer is up.
+struct Engine {
+    router: switchboard::Router,
+    role: String,
+    acted: bool,
+    /// Every node's name, this one's included.
+    names: Vec<String>,
+    node: String,
+}
+
+impl Engine {
+    /// `count` ids `prefix-i` that placement gives this node.
+    fn own_ids(&self, prefix: &str, count: usize) -> Vec<String> {
+        use switchboard::cluster::placement::{owner, shard_of};
+        (0..)
+            .map(|i| format!("{prefix}-{i}"))
+            .filter(|id| owner(shard_of(id), &self.names).is_some_and(|n| *n == self.node))
+            .take(count)
+            .collect()
+    }
+
+    /// Acts once every peer is up; says what the engine holds now.
+    async fn step(&mut self, all_up: bool) -> serde_json::Value {
+        use switchboard::domain::agent::{AgentSpec, AgentStatus};
+        use switchboard::ids::{AgentId, ConsumerId, ConversationId, SkillId};
+        let general = SkillId::new("general").expect("id");
+        let agent_id = AgentId::new(&self.own_ids("ag", 1)[0]).expect("id");
+        let agent_id = || agent_id.clone();
+        if all_up && !self.acted {
+            self.acted = true;
+            if self.role == "agent" {
+                let spec = AgentSpec {
+                    skills: vec![general.clone()],
+                    max_slots: 10,
+                    max_open: None,
+                };
+                self.router.put_agent(agent_id(), spec).await.expect("agent");
+                self.router
+                    .set_agent_status(&agent_id(), AgentStatus::Online)
+                    .await
+                    .expect("online");
+            } else if let Some(n) = self.role.strip_prefix("conversations:") {
+                for (i, id) in self.own_ids("c", n.parse().expect("count")).into_iter().enumerate() {
+                    let req = switchboard::router::OpenConversation::new(
+                        ConsumerId::new(format!("u{i}")).expect("id"),
+                        general.clone(),
+                    )
+                    .with_id(ConversationId::new(id).expect("id"));
+                    self.router.open_conversation(req).await.expect("open");
+                }
+            }
+        }
+        let (out, delivered, refused) = self.router.crossings();
+        let mut seen = serde_json::json!({ "acted": self.acted, "out": out, "in": delivered, "refused": refused });
+        if self.role == "agent" && self.acted {
+            seen["busy"] = serde_json::json!(self.router.agent(&agent_id()).expect("agent").busy().as_slots());
+        }
+        if self.role.starts_with("conversations:") {
+            let n = self.role["conversations:".len()..].parse().expect("count");
+            for id in self.own_ids("c", n) {
+                let holder = self
+                    .router
+                    .conversation(&ConversationId::new(&id).expect("id"))
+                    .ok()
+                    .and_then(|c| c.agent_id)
+                    .map(|a| a.to_string());
+                seen["holders"][id] = serde_json::json!(holder);
+            }
+        }
+        seen
     }
 }
 
@@ -135,6 +252,8 @@ struct Node {
     child: Child,
     stdin: Option<ChildStdin>,
     seen: Seen,
+    /// The last `ENGINE` line of a node with an engine.
+    engine: Arc<Mutex<serde_json::Value>>,
 }
 
 #[derive(Clone, Default)]
@@ -145,6 +264,8 @@ struct Spec {
     tls_dir: Option<PathBuf>,
     /// A network namespace to run the node in.
     netns: Option<String>,
+    /// The node's part when it runs an engine (see [`Engine`]).
+    engine: Option<String>,
 }
 
 impl Node {
@@ -176,12 +297,17 @@ impl Node {
         if let Some(dir) = &spec.tls_dir {
             cmd.env("SB_TLS_DIR", dir);
         }
+        if let Some(role) = &spec.engine {
+            cmd.env("SB_ENGINE", role);
+        }
         let mut child = cmd.spawn().expect("spawn a node");
         let stdout = child.stdout.take().expect("stdout");
         let stdin = child.stdin.take();
         let seen: Seen = Arc::default();
+        let engine = Arc::new(Mutex::new(serde_json::Value::Null));
         let (started_tx, started) = std::sync::mpsc::channel();
         let s = Arc::clone(&seen);
+        let e = Arc::clone(&engine);
         let who = name.to_string();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
@@ -190,6 +316,8 @@ impl Node {
                 let line = line.strip_prefix("test child_node ... ").unwrap_or(&line).to_string();
                 if let Some(json) = line.strip_prefix("STATUS ") {
                     *s.lock().expect("status lock") = serde_json::from_str(json).expect("status json");
+                } else if let Some(json) = line.strip_prefix("ENGINE ") {
+                    *e.lock().expect("engine lock") = serde_json::from_str(json).expect("engine json");
                 } else if line == "STARTED" || line.starts_with("FAILED") {
                     let _ = started_tx.send(line);
                 } else if !line.trim().is_empty() && !line.starts_with("running") && !line.starts_with("test ") {
@@ -205,7 +333,12 @@ impl Node {
             child,
             stdin,
             seen,
+            engine,
         }
+    }
+
+    fn engine(&self) -> serde_json::Value {
+        self.engine.lock().expect("engine lock").clone()
     }
 
     fn state_of(&self, peer: &str) -> Option<(String, u64)> {
@@ -617,4 +750,36 @@ fn a_partitioned_node_is_declared_down_and_rejoins_when_the_partition_heals() {
         all_up(&[&n1, &n2, &n3])
     });
     eprintln!("n3 up again {took:?} after the partition healed");
+}
+
+#[test]
+fn the_engine_routes_a_conversation_of_one_process_to_an_agent_of_another() {
+    let names = ["n1", "n2"];
+    let a = addrs(2);
+    let spec = |role: &str| Spec {
+        cookie: "sesame".into(),
+        peers: peers(&names, &a),
+        engine: Some(role.to_string()),
+        ..Spec::default()
+    };
+    // n1 holds three conversations (ids of its own shards), n2 one agent (of its own):
+    // every offer, reservation, assignment and confirmation crosses between them.
+    let n1 = Node::start("n1", &a[0], &spec("conversations:3"));
+    let n2 = Node::start("n2", &a[1], &spec("agent"));
+    let took = wait_for(
+        "both conversations' node and agent's node route",
+        Duration::from_secs(20),
+        || {
+            let (e1, e2) = (n1.engine(), n2.engine());
+            let held = e1["holders"]
+                .as_object()
+                .is_some_and(|h| h.len() == 3 && h.values().all(|v| v.as_str().is_some_and(|a| a.starts_with("ag-"))));
+            held && e2["busy"].as_f64() == Some(3.0)
+        },
+    );
+    let (e1, e2) = (n1.engine(), n2.engine());
+    eprintln!("3 conversations of n1 assigned to n2's agent after {took:?}: n1 {e1}, n2 {e2}");
+    assert_eq!(e1["refused"], 0, "nothing node-local crossed");
+    assert_eq!(e2["refused"], 0, "nothing node-local crossed");
+    assert!(e1["out"].as_u64() > Some(0) && e2["out"].as_u64() > Some(0));
 }

@@ -8,6 +8,7 @@
 //! - [`consumers`]: the consumer directory, bounded in count.
 //! - [`timer`]: the node's one timer service, which holds every deadline.
 //! - [`envelope`]: messages with their in-flight token.
+//! - [`remote`]: messages for actors of other nodes (a cluster), and their wire form.
 //!
 //! No handler awaits another actor's reply: requests that need an answer carry a reply
 //! port that the last actor in the chain answers (e.g. `accept` goes to the agent, whose
@@ -17,6 +18,7 @@ pub mod agent;
 pub mod consumers;
 pub mod conversation;
 pub mod envelope;
+pub mod remote;
 pub mod shared;
 pub mod skill_queue;
 pub mod supervisor;

@@ -24,6 +24,9 @@ use crate::actors::agent::AgentMsg;
 use crate::actors::consumers::Consumers;
 use crate::actors::conversation::ConvMsg;
 pub use crate::actors::envelope::{Envelope, InFlight};
+use crate::actors::remote::{
+    shard_of_agent, shard_of_conversation, shard_of_queue, Crossing, Remote, ToAgent, ToConversation, ToQueue,
+};
 use crate::actors::skill_queue::QueueMsg;
 use crate::actors::supervisor::SupervisorMsg;
 use crate::actors::timer::{TimerTarget, Timers};
@@ -31,6 +34,7 @@ use crate::cluster::lease::Fenced;
 use crate::domain::agent::Agent;
 use crate::domain::conversation::Conversation;
 use crate::domain::skill::{RoutingPolicy, Skill};
+use crate::error::RouterError;
 use crate::events::{EventKind, RouterEvent};
 use crate::ids::{AgentId, ConversationId, SkillId};
 use crate::store::{Change, Store, Ticket};
@@ -204,6 +208,9 @@ pub struct Shared {
     pub store: OnceLock<Arc<Store>>,
     /// Starts the actors of passive conversations (set once the supervisor runs).
     pub(crate) activator: OnceLock<ActorRef<Envelope<SupervisorMsg>>>,
+    /// Where messages for other nodes' actors go (a cluster node); none on a single node.
+    pub(crate) remote: OnceLock<Arc<dyn Remote>>,
+    crossings: Crossings,
     /// Closed conversations still readable, oldest first: bounded in age
     /// (`closed_retention`) and in count (`closed_retention_max`).
     closed: Mutex<VecDeque<(ConversationId, Timestamp)>>,
@@ -221,6 +228,14 @@ pub struct Shared {
     /// Conversation actors started (activations and restarts) since start.
     activations: AtomicU64,
     seq: AtomicU64,
+}
+
+/// Counts of messages between nodes.
+#[derive(Debug, Default)]
+struct Crossings {
+    out: AtomicU64,
+    delivered: AtomicU64,
+    refused: AtomicU64,
 }
 
 /// The ways a message is sent, as counted for [`Shared::sent_by_way`].
@@ -284,6 +299,8 @@ impl Shared {
             timers: Arc::new(Timers::default()),
             store: OnceLock::new(),
             activator: OnceLock::new(),
+            remote: OnceLock::new(),
+            crossings: Crossings::default(),
             closed: Mutex::new(VecDeque::new()),
             open: AtomicU64::new(0),
             events,
@@ -452,19 +469,117 @@ impl Shared {
         self.agents.get(id).and_then(|h| h.actor())
     }
 
+    /// Sends to a skill queue (on the node that serves its shard).
     pub fn tell_queue(&self, skill: &SkillId, msg: QueueMsg) {
+        let msg = match self.elsewhere(shard_of_queue(skill)) {
+            None => msg,
+            Some((remote, node)) => match ToQueue::try_from(msg) {
+                Ok(wire) => {
+                    return self.cross(
+                        remote,
+                        &node,
+                        Crossing::Queue {
+                            skill: skill.clone(),
+                            msg: wire,
+                        },
+                    )
+                }
+                Err(local) => return self.stays_local(&node, &format!("{local:?}")),
+            },
+        };
+        self.tell_local_queue(skill, msg);
+    }
+
+    fn tell_local_queue(&self, skill: &SkillId, msg: QueueMsg) {
         if let Some(q) = self.queue(skill) {
             self.count_sent(Sent::ToQueue);
             self.tell(&q, msg);
         }
     }
 
-    /// Sends to a conversation, activating it if it is passive. Unknown ids (closed
-    /// and forgotten) drop the message.
+    /// Sends to a conversation (on the node that serves its shard), activating it if it
+    /// is passive. Unknown ids (closed and forgotten) drop the message.
     pub fn tell_conversation(&self, id: &ConversationId, msg: ConvMsg) {
+        let msg = match self.elsewhere(shard_of_conversation(id)) {
+            None => msg,
+            Some((remote, node)) => match ToConversation::try_from(msg) {
+                Ok(wire) => {
+                    return self.cross(
+                        remote,
+                        &node,
+                        Crossing::Conversation {
+                            id: id.clone(),
+                            msg: wire,
+                        },
+                    )
+                }
+                Err(ConvMsg::Assign { reply: Some(reply), .. }) => {
+                    self.crossings.refused.fetch_add(1, Ordering::Relaxed);
+                    let _ = reply.send(Err(RouterError::Unavailable(format!(
+                        "accepting an offer for a conversation of another node ({node}) is not supported yet"
+                    ))));
+                    return;
+                }
+                Err(local) => return self.stays_local(&node, &format!("{local:?}")),
+            },
+        };
         if let Some(handle) = self.conversation(id) {
             self.send_conversation(&handle, msg);
         }
+    }
+
+    /// The node serving `shard`, when a cluster is set up and it is not this one.
+    fn elsewhere(&self, shard: u16) -> Option<(&Arc<dyn Remote>, String)> {
+        let remote = self.remote.get()?;
+        remote.elsewhere(shard).map(|node| (remote, node))
+    }
+
+    /// Another node serves `shard` (a cluster).
+    pub fn serves_elsewhere(&self, shard: u16) -> bool {
+        self.elsewhere(shard).is_some()
+    }
+
+    fn cross(&self, remote: &Arc<dyn Remote>, node: &str, msg: Crossing) {
+        self.crossings.out.fetch_add(1, Ordering::Relaxed);
+        remote.send(node, msg);
+    }
+
+    /// A message that cannot cross (it carries a reply port, or is a timer's tick) for
+    /// an actor of another node: dropped, and counted.
+    fn stays_local(&self, node: &str, what: &str) {
+        self.crossings.refused.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(
+            node,
+            message = what,
+            "a node-local message for an actor of another node; dropped"
+        );
+    }
+
+    /// Delivers a message from another node to the actor here, as a local tell would.
+    /// It is not sent on again: if this node no longer serves the target, the target is
+    /// not here and the message is dropped, as one to an unknown actor is.
+    pub fn deliver_crossing(&self, msg: Crossing) {
+        self.crossings.delivered.fetch_add(1, Ordering::Relaxed);
+        match msg {
+            Crossing::Agent { agent, msg } => self.tell_local_agent(&agent, msg.into()),
+            Crossing::Conversation { id, msg } => {
+                if let Some(handle) = self.conversation(&id) {
+                    self.send_conversation(&handle, msg.into());
+                }
+            }
+            Crossing::Queue { skill, msg } => self.tell_local_queue(&skill, msg.into()),
+        }
+    }
+
+    /// Messages that left for other nodes, arrived from them, and were refused (they
+    /// cannot cross), since start.
+    pub fn crossings(&self) -> (u64, u64, u64) {
+        let c = &self.crossings;
+        (
+            c.out.load(Ordering::Relaxed),
+            c.delivered.load(Ordering::Relaxed),
+            c.refused.load(Ordering::Relaxed),
+        )
     }
 
     pub fn send_conversation(&self, handle: &ConversationHandle, msg: ConvMsg) {
@@ -477,7 +592,28 @@ impl Shared {
         }
     }
 
+    /// Sends to an agent (on the node that serves its shard).
     pub fn tell_agent(&self, id: &AgentId, msg: AgentMsg) {
+        let msg = match self.elsewhere(shard_of_agent(id)) {
+            None => msg,
+            Some((remote, node)) => match ToAgent::try_from(msg) {
+                Ok(wire) => {
+                    return self.cross(
+                        remote,
+                        &node,
+                        Crossing::Agent {
+                            agent: id.clone(),
+                            msg: wire,
+                        },
+                    )
+                }
+                Err(local) => return self.stays_local(&node, &format!("{local:?}")),
+            },
+        };
+        self.tell_local_agent(id, msg);
+    }
+
+    fn tell_local_agent(&self, id: &AgentId, msg: AgentMsg) {
         if let Some(handle) = self.agents.get(id).map(|h| Arc::clone(&h)) {
             self.count_sent(Sent::ToAgent);
             // Agents are never passive: their handle is created spawning.

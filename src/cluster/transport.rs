@@ -43,6 +43,8 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName}
 
 use super::keeper::Ownership;
 use super::lease::Member;
+use super::placement::weight;
+use crate::actors::remote::{Crossing, Remote};
 
 /// The version of [`Frame`] this build writes and reads.
 pub const WIRE_VERSION: u16 = 1;
@@ -51,7 +53,7 @@ pub const WIRE_VERSION: u16 = 1;
 const FRAME_VARIANT: &str = "switchboard.frame";
 
 /// What one node tells another.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Frame {
     /// The sending node's name.
     pub from: String,
@@ -59,10 +61,16 @@ pub struct Frame {
 }
 
 /// A frame's content.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Body {
-    Ping { seq: u64 },
-    Pong { seq: u64 },
+    Ping {
+        seq: u64,
+    },
+    Pong {
+        seq: u64,
+    },
+    /// A message for one of the receiving node's actors.
+    Engine(Crossing),
 }
 
 /// Why a received frame was refused.
@@ -126,6 +134,20 @@ pub struct TransportConfig {
     pub connect_timeout: Duration,
     /// The longest wait between two dials of a peer that does not answer.
     pub max_backoff: Duration,
+    /// Where messages for this node's actors go (the engine's
+    /// [`Router::deliver_crossing`](crate::Router::deliver_crossing)); without it they
+    /// are refused and counted.
+    pub inbound: Option<Inbound>,
+}
+
+/// The receiver of the engine's messages from other nodes.
+#[derive(Clone)]
+pub struct Inbound(pub Arc<dyn Fn(Crossing) + Send + Sync>);
+
+impl std::fmt::Debug for Inbound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Inbound")
+    }
 }
 
 impl TransportConfig {
@@ -139,6 +161,7 @@ impl TransportConfig {
             ping_timeout: Duration::from_secs(3),
             connect_timeout: Duration::from_secs(3),
             max_backoff: Duration::from_secs(5),
+            inbound: None,
         }
     }
 }
@@ -246,6 +269,44 @@ pub struct Transport {
     server: ActorRef<NodeServerMessage>,
     gateway: ActorRef<GatewayMsg>,
     follower: tokio::task::JoinHandle<()>,
+    node: String,
+    members: watch::Receiver<Vec<Member>>,
+}
+
+/// The engine's way out to other nodes over the transport: a shard belongs to the
+/// member that rendezvous hashing gives it among the live members (this node
+/// included), as the lease keepers place them; a message is one frame to that node's
+/// gateway.
+#[derive(Debug)]
+pub struct Outbound {
+    node: String,
+    members: watch::Receiver<Vec<Member>>,
+}
+
+impl Remote for Outbound {
+    fn elsewhere(&self, shard: u16) -> Option<String> {
+        let members = self.members.borrow();
+        let me = std::iter::once(self.node.as_str());
+        let owner = members
+            .iter()
+            .map(|m| m.name.as_str())
+            .filter(|n| *n != self.node)
+            .chain(me)
+            .max_by_key(|n| (weight(n, shard), *n))?;
+        (owner != self.node).then(|| owner.to_string())
+    }
+
+    fn send(&self, node: &str, msg: Crossing) {
+        let Some(cell) = gateway_of(node) else {
+            tracing::debug!(node, "no link to the node: message dropped");
+            return;
+        };
+        let frame = Frame {
+            from: self.node.clone(),
+            body: Body::Engine(msg),
+        };
+        let _ = cell.send_message(GatewayMsg::Frame(frame.encode()));
+    }
 }
 
 impl std::fmt::Debug for Transport {
@@ -294,6 +355,7 @@ impl Transport {
             }
         };
         let g = gateway.clone();
+        let (node, watched) = (config.node.clone(), members.clone());
         let follower = tokio::spawn(async move {
             loop {
                 let now = members.borrow_and_update().clone();
@@ -306,6 +368,16 @@ impl Transport {
             server,
             gateway,
             follower,
+            node,
+            members: watched,
+        })
+    }
+
+    /// The engine's way out to the other nodes ([`Router::join_cluster`](crate::Router::join_cluster)).
+    pub fn outbound(&self) -> Arc<dyn Remote> {
+        Arc::new(Outbound {
+            node: self.node.clone(),
+            members: self.members.clone(),
         })
     }
 
@@ -596,8 +668,15 @@ impl Gateway {
                 }
             }
         }
-        if let Body::Ping { seq } = frame.body {
-            self.send(&frame.from, Body::Pong { seq });
+        match frame.body {
+            Body::Ping { seq } => {
+                self.send(&frame.from, Body::Pong { seq });
+            }
+            Body::Engine(msg) => match &self.config.inbound {
+                Some(inbound) => (inbound.0)(msg),
+                None => st.refused += 1,
+            },
+            Body::Pong { .. } => {}
         }
     }
 }
