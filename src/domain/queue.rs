@@ -123,8 +123,10 @@ pub struct QueueRow {
 pub struct SkillQueue {
     pub skill: SkillId,
     slots: HashMap<ConversationId, Slot>,
-    ranked: BTreeMap<RankKey, ConversationId>,
-    targeted: HashMap<AgentId, BTreeMap<RankKey, ConversationId>>,
+    /// Keyed by rank, then id: two conversations of the same rank (their keys are
+    /// unique per node, not across a cluster's nodes) are both kept.
+    ranked: BTreeMap<(RankKey, ConversationId), ConversationId>,
+    targeted: HashMap<AgentId, BTreeMap<(RankKey, ConversationId), ConversationId>>,
     agents: HashMap<AgentId, AgentView>,
     /// Accepting agents, most free room first, then least recently offered.
     by_room: BTreeSet<(Reverse<Weight>, u64, AgentId)>,
@@ -236,10 +238,13 @@ impl SkillQueue {
     fn index(&mut self, id: &ConversationId, key: &RankKey, place: &Place) {
         match place {
             Place::Ranked => {
-                self.ranked.insert(*key, id.clone());
+                self.ranked.insert((*key, id.clone()), id.clone());
             }
             Place::Targeted(agent) => {
-                self.targeted.entry(agent.clone()).or_default().insert(*key, id.clone());
+                self.targeted
+                    .entry(agent.clone())
+                    .or_default()
+                    .insert((*key, id.clone()), id.clone());
             }
             Place::Waiting | Place::InFlight(_) => {}
         }
@@ -249,11 +254,11 @@ impl SkillQueue {
         let Some(slot) = self.slots.get(id) else { return };
         match &slot.place {
             Place::Ranked => {
-                self.ranked.remove(&slot.entry.key);
+                self.ranked.remove(&(slot.entry.key, id.clone()));
             }
             Place::Targeted(agent) => {
                 if let Some(set) = self.targeted.get_mut(agent) {
-                    set.remove(&slot.entry.key);
+                    set.remove(&(slot.entry.key, id.clone()));
                     if set.is_empty() {
                         self.targeted.remove(agent);
                     }
@@ -372,14 +377,14 @@ impl SkillQueue {
             }
         }
         // Everyone else, in rank order.
-        let mut cursor: Option<RankKey> = None;
+        let mut cursor: Option<(RankKey, ConversationId)> = None;
         let mut passed_over = 0usize;
         while !self.by_room.is_empty() {
-            let next = match cursor {
+            let next = match &cursor {
                 None => self.ranked.first_key_value(),
                 Some(c) => self.ranked.range((Bound::Excluded(c), Bound::Unbounded)).next(),
             };
-            let Some((key, id)) = next.map(|(k, v)| (*k, v.clone())) else {
+            let Some((key, id)) = next.map(|(k, v)| (k.clone(), v.clone())) else {
                 break;
             };
             let Some(slot) = self.slots.get(&id) else { break };

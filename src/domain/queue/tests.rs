@@ -213,3 +213,24 @@ fn figures_count_and_percentiles() {
     assert_eq!(rows.first().map(|r| r.conversation_id.to_string()), Some("c0".into()));
     assert_eq!(rows.last().map(|r| r.place.as_str()), Some("waiting_for_consumer"));
 }
+
+#[test]
+fn entries_of_equal_rank_are_all_kept_and_offered() {
+    // Rank keys are unique per node only: conversations opened on two nodes at the same
+    // moment can carry the same key (found by the invariant tests across three engines,
+    // where one of them was lost from the ranking while it stood in the queue).
+    let mut q = SkillQueue::new(skill());
+    q.upsert(entry("from-n1", 7));
+    q.upsert(entry("from-n2", 7));
+    assert_eq!(q.rows(10).len(), 2);
+    q.remove(&cid("from-n1"));
+    q.set_agent(&aid("a"), room(4.0));
+    assert_eq!(
+        pairs(&q.match_offers()),
+        vec![("from-n2".into(), "a".into())],
+        "removing one leaves the other ranked"
+    );
+    q.upsert(entry("again", 7));
+    q.upsert(entry("and-again", 7));
+    assert_eq!(q.match_offers().len(), 2, "both offered");
+}
