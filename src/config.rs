@@ -55,6 +55,107 @@ pub struct ConfigFile {
     pub agents: Vec<NamedAgent>,
     #[serde(default)]
     pub store: StoreSection,
+    /// Present: this node is one of a cluster (see `cluster/README.md`).
+    pub cluster: Option<ClusterSection>,
+}
+
+/// `[cluster]`: this node's part in a cluster of `switchboard serve` processes that act
+/// as one router, with PostgreSQL (`[store] url`) as the record of state, membership
+/// and shard ownership.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSection {
+    /// Unique in the cluster; letters, digits, `-`, `_`, `.`.
+    pub node_name: Option<String>,
+    /// The cluster port's address (bound to this address only), e.g. `127.0.0.1:7001`.
+    pub listen: Option<String>,
+    /// The magic cookie every node of the cluster shares (`SWITCHBOARD_CLUSTER_COOKIE`
+    /// overrides).
+    pub cookie: Option<String>,
+    /// The HTTP address other nodes forward requests to. Default: `server.listen`
+    /// (which must then not be a wildcard address).
+    pub advertise_http: Option<String>,
+    /// How long a shard lease lasts without renewal, in milliseconds: a dead node's
+    /// shards are taken over after it. Default 6000 (renewed every 2 s).
+    pub lease_ms: Option<u64>,
+    /// Mutual TLS on the cluster port: this node's certificate and key, and the CA that
+    /// signed every node's certificate. All three or none.
+    pub tls_cert: Option<std::path::PathBuf>,
+    pub tls_key: Option<std::path::PathBuf>,
+    pub tls_ca: Option<std::path::PathBuf>,
+}
+
+/// The validated `[cluster]` section.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    pub node: String,
+    pub listen: std::net::SocketAddr,
+    pub cookie: String,
+    pub advertise_http: Option<String>,
+    pub lease: Duration,
+    pub tls: Option<crate::cluster::transport::TlsFiles>,
+}
+
+impl ClusterSection {
+    pub fn validate(&self, env: &BTreeMap<String, String>, store: &StoreConfig) -> Result<ClusterConfig, ConfigError> {
+        let node = self
+            .node_name
+            .clone()
+            .ok_or_else(|| ConfigError::new("cluster.node_name", "is required"))?;
+        if node.is_empty() || node.len() > 64 || !node.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+            return Err(ConfigError::new(
+                "cluster.node_name",
+                format!("{node:?} must be 1 to 64 letters, digits, '-', '_' or '.'"),
+            ));
+        }
+        let listen = self
+            .listen
+            .as_deref()
+            .ok_or_else(|| ConfigError::new("cluster.listen", "is required (the cluster port, e.g. 127.0.0.1:7001)"))?;
+        let listen: std::net::SocketAddr = listen
+            .parse()
+            .map_err(|_| ConfigError::new("cluster.listen", format!("{listen:?} is not an IP address and port")))?;
+        let cookie = env
+            .get("SWITCHBOARD_CLUSTER_COOKIE")
+            .cloned()
+            .or_else(|| self.cookie.clone())
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| ConfigError::new("cluster.cookie", "is required (or SWITCHBOARD_CLUSTER_COOKIE)"))?;
+        let lease = Duration::from_millis(self.lease_ms.unwrap_or(6000));
+        if !(Duration::from_millis(300)..=Duration::from_secs(600)).contains(&lease) {
+            return Err(ConfigError::new("cluster.lease_ms", "must be between 300 and 600000"));
+        }
+        let tls = match (&self.tls_cert, &self.tls_key, &self.tls_ca) {
+            (None, None, None) => None,
+            (Some(cert), Some(key), Some(ca)) => Some(crate::cluster::transport::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                ca: ca.clone(),
+            }),
+            _ => {
+                return Err(ConfigError::new(
+                    "cluster.tls_cert",
+                    "tls_cert, tls_key and tls_ca go together: give all three or none",
+                ))
+            }
+        };
+        if let Some(url) = &store.url {
+            if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
+                return Err(ConfigError::new(
+                    "store.url",
+                    "a cluster's nodes share a PostgreSQL store: set [store] url = \"postgres://...\"",
+                ));
+            }
+        }
+        Ok(ClusterConfig {
+            node,
+            listen,
+            cookie,
+            advertise_http: self.advertise_http.clone(),
+            lease,
+            tls,
+        })
+    }
 }
 
 /// `[store]`: where the router's state is recorded (see `docs/config.md`).
@@ -242,6 +343,8 @@ pub struct Config {
     pub engine: EngineConfig,
     /// No url: in memory only.
     pub store: StoreConfig,
+    /// `[cluster]`: this node is one of several.
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl Config {
@@ -602,9 +705,14 @@ impl ConfigFile {
             return Err(ConfigError::new("server.max_in_flight", "must be at least 1"));
         }
         let store = self.store.validate()?;
+        let cluster = match &self.cluster {
+            Some(c) => Some(c.validate(env, &store)?),
+            None => None,
+        };
         Ok(Config {
             server,
             store,
+            cluster,
             engine: EngineConfig {
                 routing,
                 skill_defaults,

@@ -53,9 +53,11 @@ enum Command {
     },
     /// Drive a running server over HTTP at a fixed arrival rate and report latencies.
     Loadtest {
-        /// Base URL of the server, e.g. http://127.0.0.1:8080
-        #[arg(long)]
-        url: String,
+        /// Base URL of the server, e.g. http://127.0.0.1:8080. Repeat it for every node
+        /// of a cluster: requests go round robin, and move on to the next node when one
+        /// is down or answers 503.
+        #[arg(long, required = true)]
+        url: Vec<String>,
         /// Conversations opened per second (open loop).
         #[arg(long, default_value_t = 50.0)]
         rate: f64,
@@ -148,24 +150,48 @@ fn main() -> anyhow::Result<()> {
             reconcile_only,
         } => {
             let token = token.or_else(|| std::env::var("SWITCHBOARD_API_TOKEN").ok());
-            let url = url.trim_end_matches('/').to_string();
+            let urls: Vec<String> = url.iter().map(|u| u.trim_end_matches('/').to_string()).collect();
             if reconcile_only {
                 let path = ledger.context("--reconcile-only needs --ledger")?;
                 let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
                 let ledger: switchboard::loadtest::Ledger =
                     serde_json::from_str(&text).with_context(|| format!("{} is not a ledger", path.display()))?;
+                // Every node must show the same acknowledged state.
                 let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-                let r = runtime.block_on(switchboard::loadtest::reconcile_ledger(&url, token.as_deref(), &ledger))?;
-                print!("{}", r.text());
-                if let Some(p) = json {
-                    std::fs::write(&p, serde_json::to_string_pretty(&r)?)
-                        .with_context(|| format!("writing {}", p.display()))?;
+                let mut all = Vec::new();
+                for url in &urls {
+                    let r =
+                        runtime.block_on(switchboard::loadtest::reconcile_ledger(url, token.as_deref(), &ledger))?;
+                    println!("{url}:");
+                    print!("{}", r.text());
+                    all.push((url.clone(), r));
                 }
-                anyhow::ensure!(r.is_clean(), "the server does not match the ledger");
+                if let Some(p) = json {
+                    // One node: its reconciliation; several: by URL.
+                    let text = match all.as_slice() {
+                        [(_, r)] => serde_json::to_string_pretty(r)?,
+                        _ => {
+                            let out: BTreeMap<&str, &switchboard::loadtest::Reconciliation> =
+                                all.iter().map(|(u, r)| (u.as_str(), r)).collect();
+                            serde_json::to_string_pretty(&out)?
+                        }
+                    };
+                    std::fs::write(&p, text).with_context(|| format!("writing {}", p.display()))?;
+                }
+                let unclean: Vec<&str> = all
+                    .iter()
+                    .filter(|(_, r)| !r.is_clean())
+                    .map(|(u, _)| u.as_str())
+                    .collect();
+                anyhow::ensure!(
+                    unclean.is_empty(),
+                    "the server does not match the ledger at {}",
+                    unclean.join(", ")
+                );
                 return Ok(());
             }
             let opts = switchboard::loadtest::Options {
-                url,
+                urls,
                 rate,
                 duration,
                 agents,

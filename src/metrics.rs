@@ -70,6 +70,29 @@ pub struct Metrics {
     pub sse_streams: IntGauge,
     pub sse_disconnected_slow: IntCounter,
     pub rejected_overload: IntCounter,
+    pub forwarded: IntCounter,
+    // A cluster node's series, registered when it joins.
+    cluster: Arc<std::sync::OnceLock<ClusterSeries>>,
+}
+
+/// A cluster node's series: refreshed at scrape time from the node and its engine.
+#[derive(Clone)]
+struct ClusterSeries {
+    node: Arc<crate::cluster::node::ClusterNode>,
+    shards: IntGauge,
+    peers: IntGaugeVec,
+    peer_rtt: GaugeVec,
+    peer_timeouts: IntGaugeVec,
+    frames_refused: IntGauge,
+    messages: IntCounterVec,
+    shards_moved: IntCounterVec,
+    adoption_seconds: Gauge,
+}
+
+impl std::fmt::Debug for ClusterSeries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterSeries").finish_non_exhaustive()
+    }
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -125,6 +148,7 @@ impl Metrics {
     /// fail unless this function registers a name twice (a bug caught by the tests).
     /// Adds the store's series (commit latency, batch sizes, errors, rows written).
     pub fn register_store(&self, store: &crate::store::StoreMetrics) {
+        register(&self.registry, store.rows_fenced.clone());
         register(&self.registry, store.commit_seconds.clone());
         register(&self.registry, store.batch_rows.clone());
         register(&self.registry, store.errors.clone());
@@ -320,6 +344,15 @@ impl Metrics {
                 )
                 .unwrap_or_else(|e| panic!("{e}")),
             ),
+            forwarded: register(
+                &r,
+                IntCounter::new(
+                    "switchboard_http_forwarded_total",
+                    "Requests forwarded to the cluster node serving their shard.",
+                )
+                .unwrap_or_else(|e| panic!("{e}")),
+            ),
+            cluster: Arc::default(),
             rejected_overload: register(
                 &r,
                 IntCounter::new(
@@ -379,6 +412,95 @@ impl Metrics {
         })
     }
 
+    /// Adds a cluster node's series: shards served, peers by state and round trip,
+    /// engine messages across nodes, shards taken and lost, the last takeover's time.
+    pub fn register_cluster(&self, node: &Arc<crate::cluster::node::ClusterNode>, _router: &Router) {
+        let r = &self.registry;
+        let series = ClusterSeries {
+            node: Arc::clone(node),
+            shards: int_gauge(r, "switchboard_cluster_shards", "Shards this node serves (held and read)."),
+            peers: gauge(
+                r,
+                "switchboard_cluster_peers",
+                "Other members as this node's transport sees them, by state (up, connecting, down).",
+                &["state"],
+            ),
+            peer_rtt: fgauge(
+                r,
+                "switchboard_cluster_peer_rtt_seconds",
+                "The last ping's round trip to each peer's gateway.",
+                &["peer"],
+            ),
+            peer_timeouts: gauge(
+                r,
+                "switchboard_cluster_peer_timeouts",
+                "Times each peer was declared down after a silence, since start.",
+                &["peer"],
+            ),
+            frames_refused: int_gauge(
+                r,
+                "switchboard_cluster_frames_refused",
+                "Frames from other nodes refused (unknown version, not decodable), since start.",
+            ),
+            messages: counter(
+                r,
+                "switchboard_cluster_engine_messages_total",
+                "Engine messages between nodes: sent to another node, delivered from one, refused (node-local messages for another node's actor).",
+                &["way"],
+            ),
+            shards_moved: counter(
+                r,
+                "switchboard_cluster_shards_moved_total",
+                "Shards taken (their records read into this engine) and lost (dropped from it).",
+                &["way"],
+            ),
+            adoption_seconds: register(
+                r,
+                Gauge::new(
+                    "switchboard_cluster_last_takeover_seconds",
+                    "How long the last takeover took, from the lease to the records in the engine.",
+                )
+                .unwrap_or_else(|e| panic!("{e}")),
+            ),
+        };
+        let _ = self.cluster.set(series);
+    }
+
+    async fn refresh_cluster(&self, router: &Router) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let Some(c) = self.cluster.get() else { return };
+        c.shards.set(c.node.routes.adopted().len() as i64);
+        let (out, delivered, refused) = router.crossings();
+        for (way, now) in [("out", out), ("in", delivered), ("refused", refused)] {
+            let m = c.messages.with_label_values(&[way]);
+            m.inc_by(now.saturating_sub(m.get()));
+        }
+        for (way, now) in [
+            ("taken", c.node.stats.shards_adopted.load(Relaxed)),
+            ("lost", c.node.stats.shards_dropped.load(Relaxed)),
+        ] {
+            let m = c.shards_moved.with_label_values(&[way]);
+            m.inc_by(now.saturating_sub(m.get()));
+        }
+        c.adoption_seconds
+            .set(c.node.stats.last_adoption_ms.load(Relaxed) as f64 / 1000.0);
+        if let Some(status) = c.node.transport_status().await {
+            c.peers.reset();
+            c.peer_rtt.reset();
+            for state in ["up", "connecting", "down"] {
+                c.peers.with_label_values(&[state]).set(0);
+            }
+            for p in &status.peers {
+                c.peers.with_label_values(&[p.state]).inc();
+                if let Some(ms) = p.rtt_ms {
+                    c.peer_rtt.with_label_values(&[&p.name]).set(ms / 1000.0);
+                }
+                c.peer_timeouts.with_label_values(&[&p.name]).set(p.timeouts as i64);
+            }
+            c.frames_refused.set(status.frames_refused as i64);
+        }
+    }
+
     /// Refreshes the scrape-time gauges from the engine and renders the text format.
     pub async fn render(&self, router: &Router) -> String {
         let started = std::time::Instant::now();
@@ -392,6 +514,7 @@ impl Metrics {
     }
 
     async fn refresh(&self, router: &Router) {
+        self.refresh_cluster(router).await;
         self.engine_in_flight.set(router.in_flight());
         self.conversation_actors.set(router.num_active_conversations() as i64);
         let activations = router.conversation_activations();

@@ -12,7 +12,7 @@ use tokio::sync::broadcast;
 
 use crate::actors::agent::{AgentMsg, AgentReply};
 use crate::actors::conversation::{recovered_entries, ConvCommand, ConvMsg, ConvReply};
-use crate::actors::remote::{shard_of_agent, Crossing, Remote};
+use crate::actors::remote::{shard_of_agent, shard_of_conversation, shard_of_queue, Crossing, Remote};
 use crate::actors::shared::{ConversationHandle, Envelope, Handle, QueueRef, Sent, SentByWay, Shared};
 use crate::actors::skill_queue::QueueMsg;
 use crate::actors::supervisor::{Supervisor, SupervisorMsg};
@@ -167,20 +167,36 @@ impl Router {
     /// what the conversations say they hold. Closed conversations past retention are
     /// deleted.
     pub async fn recover(&self, store: Arc<Store>, snapshot: Snapshot) -> Result<Recovered, RouterError> {
+        self.attach_store(store);
+        self.adopt(snapshot).await
+    }
+
+    /// Records every change from now on in `store` (a cluster node, which reads its
+    /// records shard by shard as it takes them: [`Router::adopt`]).
+    pub fn attach_store(&self, store: Arc<Store>) {
+        let _ = self.shared.store.set(Arc::clone(&store));
+        let _ = self.shared.consumers.store.set(store);
+    }
+
+    /// Builds the records of `snapshot` into the running engine, as [`Router::recover`]
+    /// describes: what a node does at start, and a cluster node each time it takes
+    /// shards over (then `snapshot` holds those shards' records and every skill). What
+    /// the engine holds already is kept. Queues are spawned for the skills whose queue
+    /// this node serves. A conversation held by an agent of another node (or by one this
+    /// node already runs) re-tells its holder (`Resync`); the conversations other nodes
+    /// hold for the agents taken here are re-told by those nodes
+    /// ([`Router::resync_for`]).
+    pub async fn adopt(&self, snapshot: Snapshot) -> Result<Recovered, RouterError> {
         let shared = &self.shared;
-        let _ = shared.store.set(Arc::clone(&store));
-        let _ = shared.consumers.store.set(Arc::clone(&store));
         let now = shared.now();
         let mut recovered = Recovered::default();
         for skill in snapshot.skills {
-            shared.skills.insert(skill.id.clone(), Arc::new(skill));
-            recovered.skills += 1;
+            if !shared.skills.contains_key(&skill.id) {
+                shared.skills.insert(skill.id.clone(), Arc::new(skill));
+                recovered.skills += 1;
+            }
         }
-        let skill_ids: Vec<SkillId> = shared.skills.iter().map(|s| s.key().clone()).collect();
-        for id in skill_ids {
-            self.call_supervisor(&self.queues, |reply| SupervisorMsg::SpawnQueue(id, reply))
-                .await?;
-        }
+        self.spawn_served_queues().await?;
         for (id, record) in snapshot.consumers {
             shared.consumers.restore(id, record);
         }
@@ -193,8 +209,26 @@ impl Router {
         let mut entries: HashMap<SkillId, Vec<QueueEntry>> = HashMap::new();
         let mut deadlines: Vec<(TimerTarget, Timestamp)> = Vec::new();
         let mut closed = Vec::new();
+        let mut voided: Vec<(AgentId, ConversationId, u64)> = Vec::new();
         let mut max_seq = 0;
+        // What the agents taken hold on other nodes (a cluster).
+        for conv in &snapshot.held_elsewhere {
+            if let (Some(agent), Some(skill)) = (&conv.agent_id, shared.skill(&conv.skill)) {
+                held.entry(agent.clone()).or_default().push((
+                    conv.id.clone(),
+                    Held {
+                        skill: conv.skill.clone(),
+                        weight: conv.weight(&skill),
+                        activity: conv.activity,
+                        assigned_at: conv.assigned_at.unwrap_or(now),
+                    },
+                ));
+            }
+        }
         for mut conv in snapshot.conversations {
+            if shared.conversations.contains_key(&conv.id) {
+                continue;
+            }
             max_seq = max_seq.max(conv.seq);
             if let Some(closure) = conv.closed {
                 if now >= closure.at.plus(shared.policy.closed_retention) {
@@ -210,6 +244,11 @@ impl Router {
             recovered.open += 1;
             if let Some(skill) = shared.skill(&conv.skill) {
                 if conv.state == State::Offered {
+                    // The agent (alive on another node, in a cluster) lets go of the
+                    // offer; one rebuilt here has no reservation anyway.
+                    if let Some(agent) = &conv.offered_to {
+                        voided.push((agent.clone(), conv.id.clone(), conv.epoch));
+                    }
                     conv.renew_queue_entry();
                     shared.persist(Change::Conversation(Box::new(conv.clone())));
                     recovered.offers_voided += 1;
@@ -267,7 +306,14 @@ impl Router {
         recovered.closed = closed.len();
         shared.restore_closed(closed);
         shared.restore_seq(max_seq);
+        for (agent, conversation, epoch) in voided {
+            shared.tell_agent(&agent, AgentMsg::OfferVoid { conversation, epoch });
+        }
         for mut agent in snapshot.agents {
+            if shared.agents.contains_key(&agent.id) {
+                continue;
+            }
+
             agent.conversations = held.remove(&agent.id).map(BTreeMap::from_iter).unwrap_or_default();
             agent.reservations.clear();
             recovered.agents += 1;
@@ -277,14 +323,194 @@ impl Router {
             self.call_supervisor(&self.agents, |reply| SupervisorMsg::SpawnAgent(handle, reply))
                 .await?;
         }
-        // Conversations assigned to an agent the store does not know: back to the queue.
         for (agent, conversations) in held {
+            // Held by an agent of another node, or one running here already: the
+            // conversation tells its holder again.
+            // (In a cluster the agent's shard may be between owners, or taken here in a
+            // later batch: never unassigned for that.)
+            let known = shared.remote.get().is_some()
+                || shared.agents.contains_key(&agent)
+                || shared.serves_elsewhere(shard_of_agent(&agent));
             for (id, _) in conversations {
-                tracing::warn!(conversation = %id, agent = %agent, "recovered conversation held by an unknown agent: queued again");
-                shared.tell_conversation(&id, ConvMsg::Unassign { agent: agent.clone() });
+                if known {
+                    shared.tell_conversation(&id, ConvMsg::Resync);
+                } else {
+                    // Assigned to an agent the store does not know: back to the queue.
+                    tracing::warn!(conversation = %id, agent = %agent, "recovered conversation held by an unknown agent: queued again");
+                    shared.tell_conversation(&id, ConvMsg::Unassign { agent: agent.clone() });
+                }
             }
         }
         Ok(recovered)
+    }
+
+    /// Spawns the queue of every known skill that has none here and whose queue this
+    /// node serves (every skill's, outside a cluster).
+    async fn spawn_served_queues(&self) -> Result<(), RouterError> {
+        let skill_ids: Vec<SkillId> = self
+            .shared
+            .skills
+            .iter()
+            .map(|s| s.key().clone())
+            .filter(|id| self.shared.queue(id).is_none() && self.shared.serves(shard_of_queue(id)))
+            .collect();
+        for id in skill_ids {
+            self.call_supervisor(&self.queues, |reply| SupervisorMsg::SpawnQueue(id, reply))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// A cluster node lost these shards (handed over, or its leases ran out): their
+    /// conversations, agents and skill queues leave this engine without a write (the
+    /// store refuses this node's writes for them already; the new owner reads them
+    /// back). Returns how many conversations and agents were dropped.
+    pub fn drop_shards(&self, shards: &std::collections::BTreeSet<u16>) -> (usize, usize) {
+        let shared = &self.shared;
+        let conversations: Vec<ConversationId> = shared
+            .conversations
+            .iter()
+            .filter(|h| shards.contains(&shard_of_conversation(h.key())))
+            .map(|h| h.key().clone())
+            .collect();
+        for id in &conversations {
+            if let Some((_, handle)) = shared.conversations.remove(id) {
+                if handle.lock().closed.is_none() {
+                    shared.forget_open();
+                }
+                if let Some(actor) = handle.actor() {
+                    actor.stop(Some("shard lost".into()));
+                }
+            }
+        }
+        let agents: Vec<AgentId> = shared
+            .agents
+            .iter()
+            .filter(|h| shards.contains(&shard_of_agent(h.key())))
+            .map(|h| h.key().clone())
+            .collect();
+        for id in &agents {
+            if let Some((_, handle)) = shared.agents.remove(id) {
+                if let Some(actor) = handle.actor() {
+                    actor.stop(Some("shard lost".into()));
+                }
+            }
+        }
+        let queues: Vec<SkillId> = shared
+            .queues
+            .iter()
+            .filter(|q| shards.contains(&shard_of_queue(q.key())))
+            .map(|q| q.key().clone())
+            .collect();
+        for skill in queues {
+            if let Some((_, q)) = shared.queues.remove(&skill) {
+                q.stop(Some("shard lost".into()));
+            }
+        }
+        (conversations.len(), agents.len())
+    }
+
+    /// Another node (or this one) took these shards: every conversation here whose
+    /// queue or holder is in one of them tells it again, and every agent here whose
+    /// skills' queue is in one of them tells its room again (what a restarted actor's
+    /// peers do, across nodes).
+    pub async fn resync_for(&self, shards: &std::collections::BTreeSet<u16>) -> Result<(), RouterError> {
+        let shared = &self.shared;
+        self.spawn_served_queues().await?;
+        let queue_moved = |s: &SkillId| shards.contains(&shard_of_queue(s));
+        let conversations: Vec<ConversationId> = shared
+            .conversations
+            .iter()
+            .filter(|h| {
+                let c = h.lock();
+                c.closed.is_none()
+                    && ((c.in_queue()
+                        && (queue_moved(&c.skill)
+                            || shared
+                                .skill(&c.skill)
+                                .is_some_and(|k| k.fallback_skill.as_ref().is_some_and(|f| queue_moved(f)))))
+                        || c.agent_id.as_ref().is_some_and(|a| shards.contains(&shard_of_agent(a))))
+            })
+            .map(|h| h.key().clone())
+            .collect();
+        for id in conversations {
+            shared.tell_conversation(&id, ConvMsg::Resync);
+        }
+        let agents: Vec<AgentId> = shared
+            .agents
+            .iter()
+            .filter(|h| {
+                let a = h.lock();
+                a.skills.iter().any(|s| queue_moved(s))
+                    || a.reservations
+                        .keys()
+                        .any(|c| shards.contains(&shard_of_conversation(c)))
+            })
+            .map(|h| h.key().clone())
+            .collect();
+        let moved: Vec<u16> = shards.iter().copied().collect();
+        for id in agents {
+            shared.tell_agent(&id, AgentMsg::ShardsMoved(moved.clone()));
+        }
+        Ok(())
+    }
+
+    /// The conversations that the agents of `shards` hold here, as `(agent, conversation,
+    /// assigned_at)`: what a cluster node checks against the store after taking agents.
+    pub fn held_in(&self, shards: &std::collections::BTreeSet<u16>) -> Vec<(AgentId, ConversationId, Timestamp)> {
+        let mut out = Vec::new();
+        for h in self.shared.agents.iter() {
+            if shards.contains(&shard_of_agent(h.key())) {
+                let a = h.lock();
+                out.extend(
+                    a.conversations
+                        .iter()
+                        .map(|(c, held)| (a.id.clone(), c.clone(), held.assigned_at)),
+                );
+            }
+        }
+        out
+    }
+
+    /// The agents of `shards` were taken here: the skill queues (on any node) forget
+    /// the offers they had in flight to those agents' previous actors, which were lost
+    /// with them (a taken agent holds no reservation). Sent after the other nodes were
+    /// told who serves the shards now, so a queue's next offer comes here.
+    pub fn agents_taken(&self, shards: &std::collections::BTreeSet<u16>) {
+        let shared = &self.shared;
+        let taken: Vec<(AgentId, Vec<SkillId>)> = shared
+            .agents
+            .iter()
+            .filter(|h| shards.contains(&shard_of_agent(h.key())))
+            .map(|h| (h.key().clone(), h.lock().skills.clone()))
+            .collect();
+        for (agent, skills) in taken {
+            for skill in skills {
+                shared.tell_queue(
+                    &skill,
+                    QueueMsg::AgentRestarted {
+                        agent: agent.clone(),
+                        kept: Vec::new(),
+                    },
+                );
+            }
+        }
+    }
+
+    /// Tells `agent` to let go of `conversation` (which the store says it does not
+    /// hold: its release was lost while the agent moved between nodes).
+    pub fn release_held(&self, agent: &AgentId, conversation: ConversationId) {
+        self.shared.tell_agent(agent, AgentMsg::Release { conversation });
+    }
+
+    /// Whether this engine serves `shard` (always, outside a cluster).
+    pub fn serves(&self, shard: u16) -> bool {
+        self.shared.serves(shard)
+    }
+
+    /// The node that serves `shard`, when a cluster is set up and it is not this one.
+    pub fn owner_elsewhere(&self, shard: u16) -> Option<String> {
+        self.shared.remote.get().and_then(|r| r.elsewhere(shard))
     }
 
     pub fn clock(&self) -> &Clock {
@@ -407,7 +633,7 @@ impl Router {
         let skill = Arc::new(skill);
         self.shared.persist_committed(Change::Skill(Arc::clone(&skill))).await?;
         self.shared.skills.insert(id.clone(), Arc::clone(&skill));
-        if self.shared.queue(&id).is_none() {
+        if self.shared.queue(&id).is_none() && self.shared.serves(shard_of_queue(&id)) {
             self.call_supervisor(&self.queues, |reply| SupervisorMsg::SpawnQueue(id, reply))
                 .await?;
         }
@@ -525,15 +751,18 @@ impl Router {
         }
     }
 
-    fn new_conversation_id(&self) -> ConversationId {
-        loop {
+    /// A new id, in a shard this node serves (in a cluster, a node serves about 1/n of
+    /// the shards: a few draws). None if it serves none.
+    fn new_conversation_id(&self) -> Option<ConversationId> {
+        for _ in 0..4096 {
             let candidate = format!("c-{:x}-{:04x}", self.shared.next_seq(), rand::random::<u16>());
             if let Ok(id) = ConversationId::new(candidate) {
-                if !self.shared.conversations.contains_key(&id) {
-                    return id;
+                if !self.shared.conversations.contains_key(&id) && self.shared.serves(shard_of_conversation(&id)) {
+                    return Some(id);
                 }
             }
         }
+        None
     }
 
     /// The consumer's first message: creates the conversation and queues it.
@@ -541,7 +770,12 @@ impl Router {
         let consumer_id = req.consumer_id;
         let skill_id = req.skill;
         let skill = self.skill(&skill_id)?;
-        let id = req.conversation_id.unwrap_or_else(|| self.new_conversation_id());
+        let id = match req.conversation_id {
+            Some(id) => id,
+            None => self
+                .new_conversation_id()
+                .ok_or_else(|| RouterError::Unavailable("this node serves no shard yet".into()))?,
+        };
         let now = self.shared.now();
         if !self.shared.admit_open() {
             return Err(RouterError::Overloaded);

@@ -5,7 +5,7 @@
 
 mod pg;
 
-use std::sync::{mpsc, Arc};
+use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -13,9 +13,11 @@ use pg::{Postgres, TempDir};
 use switchboard::cluster::keeper::{Keeper, KeeperConfig, Ownership};
 use switchboard::cluster::lease::{fence, Coordinator, Fenced, Lease};
 use switchboard::cluster::placement::{owned_by, shard_of, SHARDS};
-use switchboard::config::EngineConfig;
-use switchboard::ids::SkillId;
+use switchboard::domain::agent::{Agent, AgentSpec};
+use switchboard::domain::skill::RoutingPolicy;
+use switchboard::ids::{AgentId, SkillId};
 use switchboard::store::{Change, Durability, Fencing, Store, StoreConfig};
+use switchboard::time::Timestamp;
 use tokio::sync::watch;
 
 fn all_shards() -> Vec<u16> {
@@ -362,25 +364,36 @@ fn keepers_ride_out_a_restart_of_postgresql_and_never_serve_a_shard_twice() {
     b.shutdown().expect("b");
 }
 
-/// A skill, as the smallest change the store's writer takes.
-fn skill_change(id: &str) -> Change {
-    let mut skill = EngineConfig::default().skill_defaults;
-    skill.id = SkillId::new(id).expect("skill id");
-    Change::Skill(Arc::new(skill))
+/// An agent, as a small change the store's writer fences (skills and consumer records
+/// are not fenced: every node writes the same skills, and a consumer's record is
+/// advisory).
+fn agent_change(id: &str) -> Change {
+    let spec = AgentSpec {
+        skills: vec![SkillId::new("general").expect("skill id")],
+        max_slots: 1,
+        max_open: None,
+    };
+    let agent = Agent::new(
+        AgentId::new(id).expect("agent id"),
+        spec,
+        Timestamp::from_millis(0),
+        &RoutingPolicy::default(),
+    );
+    Change::Agent(Box::new(agent))
 }
 
-/// A skill id whose row falls in a shard `keep` accepts.
-fn skill_id_where(keep: impl Fn(u16) -> bool) -> String {
+/// An agent id whose row falls in a shard `keep` accepts.
+fn agent_id_where(keep: impl Fn(u16) -> bool) -> String {
     (0..)
-        .map(|i| format!("skill-{i}"))
+        .map(|i| format!("agent-{i}"))
         .find(|id| keep(shard_of(id)))
         .expect("some id")
 }
 
-fn stored_skills(url: &str) -> Vec<String> {
+fn stored_agents(url: &str) -> Vec<String> {
     let mut c = postgres::Client::connect(url, postgres::NoTls).expect("client");
-    c.query("SELECT id FROM skills ORDER BY id", &[])
-        .expect("skills")
+    c.query("SELECT id FROM agents ORDER BY id", &[])
+        .expect("agents")
         .into_iter()
         .map(|r| r.get(0))
         .collect()
@@ -418,7 +431,7 @@ fn the_store_writes_only_under_held_leases_and_refuses_a_lost_shard_s_changes() 
         covers_all(s, &["node-a"])
     });
     let store_a = fenced_by("node-a", &ra);
-    rt.block_on(store_a.committed(store_a.write(skill_change("s1"))))
+    rt.block_on(store_a.committed(store_a.write(agent_change("s1"))))
         .expect("a holds every shard");
 
     // a stops renewing (a paused or cut-off node would too); b takes every shard once
@@ -431,7 +444,7 @@ fn the_store_writes_only_under_held_leases_and_refuses_a_lost_shard_s_changes() 
     });
 
     // a's belief has run out: its writes are refused before any transaction.
-    let t = store_a.write(skill_change("s2"));
+    let t = store_a.write(agent_change("s2"));
     let refused = rt.block_on(store_a.committed(t));
     assert_eq!(
         refused,
@@ -447,11 +460,12 @@ fn the_store_writes_only_under_held_leases_and_refuses_a_lost_shard_s_changes() 
         leases: ra.borrow().leases.clone(),
         valid_until: Some(Instant::now() + Duration::from_secs(3600)),
         members: Vec::new(),
+        owners: Default::default(),
     };
     assert_eq!(believes.leases.len(), usize::from(SHARDS), "a's old leases");
     let (_keep, stale) = watch::channel(believes);
     let store_stale = fenced_by("node-a", &stale);
-    let t = store_stale.write(skill_change("s3"));
+    let t = store_stale.write(agent_change("s3"));
     assert!(
         rt.block_on(store_stale.committed(t)).is_err(),
         "stale epochs are refused"
@@ -466,12 +480,12 @@ fn the_store_writes_only_under_held_leases_and_refuses_a_lost_shard_s_changes() 
     let (_keep, mixed) = watch::channel(mixed);
     let store_b = fenced_by("node-b", &mixed);
     let (held_id, lost_id) = (
-        skill_id_where(|s| s != lost && s != shard_of("s1")),
-        skill_id_where(|s| s == lost),
+        agent_id_where(|s| s != lost && s != shard_of("s1")),
+        agent_id_where(|s| s == lost),
     );
     let (t_held, t_lost) = (
-        store_b.write(skill_change(&held_id)),
-        store_b.write(skill_change(&lost_id)),
+        store_b.write(agent_change(&held_id)),
+        store_b.write(agent_change(&lost_id)),
     );
     assert_eq!(rt.block_on(store_b.committed(t_held)), Ok(()));
     assert!(
@@ -481,11 +495,11 @@ fn the_store_writes_only_under_held_leases_and_refuses_a_lost_shard_s_changes() 
 
     // Only what was written under a held lease is in the store, each row with its
     // shard: a node taking a shard reads that shard's rows alone.
-    assert_eq!(stored_skills(&url), vec!["s1".to_string(), held_id.clone()]);
+    assert_eq!(stored_agents(&url), vec![held_id.clone(), "s1".to_string()]);
     let mut backend = switchboard::store::open(&url, Durability::Commit).expect("open");
     let read = backend.load_shards(&[shard_of(&held_id)]).expect("load a shard");
     assert_eq!(
-        read.skills.iter().map(|s| s.id.to_string()).collect::<Vec<_>>(),
+        read.agents.iter().map(|s| s.id.to_string()).collect::<Vec<_>>(),
         vec![held_id]
     );
     b.shutdown().expect("b");
@@ -508,36 +522,36 @@ fn a_version_1_postgres_store_is_migrated_and_a_shard_s_rows_are_read_alone() {
          CREATE TABLE consumers (id TEXT PRIMARY KEY, record TEXT NOT NULL);",
     )
     .expect("v1 schema");
-    let ids: Vec<String> = (0..40).map(|i| format!("skill-{i}")).collect();
+    let ids: Vec<String> = (0..40).map(|i| format!("agent-{i}")).collect();
     for id in &ids {
-        let Change::Skill(skill) = skill_change(id) else {
+        let Change::Agent(agent) = agent_change(id) else {
             unreachable!()
         };
         c.execute(
-            "INSERT INTO skills (id, record) VALUES ($1, $2)",
-            &[id, &serde_json::to_string(&*skill).expect("json")],
+            "INSERT INTO agents (id, status, record) VALUES ($1, 'offline', $2)",
+            &[id, &serde_json::to_string(&*agent).expect("json")],
         )
         .expect("v1 row");
     }
 
     let mut store = switchboard::store::open(&url, Durability::Commit).expect("migrated at open");
-    assert_eq!(store.load().expect("load").skills.len(), ids.len(), "every row kept");
+    assert_eq!(store.load().expect("load").agents.len(), ids.len(), "every row kept");
     let version: String = c
         .query_one("SELECT value FROM switchboard_meta WHERE key = 'schema_version'", &[])
         .expect("version")
         .get(0);
     assert_eq!(version, switchboard::store::SCHEMA_VERSION);
-    for row in c.query("SELECT id, shard FROM skills", &[]).expect("rows") {
+    for row in c.query("SELECT id, shard FROM agents", &[]).expect("rows") {
         let (id, shard): (String, Option<i32>) = (row.get(0), row.get(1));
         assert_eq!(shard, Some(i32::from(shard_of(&id))), "{id}");
     }
-    let wanted = [shard_of("skill-3"), shard_of("skill-17")];
+    let wanted = [shard_of("agent-3"), shard_of("agent-17")];
     let mut read: Vec<String> = store
         .load_shards(&wanted)
         .expect("load shards")
-        .skills
+        .agents
         .iter()
-        .map(|s| s.id.to_string())
+        .map(|a| a.id.to_string())
         .collect();
     read.sort();
     let mut expected: Vec<String> = ids

@@ -17,7 +17,7 @@ async fn a_short_load_test_loses_nothing_and_reports_latencies() {
     .expect("config");
     let server = switchboard::api::start(config, Clock::system()).await.expect("server");
     let opts = Options {
-        url: format!("http://{}", server.addr),
+        urls: vec![format!("http://{}", server.addr)],
         rate: 40.0,
         duration: Duration::from_secs(2),
         agents: 20,
@@ -58,7 +58,7 @@ async fn a_wrong_token_fails_at_setup_with_a_clear_error() {
     .expect("config");
     let server = switchboard::api::start(config, Clock::system()).await.expect("server");
     let opts = Options {
-        url: format!("http://{}", server.addr),
+        urls: vec![format!("http://{}", server.addr)],
         rate: 10.0,
         duration: Duration::from_secs(1),
         agents: 2,

@@ -80,6 +80,11 @@ pub enum AgentMsg {
     },
     /// Tell the skill queues the room again (a queue restarted).
     Resync,
+    /// These shards changed node (a cluster): the offers this agent took for their
+    /// conversations may have been lost with the old node, so they are let go (the
+    /// conversation, if it did assign itself, confirms again); then the room is told
+    /// again, as on `Resync`. Never crosses nodes.
+    ShardsMoved(Vec<u16>),
     /// The agent's deadline came due (offer expiry, warm-up, unassignment).
     Tick,
     #[cfg(any(test, feature = "fault-injection"))]
@@ -312,6 +317,36 @@ impl Actor for AgentActor {
                 }
             }
             AgentMsg::Resync => st.told.clear(),
+            AgentMsg::ShardsMoved(shards) => {
+                let lost: Vec<ConversationId> = agent
+                    .reservations
+                    .keys()
+                    .filter(|c| shards.contains(&crate::actors::remote::shard_of_conversation(c)))
+                    .cloned()
+                    .collect();
+                for conversation in lost {
+                    if let Some(r) = agent.reservations.remove(&conversation) {
+                        shared.tell_conversation(
+                            &conversation,
+                            ConvMsg::OfferWithdrawn {
+                                agent: id.clone(),
+                                epoch: r.epoch,
+                            },
+                        );
+                        shared.tell_queue(
+                            &r.queue,
+                            QueueMsg::OfferDeclined {
+                                conversation,
+                                epoch: r.epoch,
+                                agent: id.clone(),
+                                reason: Declined::Lost,
+                                room: None,
+                            },
+                        );
+                    }
+                }
+                st.told.clear();
+            }
             AgentMsg::Tick => {
                 for conversation in agent.expired_offers(now) {
                     self.withdraw(&shared, &mut agent, &conversation, true);

@@ -37,6 +37,16 @@ pub trait Remote: Send + Sync + std::fmt::Debug {
     /// Sends `msg` to `node` (best effort, as a local tell: a message to a node that is
     /// down is lost, and the protocol's resyncs and timeouts cover it).
     fn send(&self, node: &str, msg: Crossing);
+    /// Whether this node serves `shard` itself. By default, when no other node does; a
+    /// cluster node says so only under a lease (a shard between owners is served by
+    /// nobody).
+    fn serves(&self, shard: u16) -> bool {
+        self.elsewhere(shard).is_none()
+    }
+    /// An event about an agent that `node` serves, for that node's event streams.
+    fn event(&self, node: &str, event: &crate::events::RouterEvent) {
+        let _ = (node, event);
+    }
 }
 
 /// The shard of an actor, as placement sees it.

@@ -415,6 +415,12 @@ impl Shared {
     }
 
     pub fn publish(&self, event: RouterEvent) {
+        // An agent of another node has its event streams there.
+        if let Some(agent) = &event.agent_id {
+            if let Some((remote, node)) = self.elsewhere(shard_of_agent(agent)) {
+                remote.event(&node, &event);
+            }
+        }
         // No subscriber is not an error.
         let _ = self.events.send(event);
     }
@@ -537,6 +543,11 @@ impl Shared {
     /// Another node serves `shard` (a cluster).
     pub fn serves_elsewhere(&self, shard: u16) -> bool {
         self.elsewhere(shard).is_some()
+    }
+
+    /// This node serves `shard` (always, outside a cluster).
+    pub fn serves(&self, shard: u16) -> bool {
+        self.remote.get().is_none_or(|r| r.serves(shard))
     }
 
     fn cross(&self, remote: &Arc<dyn Remote>, node: &str, msg: Crossing) {

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use actix_web::web::{self, Bytes, Data};
-use actix_web::{HttpResponse, Responder};
+use actix_web::{HttpRequest, HttpResponse, Responder};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
@@ -14,8 +14,9 @@ use crate::api::AppState;
 use crate::config::{validate_agent_spec, SkillSpec};
 use crate::domain::agent::AgentStatus;
 use crate::domain::conversation::{ClosedBy, Conversation};
+use crate::domain::queue::QueueFigures;
 use crate::ids::{AgentId, ConversationId, SkillId};
-use crate::router::OpenConversation;
+use crate::router::{OpenConversation, QueueHealth};
 
 type Result<T> = std::result::Result<T, ApiError>;
 
@@ -72,11 +73,72 @@ pub async fn method_not_allowed() -> Result<HttpResponse> {
 
 // ---- skills ----
 
-pub async fn put_skill(state: Data<AppState>, path: web::Path<String>, bytes: Bytes) -> Result<HttpResponse> {
+pub async fn put_skill(
+    state: Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    bytes: Bytes,
+) -> Result<HttpResponse> {
     let id = SkillId::new(path.as_str())?;
     let spec: SkillSpec = body(&bytes)?;
     let skill = state.router.put_skill(id, &spec).await?;
+    // Skills are the same on every node of a cluster: the node that takes the request
+    // applies it on the others.
+    for answer in to_peers(&state, &req, reqwest::Method::PUT, bytes).await {
+        if let Err((peer, e)) = answer {
+            return Err(ApiError::Unavailable(format!(
+                "skill {} is set on this node but not yet on {peer} ({e}); retry (the request is idempotent)",
+                skill.id
+            )));
+        }
+    }
     Ok(HttpResponse::Ok().json(SkillView::new(&skill)))
+}
+
+/// Sends the request to every other live member of the cluster, marked as forwarded
+/// (none outside a cluster, and none for a request forwarded here). Each answer is
+/// the peer's JSON body, or the peer and what went wrong.
+async fn to_peers(
+    state: &AppState,
+    req: &HttpRequest,
+    method: reqwest::Method,
+    body: Bytes,
+) -> Vec<std::result::Result<serde_json::Value, (String, String)>> {
+    let Some(node) = state.cluster.get() else {
+        return Vec::new();
+    };
+    if req.headers().contains_key(crate::api::forward::HOP) {
+        return Vec::new();
+    }
+    let path = req
+        .uri()
+        .path_and_query()
+        .map_or(req.path(), |p| p.as_str())
+        .to_string();
+    let calls = node.routes.peers().into_iter().map(|(peer, addr)| {
+        let mut r = state
+            .http
+            .request(method.clone(), format!("http://{addr}{path}"))
+            .header(crate::api::forward::HOP, node.routes.node())
+            .timeout(Duration::from_secs(5))
+            .body(body.clone());
+        for name in ["authorization", "content-type"] {
+            if let Some(v) = req.headers().get(name) {
+                r = r.header(name, v.as_bytes());
+            }
+        }
+        async move {
+            let answer = r.send().await.map_err(|e| (peer.clone(), e.to_string()))?;
+            if !answer.status().is_success() {
+                return Err((peer, format!("answered {}", answer.status())));
+            }
+            answer
+                .json::<serde_json::Value>()
+                .await
+                .map_err(|e| (peer, e.to_string()))
+        }
+    });
+    futures_util::future::join_all(calls).await
 }
 
 pub async fn get_skill(state: Data<AppState>, path: web::Path<String>) -> Result<HttpResponse> {
@@ -106,8 +168,36 @@ pub async fn get_queue(
     Ok(HttpResponse::Ok().json(state.router.queue(&id, limit).await?))
 }
 
-pub async fn queue_health(state: Data<AppState>) -> Result<HttpResponse> {
-    let skills = state.router.queue_health().await?;
+/// The whole router's figures: in a cluster, each skill's queue figures come from the
+/// node serving its queue, and the assigned counts are summed over every node.
+pub async fn queue_health(state: Data<AppState>, req: HttpRequest) -> Result<HttpResponse> {
+    let mut skills = state.router.queue_health().await?;
+    let mut missing = Vec::new();
+    for answer in to_peers(&state, &req, reqwest::Method::GET, Bytes::new()).await {
+        let part = answer.and_then(|v| {
+            serde_json::from_value::<std::collections::BTreeMap<SkillId, QueueHealth>>(v["skills"].clone())
+                .map_err(|e| ("?".to_string(), e.to_string()))
+        });
+        match part {
+            Ok(part) => {
+                for (skill, h) in part {
+                    let mine = skills.entry(skill).or_default();
+                    if h.queue != QueueFigures::default() {
+                        mine.queue = h.queue;
+                    }
+                    mine.assigned += h.assigned;
+                    mine.overdue_assigned += h.overdue_assigned;
+                }
+            }
+            Err((peer, e)) => missing.push(format!("{peer}: {e}")),
+        }
+    }
+    if !missing.is_empty() {
+        return Err(ApiError::Unavailable(format!(
+            "queue health is incomplete: {} did not answer; retry",
+            missing.join(", ")
+        )));
+    }
     Ok(HttpResponse::Ok().json(serde_json::json!({ "skills": skills })))
 }
 

@@ -6,6 +6,7 @@
 //! the main runtime.
 
 pub mod error;
+pub mod forward;
 pub mod handlers;
 pub mod sse;
 pub mod views;
@@ -42,6 +43,10 @@ pub struct AppState {
     max_in_flight: i64,
     max_body_bytes: usize,
     ready: AtomicBool,
+    /// Set when this node is one of a cluster.
+    pub cluster: std::sync::OnceLock<Arc<crate::cluster::node::ClusterNode>>,
+    /// The client requests are forwarded to other nodes with.
+    pub http: reqwest::Client,
 }
 
 impl AppState {
@@ -135,6 +140,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource("/metrics").get(h::metrics))
         .service(
             web::scope("/v1")
+                .wrap(from_fn(forward::forward))
                 .wrap(from_fn(guard_v1))
                 .service(resource("/skills").get(h::list_skills))
                 .service(resource("/skills/{skill_id}").put(h::put_skill).get(h::get_skill))
@@ -175,6 +181,11 @@ impl RunningServer {
         let _ = self.shutdown.send(true);
         self.handle.stop(true).await;
         let _ = self.server.await;
+        if let Some(node) = self.state.cluster.get() {
+            // What is queued for the store is committed, then the shards are handed
+            // over: the other nodes take them at their next round.
+            node.leave().await;
+        }
         self.router.shutdown().await;
     }
 
@@ -207,6 +218,11 @@ pub async fn start(config: Config, clock: Clock) -> anyhow::Result<RunningServer
         max_in_flight: server_cfg.max_in_flight,
         max_body_bytes: server_cfg.max_body_bytes,
         ready: AtomicBool::new(false),
+        cluster: std::sync::OnceLock::new(),
+        http: reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(2))
+            .build()
+            .context("building the HTTP client for forwarding")?,
     });
 
     let listener = TcpListener::bind(&server_cfg.listen).with_context(|| format!("binding {}", server_cfg.listen))?;
@@ -256,6 +272,9 @@ pub async fn start(config: Config, clock: Clock) -> anyhow::Result<RunningServer
 /// Reads the store back (when there is one), then applies the config's skills and agents.
 async fn set_up(running: &RunningServer, config: Config, metrics: &Metrics) -> anyhow::Result<()> {
     let router = &running.router;
+    if let Some(cluster) = config.cluster.clone() {
+        return join_cluster(running, config, cluster, metrics).await;
+    }
     if let Some(url) = config.store.url.clone() {
         let started = Instant::now();
         let store_config = config.store.clone();
@@ -290,6 +309,62 @@ async fn set_up(running: &RunningServer, config: Config, metrics: &Metrics) -> a
         .install_config(config.engine)
         .await
         .context("installing the configured skills and agents")?;
+    Ok(())
+}
+
+/// A cluster node's start: the node takes its shards (their records are read then);
+/// the config's skills are applied on every node, its agents by the node of each one's
+/// shard.
+async fn join_cluster(
+    running: &RunningServer,
+    config: Config,
+    cluster: crate::config::ClusterConfig,
+    metrics: &Metrics,
+) -> anyhow::Result<()> {
+    let router = &running.router;
+    let http_addr = match &cluster.advertise_http {
+        Some(a) => a.clone(),
+        None if running.addr.ip().is_unspecified() => anyhow::bail!(
+            "server.listen {} is a wildcard address: set [cluster] advertise_http to the address other nodes reach this one at",
+            running.addr
+        ),
+        None => running.addr.to_string(),
+    };
+    let store = config.store.clone();
+    anyhow::ensure!(
+        store.url.as_deref().is_some_and(|u| u.starts_with("postgres")),
+        "a cluster node needs [store] url = \"postgres://...\" (the nodes share it)"
+    );
+    let streams = Arc::clone(&running.state.streams);
+    let setup = crate::cluster::node::NodeSetup {
+        cluster: cluster.clone(),
+        store,
+        http_addr: http_addr.clone(),
+        agents: config.engine.agents.clone(),
+    };
+    let node = crate::cluster::node::ClusterNode::start(
+        setup,
+        router.clone(),
+        Arc::new(move |e: crate::events::RouterEvent| streams.dispatch(e)),
+    )
+    .await
+    .with_context(|| format!("joining the cluster as {}", cluster.node))?;
+    metrics.register_store(&node.store.metrics);
+    metrics.register_cluster(&node, router);
+    for skill in config.engine.skills {
+        router
+            .install_skill(skill)
+            .await
+            .context("installing the configured skills")?;
+    }
+    tracing::info!(
+        node = %cluster.node,
+        cluster_port = %cluster.listen,
+        http = %http_addr,
+        shards = node.routes.adopted().len(),
+        "joined the cluster"
+    );
+    let _ = running.state.cluster.set(node);
     Ok(())
 }
 

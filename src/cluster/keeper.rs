@@ -65,6 +65,9 @@ pub struct Ownership {
     pub valid_until: Option<Instant>,
     /// The live members, as last read (the transport dials them).
     pub members: Vec<Member>,
+    /// Every live lease, as last read: shard to (owner, epoch). Where the node sends
+    /// what belongs to another node's shard.
+    pub owners: BTreeMap<u16, (String, i64)>,
 }
 
 impl Ownership {
@@ -175,8 +178,10 @@ impl Round {
                     self.publish_nothing();
                     return Err(e);
                 }
-                // The database is unreachable or failing: keep what is held until its
-                // belief runs out (published as it was), and try again next round.
+                // The database is unreachable or failing (or a lease row is locked by
+                // a paused node's write): keep what is held until its belief runs out
+                // (with what this round renewed), and try again next round.
+                self.publish();
                 tracing::warn!(node = %self.config.node, error = %format!("{e:#}"), "lease round failed");
             }
             while started.elapsed() < self.config.tick {
@@ -234,6 +239,13 @@ impl Round {
                 self.now.leases.insert(lease.shard, lease);
             }
         }
+        self.now.owners = self
+            .coordinator
+            .leases()?
+            .into_iter()
+            .filter(|l| l.live)
+            .filter_map(|l| Some((l.shard, (l.owner?, l.epoch))))
+            .collect();
         self.publish();
         Ok(())
     }

@@ -21,7 +21,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use postgres::{Client, GenericClient, NoTls};
+use postgres::{Client, GenericClient};
 
 /// The cluster's tables, beside the store's (same database).
 pub const CLUSTER_SCHEMA: &[&str] = &[
@@ -103,8 +103,8 @@ impl Coordinator {
     /// Connects as `node`, creating the cluster's tables if they are missing.
     pub fn connect(url: &str, node: &str) -> anyhow::Result<Coordinator> {
         let shown = crate::store::redact_url(url);
-        let mut client =
-            Client::connect(url, NoTls).with_context(|| format!("connecting to the cluster's PostgreSQL {shown}"))?;
+        let mut client = crate::store::postgres::connect(url)
+            .with_context(|| format!("connecting to the cluster's PostgreSQL {shown}"))?;
         let mut tx = client.transaction()?;
         // Nodes starting together must not create the tables twice.
         tx.execute("SELECT pg_advisory_xact_lock(7305516282)", &[])?;

@@ -19,5 +19,6 @@
 
 pub mod keeper;
 pub mod lease;
+pub mod node;
 pub mod placement;
 pub mod transport;

@@ -71,6 +71,20 @@ pub enum Body {
     },
     /// A message for one of the receiving node's actors.
     Engine(Crossing),
+    /// A note from the sender's cluster layer ([`Note`]).
+    Note(Note),
+}
+
+/// What one node's cluster layer tells the others' (not the engine's actors).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Note {
+    /// The sender now serves these shards, under these lease epochs: route their
+    /// messages to it, and re-tell it what its new actors must know (queue entries,
+    /// agents' room, held conversations).
+    Adopted(Vec<(u16, i64)>),
+    /// An event about an agent of the receiver's shards, for its event streams: the
+    /// event's JSON (events use serde attributes that bincode cannot round-trip).
+    Event(String),
 }
 
 /// Why a received frame was refused.
@@ -138,6 +152,19 @@ pub struct TransportConfig {
     /// [`Router::deliver_crossing`](crate::Router::deliver_crossing)); without it they
     /// are refused and counted.
     pub inbound: Option<Inbound>,
+    /// Where [`Note`]s from other nodes go, with the sender's name; without it they are
+    /// refused and counted.
+    pub notes: Option<Notes>,
+}
+
+/// The receiver of the cluster layer's notes from other nodes.
+#[derive(Clone)]
+pub struct Notes(pub Arc<dyn Fn(&str, Note) + Send + Sync>);
+
+impl std::fmt::Debug for Notes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Notes")
+    }
 }
 
 /// The receiver of the engine's messages from other nodes.
@@ -162,6 +189,7 @@ impl TransportConfig {
             connect_timeout: Duration::from_secs(3),
             max_backoff: Duration::from_secs(5),
             inbound: None,
+            notes: None,
         }
     }
 }
@@ -297,16 +325,22 @@ impl Remote for Outbound {
     }
 
     fn send(&self, node: &str, msg: Crossing) {
-        let Some(cell) = gateway_of(node) else {
-            tracing::debug!(node, "no link to the node: message dropped");
-            return;
-        };
-        let frame = Frame {
-            from: self.node.clone(),
-            body: Body::Engine(msg),
-        };
-        let _ = cell.send_message(GatewayMsg::Frame(frame.encode()));
+        send_frame(&self.node, node, Body::Engine(msg));
     }
+}
+
+/// Sends a frame from this process's node `from` to `to`'s gateway; false if there is
+/// no link to it (the frame is dropped: a lost message, which the engine reconciles).
+pub fn send_frame(from: &str, to: &str, body: Body) -> bool {
+    let Some(cell) = gateway_of(to) else {
+        tracing::debug!(node = to, "no link to the node: message dropped");
+        return false;
+    };
+    let frame = Frame {
+        from: from.to_string(),
+        body,
+    };
+    cell.send_message(GatewayMsg::Frame(frame.encode())).is_ok()
 }
 
 impl std::fmt::Debug for Transport {
@@ -382,7 +416,12 @@ impl Transport {
     }
 
     pub async fn status(&self) -> anyhow::Result<TransportStatus> {
-        Ok(ractor::call_t!(self.gateway, GatewayMsg::Status, 2_000)?)
+        self.status_handle().status().await
+    }
+
+    /// A handle that asks the gateway for its status (without borrowing the transport).
+    pub fn status_handle(&self) -> StatusHandle {
+        StatusHandle(self.gateway.clone())
     }
 
     /// One round trip to `peer`'s gateway and back (a frame each way), or `None` if
@@ -401,6 +440,16 @@ impl Transport {
         self.follower.abort();
         self.gateway.stop(None);
         self.server.stop(None);
+    }
+}
+
+/// Asks a gateway for its [`TransportStatus`].
+#[derive(Clone, Debug)]
+pub struct StatusHandle(ActorRef<GatewayMsg>);
+
+impl StatusHandle {
+    pub async fn status(&self) -> anyhow::Result<TransportStatus> {
+        Ok(ractor::call_t!(self.0, GatewayMsg::Status, 2_000)?)
     }
 }
 
@@ -676,6 +725,10 @@ impl Gateway {
                 Some(inbound) => (inbound.0)(msg),
                 None => st.refused += 1,
             },
+            Body::Note(note) => match &self.config.notes {
+                Some(notes) => (notes.0)(&frame.from, note),
+                None => st.refused += 1,
+            },
             Body::Pong { .. } => {}
         }
     }
@@ -789,7 +842,12 @@ mod tests {
 
     #[test]
     fn frames_round_trip_with_their_version_first() {
-        for body in [Body::Ping { seq: 7 }, Body::Pong { seq: u64::MAX }] {
+        for body in [
+            Body::Ping { seq: 7 },
+            Body::Pong { seq: u64::MAX },
+            Body::Note(Note::Adopted(vec![(0, 1), (255, i64::MAX)])),
+            Body::Note(Note::Event(r#"{"type":"assigned"}"#.into())),
+        ] {
             let f = Frame {
                 from: "node-a".into(),
                 body,

@@ -29,7 +29,9 @@ use crate::progress::Progress;
 
 #[derive(Debug, Clone)]
 pub struct Options {
-    pub url: String,
+    /// Base URLs of the nodes (one, or every node of a cluster): requests go round
+    /// robin, and one refused at connect or answered 503 is sent to the next.
+    pub urls: Vec<String>,
     /// Conversations opened per second.
     pub rate: f64,
     pub duration: Duration,
@@ -105,13 +107,29 @@ impl Reconciliation {
 pub async fn reconcile_ledger(url: &str, token: Option<&str>, ledger: &Ledger) -> anyhow::Result<Reconciliation> {
     let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
     let get = |path: String| {
-        let r = http.get(format!("{url}{path}"));
-        let r = match token {
-            Some(t) => r.bearer_auth(t),
-            None => r,
+        let http = &http;
+        let send = move || {
+            let r = http.get(format!("{url}{path}"));
+            match token {
+                Some(t) => r.bearer_auth(t),
+                None => r,
+            }
+            .send()
         };
         async move {
-            match r.send().await {
+            // A 503 (a shard moving between nodes of a cluster) is asked again, for
+            // up to 10 s.
+            let mut sent = send().await;
+            for _ in 0..100 {
+                match &sent {
+                    Ok(r) if r.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE => {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        sent = send().await;
+                    }
+                    _ => break,
+                }
+            }
+            match sent {
                 Ok(resp) if resp.status() == reqwest::StatusCode::NOT_FOUND => Ok(None),
                 Ok(resp) if resp.status().is_success() => Ok(resp.json::<Value>().await.ok()),
                 Ok(resp) => Err(resp.status().to_string()),
@@ -138,7 +156,17 @@ pub async fn reconcile_ledger(url: &str, token: Option<&str>, ledger: &Ledger) -
         }
     }
     let mut holders: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for agent in &ledger.agents {
+    // The run's agents, and any other agent a conversation names (agents of earlier
+    // runs on the same skills may have taken some).
+    let mut agents: Vec<String> = ledger.agents.clone();
+    for v in records.values() {
+        if let Some(a) = v["agent_id"].as_str() {
+            if !agents.iter().any(|x| x == a) {
+                agents.push(a.to_string());
+            }
+        }
+    }
+    for agent in &agents {
         match get(format!("/v1/agents/{agent}")).await {
             Ok(Some(v)) => {
                 for c in v["conversations"].as_array().into_iter().flatten() {
@@ -178,6 +206,8 @@ struct Shared {
     rec: Recorder,
     /// Conversations waiting for their `assigned` event: the instant it arrived, and the agent.
     waiting: DashMap<String, oneshot::Sender<(Instant, String)>>,
+    /// The next URL to use (round robin over `opts.urls`).
+    next_url: std::sync::atomic::AtomicUsize,
     opened: Mutex<Vec<String>>,
     closed: Mutex<Vec<String>>,
     sla_met: AtomicU64,
@@ -185,11 +215,37 @@ struct Shared {
 }
 
 impl Shared {
+    fn url(&self) -> &str {
+        let n = self.next_url.fetch_add(1, Ordering::Relaxed);
+        &self.opts.urls[n % self.opts.urls.len()]
+    }
+
     fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let r = self.http.request(method, format!("{}{path}", self.opts.url));
+        self.req_at(self.url(), method, path)
+    }
+
+    fn req_at(&self, url: &str, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let r = self.http.request(method, format!("{url}{path}"));
         match &self.opts.token {
             Some(t) => r.bearer_auth(t),
             None => r,
+        }
+    }
+
+    /// A GET that, with several nodes, moves on to the next one while a node refuses
+    /// the connection or answers 503 (for up to 20 s).
+    async fn get_moving_on(&self, path: &str) -> reqwest::Result<reqwest::Response> {
+        let give_up = Instant::now() + Duration::from_secs(20);
+        loop {
+            let sent = self.req(reqwest::Method::GET, path).send().await;
+            let again = match &sent {
+                Err(e) => e.is_connect(),
+                Ok(r) => r.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE,
+            };
+            if !again || self.opts.urls.len() < 2 || Instant::now() >= give_up {
+                return sent;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
@@ -202,11 +258,29 @@ impl Shared {
         path: &str,
         body: Option<Value>,
     ) -> Option<Value> {
-        let mut r = self.req(method, path);
-        if let Some(b) = body {
-            r = r.json(&b);
-        }
-        match r.send().await {
+        // With several nodes, one that refuses the connection (down) or answers 503 (a
+        // shard moving between nodes, a backlog) did not act: the request goes to the
+        // next node, for up to 20 s.
+        let give_up = Instant::now() + Duration::from_secs(20);
+        let mut attempt = 0;
+        let sent = loop {
+            let mut r = self.req(method.clone(), path);
+            if let Some(b) = &body {
+                r = r.json(b);
+            }
+            let sent = r.send().await;
+            let again = match &sent {
+                Err(e) => e.is_connect(),
+                Ok(resp) => resp.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE,
+            };
+            if !again || self.opts.urls.len() < 2 || Instant::now() >= give_up {
+                break sent;
+            }
+            attempt += 1;
+            self.rec.retried();
+            tokio::time::sleep(Duration::from_millis((50 * attempt).min(500))).await;
+        };
+        match sent {
             Ok(resp) => {
                 let status = resp.status();
                 let text = resp.text().await.unwrap_or_default();
@@ -259,6 +333,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Summary> {
         run_id: run_id.clone(),
         rec: Recorder::default(),
         waiting: DashMap::new(),
+        next_url: std::sync::atomic::AtomicUsize::new(0),
         opened: Mutex::new(Vec::new()),
         closed: Mutex::new(Vec::new()),
         sla_met: AtomicU64::new(0),
@@ -343,7 +418,7 @@ async fn setup(s: &Shared) -> anyhow::Result<()> {
             Some(json!({})),
         )
         .await
-        .with_context(|| format!("creating skill {} at {}", skill(k), s.opts.url))?;
+        .with_context(|| format!("creating skill {} at {}", skill(k), s.opts.urls.join(", ")))?;
     }
     for a in 0..s.opts.agents {
         let mut skills = vec![skill(a % s.opts.skills)];
@@ -364,49 +439,76 @@ async fn setup(s: &Shared) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One event stream per agent, then every agent goes online.
+/// One event stream per agent (spread over the nodes: in a cluster each is passed
+/// through from the agent's node), then every agent goes online. A stream that ends
+/// (its node went down) is opened again on the next node.
 async fn listen(s: &Arc<Shared>) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
     let mut handles = Vec::with_capacity(s.opts.agents);
     for a in 0..s.opts.agents {
         let id = agent(&s.run_id, a);
-        let resp = s
-            .req(reqwest::Method::GET, &format!("/v1/agents/{id}/events"))
-            .timeout(Duration::from_secs(24 * 3600))
-            .send()
-            .await
-            .context("opening an agent event stream")?;
-        anyhow::ensure!(
-            resp.status().is_success(),
-            "event stream for {id}: HTTP {}",
-            resp.status()
-        );
+        let (first_tx, first_rx) = oneshot::channel::<anyhow::Result<()>>();
         let shared = Arc::clone(s);
         handles.push(tokio::spawn(async move {
-            let mut body = resp.bytes_stream();
-            let mut buf = String::new();
-            while let Some(Ok(chunk)) = body.next().await {
-                buf.push_str(&String::from_utf8_lossy(&chunk));
-                while let Some(end) = buf.find("\n\n") {
-                    let frame: String = buf.drain(..end + 2).collect();
-                    if !frame.starts_with("event: assigned") {
+            let mut first = Some(first_tx);
+            for k in a.. {
+                let url = shared.opts.urls[k % shared.opts.urls.len()].clone();
+                let opened = shared
+                    .req_at(&url, reqwest::Method::GET, &format!("/v1/agents/{id}/events"))
+                    .timeout(Duration::from_secs(24 * 3600))
+                    .send()
+                    .await;
+                let resp = match opened {
+                    Ok(r) if r.status().is_success() => r,
+                    other => {
+                        let why = match other {
+                            Ok(r) => format!("HTTP {}", r.status()),
+                            Err(e) => e.to_string(),
+                        };
+                        if let Some(tx) = first.take() {
+                            if k + 1 - a >= shared.opts.urls.len() {
+                                let _ = tx.send(Err(anyhow::anyhow!("event stream for {id}: {why}")));
+                                return;
+                            }
+                            first = Some(tx);
+                        }
+                        tokio::time::sleep(Duration::from_millis(200)).await;
                         continue;
                     }
-                    let at = Instant::now();
-                    let Some(data) = frame.lines().find_map(|l| l.strip_prefix("data: ")) else {
-                        continue;
-                    };
-                    let Ok(v) = serde_json::from_str::<Value>(data) else {
-                        continue;
-                    };
-                    let (Some(conv), Some(agent)) = (v["conversation_id"].as_str(), v["agent_id"].as_str()) else {
-                        continue;
-                    };
-                    if let Some((_, tx)) = shared.waiting.remove(conv) {
-                        let _ = tx.send((at, agent.to_string()));
+                };
+                if let Some(tx) = first.take() {
+                    let _ = tx.send(Ok(()));
+                }
+                let mut body = resp.bytes_stream();
+                let mut buf = String::new();
+                while let Some(Ok(chunk)) = body.next().await {
+                    buf.push_str(&String::from_utf8_lossy(&chunk));
+                    while let Some(end) = buf.find("\n\n") {
+                        let frame: String = buf.drain(..end + 2).collect();
+                        if !frame.starts_with("event: assigned") {
+                            continue;
+                        }
+                        let at = Instant::now();
+                        let Some(data) = frame.lines().find_map(|l| l.strip_prefix("data: ")) else {
+                            continue;
+                        };
+                        let Ok(v) = serde_json::from_str::<Value>(data) else {
+                            continue;
+                        };
+                        let (Some(conv), Some(agent)) = (v["conversation_id"].as_str(), v["agent_id"].as_str()) else {
+                            continue;
+                        };
+                        if let Some((_, tx)) = shared.waiting.remove(conv) {
+                            let _ = tx.send((at, agent.to_string()));
+                        }
                     }
                 }
+                tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }));
+        first_rx
+            .await
+            .map_err(|_| anyhow::anyhow!("the event stream task of {} stopped", agent(&s.run_id, a)))?
+            .context("opening an agent event stream")?;
     }
     let now = Instant::now();
     for a in 0..s.opts.agents {
@@ -455,7 +557,7 @@ async fn lifecycle(s: Arc<Shared>, i: u64, due: Instant, seed: u64) {
     let due_at = opened["sla"]["due_at"]
         .as_str()
         .and_then(|d| chrono::DateTime::parse_from_rfc3339(d).ok());
-    let Ok(Ok((assigned_at, agent))) = tokio::time::timeout(Duration::from_secs(30), rx).await else {
+    let Some((assigned_at, agent)) = wait_for_assignment(&s, &id, rx).await else {
         s.waiting.remove(&id);
         s.rec.error("assignment timeout (30 s)".to_string());
         return;
@@ -515,6 +617,35 @@ async fn lifecycle(s: Arc<Shared>, i: u64, due: Instant, seed: u64) {
     }
 }
 
+/// The `assigned` event from the agent's stream; or, if none came within 2 s (a
+/// stream being opened again on another node misses events), the conversation's own
+/// record, read every 2 s, for up to 30 s.
+async fn wait_for_assignment(
+    s: &Arc<Shared>,
+    id: &str,
+    mut rx: oneshot::Receiver<(Instant, String)>,
+) -> Option<(Instant, String)> {
+    let give_up = Instant::now() + Duration::from_secs(30);
+    loop {
+        match tokio::time::timeout(Duration::from_secs(2), &mut rx).await {
+            Ok(Ok(got)) => return Some(got),
+            Ok(Err(_)) => return None,
+            Err(_) if Instant::now() >= give_up => return None,
+            Err(_) => {}
+        }
+        let read = s.get_moving_on(&format!("/v1/conversations/{id}")).await;
+        if let Ok(r) = read {
+            if let Ok(v) = r.json::<Value>().await {
+                if v["state"] == "assigned" {
+                    if let Some(agent) = v["agent_id"].as_str() {
+                        return Some((Instant::now(), agent.to_string()));
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Every conversation opened, looked up again.
 async fn reconcile(s: &Arc<Shared>) -> BTreeMap<String, u64> {
     let ids: Vec<String> = s.opened.lock().map(|v| v.clone()).unwrap_or_default();
@@ -529,11 +660,7 @@ async fn reconcile(s: &Arc<Shared>) -> BTreeMap<String, u64> {
         let counts = Arc::clone(&counts);
         set.spawn(async move {
             for id in chunk {
-                let state = match s
-                    .req(reqwest::Method::GET, &format!("/v1/conversations/{id}"))
-                    .send()
-                    .await
-                {
+                let state = match s.get_moving_on(&format!("/v1/conversations/{id}")).await {
                     Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND => "lost".to_string(),
                     Ok(r) => r
                         .json::<Value>()

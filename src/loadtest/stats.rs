@@ -14,6 +14,7 @@ pub struct Recorder {
     latencies: Mutex<BTreeMap<&'static str, Vec<u32>>>,
     assignments: Mutex<Vec<u32>>,
     errors: Mutex<BTreeMap<String, u64>>,
+    retries: std::sync::atomic::AtomicU64,
 }
 
 fn micros(d: Duration) -> u32 {
@@ -31,6 +32,12 @@ impl Recorder {
         if let Ok(mut v) = self.assignments.lock() {
             v.push(micros(d));
         }
+    }
+
+    /// A request sent again to the next node (the previous one refused to connect or
+    /// answered 503).
+    pub fn retried(&self) {
+        self.retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn error(&self, kind: String) {
@@ -70,6 +77,7 @@ impl Recorder {
             skills: opts.skills,
             opened,
             errors_total: errors.values().sum(),
+            retries: self.retries.load(std::sync::atomic::Ordering::Relaxed),
             errors,
             lost: states.get("lost").copied().unwrap_or(0),
             states,
@@ -123,6 +131,8 @@ pub struct Summary {
     pub opened: u64,
     pub errors_total: u64,
     pub errors: BTreeMap<String, u64>,
+    /// Requests sent again to another node after a refused connection or a 503.
+    pub retries: u64,
     /// Conversations opened that the server no longer knows.
     pub lost: u64,
     /// Every conversation opened, by the state the server reports at the end.
@@ -151,8 +161,8 @@ impl Summary {
         );
         let _ = writeln!(
             s,
-            "conversations opened {}   errors {}   lost {}",
-            self.opened, self.errors_total, self.lost
+            "conversations opened {}   errors {}   lost {}   retried on another node {}",
+            self.opened, self.errors_total, self.lost, self.retries
         );
         for (k, n) in &self.errors {
             let _ = writeln!(s, "  error {k}: {n}");

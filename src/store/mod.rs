@@ -131,7 +131,28 @@ impl Key {
             Key::Consumer(id) => id.as_str(),
         })
     }
+
+    /// Whether a cluster node's writes of this row are fenced by its shard's lease.
+    /// Skills are the same on every node (each writes the same record), and a
+    /// consumer's record (first-time, last agent) is advisory and written by the node of
+    /// whichever conversation the consumer last had: last write wins for both.
+    pub fn fenced(&self) -> bool {
+        matches!(self, Key::Agent(_) | Key::Conversation(_))
+    }
+
+    /// The shard the writer fences this row by, or [`UNFENCED`].
+    fn fence_shard(&self) -> u16 {
+        if self.fenced() {
+            self.shard()
+        } else {
+            UNFENCED
+        }
+    }
 }
+
+/// The fence shard of a row no lease guards ([`Key::fenced`]), and of every row of a
+/// store without fencing.
+pub const UNFENCED: u16 = u16::MAX;
 
 /// A row as the backends write it.
 #[derive(Clone, Debug)]
@@ -219,6 +240,9 @@ pub struct Snapshot {
     pub agents: Vec<Agent>,
     pub conversations: Vec<Conversation>,
     pub consumers: Vec<(ConsumerId, ConsumerRecord)>,
+    /// A cluster node taking shards: the conversations of other shards assigned to the
+    /// agents taken (what those agents hold on other nodes).
+    pub held_elsewhere: Vec<Conversation>,
 }
 
 /// Decodes one stored record; the error names the table and the row.
@@ -316,8 +340,20 @@ pub(crate) fn decode_rows<T: Send>(
 pub trait Backend: Send {
     /// Reads every row.
     fn load(&mut self) -> anyhow::Result<Snapshot>;
-    /// Reads the rows of these shards (a cluster node taking them over).
+    /// Reads the rows of these shards (a cluster node taking them over), and every
+    /// skill.
     fn load_shards(&mut self, shards: &[u16]) -> anyhow::Result<Snapshot>;
+    /// The assigned conversations of shards other than `shards` whose agent is one of
+    /// `agents` (a cluster node taking agents over: what they hold on other nodes).
+    fn load_held(&mut self, agents: &[String], shards: &[u16]) -> anyhow::Result<Vec<Conversation>> {
+        let _ = (agents, shards);
+        Ok(Vec::new())
+    }
+    /// The stored state and agent of each of these conversations (absent: deleted).
+    fn load_states(&mut self, ids: &[String]) -> anyhow::Result<Vec<(String, String, Option<String>)>> {
+        let _ = ids;
+        Ok(Vec::new())
+    }
     /// Writes the rows in one transaction: all or nothing.
     fn commit(&mut self, rows: &[Row]) -> anyhow::Result<()>;
     /// Writes the rows in one transaction if, inside it, `node` still holds every one
@@ -447,7 +483,7 @@ struct Progress {
 
 struct Sender {
     next: u64,
-    tx: mpsc::Sender<(u64, Change)>,
+    tx: mpsc::Sender<(u64, Change, Option<i64>)>,
 }
 
 /// A change queued: its number, and its row's shard.
@@ -521,6 +557,7 @@ pub struct Store {
     refusals: Arc<Refusals>,
     pub metrics: StoreMetrics,
     url: String,
+    fencing: Option<Fencing>,
 }
 
 impl std::fmt::Debug for Store {
@@ -569,6 +606,7 @@ impl Store {
             recent: Mutex::default(),
             node: fencing.as_ref().map(|f| f.node.clone()).unwrap_or_default(),
         });
+        let store_fencing = fencing.clone();
         let writer = Writer {
             backend,
             rx,
@@ -596,11 +634,31 @@ impl Store {
             refusals,
             metrics,
             url,
+            fencing: store_fencing,
         }))
     }
 
     pub fn durability(&self) -> Durability {
         self.durability
+    }
+
+    /// Reads the records of these shards, and every skill, on a connection of its own
+    /// (blocking: call it off the runtime). What a cluster node does when it takes
+    /// shards over.
+    /// The stored state (`queued`, `assigned`, ...) and agent of each of these
+    /// conversations, on a connection of its own (blocking). Absent: deleted.
+    pub fn read_states(&self, ids: &[String]) -> anyhow::Result<Vec<(String, String, Option<String>)>> {
+        open(&self.url, self.durability)?.load_states(ids)
+    }
+
+    pub fn read_shards(&self, shards: &[u16]) -> anyhow::Result<Snapshot> {
+        let mut backend = open(&self.url, self.durability)?;
+        let mut snapshot = backend.load_shards(shards)?;
+        let agents: Vec<String> = snapshot.agents.iter().map(|a| a.id.to_string()).collect();
+        if !agents.is_empty() {
+            snapshot.held_elsewhere = backend.load_held(&agents, shards)?;
+        }
+        Ok(snapshot)
     }
 
     /// False while the last commit failed (the writer retries).
@@ -610,14 +668,26 @@ impl Store {
 
     /// Queues a change; returns its ticket for [`Store::committed`].
     pub fn write(&self, change: Change) -> Ticket {
-        let shard = change.key().shard();
+        // Only a fenced store needs the shard (hashing the id costs on every write). A
+        // fenced row carries the epoch under which this node holds its shard now: it is
+        // written under that epoch or not at all, so a change made before the node lost
+        // and took the shard again (its engine read the shard back in between) is refused.
+        let shard = if self.fencing.is_some() {
+            change.key().fence_shard()
+        } else {
+            UNFENCED
+        };
+        let epoch = match &self.fencing {
+            Some(f) if shard != UNFENCED => f.ownership.borrow().serves(shard, Instant::now()).map(|l| l.epoch),
+            _ => None,
+        };
         let mut sender = self.sender.lock().unwrap_or_else(|p| p.into_inner());
         // Numbered and sent under one lock: the writer receives them in order, so
         // "committed up to n" covers every change numbered n or less.
         sender.next += 1;
         let n = sender.next;
         // The writer only stops when the store is dropped.
-        let _ = sender.tx.send((n, change));
+        let _ = sender.tx.send((n, change, epoch));
         Ticket { n, shard }
     }
 
@@ -657,7 +727,7 @@ impl Store {
 
 struct Writer {
     backend: Box<dyn Backend>,
-    rx: mpsc::Receiver<(u64, Change)>,
+    rx: mpsc::Receiver<(u64, Change, Option<i64>)>,
     progress: watch::Sender<Progress>,
     healthy: Arc<AtomicBool>,
     refusals: Arc<Refusals>,
@@ -669,21 +739,22 @@ struct Writer {
 
 impl Writer {
     fn run(mut self) {
-        let mut latest: HashMap<Key, Change> = HashMap::new();
+        type Latest = HashMap<Key, (Change, Option<i64>)>;
+        let mut latest: Latest = HashMap::new();
         let mut order: Vec<Key> = Vec::new();
         // Blocks for the first change of a group, then takes whatever else is queued:
         // while one group commits, the next gathers.
-        while let Ok((mut last, first)) = self.rx.recv() {
+        while let Ok((mut last, first, epoch)) = self.rx.recv() {
             let group_first = last;
             latest.clear();
             order.clear();
-            let add = |change: Change, latest: &mut HashMap<Key, Change>, order: &mut Vec<Key>| {
+            let add = |change: Change, epoch: Option<i64>, latest: &mut Latest, order: &mut Vec<Key>| {
                 let key = change.key();
-                if latest.insert(key.clone(), change).is_none() {
+                if latest.insert(key.clone(), (change, epoch)).is_none() {
                     order.push(key);
                 }
             };
-            add(first, &mut latest, &mut order);
+            add(first, epoch, &mut latest, &mut order);
             let until = Instant::now() + self.gather;
             let mut taken = 1;
             while taken < self.max_batch {
@@ -700,13 +771,13 @@ impl Writer {
                 };
                 last = next.0;
                 taken += 1;
-                add(next.1, &mut latest, &mut order);
+                add(next.1, next.2, &mut latest, &mut order);
             }
             let mut rows = Vec::with_capacity(order.len());
             for key in &order {
-                if let Some(change) = latest.remove(key) {
+                if let Some((change, epoch)) = latest.remove(key) {
                     match Row::encode(change) {
-                        Ok(row) => rows.push((key.shard(), row)),
+                        Ok(row) => rows.push(((key.fence_shard(), epoch), row)),
                         Err(e) => tracing::error!(?key, error = %e, "a change could not be encoded; skipped"),
                     }
                 }
@@ -725,25 +796,39 @@ impl Writer {
     /// fencing, the rows of shards the node no longer holds are refused instead: those
     /// it no longer believes it holds at once, those the database finds lost inside the
     /// transaction after (and the rest committed). Returns the refused shards.
-    fn commit(&mut self, rows: Vec<(u16, Row)>) -> BTreeSet<u16> {
+    fn commit(&mut self, rows: Vec<((u16, Option<i64>), Row)>) -> BTreeSet<u16> {
         let mut refused = BTreeSet::new();
-        let (mut shards, mut rows): (Vec<u16>, Vec<Row>) = rows.into_iter().unzip();
+        let (tagged, mut rows): (Vec<(u16, Option<i64>)>, Vec<Row>) = rows.into_iter().unzip();
         let Some(fencing) = self.fencing.clone() else {
             let _ = self.commit_with(&rows, |backend, rows| backend.commit(rows).map(Ok));
             return refused;
         };
+        // The epoch each fenced shard's rows were written under; a shard whose rows
+        // in this group were written under two epochs (lost and taken again in
+        // between) is refused whole.
+        let mut written: BTreeMap<u16, Option<i64>> = BTreeMap::new();
+        let mut mixed: BTreeSet<u16> = BTreeSet::new();
+        for (shard, epoch) in &tagged {
+            if *shard != UNFENCED && *written.entry(*shard).or_insert(*epoch) != *epoch {
+                mixed.insert(*shard);
+            }
+        }
+        let mut shards: Vec<u16> = tagged.iter().map(|(s, _)| *s).collect();
         loop {
-            // What the node believes it holds now; the database has the last word.
+            // Held now (the node's belief) under the epoch the rows were written under;
+            // the database has the last word.
             let leases: BTreeMap<u16, Lease> = {
                 let ownership = fencing.ownership.borrow();
                 let now = Instant::now();
                 shards
                     .iter()
+                    .filter(|shard| **shard != UNFENCED && !mixed.contains(shard))
                     .filter_map(|shard| ownership.serves(*shard, now).map(|l| (*shard, l)))
+                    .filter(|(shard, l)| written.get(shard).copied().flatten() == Some(l.epoch))
                     .collect()
             };
             self.refuse(&mut shards, &mut rows, &mut refused, |shard| {
-                !leases.contains_key(&shard)
+                shard != UNFENCED && !leases.contains_key(&shard)
             });
             if rows.is_empty() {
                 return refused;

@@ -11,6 +11,7 @@ use crate::cluster::placement::shard_of;
 
 use super::{add_shard_column, decode, Backend, Row, Snapshot, ENTITY_TABLES, SCHEMA, SCHEMA_VERSION};
 use crate::cluster::lease::{fence, Fenced, Lease};
+use crate::domain::conversation::Conversation;
 
 pub struct Postgres {
     client: Client,
@@ -31,8 +32,7 @@ impl std::fmt::Debug for Postgres {
 impl Postgres {
     pub fn open(url: &str) -> anyhow::Result<Postgres> {
         let shown = super::redact_url(url);
-        let client =
-            Client::connect(url, NoTls).with_context(|| format!("connecting to the PostgreSQL store {shown}"))?;
+        let client = connect(url).with_context(|| format!("connecting to the PostgreSQL store {shown}"))?;
         let mut store = Postgres {
             client,
             url: url.to_string(),
@@ -123,7 +123,8 @@ impl Postgres {
     /// Reads every table (the rows of `shards`, or all).
     fn load_where(&mut self, shards: Option<&[i32]>) -> anyhow::Result<Snapshot> {
         Ok(Snapshot {
-            skills: self.rows("skills", shards, |id, r| decode("skills", id, r))?,
+            // Every skill, whatever the shards: skills are the same on every node.
+            skills: self.rows("skills", None, |id, r| decode("skills", id, r))?,
             agents: self.rows("agents", shards, |id, r| decode("agents", id, r))?,
             conversations: self.rows("conversations", shards, |id, r| decode("conversations", id, r))?,
             consumers: self.rows("consumers", shards, |id, r| {
@@ -131,6 +132,7 @@ impl Postgres {
                     .map_err(|e| anyhow::anyhow!("row {id:?} of table consumers: {e}"))?;
                 Ok((consumer, decode("consumers", id, r)?))
             })?,
+            held_elsewhere: Vec::new(),
         })
     }
 }
@@ -148,6 +150,31 @@ impl Backend for Postgres {
         let shards: Vec<i32> = shards.iter().map(|s| i32::from(*s)).collect();
         self.load_where(Some(&shards))
             .with_context(|| format!("reading shards of the PostgreSQL store {shown}"))
+    }
+
+    fn load_held(&mut self, agents: &[String], shards: &[u16]) -> anyhow::Result<Vec<Conversation>> {
+        self.reconnect_if_lost()?;
+        let shards: Vec<i32> = shards.iter().map(|s| i32::from(*s)).collect();
+        let rows = self.client.query(
+            "SELECT id, record FROM conversations \
+             WHERE state = 'assigned' AND agent_id = ANY($1) AND NOT (shard = ANY($2))",
+            &[&agents, &shards],
+        )?;
+        rows.iter()
+            .map(|r| {
+                let (id, record): (String, String) = (r.get(0), r.get(1));
+                decode("conversations", &id, &record)
+            })
+            .collect()
+    }
+
+    fn load_states(&mut self, ids: &[String]) -> anyhow::Result<Vec<(String, String, Option<String>)>> {
+        self.reconnect_if_lost()?;
+        let rows = self.client.query(
+            "SELECT id, state, agent_id FROM conversations WHERE id = ANY($1)",
+            &[&ids],
+        )?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
     }
 
     fn commit(&mut self, rows: &[Row]) -> anyhow::Result<()> {
@@ -256,9 +283,19 @@ pub(crate) fn reconnect_if_lost(client: &mut Client, url: &str, what: &str) -> a
     if !client.is_closed() {
         return Ok(false);
     }
-    *client = Client::connect(url, NoTls)
-        .with_context(|| format!("connecting again to {what} {}", super::redact_url(url)))?;
+    *client = connect(url).with_context(|| format!("connecting again to {what} {}", super::redact_url(url)))?;
     Ok(true)
+}
+
+/// Connects, with the session bounded in time: a statement waits at most 1 s for a
+/// row lock, and a transaction left idle for 1 s is ended by the server. A process
+/// paused in the middle of a transaction (SIGSTOP, a long GC-like stall) thus holds its
+/// locks (a fenced write's lease rows) for a second, not until it wakes: the other
+/// nodes' lease keepers are never stuck behind it, and its write is rolled back.
+pub(crate) fn connect(url: &str) -> anyhow::Result<Client> {
+    let mut client = Client::connect(url, NoTls)?;
+    client.batch_execute("SET lock_timeout = '1s'; SET idle_in_transaction_session_timeout = '1s'")?;
+    Ok(client)
 }
 
 /// The columns of one table's rows in a group, as arrays for `UNNEST`: the text

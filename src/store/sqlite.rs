@@ -104,7 +104,13 @@ impl Sqlite {
     fn load_where(&self, filter: &str, param: &str) -> anyhow::Result<Snapshot> {
         let sql = |table: &str| format!("SELECT id, record FROM {table} WHERE {filter}");
         Ok(Snapshot {
-            skills: self.rows(&sql("skills"), param, "skills", |id, r| decode("skills", id, r))?,
+            // Every skill, whatever the shards: skills are the same on every node.
+            skills: self.rows(
+                &format!("SELECT id, record FROM skills WHERE true OR ({filter})"),
+                param,
+                "skills",
+                |id, r| decode("skills", id, r),
+            )?,
             agents: self.rows(&sql("agents"), param, "agents", |id, r| decode("agents", id, r))?,
             conversations: self.rows(&sql("conversations"), param, "conversations", |id, r| {
                 decode("conversations", id, r)
@@ -114,6 +120,7 @@ impl Sqlite {
                     .map_err(|e| anyhow::anyhow!("row {id:?} of table consumers: {e}"))?;
                 Ok((consumer, decode("consumers", id, r)?))
             })?,
+            held_elsewhere: Vec::new(),
         })
     }
 

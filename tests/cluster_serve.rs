@@ -1,0 +1,453 @@
+//! Three `switchboard serve` processes with a `[cluster]` section act as one router on
+//! a PostgreSQL of the test's own (`initdb` + `pg_ctl` on 127.0.0.1). The load tool
+//! drives all three (`loadtest --url A --url B --url C`: agents' event streams spread
+//! over the nodes, each passed through from the agent's node), then one fault per
+//! phase:
+//!
+//! 1. `kill -9` of a node under load: its conversations are served again by the
+//!    others (the time is printed), nothing acknowledged is lost; the node restarts
+//!    and takes its share back.
+//! 2. `SIGSTOP` of a node for twice its lease, then `SIGCONT`: the others take its
+//!    shards; the woken node drops them and acts on none.
+//! 3. A restart of PostgreSQL under load.
+//! 4. A rolling restart of the three nodes (SIGTERM, start again) under load: what an
+//!    upgrade looks like.
+//!
+//! After each phase every acknowledged conversation (the load tool's ledgers) is read
+//! from every live node: present, closes held, no conversation held by two agents or
+//! by an agent its record does not name (`loadtest --reconcile-only`, which reads each
+//! agent's record too).
+
+mod pg;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use pg::{free_port, Postgres, TempDir};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
+const LEASE_MS: u64 = 3000;
+const SHARDS: u64 = 256;
+
+struct Node {
+    name: String,
+    dir: PathBuf,
+    cluster_port: u16,
+    http_port: u16,
+    child: Option<Child>,
+    base: String,
+    runs: usize,
+}
+
+impl Node {
+    fn new(dir: &Path, name: &str, pg_url: &str) -> Node {
+        let cluster_port = free_port();
+        let config = format!(
+            "[routing]\nunassign_grace_secs = 3600\n\n[store]\nurl = \"{pg_url}\"\n\n\
+             [cluster]\nnode_name = \"{name}\"\nlisten = \"127.0.0.1:{cluster_port}\"\n\
+             cookie = \"cluster-test\"\nlease_ms = {LEASE_MS}\n"
+        );
+        std::fs::write(dir.join(format!("{name}.toml")), config).expect("config");
+        Node {
+            name: name.to_string(),
+            dir: dir.to_path_buf(),
+            cluster_port,
+            http_port: free_port(),
+            child: None,
+            base: String::new(),
+            runs: 0,
+        }
+    }
+
+    fn log(&self) -> PathBuf {
+        self.dir.join(format!("{}-{}.log", self.name, self.runs))
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(self.log()).unwrap_or_default()
+    }
+
+    /// Starts the node on its HTTP port (the same one each time: the load tool keeps
+    /// its URLs through a restart) and waits for `/readyz`.
+    fn start(&mut self) {
+        self.runs += 1;
+        let out = std::fs::File::create(self.log()).expect("log file");
+        let child = Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(self.dir.join(format!("{}.toml", self.name)))
+            .args(["--listen", &format!("127.0.0.1:{}", self.http_port)])
+            .env("RUST_LOG", "info,switchboard::cluster::transport=warn")
+            .env("NO_COLOR", "1")
+            .stdout(out.try_clone().expect("log file"))
+            .stderr(out)
+            .spawn()
+            .expect("switchboard serve starts");
+        self.child = Some(child);
+        self.base.clear();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if self.base.is_empty() {
+                let text = self.log_text();
+                if let Some(line) = text.lines().find(|l| l.contains("switchboard listening")) {
+                    if let Some(at) = line.find("127.0.0.1:") {
+                        let port: String = line[at + 10..].chars().take_while(char::is_ascii_digit).collect();
+                        self.base = format!("http://127.0.0.1:{port}");
+                    }
+                }
+            }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                panic!(
+                    "{} exited ({status}) before it was ready:\n{}",
+                    self.name,
+                    self.log_text()
+                );
+            }
+            if !self.base.is_empty() && get(&format!("{}/readyz", self.base)).is_some_and(|(s, _)| s == 200) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} not ready after 60 s:\n{}",
+                self.name,
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.pid().to_string()])
+            .status()
+            .expect("kill runs")
+            .success();
+        assert!(ok, "kill {sig} {}", self.name);
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM: the node hands its shards over and exits.
+    fn stop(&mut self) {
+        self.signal("-TERM");
+        let mut c = self.child.take().expect("running");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = c.try_wait() {
+                assert!(
+                    status.success(),
+                    "{} exited with {status}:\n{}",
+                    self.name,
+                    self.log_text()
+                );
+                return;
+            }
+            assert!(Instant::now() < deadline, "{} did not stop on SIGTERM", self.name);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// A series of its `/metrics`.
+    fn metric(&self, name: &str) -> Option<f64> {
+        let (_, text) = get(&format!("{}/metrics", self.base))?;
+        text.lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(c) = &self.child {
+            // A stopped process cannot die of SIGKILL until it is continued.
+            let _ = Command::new("kill").args(["-CONT", &c.id().to_string()]).status();
+        }
+        self.kill9();
+    }
+}
+
+/// A blocking GET: status and body.
+fn get(url: &str) -> Option<(u16, String)> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let r = reqwest::Client::new()
+            .get(url)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .ok()?;
+        let status = r.status().as_u16();
+        Some((status, r.text().await.ok()?))
+    })
+}
+
+/// Waits until the live nodes serve every shard between them, each shard once, and
+/// each node some.
+fn wait_covered(nodes: &[&Node], within: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        let counts: Vec<Option<f64>> = nodes.iter().map(|n| n.metric("switchboard_cluster_shards")).collect();
+        let total: f64 = counts.iter().flatten().sum();
+        // Each node its share (rendezvous gives each about a third), every shard once.
+        if counts.iter().all(|c| c.is_some_and(|n| n > 0.0)) && total as u64 == SHARDS {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < within,
+            "the shards are not covered after {within:?}: {counts:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn urls(nodes: &[&Node]) -> Vec<String> {
+    nodes
+        .iter()
+        .flat_map(|n| ["--url".to_string(), n.base.clone()])
+        .collect()
+}
+
+/// Starts the load tool against `nodes`, writing its ledger and summary to `dir`.
+fn load(dir: &Path, tag: &str, nodes: &[&Node], rate: u32, secs: u32) -> Child {
+    Command::new(BIN)
+        .arg("loadtest")
+        .args(urls(nodes))
+        .args(["--rate", &rate.to_string(), "--duration", &format!("{secs}s")])
+        .args(["--agents", "20", "--skills", "2", "--drain", "40s", "--seed", "7"])
+        .arg("--ledger")
+        .arg(dir.join(format!("{tag}.ledger")))
+        .arg("--json")
+        .arg(dir.join(format!("{tag}.json")))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("loadtest starts")
+}
+
+/// Waits for a load run; its summary.
+fn finish(dir: &Path, tag: &str, mut child: Child) -> Value {
+    let _ = child.wait().expect("loadtest ends");
+    let text = std::fs::read_to_string(dir.join(format!("{tag}.json"))).expect("loadtest summary");
+    let v: Value = serde_json::from_str(&text).expect("summary JSON");
+    eprintln!(
+        "{tag}: opened {} errors {} retried {} lost {} states {} errors {}",
+        v["opened"], v["errors_total"], v["retries"], v["lost"], v["states"], v["errors"]
+    );
+    v
+}
+
+/// Every acknowledged conversation of each ledger, read from each of `nodes`.
+fn reconcile(dir: &Path, tags: &[&str], nodes: &[&Node]) {
+    for tag in tags {
+        let out = Command::new(BIN)
+            .arg("loadtest")
+            .args(urls(nodes))
+            .arg("--reconcile-only")
+            .arg("--ledger")
+            .arg(dir.join(format!("{tag}.ledger")))
+            .output()
+            .expect("reconcile runs");
+        let report = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() {
+            for id in acknowledged(dir, tag) {
+                let Some((_, text)) = get(&format!("{}/v1/conversations/{id}", nodes[0].base)) else {
+                    continue;
+                };
+                let v: Value = serde_json::from_str(&text).unwrap_or_default();
+                if v["state"] != "closed" {
+                    eprintln!("open: {text}");
+                    if let Some(agent) = v["agent_id"].as_str() {
+                        eprintln!(
+                            "  its agent: {:?}",
+                            get(&format!("{}/v1/agents/{agent}", nodes[0].base))
+                        );
+                    }
+                }
+            }
+            for n in nodes {
+                for path in [
+                    "/v1/skills/lt-skill-0/queue",
+                    "/v1/skills/lt-skill-1/queue",
+                    "/v1/queue-health",
+                ] {
+                    eprintln!("{} {path}: {:?}", n.name, get(&format!("{}{path}", n.base)));
+                }
+            }
+        }
+        assert!(
+            out.status.success(),
+            "ledger {tag} against {:?}:\n{report}{}",
+            nodes.iter().map(|n| &n.name).collect::<Vec<_>>(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Ids of the conversations a ledger acknowledged.
+fn acknowledged(dir: &Path, tag: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(dir.join(format!("{tag}.ledger"))).expect("ledger");
+    let v: Value = serde_json::from_str(&text).expect("ledger JSON");
+    v["opened"]
+        .as_array()
+        .expect("opened")
+        .iter()
+        .filter_map(|i| i.as_str().map(String::from))
+        .collect()
+}
+
+/// Waits until every one of `ids` is readable (200) from `node`; how long it took.
+fn wait_readable(node: &Node, ids: &[String], within: Duration) -> Duration {
+    let started = Instant::now();
+    let mut pending: Vec<&String> = ids.iter().collect();
+    while !pending.is_empty() {
+        pending.retain(|id| get(&format!("{}/v1/conversations/{id}", node.base)).is_none_or(|(s, _)| s != 200));
+        assert!(
+            started.elapsed() < within,
+            "{} conversations not readable from {} after {within:?}, e.g. {:?}",
+            pending.len(),
+            node.name,
+            pending.first()
+        );
+        if !pending.is_empty() {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    started.elapsed()
+}
+
+fn errors_share(summary: &Value) -> f64 {
+    let errors = summary["errors_total"].as_f64().unwrap_or(0.0);
+    let requests: f64 = summary["endpoints"]
+        .as_object()
+        .map(|m| m.values().filter_map(|e| e["count"].as_f64()).sum())
+        .unwrap_or(0.0);
+    errors / requests.max(1.0)
+}
+
+#[test]
+fn three_nodes_act_as_one_router_and_lose_nothing_through_kills_pauses_and_restarts() {
+    if std::env::var_os("SWITCHBOARD_SKIP_CLUSTER").is_some() {
+        eprintln!("skipped (SWITCHBOARD_SKIP_CLUSTER)");
+        return;
+    }
+    let dir = TempDir::new("cluster-serve");
+    let d = dir.0.as_path();
+    let pg = Postgres::start(d);
+    let url = pg.url();
+    let mut a = Node::new(d, "node-a", &url);
+    let mut b = Node::new(d, "node-b", &url);
+    let mut c = Node::new(d, "node-c", &url);
+    a.start();
+    b.start();
+    c.start();
+    let took = wait_covered(&[&a, &b, &c], Duration::from_secs(30));
+    eprintln!(
+        "three nodes serve the {SHARDS} shards ({took:?} after the last start); cluster ports {} {} {}",
+        a.cluster_port, b.cluster_port, c.cluster_port
+    );
+
+    // Load across the three: every lifecycle ends, nothing lost, every node reads the
+    // same acknowledged state.
+    let run = load(d, "steady", &[&a, &b, &c], 20, 6);
+    let steady = finish(d, "steady", run);
+    assert_eq!(steady["lost"], 0);
+    assert!(steady["opened"].as_u64().unwrap_or(0) >= 100, "{steady}");
+    assert_eq!(
+        steady["states"]["closed"], steady["opened"],
+        "every lifecycle closes: {steady}"
+    );
+    reconcile(d, &["steady"], &[&a, &b, &c]);
+    let forwarded: f64 = [&a, &b, &c]
+        .iter()
+        .filter_map(|n| n.metric("switchboard_http_forwarded_total"))
+        .sum();
+    assert!(forwarded > 0.0, "requests were forwarded to their shard's node");
+
+    // 1. kill -9 of node-c under load.
+    let run = load(d, "kill", &[&a, &b, &c], 20, 10);
+    std::thread::sleep(Duration::from_secs(3));
+    c.kill9();
+    let killed = Instant::now();
+    let ids = acknowledged(d, "steady");
+    let served_again = wait_readable(&a, &ids, Duration::from_secs(30));
+    eprintln!("FAILOVER: every conversation of the killed node readable from node-a {served_again:?} after kill -9");
+    wait_covered(&[&a, &b], Duration::from_secs(20));
+    eprintln!(
+        "FAILOVER: node-c's shards all served again {:?} after kill -9",
+        killed.elapsed()
+    );
+    let kill = finish(d, "kill", run);
+    assert_eq!(kill["lost"], 0, "{kill}");
+    reconcile(d, &["steady", "kill"], &[&a, &b]);
+    c.start();
+    let back = wait_covered(&[&a, &b, &c], Duration::from_secs(30));
+    eprintln!("node-c restarted and took its share back in {back:?}");
+    reconcile(d, &["steady", "kill"], &[&a, &b, &c]);
+
+    // 2. SIGSTOP node-b past its lease; the others take its shards; SIGCONT.
+    let run = load(d, "pause", &[&a, &c], 15, 8);
+    std::thread::sleep(Duration::from_secs(2));
+    b.signal("-STOP");
+    let stopped = Instant::now();
+    wait_covered(&[&a, &c], Duration::from_secs(20));
+    eprintln!("PAUSE: node-b's shards taken {:?} after SIGSTOP", stopped.elapsed());
+    std::thread::sleep(Duration::from_millis(2 * LEASE_MS).saturating_sub(stopped.elapsed()));
+    b.signal("-CONT");
+    let pause = finish(d, "pause", run);
+    assert_eq!(pause["lost"], 0, "{pause}");
+    let woken_fenced = b.metric("switchboard_store_rows_fenced_total").unwrap_or(0.0);
+    eprintln!("PAUSE: node-b woke; rows it tried to write and the store refused: {woken_fenced}");
+    wait_covered(&[&a, &b, &c], Duration::from_secs(30));
+    reconcile(d, &["steady", "kill", "pause"], &[&a, &b, &c]);
+
+    // 3. A restart of PostgreSQL under load.
+    let run = load(d, "pg-restart", &[&a, &b, &c], 15, 8);
+    std::thread::sleep(Duration::from_secs(2));
+    pg.restart(Duration::from_secs(2));
+    let pg_restart = finish(d, "pg-restart", run);
+    assert_eq!(pg_restart["lost"], 0, "{pg_restart}");
+    wait_covered(&[&a, &b, &c], Duration::from_secs(30));
+    reconcile(d, &["steady", "kill", "pause", "pg-restart"], &[&a, &b, &c]);
+
+    // 4. A rolling restart under load: each node in turn hands over and comes back.
+    let run = load(d, "rolling", &[&a, &b, &c], 15, 20);
+    std::thread::sleep(Duration::from_secs(2));
+    for n in [&mut a, &mut b, &mut c] {
+        let started = Instant::now();
+        n.stop();
+        n.start();
+        eprintln!("ROLLING: {} stopped and ready again in {:?}", n.name, started.elapsed());
+    }
+    let rolling = finish(d, "rolling", run);
+    assert_eq!(rolling["lost"], 0, "{rolling}");
+    let share = errors_share(&rolling);
+    eprintln!("ROLLING: {:.2}% of requests failed", share * 100.0);
+    assert!(
+        share < 0.02,
+        "a rolling restart refuses no more than a few requests: {rolling}"
+    );
+    wait_covered(&[&a, &b, &c], Duration::from_secs(30));
+    reconcile(d, &["steady", "kill", "pause", "pg-restart", "rolling"], &[&a, &b, &c]);
+    for n in [&a, &b, &c] {
+        assert!(
+            !n.log_text().contains("panicked"),
+            "{} panicked:\n{}",
+            n.name,
+            n.log_text()
+        );
+    }
+}
