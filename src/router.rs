@@ -428,7 +428,7 @@ impl Router {
                         && (queue_moved(&c.skill)
                             || shared
                                 .skill(&c.skill)
-                                .is_some_and(|k| k.fallback_skill.as_ref().is_some_and(|f| queue_moved(f)))))
+                                .is_some_and(|k| k.fallback_skill.as_ref().is_some_and(&queue_moved))))
                         || c.agent_id.as_ref().is_some_and(|a| shards.contains(&shard_of_agent(a))))
             })
             .map(|h| h.key().clone())
@@ -441,7 +441,7 @@ impl Router {
             .iter()
             .filter(|h| {
                 let a = h.lock();
-                a.skills.iter().any(|s| queue_moved(s))
+                a.skills.iter().any(&queue_moved)
                     || a.reservations
                         .keys()
                         .any(|c| shards.contains(&shard_of_conversation(c)))
@@ -494,6 +494,15 @@ impl Router {
                     },
                 );
             }
+        }
+    }
+
+    /// Every agent here tells its queues which offers it holds ([`AgentMsg::Reassert`]):
+    /// a cluster node's periodic repair of offers lost between nodes.
+    pub fn reassert_agents(&self) {
+        let ids: Vec<AgentId> = self.shared.agents.iter().map(|h| h.key().clone()).collect();
+        for id in ids {
+            self.shared.tell_agent(&id, AgentMsg::Reassert);
         }
     }
 

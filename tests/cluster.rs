@@ -168,7 +168,10 @@ fn a_write_under_a_lost_lease_is_refused_and_a_takeover_waits_for_a_write_in_pro
         done_tx.send(Instant::now()).expect("send");
         (b, taken, started)
     });
-    thread::sleep(Duration::from_millis(2600));
+    // (The takeover waits at most the session's lock timeout, 1 s: a's write ends
+    // 400 ms after b starts. A writer stalled longer in its transaction is cut off by
+    // the server: `idle_in_transaction_session_timeout`.)
+    thread::sleep(Duration::from_millis(1600));
     tx.execute("INSERT INTO fenced_rows VALUES ('r2', 'node-a')", &[])
         .expect("insert");
     let committed_at = Instant::now();

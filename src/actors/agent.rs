@@ -85,6 +85,10 @@ pub enum AgentMsg {
     /// conversation, if it did assign itself, confirms again); then the room is told
     /// again, as on `Resync`. Never crosses nodes.
     ShardsMoved(Vec<u16>),
+    /// Tell each skill queue which of its offers this agent holds (a cluster, every few
+    /// seconds): an offer lost between nodes stays in flight in its queue until then.
+    /// Never crosses nodes.
+    Reassert,
     /// The agent's deadline came due (offer expiry, warm-up, unassignment).
     Tick,
     #[cfg(any(test, feature = "fault-injection"))]
@@ -317,6 +321,29 @@ impl Actor for AgentActor {
                 }
             }
             AgentMsg::Resync => st.told.clear(),
+            AgentMsg::Reassert => {
+                let mut queues: Vec<SkillId> = agent.skills.clone();
+                for r in agent.reservations.values() {
+                    if !queues.contains(&r.queue) {
+                        queues.push(r.queue.clone());
+                    }
+                }
+                for queue in queues {
+                    let kept: Vec<ConversationId> = agent
+                        .reservations
+                        .iter()
+                        .filter(|(_, r)| r.queue == queue)
+                        .map(|(c, _)| c.clone())
+                        .collect();
+                    shared.tell_queue(
+                        &queue,
+                        QueueMsg::AgentRestarted {
+                            agent: id.clone(),
+                            kept,
+                        },
+                    );
+                }
+            }
             AgentMsg::ShardsMoved(shards) => {
                 let lost: Vec<ConversationId> = agent
                     .reservations

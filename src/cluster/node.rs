@@ -199,6 +199,7 @@ pub struct ClusterNode {
     keeper: Mutex<Option<Keeper>>,
     transport: Mutex<Option<Transport>>,
     adopter: tokio::task::JoinHandle<()>,
+    repair: tokio::task::JoinHandle<()>,
     /// Counts of what the node did, for `/v1/cluster` and the metrics.
     pub stats: Arc<NodeStats>,
 }
@@ -296,6 +297,21 @@ impl ClusterNode {
         let transport = Transport::start(tc, members_of(ownership.clone())).await?;
 
         let stats = Arc::new(NodeStats::default());
+        // The repair of what a message lost between nodes leaves behind, every 5 s:
+        // offers still in flight in a queue that their agent does not hold, and
+        // conversations an agent holds that the store says it does not.
+        let repair = {
+            let (router, routes, store) = (router.clone(), Arc::clone(&routes), Arc::clone(&store));
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(Duration::from_secs(5));
+                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    every.tick().await;
+                    router.reassert_agents();
+                    check_held(router.clone(), Arc::clone(&store), routes.adopted(), Duration::ZERO).await;
+                }
+            })
+        };
         let (first_tx, mut first_rx) = watch::channel(false);
         let adopter = tokio::spawn(adopt_loop(
             router.clone(),
@@ -313,6 +329,7 @@ impl ClusterNode {
             keeper: Mutex::new(Some(keeper)),
             transport: Mutex::new(Some(transport)),
             adopter,
+            repair,
             stats,
         }))
     }
@@ -331,6 +348,7 @@ impl ClusterNode {
             }
         }
         self.adopter.abort();
+        self.repair.abort();
         let transport = self.transport.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(t) = transport {
             t.stop();
@@ -367,7 +385,37 @@ async fn adopt_loop(
 ) {
     use std::sync::atomic::Ordering::Relaxed;
     let node = routes.node.clone();
+    // The other nodes' leases as last seen in the lease table.
+    let mut others: BTreeMap<u16, (String, i64)> = BTreeMap::new();
     loop {
+        // Shards another node took since the last look: re-told as on its note, a
+        // moment later (it reads the records first). The note may never come: it is
+        // sent once, and a node that just started has no link to this one yet.
+        let moved: BTreeSet<u16> = {
+            let o = ownership.borrow();
+            let now: BTreeMap<u16, (String, i64)> = o
+                .owners
+                .iter()
+                .filter(|(_, (n, _))| *n != node)
+                .map(|(s, v)| (*s, v.clone()))
+                .collect();
+            let moved = now
+                .iter()
+                .filter(|(s, v)| others.get(s) != Some(v))
+                .map(|(s, _)| *s)
+                .collect();
+            others = now;
+            moved
+        };
+        if !moved.is_empty() {
+            let r = router.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                if let Err(e) = r.resync_for(&moved).await {
+                    tracing::warn!(error = %e, "re-telling shards another node took failed");
+                }
+            });
+        }
         let (held, until, seen): (BTreeMap<u16, i64>, Option<Instant>, bool) = {
             let o = ownership.borrow_and_update();
             let now = Instant::now();
@@ -417,7 +465,12 @@ async fn adopt_loop(
                         // After the note on the same links: a queue that frees its offers
                         // to these agents offers them again here, not to the old node.
                         router.agents_taken(&set);
-                        tokio::spawn(check_held(router.clone(), Arc::clone(&store), set.clone()));
+                        tokio::spawn(check_held(
+                            router.clone(),
+                            Arc::clone(&store),
+                            set.clone(),
+                            Duration::from_secs(2),
+                        ));
                         let took = started.elapsed();
                         stats.shards_adopted.fetch_add(gained.len() as u64, Relaxed);
                         stats.conversations_adopted.fetch_add(recovered.open as u64, Relaxed);
@@ -464,8 +517,8 @@ async fn adopt_loop(
 /// checks what they hold against the store: a conversation closed, queued again or
 /// assigned to another agent while the agent moved (its release was lost with the old
 /// node) is let go. A hold newer than the read is left alone.
-async fn check_held(router: Router, store: Arc<Store>, shards: BTreeSet<u16>) {
-    tokio::time::sleep(Duration::from_secs(2)).await;
+async fn check_held(router: Router, store: Arc<Store>, shards: BTreeSet<u16>, after: Duration) {
+    tokio::time::sleep(after).await;
     let held = router.held_in(&shards);
     if held.is_empty() {
         return;

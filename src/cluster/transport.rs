@@ -159,7 +159,10 @@ pub struct TransportConfig {
 
 /// The receiver of the cluster layer's notes from other nodes.
 #[derive(Clone)]
-pub struct Notes(pub Arc<dyn Fn(&str, Note) + Send + Sync>);
+pub struct Notes(pub Arc<NoteFn>);
+
+/// What takes a note: the sender's name and the note.
+pub type NoteFn = dyn Fn(&str, Note) + Send + Sync;
 
 impl std::fmt::Debug for Notes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -75,6 +75,8 @@ pub struct Reconciliation {
     pub states: BTreeMap<String, u64>,
     /// Requests that failed (the server unreachable or answering 5xx).
     pub unreadable: u64,
+    /// The first few problems, named (conversation, what is wrong).
+    pub examples: Vec<String>,
 }
 
 impl Reconciliation {
@@ -97,7 +99,7 @@ impl Reconciliation {
             self.holder_mismatch,
             self.unreadable,
             self.states
-        )
+        ) + &self.examples.iter().map(|e| format!("  {e}\n")).collect::<String>()
     }
 }
 
@@ -179,14 +181,27 @@ pub async fn reconcile_ledger(url: &str, token: Option<&str>, ledger: &Ledger) -
             Err(_) => out.unreadable += 1,
         }
     }
+    let example = |out: &mut Reconciliation, text: String| {
+        if out.examples.len() < 10 {
+            out.examples.push(text);
+        }
+    };
     for (id, agents) in &holders {
         if agents.len() > 1 {
             out.held_twice += 1;
+            example(&mut out, format!("{id}: held by {agents:?}"));
         }
         if let Some(v) = records.get(id) {
             let named = v["agent_id"].as_str();
             if v["state"] != "assigned" || !agents.iter().any(|a| Some(a.as_str()) == named) {
                 out.holder_mismatch += 1;
+                example(
+                    &mut out,
+                    format!(
+                        "{id}: listed by {agents:?}, its record says {} with {named:?}",
+                        v["state"]
+                    ),
+                );
             }
         }
     }
@@ -194,6 +209,10 @@ pub async fn reconcile_ledger(url: &str, token: Option<&str>, ledger: &Ledger) -
     for (id, v) in &records {
         if v["state"] == "assigned" && !holders.contains_key(id) {
             out.holder_mismatch += 1;
+            example(
+                &mut out,
+                format!("{id}: assigned to {} which does not list it", v["agent_id"]),
+            );
         }
     }
     Ok(out)
