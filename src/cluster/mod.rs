@@ -1,4 +1,4 @@
-//! The cluster, in the making: several `switchboard serve` processes acting as one
+//! The cluster: several `switchboard serve` processes acting as one
 //! router, with PostgreSQL as the record of state, membership and ownership.
 //!
 //! Built so far, and tested against a real PostgreSQL (`tests/cluster.rs`):
@@ -12,10 +12,12 @@
 //!   versioned bincode frames, with the failure detection and redialing that
 //!   ractor_cluster lacks (tested between processes, `tests/transport.rs`).
 //!
-//! Not built yet (`cluster/README.md` keeps the list): the engine's messages over the
-//! transport, failover of the engine's state (loading a taken shard's records),
-//! forwarding of API requests to the owner, and fencing in the store's writer. Until
-//! then `serve` is a single node.
+//! - [`node`]: a cluster node as `serve` runs it: the keeper, the fenced store and the
+//!   transport joined to the engine; shards taken (records read into the engine) and
+//!   lost (dropped), the repair of messages lost while shards move.
+//!
+//! The HTTP side (forwarding to the shard's node) is [`crate::api::forward`].
+//! `cluster/README.md` shows a three-node cluster and lists what is not built yet.
 
 pub mod keeper;
 pub mod lease;

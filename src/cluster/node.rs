@@ -442,6 +442,11 @@ async fn adopt_loop(
         let gained: Vec<u16> = held.keys().filter(|s| !adopted.contains(s)).copied().collect();
         if !gained.is_empty() {
             let started = Instant::now();
+            // Every change queued so far is committed or refused before the records
+            // are read: a change of an actor dropped with these shards (they were
+            // lost, and are taken again under the same lease) must not land after the
+            // read, where the engine would never see it.
+            store.flush().await;
             let s = Arc::clone(&store);
             let wanted = gained.clone();
             let read = tokio::task::spawn_blocking(move || s.read_shards(&wanted)).await;
