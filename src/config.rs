@@ -875,4 +875,59 @@ mod tests {
         let c = Config::from_toml("[server]\napi_token = \"file\"\n", &env).expect("valid");
         assert_eq!(c.server.api_token.as_deref(), Some("s3cret"));
     }
+
+    #[test]
+    fn a_cluster_section_is_validated_field_by_field() {
+        const PG: &str = "[store]\nurl = \"postgres://u@127.0.0.1:5432/db\"\n";
+        let ok = parse(&format!(
+            "{PG}[cluster]\nnode_name = \"node-1\"\nlisten = \"127.0.0.1:7001\"\ncookie = \"c\"\n"
+        ))
+        .expect("valid");
+        let c = ok.cluster.expect("cluster");
+        assert_eq!(
+            (c.node.as_str(), c.listen.port(), c.lease),
+            ("node-1", 7001, Duration::from_millis(6000))
+        );
+        assert!(
+            parse("").expect("no section").cluster.is_none(),
+            "without [cluster] nothing changes"
+        );
+        for (body, field) in [
+            ("listen = \"127.0.0.1:7001\"\ncookie = \"c\"\n", "cluster.node_name"),
+            (
+                "node_name = \"a b\"\nlisten = \"127.0.0.1:7001\"\ncookie = \"c\"\n",
+                "cluster.node_name",
+            ),
+            ("node_name = \"n\"\ncookie = \"c\"\n", "cluster.listen"),
+            (
+                "node_name = \"n\"\nlisten = \"localhost\"\ncookie = \"c\"\n",
+                "cluster.listen",
+            ),
+            ("node_name = \"n\"\nlisten = \"127.0.0.1:7001\"\n", "cluster.cookie"),
+            (
+                "node_name = \"n\"\nlisten = \"127.0.0.1:7001\"\ncookie = \"c\"\nlease_ms = 10\n",
+                "cluster.lease_ms",
+            ),
+            (
+                "node_name = \"n\"\nlisten = \"127.0.0.1:7001\"\ncookie = \"c\"\ntls_cert = \"a.pem\"\n",
+                "cluster.tls_cert",
+            ),
+        ] {
+            let e = parse(&format!("{PG}[cluster]\n{body}")).expect_err(body);
+            assert_eq!(e.field, field, "{body}");
+        }
+        // A cluster shares a PostgreSQL store: SQLite is refused.
+        let e = parse("[store]\nurl = \"sqlite://x.db\"\n[cluster]\nnode_name = \"n\"\nlisten = \"127.0.0.1:7001\"\ncookie = \"c\"\n")
+            .expect_err("sqlite");
+        assert_eq!(e.field, "store.url");
+        // The cookie may come from the environment.
+        let mut env = BTreeMap::new();
+        env.insert("SWITCHBOARD_CLUSTER_COOKIE".to_string(), "from-env".to_string());
+        let c = Config::from_toml(
+            &format!("{PG}[cluster]\nnode_name = \"n\"\nlisten = \"127.0.0.1:7001\"\n"),
+            &env,
+        )
+        .expect("cookie from env");
+        assert_eq!(c.cluster.expect("cluster").cookie, "from-env");
+    }
 }

@@ -17,14 +17,14 @@ use crate::actors::conversation::{ConvMsg, ConvReply};
 use crate::actors::shared::{AgentHandle, AgentRef, Envelope, InFlight, Shared};
 use crate::actors::skill_queue::QueueMsg;
 use crate::actors::timer::TimerTarget;
-use crate::domain::agent::{Agent, AgentSpec, AgentStatus, Held, IncomingOffer};
+use crate::domain::agent::{Agent, AgentSpec, AgentStatus, Held, IncomingOffer, Reservation};
 use crate::domain::capacity::{NoRoom, Weight};
 use crate::domain::conversation::Activity;
 use crate::domain::conversation::State;
 use crate::domain::queue::{AgentRoom, Declined};
 use crate::error::RouterError;
 use crate::events::EventKind;
-use crate::ids::{ConversationId, SkillId};
+use crate::ids::{AgentId, ConversationId, SkillId};
 use crate::store::Change;
 use crate::time::Timestamp;
 
@@ -353,23 +353,7 @@ impl Actor for AgentActor {
                     .collect();
                 for conversation in lost {
                     if let Some(r) = agent.reservations.remove(&conversation) {
-                        shared.tell_conversation(
-                            &conversation,
-                            ConvMsg::OfferWithdrawn {
-                                agent: id.clone(),
-                                epoch: r.epoch,
-                            },
-                        );
-                        shared.tell_queue(
-                            &r.queue,
-                            QueueMsg::OfferDeclined {
-                                conversation,
-                                epoch: r.epoch,
-                                agent: id.clone(),
-                                reason: Declined::Lost,
-                                room: None,
-                            },
-                        );
+                        let_go(&shared, &id, conversation, &r, Declined::Lost);
                     }
                 }
                 st.told.clear();
@@ -390,6 +374,29 @@ impl Actor for AgentActor {
         self.settle(st, agent);
         Ok(())
     }
+}
+
+/// An offer the agent holds no more: the conversation is told the offer is withdrawn
+/// (it may still be on its way there), and the queue gets its entry back with this
+/// agent declined for `reason`.
+fn let_go(shared: &Shared, me: &AgentId, conversation: ConversationId, r: &Reservation, reason: Declined) {
+    shared.tell_conversation(
+        &conversation,
+        ConvMsg::OfferWithdrawn {
+            agent: me.clone(),
+            epoch: r.epoch,
+        },
+    );
+    shared.tell_queue(
+        &r.queue,
+        QueueMsg::OfferDeclined {
+            conversation,
+            epoch: r.epoch,
+            agent: me.clone(),
+            reason,
+            room: None,
+        },
+    );
 }
 
 impl AgentActor {
@@ -423,23 +430,7 @@ impl AgentActor {
                 _ => {
                     // Our `Offered` may still be on its way to the conversation: withdraw
                     // it (it arrives after), and give the queue its entry back.
-                    shared.tell_conversation(
-                        &id,
-                        ConvMsg::OfferWithdrawn {
-                            agent: me.clone(),
-                            epoch: r.epoch,
-                        },
-                    );
-                    shared.tell_queue(
-                        &r.queue,
-                        QueueMsg::OfferDeclined {
-                            conversation: id,
-                            epoch: r.epoch,
-                            agent: me.clone(),
-                            reason: Declined::Lost,
-                            room: None,
-                        },
-                    );
+                    let_go(shared, &me, id, &r, Declined::Lost);
                 }
             }
         }
@@ -462,23 +453,7 @@ impl AgentActor {
         };
         let now = shared.now();
         let id = agent.id.clone();
-        shared.tell_conversation(
-            conversation,
-            ConvMsg::OfferWithdrawn {
-                agent: id.clone(),
-                epoch: r.epoch,
-            },
-        );
-        shared.tell_queue(
-            &r.queue,
-            QueueMsg::OfferDeclined {
-                conversation: conversation.clone(),
-                epoch: r.epoch,
-                agent: id.clone(),
-                reason: Declined::Rejected,
-                room: None,
-            },
-        );
+        let_go(shared, &id, conversation.clone(), &r, Declined::Rejected);
         shared.event(
             now,
             EventKind::OfferDeclined { expired },
