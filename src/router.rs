@@ -214,15 +214,9 @@ impl Router {
         // What the agents taken hold on other nodes (a cluster).
         for conv in &snapshot.held_elsewhere {
             if let (Some(agent), Some(skill)) = (&conv.agent_id, shared.skill(&conv.skill)) {
-                held.entry(agent.clone()).or_default().push((
-                    conv.id.clone(),
-                    Held {
-                        skill: conv.skill.clone(),
-                        weight: conv.weight(&skill),
-                        activity: conv.activity,
-                        assigned_at: conv.assigned_at.unwrap_or(now),
-                    },
-                ));
+                held.entry(agent.clone())
+                    .or_default()
+                    .push((conv.id.clone(), held_by(conv, &skill, now)));
             }
         }
         for mut conv in snapshot.conversations {
@@ -254,15 +248,9 @@ impl Router {
                     recovered.offers_voided += 1;
                 }
                 if let (State::Assigned, Some(agent)) = (conv.state, &conv.agent_id) {
-                    held.entry(agent.clone()).or_default().push((
-                        conv.id.clone(),
-                        Held {
-                            skill: conv.skill.clone(),
-                            weight: conv.weight(&skill),
-                            activity: conv.activity,
-                            assigned_at: conv.assigned_at.unwrap_or(now),
-                        },
-                    ));
+                    held.entry(agent.clone())
+                        .or_default()
+                        .push((conv.id.clone(), held_by(&conv, &skill, now)));
                 }
                 for (queue, entry) in recovered_entries(shared, &conv, &skill) {
                     let batch = entries.entry(queue.clone()).or_default();
@@ -367,45 +355,21 @@ impl Router {
     /// back). Returns how many conversations and agents were dropped.
     pub fn drop_shards(&self, shards: &std::collections::BTreeSet<u16>) -> (usize, usize) {
         let shared = &self.shared;
-        let conversations: Vec<ConversationId> = shared
-            .conversations
-            .iter()
-            .filter(|h| shards.contains(&shard_of_conversation(h.key())))
-            .map(|h| h.key().clone())
-            .collect();
-        for id in &conversations {
-            if let Some((_, handle)) = shared.conversations.remove(id) {
-                if handle.lock().closed.is_none() {
-                    shared.forget_open();
-                }
-                if let Some(actor) = handle.actor() {
-                    actor.stop(Some("shard lost".into()));
-                }
+        let conversations = take_where(&shared.conversations, |id| shards.contains(&shard_of_conversation(id)));
+        for handle in &conversations {
+            if handle.lock().closed.is_none() {
+                shared.forget_open();
+            }
+            if let Some(actor) = handle.actor() {
+                actor.stop(Some("shard lost".into()));
             }
         }
-        let agents: Vec<AgentId> = shared
-            .agents
-            .iter()
-            .filter(|h| shards.contains(&shard_of_agent(h.key())))
-            .map(|h| h.key().clone())
-            .collect();
-        for id in &agents {
-            if let Some((_, handle)) = shared.agents.remove(id) {
-                if let Some(actor) = handle.actor() {
-                    actor.stop(Some("shard lost".into()));
-                }
-            }
+        let agents = take_where(&shared.agents, |id| shards.contains(&shard_of_agent(id)));
+        for actor in agents.iter().filter_map(|h| h.actor()) {
+            actor.stop(Some("shard lost".into()));
         }
-        let queues: Vec<SkillId> = shared
-            .queues
-            .iter()
-            .filter(|q| shards.contains(&shard_of_queue(q.key())))
-            .map(|q| q.key().clone())
-            .collect();
-        for skill in queues {
-            if let Some((_, q)) = shared.queues.remove(&skill) {
-                q.stop(Some("shard lost".into()));
-            }
+        for queue in take_where(&shared.queues, |skill| shards.contains(&shard_of_queue(skill))) {
+            queue.stop(Some("shard lost".into()));
         }
         (conversations.len(), agents.len())
     }
@@ -510,16 +474,6 @@ impl Router {
     /// hold: its release was lost while the agent moved between nodes).
     pub fn release_held(&self, agent: &AgentId, conversation: ConversationId) {
         self.shared.tell_agent(agent, AgentMsg::Release { conversation });
-    }
-
-    /// Whether this engine serves `shard` (always, outside a cluster).
-    pub fn serves(&self, shard: u16) -> bool {
-        self.shared.serves(shard)
-    }
-
-    /// The node that serves `shard`, when a cluster is set up and it is not this one.
-    pub fn owner_elsewhere(&self, shard: u16) -> Option<String> {
-        self.shared.remote.get().and_then(|r| r.elsewhere(shard))
     }
 
     pub fn clock(&self) -> &Clock {
@@ -1119,4 +1073,23 @@ impl Router {
     pub(crate) fn shared(&self) -> &Arc<Shared> {
         &self.shared
     }
+}
+
+/// What an agent holds for an assigned conversation, as its record says.
+fn held_by(conv: &Conversation, skill: &Skill, now: Timestamp) -> Held {
+    Held {
+        skill: conv.skill.clone(),
+        weight: conv.weight(skill),
+        activity: conv.activity,
+        assigned_at: conv.assigned_at.unwrap_or(now),
+    }
+}
+
+/// Removes the entries whose key `pick` accepts; returns their values.
+fn take_where<K, V>(map: &dashmap::DashMap<K, V>, pick: impl Fn(&K) -> bool) -> Vec<V>
+where
+    K: Eq + std::hash::Hash + Clone,
+{
+    let keys: Vec<K> = map.iter().filter(|e| pick(e.key())).map(|e| e.key().clone()).collect();
+    keys.iter().filter_map(|k| map.remove(k).map(|(_, v)| v)).collect()
 }
