@@ -430,6 +430,11 @@ impl ConversationActor {
             }
         }
 
+        // Counted as closed before the caller hears of it: an open right after a close
+        // finds the room the close made.
+        if let (Some(closure), None) = (conv.closed, before.closed) {
+            shared.note_closed(&conv.id, closure.at);
+        }
         self.tell_peers(&shared, st, before, &conv, &skill, &out);
         self.publish(&shared, before, &conv, now, &out);
         if let Some((reply, result)) = out.reply {
@@ -443,9 +448,6 @@ impl ConversationActor {
             next = Some(next.map_or(idle_at, |t| t.min(idle_at)));
         }
         shared.arm(TimerTarget::Conversation(conv.id.clone()), next);
-        if let (Some(closure), None) = (conv.closed, before.closed) {
-            shared.note_closed(&conv.id, closure.at);
-        }
         if passivate && st.handle.passivate(myself) {
             myself.stop(None);
         }
