@@ -86,7 +86,8 @@ pub enum AgentMsg {
     /// again, as on `Resync`. Never crosses nodes.
     ShardsMoved(Vec<u16>),
     /// Tell each skill queue which of its offers this agent holds (a cluster, every few
-    /// seconds): an offer lost between nodes stays in flight in its queue until then.
+    /// seconds): an offer lost between nodes stays in flight in its queue until the
+    /// second word that does not name it.
     /// Never crosses nodes.
     Reassert,
     /// The agent's deadline came due (offer expiry, warm-up, unassignment).
@@ -337,7 +338,7 @@ impl Actor for AgentActor {
                         .collect();
                     shared.tell_queue(
                         &queue,
-                        QueueMsg::AgentRestarted {
+                        QueueMsg::OffersHeld {
                             agent: id.clone(),
                             kept,
                         },

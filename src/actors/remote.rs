@@ -139,6 +139,10 @@ pub enum ToQueue {
         kept: Vec<ConversationId>,
     },
     RetryDeclined,
+    OffersHeld {
+        agent: AgentId,
+        kept: Vec<ConversationId>,
+    },
 }
 
 impl TryFrom<AgentMsg> for ToAgent {
@@ -292,6 +296,7 @@ impl TryFrom<QueueMsg> for ToQueue {
                 room,
             },
             QueueMsg::AgentRestarted { agent, kept } => ToQueue::AgentRestarted { agent, kept },
+            QueueMsg::OffersHeld { agent, kept } => ToQueue::OffersHeld { agent, kept },
             QueueMsg::RetryDeclined => ToQueue::RetryDeclined,
             local => return Err(local),
         })
@@ -320,6 +325,7 @@ impl From<ToQueue> for QueueMsg {
                 room,
             },
             ToQueue::AgentRestarted { agent, kept } => QueueMsg::AgentRestarted { agent, kept },
+            ToQueue::OffersHeld { agent, kept } => QueueMsg::OffersHeld { agent, kept },
             ToQueue::RetryDeclined => QueueMsg::RetryDeclined,
         }
     }
@@ -431,6 +437,10 @@ mod tests {
                 kept: vec![c.clone()],
             }),
             queue(ToQueue::RetryDeclined),
+            queue(ToQueue::OffersHeld {
+                agent: a.clone(),
+                kept: vec![c.clone()],
+            }),
         ]
     }
 

@@ -51,6 +51,12 @@ pub enum QueueMsg {
         agent: AgentId,
         kept: Vec<ConversationId>,
     },
+    /// The agent holds these of the queue's offers (the others in flight to it may be
+    /// lost: taken back if still unanswered at its next word).
+    OffersHeld {
+        agent: AgentId,
+        kept: Vec<ConversationId>,
+    },
     /// Ranked rows, first is next.
     Rows {
         limit: usize,
@@ -139,6 +145,9 @@ impl Actor for SkillQueueActor {
             }
             QueueMsg::AgentRestarted { agent, kept } => {
                 st.queue.agent_restarted(&agent, &kept);
+            }
+            QueueMsg::OffersHeld { agent, kept } => {
+                st.queue.offers_held(&agent, &kept);
             }
             QueueMsg::OfferDeclined {
                 conversation,

@@ -87,6 +87,8 @@ struct Slot {
     place: Place,
     /// Agents that rejected or ignored an offer of this entry.
     declined: Vec<AgentId>,
+    /// In flight, and its agent said once it does not hold it ([`SkillQueue::offers_held`]).
+    unanswered: bool,
 }
 
 /// Figures of one queue for `GET /v1/queue-health`.
@@ -202,7 +204,15 @@ impl SkillQueue {
         };
         self.index(&id, &entry.key, &place);
         *self.weights.entry(entry.weight).or_default() += 1;
-        if let Some(old) = self.slots.insert(id, Slot { entry, place, declined }) {
+        if let Some(old) = self.slots.insert(
+            id,
+            Slot {
+                entry,
+                place,
+                declined,
+                unanswered: false,
+            },
+        ) {
             self.forget_weight(old.entry.weight);
         }
     }
@@ -416,6 +426,7 @@ impl SkillQueue {
         let (epoch, weight) = match self.slots.get_mut(id) {
             Some(slot) => {
                 slot.place = Place::InFlight(agent.clone());
+                slot.unanswered = false;
                 (slot.entry.epoch, slot.entry.weight)
             }
             None => (0, Weight::ZERO),
@@ -468,12 +479,38 @@ impl SkillQueue {
     /// The agent's actor restarted: offers in flight to it were lost with its mailbox,
     /// except those it still holds (`kept`). The others take their places again.
     pub fn agent_restarted(&mut self, agent: &AgentId, kept: &[ConversationId]) {
-        let mut lost: Vec<ConversationId> = self
+        let lost: Vec<ConversationId> = self
             .slots
             .iter()
             .filter(|(id, s)| s.place == Place::InFlight(agent.clone()) && !kept.contains(id))
             .map(|(id, _)| id.clone())
             .collect();
+        self.reclaim(lost);
+    }
+
+    /// The agent (alive) says which offers of this queue it holds (`kept`). An offer in
+    /// flight to it that it does not hold may still be on its way: only one it did not
+    /// hold at its previous word too is taken back as lost (a cluster's periodic repair
+    /// of offers lost between nodes).
+    pub fn offers_held(&mut self, agent: &AgentId, kept: &[ConversationId]) {
+        let mut lost = Vec::new();
+        for (id, slot) in self.slots.iter_mut() {
+            if slot.place != Place::InFlight(agent.clone()) {
+                continue;
+            }
+            if kept.contains(id) {
+                slot.unanswered = false;
+            } else if slot.unanswered {
+                lost.push(id.clone());
+            } else {
+                slot.unanswered = true;
+            }
+        }
+        self.reclaim(lost);
+    }
+
+    /// Offers in flight that were lost: their entries take their places again.
+    fn reclaim(&mut self, mut lost: Vec<ConversationId>) {
         lost.sort();
         for id in lost {
             if let Some(slot) = self.slots.get_mut(&id) {

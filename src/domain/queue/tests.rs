@@ -234,3 +234,22 @@ fn entries_of_equal_rank_are_all_kept_and_offered() {
     q.upsert(entry("and-again", 7));
     assert_eq!(q.match_offers().len(), 2, "both offered");
 }
+
+#[test]
+fn an_offer_its_agent_does_not_hold_is_taken_back_at_the_agents_second_word_only() {
+    let mut q = SkillQueue::new(skill());
+    q.upsert(entry("held", 10));
+    q.upsert(entry("lost", 20));
+    q.set_agent(&aid("a"), room(2.0));
+    assert_eq!(q.match_offers().len(), 2);
+    // The agent names one; the other may still be on its way to it.
+    q.offers_held(&aid("a"), &[cid("held")]);
+    assert!(q.match_offers().is_empty(), "nothing taken back at the first word");
+    // Still not named at the next word: lost, offered again; the held one stays.
+    q.offers_held(&aid("a"), &[cid("held")]);
+    q.set_agent(&aid("b"), room(1.0));
+    assert_eq!(pairs(&q.match_offers()), vec![("lost".into(), "b".into())]);
+    // An offer made again starts unanswered afresh.
+    q.offers_held(&aid("b"), &[]);
+    assert!(q.match_offers().is_empty());
+}
