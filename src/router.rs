@@ -783,7 +783,7 @@ impl Router {
         let handle = self
             .shared
             .conversation(id)
-            .ok_or_else(|| RouterError::not_found("conversation", id))?;
+            .ok_or_else(|| self.missing("conversation", id, shard_of_conversation(id)))?;
         self.send_command(&handle, cmd).await
     }
 
@@ -802,10 +802,23 @@ impl Router {
     /// is not checked here (the conversation checks that the agent holds it, and the
     /// agent's own node drops messages for an unknown agent).
     fn ensure_agent(&self, id: &AgentId) -> Result<(), RouterError> {
-        if self.shared.agents.contains_key(id) || self.shared.serves_elsewhere(shard_of_agent(id)) {
+        let shard = shard_of_agent(id);
+        if self.shared.agents.contains_key(id) || self.shared.serves_elsewhere(shard) {
             Ok(())
         } else {
-            Err(RouterError::not_found("agent", id))
+            Err(self.missing("agent", id, shard))
+        }
+    }
+
+    /// Not found here: "not found", or in a cluster while the id's shard is between
+    /// owners, "retry" (its actors are being built here or on another node).
+    fn missing(&self, kind: &'static str, id: impl ToString, shard: u16) -> RouterError {
+        if self.shared.shard_moving(shard) {
+            RouterError::Unavailable(format!(
+                "shard {shard} is moving between nodes (a node left or died); retry in a moment"
+            ))
+        } else {
+            RouterError::not_found(kind, id)
         }
     }
 

@@ -43,6 +43,13 @@ pub trait Remote: Send + Sync + std::fmt::Debug {
     fn serves(&self, shard: u16) -> bool {
         self.elsewhere(shard).is_none()
     }
+    /// Whether `shard` is between owners as this node sees it (taken here and not yet
+    /// built into the engine, or served by nobody): a request for one of its actors is
+    /// answered "retry", not "not found".
+    fn moving(&self, shard: u16) -> bool {
+        let _ = shard;
+        false
+    }
     /// An event about an agent that `node` serves, for that node's event streams.
     fn event(&self, node: &str, event: &crate::events::RouterEvent) {
         let _ = (node, event);

@@ -545,6 +545,11 @@ impl Shared {
         self.elsewhere(shard).is_some()
     }
 
+    /// `shard` is between owners (a cluster; never outside one).
+    pub fn shard_moving(&self, shard: u16) -> bool {
+        self.remote.get().is_some_and(|r| r.moving(shard))
+    }
+
     /// This node serves `shard` (always, outside a cluster).
     pub fn serves(&self, shard: u16) -> bool {
         self.remote.get().is_none_or(|r| r.serves(shard))

@@ -171,6 +171,10 @@ impl Remote for Outbound {
         self.0.holds(shard)
     }
 
+    fn moving(&self, shard: u16) -> bool {
+        matches!(self.0.owner(shard), Owner::Moving | Owner::Nobody)
+    }
+
     fn send(&self, node: &str, msg: Crossing) {
         // A node that lost shards it still runs actors of (paused past its lease, cut
         // off) says nothing until those actors are dropped: what they would say is
