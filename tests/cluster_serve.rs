@@ -15,8 +15,11 @@
 //!
 //! After each phase every acknowledged conversation (the load tool's ledgers) is read
 //! from every live node: present, closes held, no conversation held by two agents or
-//! by an agent its record does not name (`loadtest --reconcile-only`, which reads each
-//! agent's record too).
+//! by an agent its record does not name, no agent over its capacity (`loadtest
+//! --reconcile-only`, which reads each agent's record too; the skills weigh inactive
+//! conversations fully, so only an assignment can raise a load). Around the pause,
+//! conversations on a skill with a 3 s SLA and no agents go overdue before and while
+//! node-b is stopped: the three nodes count exactly one overdue event for each.
 
 mod pg;
 
@@ -30,6 +33,8 @@ use serde_json::Value;
 const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
 const LEASE_MS: u64 = 3000;
 const SHARDS: u64 = 256;
+/// A skill no agent has, whose SLA is 3 s: its conversations wait and go overdue.
+const PROBE_SKILL: &str = "sla-probe";
 
 struct Node {
     name: String,
@@ -45,7 +50,10 @@ impl Node {
     fn new(dir: &Path, name: &str, pg_url: &str) -> Node {
         let cluster_port = free_port();
         let config = format!(
-            "[routing]\nunassign_grace_secs = 3600\n\n[store]\nurl = \"{pg_url}\"\n\n\
+            "[routing]\nunassign_grace_secs = 3600\n\n\
+             [skill_defaults]\nsmart_capacity = {{ active_weight = 1.0, inactive_weight = 1.0, inactive_after_secs = 3600 }}\n\n\
+             [[skills]]\nid = \"{PROBE_SKILL}\"\nsla = {{ normal_secs = 3, urgent_secs = 3, first_time_secs = 3 }}\n\n\
+             [store]\nurl = \"{pg_url}\"\n\n\
              [cluster]\nnode_name = \"{name}\"\nlisten = \"127.0.0.1:{cluster_port}\"\n\
              cookie = \"cluster-test\"\nlease_ms = {LEASE_MS}\n"
         );
@@ -165,6 +173,18 @@ impl Node {
             .and_then(|l| l.rsplit(' ').next())
             .and_then(|v| v.parse().ok())
     }
+
+    /// The sum of a labelled series of its `/metrics` over the lines naming `label`
+    /// (0 when none has been counted yet).
+    fn metric_sum(&self, name: &str, label: &str) -> f64 {
+        let Some((_, text)) = get(&format!("{}/metrics", self.base)) else {
+            panic!("{} /metrics unreadable", self.name)
+        };
+        text.lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(label))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
 }
 
 impl Drop for Node {
@@ -193,6 +213,66 @@ fn get(url: &str) -> Option<(u16, String)> {
         let status = r.status().as_u16();
         Some((status, r.text().await.ok()?))
     })
+}
+
+/// A blocking POST of a JSON body: the status.
+fn post(url: &str, body: &Value) -> Option<u16> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let r = reqwest::Client::new()
+            .post(url)
+            .json(body)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .ok()?;
+        Some(r.status().as_u16())
+    })
+}
+
+/// Opens `n` conversations on the probe skill, through the nodes in turn (each
+/// forwarded to its shard's node): they wait, and go overdue 3 s later.
+fn open_probes(nodes: &[&Node], tag: &str, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            let id = format!("{tag}-{i}");
+            let body = serde_json::json!({"conversation_id": id, "consumer_id": id, "skill": PROBE_SKILL});
+            let node = nodes[i % nodes.len()];
+            let status = post(&format!("{}/v1/conversations", node.base), &body);
+            assert_eq!(status, Some(201), "opening probe {id} through {}", node.name);
+            id
+        })
+        .collect()
+}
+
+/// SLA events of the probe skill counted by the live nodes: (overdue, soon overdue).
+fn probe_sla_events(nodes: &[&Node]) -> (f64, f64) {
+    let label = format!("skill=\"{PROBE_SKILL}\"");
+    nodes.iter().fold((0.0, 0.0), |(o, s), n| {
+        (
+            o + n.metric_sum("switchboard_sla_breaches_total", &label),
+            s + n.metric_sum("switchboard_sla_soon_overdue_total", &label),
+        )
+    })
+}
+
+/// Waits until the live nodes have counted `n` overdue probes.
+fn wait_overdue(nodes: &[&Node], n: usize, within: Duration) {
+    let started = Instant::now();
+    loop {
+        let (overdue, _) = probe_sla_events(nodes);
+        if overdue as usize >= n {
+            return;
+        }
+        assert!(
+            started.elapsed() < within,
+            "{overdue} of {n} probes overdue after {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// Waits until the live nodes serve every shard between them, each shard once, and
@@ -399,8 +479,15 @@ fn three_nodes_act_as_one_router_and_lose_nothing_through_kills_pauses_and_resta
     reconcile(d, &["steady", "kill"], &[&a, &b, &c]);
 
     // 2. SIGSTOP node-b past its lease; the others take its shards; SIGCONT.
+    // SLA probes: a first batch goes overdue on its nodes (node-b's share on node-b),
+    // a second is opened just before the pause and comes due while node-b is stopped:
+    // its share fires on the node that takes it. Each fires once, on one node.
+    let probes_before = open_probes(&[&a, &b, &c], "probe-1", 30);
+    wait_overdue(&[&a, &b, &c], probes_before.len(), Duration::from_secs(20));
     let run = load(d, "pause", &[&a, &c], 15, 8);
-    std::thread::sleep(Duration::from_secs(2));
+    std::thread::sleep(Duration::from_secs(1));
+    let probes_during = open_probes(&[&a, &b, &c], "probe-2", 30);
+    std::thread::sleep(Duration::from_secs(1));
     b.signal("-STOP");
     let stopped = Instant::now();
     wait_covered(&[&a, &c], Duration::from_secs(20));
@@ -413,6 +500,19 @@ fn three_nodes_act_as_one_router_and_lose_nothing_through_kills_pauses_and_resta
     eprintln!("PAUSE: node-b woke; rows it tried to write and the store refused: {woken_fenced}");
     wait_covered(&[&a, &b, &c], Duration::from_secs(30));
     reconcile(d, &["steady", "kill", "pause"], &[&a, &b, &c]);
+    let probes = probes_before.len() + probes_during.len();
+    wait_overdue(&[&a, &b, &c], probes, Duration::from_secs(20));
+    // Time for a second firing to show (a woken node acting, or a taker re-firing).
+    std::thread::sleep(Duration::from_secs(2));
+    let (overdue, soon) = probe_sla_events(&[&a, &b, &c]);
+    // (No soon-overdue event: a conversation opened inside the window starts in it.)
+    eprintln!("PAUSE: {probes} SLA probes: {overdue} overdue events, {soon} soon-overdue events over the three nodes");
+    assert_eq!(overdue as usize, probes, "each probe goes overdue once, on one node");
+    for id in probes_before.iter().chain(&probes_during) {
+        let (_, text) = get(&format!("{}/v1/conversations/{id}", a.base)).expect("probe readable");
+        let v: Value = serde_json::from_str(&text).expect("probe JSON");
+        assert_eq!(v["sla"]["overdue"], true, "{text}");
+    }
 
     // 3. A restart of PostgreSQL under load.
     let run = load(d, "pg-restart", &[&a, &b, &c], 15, 8);

@@ -110,6 +110,8 @@ pub struct AgentView {
     pub busy: f64,
     /// `busy / max_slots`.
     pub load: f64,
+    /// The most weight it may carry: `max_slots + overflow`.
+    pub ceiling: f64,
     /// Weight it may still take, counting offers in flight: `max_slots + overflow - busy`.
     pub free: f64,
     pub warming_up: bool,
@@ -128,6 +130,7 @@ impl AgentView {
             max_open: a.limits.max_open,
             busy: a.busy_held().as_slots(),
             load: a.load(),
+            ceiling: a.limits.ceiling().as_slots(),
             free: crate::domain::capacity::free_weight(a.busy(), &a.limits).as_slots(),
             warming_up: a.warmup.warming,
             conversations: a

@@ -71,6 +71,11 @@ pub struct Reconciliation {
     pub held_twice: u64,
     /// Conversations an agent lists whose own record names another holder (or none).
     pub holder_mismatch: u64,
+    /// Agents carrying more than their ceiling (`max_slots + overflow`) or holding more
+    /// than `max_open`. An assignment never does that; with Smart Capacity a held
+    /// conversation that becomes active again may (the load tool's lifecycles are
+    /// shorter than `inactive_after_secs`, so in its runs none does).
+    pub over_capacity: u64,
     /// Conversations by the state the server reports.
     pub states: BTreeMap<String, u64>,
     /// Requests that failed (the server unreachable or answering 5xx).
@@ -85,18 +90,20 @@ impl Reconciliation {
             && self.reopened == 0
             && self.held_twice == 0
             && self.holder_mismatch == 0
+            && self.over_capacity == 0
             && self.unreadable == 0
     }
 
     pub fn text(&self) -> String {
         format!(
             "reconciled {} acknowledged conversations: lost {}, closes undone {}, held by two agents {}, \
-             holder mismatches {}, unreadable {}\nstates: {:?}\n",
+             holder mismatches {}, agents over capacity {}, unreadable {}\nstates: {:?}\n",
             self.acknowledged,
             self.lost,
             self.reopened,
             self.held_twice,
             self.holder_mismatch,
+            self.over_capacity,
             self.unreadable,
             self.states
         ) + &self.examples.iter().map(|e| format!("  {e}\n")).collect::<String>()
@@ -104,8 +111,8 @@ impl Reconciliation {
 }
 
 /// Checks a server against a ledger: every acknowledged conversation exists, every
-/// acknowledged close holds, and no conversation is held by two agents or by an agent
-/// its own record does not name.
+/// acknowledged close holds, no conversation is held by two agents or by an agent its
+/// own record does not name, and no agent carries more than its capacity.
 pub async fn reconcile_ledger(url: &str, token: Option<&str>, ledger: &Ledger) -> anyhow::Result<Reconciliation> {
     let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
     let get = |path: String| {
@@ -168,9 +175,20 @@ pub async fn reconcile_ledger(url: &str, token: Option<&str>, ledger: &Ledger) -
             }
         }
     }
+    let mut over = Vec::new();
     for agent in &agents {
         match get(format!("/v1/agents/{agent}")).await {
             Ok(Some(v)) => {
+                let held = v["conversations"].as_array().map_or(0, Vec::len) as u64;
+                let busy = v["busy"].as_f64().unwrap_or(0.0);
+                let ceiling = v["ceiling"].as_f64().unwrap_or(f64::INFINITY);
+                let max_open = v["max_open"].as_u64().unwrap_or(u64::MAX);
+                if busy > ceiling + 1e-9 || held > max_open {
+                    over.push(format!(
+                        "agent {agent}: busy {busy} of ceiling {ceiling}, {held} held (max_open {})",
+                        v["max_open"]
+                    ));
+                }
                 for c in v["conversations"].as_array().into_iter().flatten() {
                     if let Some(id) = c["conversation_id"].as_str() {
                         holders.entry(id.to_string()).or_default().push(agent.clone());
@@ -186,6 +204,10 @@ pub async fn reconcile_ledger(url: &str, token: Option<&str>, ledger: &Ledger) -
             out.examples.push(text);
         }
     };
+    for text in over {
+        out.over_capacity += 1;
+        example(&mut out, text);
+    }
     for (id, agents) in &holders {
         if agents.len() > 1 {
             out.held_twice += 1;
