@@ -85,10 +85,11 @@ pub enum AgentMsg {
     /// conversation, if it did assign itself, confirms again); then the room is told
     /// again, as on `Resync`. Never crosses nodes.
     ShardsMoved(Vec<u16>),
-    /// Tell each skill queue which of its offers this agent holds (a cluster, every few
-    /// seconds): an offer lost between nodes stays in flight in its queue until the
-    /// second word that does not name it.
-    /// Never crosses nodes.
+    /// Tell each skill queue which of its offers this agent holds, and its room again
+    /// (a cluster, every few seconds): an offer lost between nodes stays in flight in
+    /// its queue until the second word that does not name it, and a room lost between
+    /// nodes (a node that was stale or cut off drops what it sends) is told again, so
+    /// no queue waits for an agent that has room. Never crosses nodes.
     Reassert,
     /// The agent's deadline came due (offer expiry, warm-up, unassignment).
     Tick,
@@ -344,6 +345,8 @@ impl Actor for AgentActor {
                         },
                     );
                 }
+                // The room is told again after this message, as on `Resync`.
+                st.told.clear();
             }
             AgentMsg::ShardsMoved(shards) => {
                 let lost: Vec<ConversationId> = agent
