@@ -9,8 +9,12 @@
 //!    and takes its share back.
 //! 2. `SIGSTOP` of a node for twice its lease, then `SIGCONT`: the others take its
 //!    shards; the woken node drops them and acts on none.
-//! 3. A restart of PostgreSQL under load.
-//! 4. A rolling restart of the three nodes (SIGTERM, start again) under load: what an
+//! 3. A partition of a node (root only: node-c runs in a network namespace of the
+//!    test's own, joined by a veth pair, and nftables drops every packet in or out of
+//!    it) for twice its lease: the others take its shards, the cut-off node drops
+//!    them by itself, and rejoins when the partition heals.
+//! 4. A restart of PostgreSQL under load.
+//! 5. A rolling restart of the three nodes (SIGTERM, start again) under load: what an
 //!    upgrade looks like.
 //!
 //! After each phase every acknowledged conversation (the load tool's ledgers) is read
@@ -21,12 +25,14 @@
 //! conversations on a skill with a 3 s SLA and no agents go overdue before and while
 //! node-b is stopped: the three nodes count exactly one overdue event for each.
 
+mod netns;
 mod pg;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use netns::{is_root, Netns};
 use pg::{free_port, Postgres, TempDir};
 use serde_json::Value;
 
@@ -38,6 +44,10 @@ const PROBE_SKILL: &str = "sla-probe";
 
 struct Node {
     name: String,
+    /// The address it listens on (HTTP and cluster).
+    ip: String,
+    /// The network namespace it runs in, if not this machine's.
+    netns: Option<String>,
     dir: PathBuf,
     cluster_port: u16,
     http_port: u16,
@@ -47,19 +57,21 @@ struct Node {
 }
 
 impl Node {
-    fn new(dir: &Path, name: &str, pg_url: &str) -> Node {
+    fn new(dir: &Path, name: &str, pg_url: &str, ip: &str, netns: Option<&str>) -> Node {
         let cluster_port = free_port();
         let config = format!(
             "[routing]\nunassign_grace_secs = 3600\n\n\
              [skill_defaults]\nsmart_capacity = {{ active_weight = 1.0, inactive_weight = 1.0, inactive_after_secs = 3600 }}\n\n\
              [[skills]]\nid = \"{PROBE_SKILL}\"\nsla = {{ normal_secs = 3, urgent_secs = 3, first_time_secs = 3 }}\n\n\
              [store]\nurl = \"{pg_url}\"\n\n\
-             [cluster]\nnode_name = \"{name}\"\nlisten = \"127.0.0.1:{cluster_port}\"\n\
+             [cluster]\nnode_name = \"{name}\"\nlisten = \"{ip}:{cluster_port}\"\n\
              cookie = \"cluster-test\"\nlease_ms = {LEASE_MS}\n"
         );
         std::fs::write(dir.join(format!("{name}.toml")), config).expect("config");
         Node {
             name: name.to_string(),
+            ip: ip.to_string(),
+            netns: netns.map(String::from),
             dir: dir.to_path_buf(),
             cluster_port,
             http_port: free_port(),
@@ -82,10 +94,19 @@ impl Node {
     fn start(&mut self) {
         self.runs += 1;
         let out = std::fs::File::create(self.log()).expect("log file");
-        let child = Command::new(BIN)
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                // `ip netns exec` execs the server: the child's pid is the server's.
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        let child = cmd
             .args(["serve", "--config"])
             .arg(self.dir.join(format!("{}.toml", self.name)))
-            .args(["--listen", &format!("127.0.0.1:{}", self.http_port)])
+            .args(["--listen", &format!("{}:{}", self.ip, self.http_port)])
             .env("RUST_LOG", "info,switchboard::cluster::transport=warn")
             .env("NO_COLOR", "1")
             .stdout(out.try_clone().expect("log file"))
@@ -99,9 +120,10 @@ impl Node {
             if self.base.is_empty() {
                 let text = self.log_text();
                 if let Some(line) = text.lines().find(|l| l.contains("switchboard listening")) {
-                    if let Some(at) = line.find("127.0.0.1:") {
-                        let port: String = line[at + 10..].chars().take_while(char::is_ascii_digit).collect();
-                        self.base = format!("http://127.0.0.1:{port}");
+                    let ip = format!("{}:", self.ip);
+                    if let Some(at) = line.find(&ip) {
+                        let port: String = line[at + ip.len()..].chars().take_while(char::is_ascii_digit).collect();
+                        self.base = format!("http://{}:{port}", self.ip);
                     }
                 }
             }
@@ -426,11 +448,26 @@ fn three_nodes_act_as_one_router_and_lose_nothing_through_kills_pauses_and_resta
     }
     let dir = TempDir::new("cluster-serve");
     let d = dir.0.as_path();
-    let pg = Postgres::start(d);
-    let url = pg.url();
-    let mut a = Node::new(d, "node-a", &url);
-    let mut b = Node::new(d, "node-b", &url);
-    let mut c = Node::new(d, "node-c", &url);
+    // node-c runs in a network namespace of its own (to be cut off in the partition
+    // phase); the others and PostgreSQL listen on this side's veth address. Without
+    // root (no namespaces) all run on 127.0.0.1 and the partition phase is skipped.
+    let ns = if is_root() {
+        Some(Netns::new("10.214"))
+    } else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs this test as root (ip netns, nft)"
+        );
+        None
+    };
+    let host = ns.as_ref().map_or("127.0.0.1", |n| n.host.as_str());
+    let pg = Postgres::start_also_on(d, ns.as_ref().map(|n| n.host.as_str()));
+    let mut a = Node::new(d, "node-a", &pg.url_on(host), host, None);
+    let mut b = Node::new(d, "node-b", &pg.url_on(host), host, None);
+    let mut c = match &ns {
+        Some(n) => Node::new(d, "node-c", &pg.url_on(host), &n.inside, Some(&n.name)),
+        None => Node::new(d, "node-c", &pg.url_on(host), host, None),
+    };
     a.start();
     b.start();
     c.start();
@@ -514,16 +551,51 @@ fn three_nodes_act_as_one_router_and_lose_nothing_through_kills_pauses_and_resta
         assert_eq!(v["sla"]["overdue"], true, "{text}");
     }
 
-    // 3. A restart of PostgreSQL under load.
+    // 3. A partition of node-c: every packet in or out of its namespace dropped, for
+    // twice its lease. The others take its shards; cut off from PostgreSQL it cannot
+    // renew its leases and drops its shards by itself; healed, it rejoins.
+    let mut tags = vec!["steady", "kill", "pause"];
+    match &ns {
+        Some(ns) => {
+            let dropped_before = c.log_text().matches("shards lost").count();
+            let run = load(d, "partition", &[&a, &b], 15, 10);
+            std::thread::sleep(Duration::from_secs(2));
+            ns.partition();
+            let cut = Instant::now();
+            wait_covered(&[&a, &b], Duration::from_secs(20));
+            eprintln!("PARTITION: node-c's shards taken {:?} after the cut", cut.elapsed());
+            std::thread::sleep(Duration::from_millis(2 * LEASE_MS).saturating_sub(cut.elapsed()));
+            ns.heal();
+            let partition = finish(d, "partition", run);
+            assert_eq!(partition["lost"], 0, "{partition}");
+            wait_covered(&[&a, &b, &c], Duration::from_secs(30));
+            let dropped = c.log_text().matches("shards lost").count() - dropped_before;
+            let fenced = c.metric("switchboard_store_rows_fenced_total").unwrap_or(0.0);
+            eprintln!(
+                "PARTITION: healed; node-c dropped its shards {dropped} time(s) on its own; rows the store refused it: {fenced}"
+            );
+            assert!(
+                dropped > 0,
+                "a node cut off past its lease drops its shards:\n{}",
+                c.log_text()
+            );
+            tags.push("partition");
+            reconcile(d, &tags, &[&a, &b, &c]);
+        }
+        None => eprintln!("PARTITION: skipped (network namespaces and nftables need root)"),
+    }
+
+    // 4. A restart of PostgreSQL under load.
     let run = load(d, "pg-restart", &[&a, &b, &c], 15, 8);
     std::thread::sleep(Duration::from_secs(2));
     pg.restart(Duration::from_secs(2));
     let pg_restart = finish(d, "pg-restart", run);
     assert_eq!(pg_restart["lost"], 0, "{pg_restart}");
     wait_covered(&[&a, &b, &c], Duration::from_secs(30));
-    reconcile(d, &["steady", "kill", "pause", "pg-restart"], &[&a, &b, &c]);
+    tags.push("pg-restart");
+    reconcile(d, &tags, &[&a, &b, &c]);
 
-    // 4. A rolling restart under load: each node in turn hands over and comes back.
+    // 5. A rolling restart under load: each node in turn hands over and comes back.
     let run = load(d, "rolling", &[&a, &b, &c], 15, 20);
     std::thread::sleep(Duration::from_secs(2));
     for n in [&mut a, &mut b, &mut c] {
@@ -541,7 +613,8 @@ fn three_nodes_act_as_one_router_and_lose_nothing_through_kills_pauses_and_resta
         "a rolling restart refuses no more than a few requests: {rolling}"
     );
     wait_covered(&[&a, &b, &c], Duration::from_secs(30));
-    reconcile(d, &["steady", "kill", "pause", "pg-restart", "rolling"], &[&a, &b, &c]);
+    tags.push("rolling");
+    reconcile(d, &tags, &[&a, &b, &c]);
     for n in [&a, &b, &c] {
         assert!(
             !n.log_text().contains("panicked"),

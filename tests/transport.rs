@@ -7,6 +7,7 @@
 //! `SIGSTOP` (its sockets stay open, it never answers), a peer killed and restarted, a
 //! peer with the wrong cookie or without TLS.
 
+mod netns;
 mod pg;
 
 use std::collections::BTreeMap;
@@ -16,6 +17,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use netns::{is_root, Netns};
 use pg::{free_port, Postgres, TempDir};
 
 const PING: Duration = Duration::from_millis(200);
@@ -611,90 +613,6 @@ fn the_cluster_port_is_bound_to_the_configured_address_only() {
     drop(n1);
 }
 
-/// A network namespace joined to this machine by a veth pair: `host` is this side's
-/// address, `inside` the namespace's. Removed when dropped.
-struct Netns {
-    name: String,
-    host: String,
-    inside: String,
-}
-
-fn sh(args: &[&str]) {
-    let out = Command::new(args[0]).args(&args[1..]).output().expect(args[0]);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-impl Netns {
-    fn new() -> Netns {
-        let id = std::process::id() % 100_000;
-        let (name, vh, vn) = (format!("sb-part-{id}"), format!("sbh{id}"), format!("sbn{id}"));
-        let net = format!("10.213.{}", id % 250);
-        let _ = Command::new("ip").args(["netns", "del", &name]).output();
-        sh(&["ip", "netns", "add", &name]);
-        let ns = Netns {
-            name: name.clone(),
-            host: format!("{net}.1"),
-            inside: format!("{net}.2"),
-        };
-        sh(&["ip", "link", "add", &vh, "type", "veth", "peer", "name", &vn]);
-        sh(&["ip", "link", "set", &vn, "netns", &name]);
-        sh(&["ip", "addr", "add", &format!("{}/24", ns.host), "dev", &vh]);
-        sh(&["ip", "link", "set", &vh, "up"]);
-        let inside = |args: &[&str]| {
-            let mut all = vec!["ip", "netns", "exec", &name];
-            all.extend_from_slice(args);
-            sh(&all);
-        };
-        inside(&["ip", "addr", "add", &format!("{}/24", ns.inside), "dev", &vn]);
-        inside(&["ip", "link", "set", &vn, "up"]);
-        inside(&["ip", "link", "set", "lo", "up"]);
-        ns
-    }
-
-    /// Every packet in or out of the namespace is dropped, silently: no reset, no
-    /// unreachable, as a partition looks to the nodes outside.
-    fn partition(&self) {
-        let rules = "table inet sbpart {\n\
-            chain input { type filter hook input priority 0; policy drop; iif \"lo\" accept; }\n\
-            chain output { type filter hook output priority 0; policy drop; oif \"lo\" accept; }\n\
-            }\n";
-        let mut nft = Command::new("ip")
-            .args(["netns", "exec", &self.name, "nft", "-f", "-"])
-            .stdin(Stdio::piped())
-            .spawn()
-            .expect("nft (Debian package nftables)");
-        nft.stdin
-            .take()
-            .expect("stdin")
-            .write_all(rules.as_bytes())
-            .expect("rules");
-        assert!(nft.wait().expect("nft").success(), "nft rules");
-    }
-
-    fn heal(&self) {
-        sh(&[
-            "ip", "netns", "exec", &self.name, "nft", "delete", "table", "inet", "sbpart",
-        ]);
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
-    }
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-}
-
 #[test]
 fn a_partitioned_node_is_declared_down_and_rejoins_when_the_partition_heals() {
     if !is_root() {
@@ -705,7 +623,7 @@ fn a_partitioned_node_is_declared_down_and_rejoins_when_the_partition_heals() {
         eprintln!("skipped: network namespaces and nftables need root");
         return;
     }
-    let ns = Netns::new();
+    let ns = Netns::new("10.213");
     let a = [
         format!("{}:{}", ns.host, free_port()),
         format!("{}:{}", ns.host, free_port()),

@@ -44,6 +44,8 @@ pub struct Postgres {
     data: PathBuf,
     pub port: u16,
     as_postgres: bool,
+    /// `listen_addresses`: 127.0.0.1, and another address of this machine if asked.
+    listen: String,
 }
 
 impl Postgres {
@@ -77,6 +79,12 @@ impl Postgres {
     }
 
     pub fn start(root: &Path) -> Postgres {
+        Postgres::start_also_on(root, None)
+    }
+
+    /// As [`Postgres::start`], also listening on `also` (an address of this machine,
+    /// e.g. a veth to a test's network namespace), open to its /24.
+    pub fn start_also_on(root: &Path, also: Option<&str>) -> Postgres {
         let bin = Postgres::bindir().expect("PostgreSQL server binaries (initdb): .ci/run installs postgresql");
         let as_postgres = Command::new("id")
             .arg("-u")
@@ -99,6 +107,7 @@ impl Postgres {
             data,
             port: free_port(),
             as_postgres,
+            listen: also.map_or("127.0.0.1".to_string(), |a| format!("127.0.0.1,{a}")),
         };
         let out = pg
             .command("initdb")
@@ -107,6 +116,13 @@ impl Postgres {
             .output()
             .expect("initdb runs");
         assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
+        if let Some(a) = also {
+            let net = a.rsplit_once('.').map_or(a, |(n, _)| n);
+            let hba = pg.data.join("pg_hba.conf");
+            let mut text = std::fs::read_to_string(&hba).expect("pg_hba.conf");
+            text.push_str(&format!("host all all {net}.0/24 trust\n"));
+            std::fs::write(&hba, text).expect("pg_hba.conf");
+        }
         pg.launch();
         pg
     }
@@ -114,7 +130,8 @@ impl Postgres {
     /// Starts the server on its data directory (again).
     fn launch(&self) {
         let options = format!(
-            "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=on",
+            "-c listen_addresses={} -p {} -k {} -c fsync=on",
+            self.listen,
             self.port,
             self.data.display()
         );
@@ -155,7 +172,12 @@ impl Postgres {
     }
 
     pub fn url(&self) -> String {
-        format!("postgres://switchboard@127.0.0.1:{}/postgres", self.port)
+        self.url_on("127.0.0.1")
+    }
+
+    /// The URL through one of the addresses it listens on.
+    pub fn url_on(&self, addr: &str) -> String {
+        format!("postgres://switchboard@{addr}:{}/postgres", self.port)
     }
 }
 
