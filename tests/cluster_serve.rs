@@ -219,40 +219,29 @@ impl Drop for Node {
     }
 }
 
-/// A blocking GET: status and body.
-fn get(url: &str) -> Option<(u16, String)> {
+/// A blocking request (a JSON body if given): status and body.
+fn request(method: reqwest::Method, url: &str, body: Option<&Value>) -> Option<(u16, String)> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let r = reqwest::Client::new()
-            .get(url)
-            .timeout(Duration::from_secs(5))
-            .send()
-            .await
-            .ok()?;
+        let mut r = reqwest::Client::new().request(method, url);
+        if let Some(b) = body {
+            r = r.json(b);
+        }
+        let r = r.timeout(Duration::from_secs(5)).send().await.ok()?;
         let status = r.status().as_u16();
         Some((status, r.text().await.ok()?))
     })
 }
 
-/// A blocking POST of a JSON body: the status.
+fn get(url: &str) -> Option<(u16, String)> {
+    request(reqwest::Method::GET, url, None)
+}
+
 fn post(url: &str, body: &Value) -> Option<u16> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        let r = reqwest::Client::new()
-            .post(url)
-            .json(body)
-            .timeout(Duration::from_secs(5))
-            .send()
-            .await
-            .ok()?;
-        Some(r.status().as_u16())
-    })
+    request(reqwest::Method::POST, url, Some(body)).map(|(status, _)| status)
 }
 
 /// Opens `n` conversations on the probe skill, through the nodes in turn (each
@@ -352,8 +341,51 @@ fn finish(dir: &Path, tag: &str, mut child: Child) -> Value {
     v
 }
 
+/// Prints what a queued conversation of a ledger is waiting for: its record, its
+/// queue as the queue's node shows it, and the run's agents of its skill (a queue that
+/// does not offer while agents have room is a bug the load tool sees as an assignment
+/// timeout).
+fn explain_queued(dir: &Path, tag: &str, node: &Node) {
+    let text = std::fs::read_to_string(dir.join(format!("{tag}.ledger"))).expect("ledger");
+    let ledger: Value = serde_json::from_str(&text).expect("ledger JSON");
+    for id in acknowledged(dir, tag) {
+        let Some((200, text)) = get(&format!("{}/v1/conversations/{id}", node.base)) else {
+            continue;
+        };
+        let v: Value = serde_json::from_str(&text).unwrap_or_default();
+        if v["state"] != "queued" {
+            continue;
+        }
+        let skill = v["skill"].as_str().unwrap_or_default();
+        eprintln!("QUEUED {tag}: {text}");
+        eprintln!(
+            "  queue {skill}: {:?}",
+            get(&format!("{}/v1/skills/{skill}/queue?limit=5", node.base))
+        );
+        for agent in ledger["agents"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+        {
+            if let Some((_, a)) = get(&format!("{}/v1/agents/{agent}", node.base)) {
+                let a: Value = serde_json::from_str(&a).unwrap_or_default();
+                if a["skills"].as_array().is_some_and(|s| s.iter().any(|x| x == skill)) {
+                    eprintln!(
+                        "  agent {agent}: {} busy {} ceiling {} offers {}",
+                        a["status"], a["busy"], a["ceiling"], a["offers"]
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// Every acknowledged conversation of each ledger, read from each of `nodes`.
 fn reconcile(dir: &Path, tags: &[&str], nodes: &[&Node]) {
+    if let Some(tag) = tags.last() {
+        explain_queued(dir, tag, nodes[0]);
+    }
     for tag in tags {
         let out = Command::new(BIN)
             .arg("loadtest")
