@@ -28,6 +28,13 @@ impl RouterError {
             id: id.to_string(),
         }
     }
+
+    /// A cluster's shard between owners: the client retries in a moment.
+    pub fn shard_moving(shard: u16) -> Self {
+        RouterError::Unavailable(format!(
+            "shard {shard} is moving between nodes (a node left or died); retry in a moment"
+        ))
+    }
 }
 
 impl From<ConversationError> for RouterError {

@@ -814,9 +814,7 @@ impl Router {
     /// owners, "retry" (its actors are being built here or on another node).
     fn missing(&self, kind: &'static str, id: impl ToString, shard: u16) -> RouterError {
         if self.shared.shard_moving(shard) {
-            RouterError::Unavailable(format!(
-                "shard {shard} is moving between nodes (a node left or died); retry in a moment"
-            ))
+            RouterError::shard_moving(shard)
         } else {
             RouterError::not_found(kind, id)
         }

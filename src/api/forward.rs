@@ -94,9 +94,7 @@ pub async fn forward(
 }
 
 fn moving(shard: u16) -> ApiError {
-    ApiError::Unavailable(format!(
-        "shard {shard} is moving between nodes (a node left or died); retry in a moment"
-    ))
+    crate::error::RouterError::shard_moving(shard).into()
 }
 
 async fn read_body(req: &mut ServiceRequest, limit: usize) -> Result<Bytes, actix_web::Error> {
