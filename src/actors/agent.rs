@@ -58,6 +58,8 @@ pub enum AgentMsg {
     /// The conversation is assigned to this agent, at this weight.
     Confirmed {
         conversation: ConversationId,
+        /// The conversation's skill (for an agent that holds no reservation for it).
+        skill: SkillId,
         weight: Weight,
         activity: Activity,
         /// When the conversation was assigned (its own record's time).
@@ -282,6 +284,7 @@ impl Actor for AgentActor {
             }
             AgentMsg::Confirmed {
                 conversation,
+                skill,
                 weight,
                 activity,
                 assigned_at,
@@ -289,8 +292,15 @@ impl Actor for AgentActor {
                 if agent.conversations.contains_key(&conversation) {
                     // Sent again by a restarted conversation actor.
                     agent.set_weight(&conversation, weight, activity);
-                } else if !agent.confirm(&conversation, weight, activity, assigned_at, policy) {
-                    // Nothing reserved for it: never hold what we did not take room for.
+                } else if agent.reservations.contains_key(&conversation) {
+                    if !agent.confirm(&conversation, weight, activity, assigned_at, policy) {
+                        // Heavier than the room taken for it, past the ceiling.
+                        shared.tell_conversation(&conversation, ConvMsg::Unassign { agent: id.clone() });
+                    }
+                } else if !agent.hold_unreserved(&conversation, skill, weight, activity, assigned_at) {
+                    // Assigned while this actor was not the one that took room for it (it
+                    // was rebuilt: a shard move, a restart), and it does not fit now.
+                    tracing::warn!(agent = %id, conversation = %conversation, "assigned without a reservation and no room: unassigned");
                     shared.tell_conversation(&conversation, ConvMsg::Unassign { agent: id.clone() });
                 }
             }

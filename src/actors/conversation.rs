@@ -493,6 +493,7 @@ impl ConversationActor {
                         new,
                         AgentMsg::Confirmed {
                             conversation: id.clone(),
+                            skill: conv.skill.clone(),
                             weight: *w,
                             activity: *act,
                             assigned_at: conv.assigned_at.unwrap_or_else(|| shared.now()),

@@ -89,6 +89,7 @@ pub enum ToAgent {
     },
     Confirmed {
         conversation: ConversationId,
+        skill: SkillId,
         weight: Weight,
         activity: Activity,
         assigned_at: Timestamp,
@@ -173,11 +174,13 @@ impl TryFrom<AgentMsg> for ToAgent {
             },
             AgentMsg::Confirmed {
                 conversation,
+                skill,
                 weight,
                 activity,
                 assigned_at,
             } => ToAgent::Confirmed {
                 conversation,
+                skill,
                 weight,
                 activity,
                 assigned_at,
@@ -217,11 +220,13 @@ impl From<ToAgent> for AgentMsg {
             },
             ToAgent::Confirmed {
                 conversation,
+                skill,
                 weight,
                 activity,
                 assigned_at,
             } => AgentMsg::Confirmed {
                 conversation,
+                skill,
                 weight,
                 activity,
                 assigned_at,
@@ -393,6 +398,7 @@ mod tests {
             }),
             agent(ToAgent::Confirmed {
                 conversation: c.clone(),
+                skill: s.clone(),
                 weight: Weight(10),
                 activity: Activity::Inactive,
                 assigned_at: at,

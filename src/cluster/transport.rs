@@ -47,7 +47,8 @@ use super::placement::weight;
 use crate::actors::remote::{Crossing, Remote};
 
 /// The version of [`Frame`] this build writes and reads.
-pub const WIRE_VERSION: u16 = 1;
+/// 2: `ToAgent::Confirmed` carries the conversation's skill.
+pub const WIRE_VERSION: u16 = 2;
 
 /// The one serialized variant of the gateway's messages, as ractor_cluster names it.
 const FRAME_VARIANT: &str = "switchboard.frame";
@@ -871,9 +872,12 @@ mod tests {
         assert_eq!(Frame::decode(&bytes[..1]), Err(FrameError::Short(1)));
         bytes.push(0);
         assert!(matches!(Frame::decode(&bytes), Err(FrameError::Decode(_))));
-        bytes[0] = 2;
-        assert_eq!(Frame::decode(&bytes), Err(FrameError::Version(2)));
-        assert!(matches!(Frame::decode(&[1, 0, 0xff, 0xff]), Err(FrameError::Decode(_))));
+        let next = WIRE_VERSION + 1;
+        bytes[..2].copy_from_slice(&next.to_le_bytes());
+        assert_eq!(Frame::decode(&bytes), Err(FrameError::Version(next)));
+        let mut garbage = WIRE_VERSION.to_le_bytes().to_vec();
+        garbage.extend([0xff, 0xff]);
+        assert!(matches!(Frame::decode(&garbage), Err(FrameError::Decode(_))));
     }
 
     #[test]

@@ -243,6 +243,37 @@ impl Agent {
         true
     }
 
+    /// Holds a conversation assigned to this agent for which it has no reservation: the
+    /// room was taken by an earlier actor of the agent (rebuilt on a shard move or a
+    /// restart while the assignment was on its way). Held only if it fits the agent's
+    /// capacity now and the agent is not offline; otherwise the caller unassigns it.
+    pub fn hold_unreserved(
+        &mut self,
+        conversation: &ConversationId,
+        skill: SkillId,
+        weight: Weight,
+        activity: Activity,
+        assigned_at: Timestamp,
+    ) -> bool {
+        if self.status == AgentStatus::Offline
+            || self.conversations.contains_key(conversation)
+            || capacity::fits(self.busy(), self.num_open(), weight, &self.limits).is_err()
+        {
+            return false;
+        }
+        self.conversations.insert(
+            conversation.clone(),
+            Held {
+                skill,
+                weight,
+                activity,
+                assigned_at,
+            },
+        );
+        self.last_assigned_at = Some(self.last_assigned_at.map_or(assigned_at, |t| t.max(assigned_at)));
+        true
+    }
+
     /// Drops a conversation or an offer for it; returns whether anything was dropped.
     pub fn release(&mut self, conversation: &ConversationId) -> bool {
         self.conversations.remove(conversation).is_some() | self.reservations.remove(conversation).is_some()
@@ -356,6 +387,27 @@ mod tests {
         assert!(a.confirm(&ids("c1"), one, Activity::Active, now, &policy));
         assert!(a.set_weight(&ids("c1"), Weight::from_slots(0.1), Activity::Inactive));
         assert!(a.reserve(&offer(&ids("c2"), one, 1, None), now, &policy).is_ok());
+    }
+
+    #[test]
+    fn an_assignment_without_a_reservation_is_held_only_when_it_fits() {
+        let policy = RoutingPolicy::default();
+        let mut a = agent(1, &policy);
+        let now = Timestamp::from_millis(0);
+        let one = Weight::from_slots(1.0);
+        let skill = SkillId::new("s").expect("id");
+        // A rebuilt actor: no reservation, room for one.
+        assert!(a.hold_unreserved(&ids("c1"), skill.clone(), one, Activity::Active, now));
+        assert_eq!(a.busy(), one);
+        // Held already: not twice.
+        assert!(!a.hold_unreserved(&ids("c1"), skill.clone(), one, Activity::Active, now));
+        // 1 slot + 0.5 overflow: a second full-weight one is past the ceiling.
+        assert!(!a.hold_unreserved(&ids("c2"), skill.clone(), one, Activity::Active, now));
+        assert_eq!(a.busy(), one);
+        // An offline agent holds nothing new.
+        let mut b = agent(4, &policy);
+        b.set_status(AgentStatus::Offline, now, &policy);
+        assert!(!b.hold_unreserved(&ids("c3"), skill, one, Activity::Active, now));
     }
 
     #[test]
