@@ -26,7 +26,7 @@ use anyhow::Context;
 use tokio::sync::watch;
 
 use super::keeper::{Keeper, KeeperConfig, Ownership};
-use super::transport::{members_of, send_frame, Body, Inbound, Note, Notes, Transport, TransportConfig};
+use super::transport::{members_of, send_frame, Body, Inbound, Linked, Note, Notes, Transport, TransportConfig};
 use crate::actors::remote::{Crossing, Remote};
 use crate::config::ClusterConfig;
 use crate::events::RouterEvent;
@@ -107,6 +107,13 @@ impl Routes {
             (t, a) => t.or(a),
         };
         newest.map(|(n, _)| n).filter(|n| *n != self.node)
+    }
+
+    /// The shards `peer` serves, as this node sees them.
+    fn served_by(&self, peer: &str) -> BTreeSet<u16> {
+        (0..super::placement::SHARDS)
+            .filter(|s| self.other(*s).as_deref() == Some(peer))
+            .collect()
     }
 
     /// Who serves `shard`, for a request.
@@ -297,6 +304,28 @@ impl ClusterNode {
                 Ok(event) => events(event),
                 Err(e) => tracing::warn!(error = %e, "an event from another node does not decode"),
             },
+        })));
+        // A link that comes up (a peer started, or is back from a partition or a
+        // pause): what was told to its shards while the link was down was dropped, and
+        // a queue entry or an agent's hold lost that way is not told again by itself
+        // (seen: conversations queued in their record and absent from their queue
+        // after a partition healed, when node-c took its shards back before its links
+        // were up). Re-told as for a shard move, a moment after the link is up both ways.
+        let (r, rt) = (router.clone(), Arc::clone(&routes));
+        let handle = tokio::runtime::Handle::current();
+        tc.linked = Some(Linked(Arc::new(move |peer: &str| {
+            let (r, rt, peer) = (r.clone(), Arc::clone(&rt), peer.to_string());
+            handle.spawn(async move {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let shards = rt.served_by(&peer);
+                if shards.is_empty() {
+                    return;
+                }
+                tracing::info!(%peer, shards = shards.len(), "link up: re-telling the peer's shards");
+                if let Err(e) = r.resync_for(&shards).await {
+                    tracing::warn!(error = %e, "re-telling a linked node's shards failed");
+                }
+            });
         })));
         let transport = Transport::start(tc, members_of(ownership.clone())).await?;
 

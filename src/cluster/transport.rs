@@ -156,6 +156,19 @@ pub struct TransportConfig {
     /// Where [`Note`]s from other nodes go, with the sender's name; without it they are
     /// refused and counted.
     pub notes: Option<Notes>,
+    /// Told a peer's name when its link comes up (the first frame heard from it after
+    /// a start or a silence): what this node sent it while the link was down was lost.
+    pub linked: Option<Linked>,
+}
+
+/// The receiver of link-up news: the peer's name.
+#[derive(Clone)]
+pub struct Linked(pub Arc<dyn Fn(&str) + Send + Sync>);
+
+impl std::fmt::Debug for Linked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Linked")
+    }
 }
 
 /// The receiver of the cluster layer's notes from other nodes.
@@ -194,6 +207,7 @@ impl TransportConfig {
             max_backoff: Duration::from_secs(5),
             inbound: None,
             notes: None,
+            linked: None,
         }
     }
 }
@@ -708,6 +722,9 @@ impl Gateway {
             if !matches!(p.link, Link::Up { .. }) {
                 tracing::info!(peer = %frame.from, "cluster peer up");
                 p.backoff = self.config.ping_interval;
+                if let Some(linked) = &self.config.linked {
+                    (linked.0)(&frame.from);
+                }
             }
             p.link = Link::Up { last: now };
             if let Body::Pong { seq } = frame.body {
