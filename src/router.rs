@@ -681,10 +681,36 @@ impl Router {
         agent: &AgentId,
     ) -> Result<Conversation, RouterError> {
         self.ensure_conversation(conversation)?;
+        if self.agent_elsewhere(agent) {
+            return self.answer_at_conversation(conversation, agent, true).await;
+        }
         let actor = self.agent_actor(agent)?;
         let conversation = conversation.clone();
         self.call(&actor, |reply: ConvReply| AgentMsg::Accept { conversation, reply })
             .await?
+    }
+
+    /// The agent's actor runs on another node (a cluster): the request came to the
+    /// conversation's node.
+    pub fn agent_elsewhere(&self, agent: &AgentId) -> bool {
+        !self.shared.agents.contains_key(agent) && self.shared.serves_elsewhere(shard_of_agent(agent))
+    }
+
+    /// Offer mode with the agent on another node: the conversation takes the answer.
+    async fn answer_at_conversation(
+        &self,
+        conversation: &ConversationId,
+        agent: &AgentId,
+        accept: bool,
+    ) -> Result<Conversation, RouterError> {
+        self.command(
+            conversation,
+            ConvCommand::AnswerOffer {
+                agent: agent.clone(),
+                accept,
+            },
+        )
+        .await
     }
 
     /// Offer mode: the agent rejects the offer; the conversation goes to the next agent.
@@ -694,6 +720,9 @@ impl Router {
         agent: &AgentId,
     ) -> Result<Conversation, RouterError> {
         self.ensure_conversation(conversation)?;
+        if self.agent_elsewhere(agent) {
+            return self.answer_at_conversation(conversation, agent, false).await;
+        }
         let actor = self.agent_actor(agent)?;
         let id = conversation.clone();
         self.call(&actor, |reply| AgentMsg::Reject {
@@ -863,14 +892,13 @@ impl Router {
             .await
     }
 
+    /// Transfers to one agent. An agent of another node (a cluster) is not known here:
+    /// the API layer asks that node for the agent's skills first
+    /// ([`Router::check_transfer_target`]).
     pub async fn transfer_to_agent(&self, id: &ConversationId, agent: &AgentId) -> Result<Conversation, RouterError> {
-        let target = self.agent(agent)?;
         let conv = self.conversation(id)?;
-        if !target.skills.contains(&conv.skill) {
-            return Err(RouterError::Conflict(format!(
-                "agent {agent} does not have skill {}",
-                conv.skill
-            )));
+        if !self.agent_elsewhere(agent) {
+            Self::check_transfer_target(&conv, agent, &self.agent(agent)?.skills)?;
         }
         if conv.agent_id.as_ref() == Some(agent) {
             return Err(RouterError::Conflict(format!(
@@ -879,6 +907,18 @@ impl Router {
         }
         self.command(id, ConvCommand::TransferToAgent { agent: agent.clone() })
             .await
+    }
+
+    /// Whether `agent`, with `skills`, can take a transfer of `conv`.
+    pub fn check_transfer_target(conv: &Conversation, agent: &AgentId, skills: &[SkillId]) -> Result<(), RouterError> {
+        if skills.contains(&conv.skill) {
+            Ok(())
+        } else {
+            Err(RouterError::Conflict(format!(
+                "agent {agent} does not have skill {}",
+                conv.skill
+            )))
+        }
     }
 
     pub async fn return_to_queue(&self, id: &ConversationId, agent: &AgentId) -> Result<Conversation, RouterError> {

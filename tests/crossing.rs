@@ -53,6 +53,10 @@ impl Remote for Loopback {
 
 /// Two engines: "a" serves the skill's queue and the conversations, "b" the agent.
 async fn two_nodes(conversations: &[&str], agent: &str) -> (Router, Router) {
+    two_nodes_with(ONE_SKILL, conversations, agent).await
+}
+
+async fn two_nodes_with(config: &str, conversations: &[&str], agent: &str) -> (Router, Router) {
     let mut a_shards: HashSet<u16> = conversations.iter().map(|c| shard_of_conversation(&cid(c))).collect();
     a_shards.insert(shard_of_queue(&sid("general")));
     assert!(
@@ -61,7 +65,7 @@ async fn two_nodes(conversations: &[&str], agent: &str) -> (Router, Router) {
     );
     let a_shards = Arc::new(a_shards);
     let (to_a, to_b) = (Arc::new(OnceLock::new()), Arc::new(OnceLock::new()));
-    let (a, b) = (router(ONE_SKILL).await, router(ONE_SKILL).await);
+    let (a, b) = (router(config).await, router(config).await);
     let remote = |me, peer: &Arc<OnceLock<Router>>| {
         Arc::new(Loopback {
             me,
@@ -136,4 +140,63 @@ async fn a_conversation_of_one_node_goes_to_an_agent_of_another_and_capacity_hol
     );
     assert_eq!((a_in, b_in), (b_out, a_out), "every message sent arrived");
     assert_eq!((a_refused, b_refused), (0, 0), "nothing node-local was sent across");
+}
+
+#[tokio::test(start_paused = true)]
+async fn offer_mode_an_agent_of_another_node_accepts_and_rejects_at_the_conversation_s_node() {
+    let offer_mode = r#"
+[[skills]]
+id = "general"
+offer_timeout_secs = 60
+"#;
+    let (a, b) = two_nodes_with(offer_mode, &["c1", "c2"], "ag").await;
+    agent(&b, "ag", &["general"], 2).await;
+    b.set_agent_status(&aid("ag"), switchboard::domain::agent::AgentStatus::Online)
+        .await
+        .expect("online");
+    settle_both(&a, &b).await;
+    let reserved = |r: &Router| -> Vec<String> {
+        let ag = r.agent(&aid("ag")).expect("agent on b");
+        ag.reservations.keys().map(ToString::to_string).collect()
+    };
+
+    // Offered across: the reservation is on b, the offer in the conversation on a.
+    open(&a, "c1", "u1", "general").await;
+    settle_both(&a, &b).await;
+    assert_eq!(
+        conv(&a, "c1").offered_to.as_ref().map(ToString::to_string).as_deref(),
+        Some("ag")
+    );
+    assert_eq!(reserved(&b), vec!["c1".to_string()]);
+
+    // The accept comes to the conversation's node (the API forwards it there).
+    let accepted = a.accept_offer(&cid("c1"), &aid("ag")).await.expect("accepted on a");
+    assert_eq!(
+        accepted.agent_id.as_ref().map(ToString::to_string).as_deref(),
+        Some("ag")
+    );
+    settle_both(&a, &b).await;
+    assert_eq!(holder(&a, "c1").as_deref(), Some("ag"));
+    assert!(reserved(&b).is_empty(), "the reservation became a hold");
+    assert_eq!(busy(&b, "ag"), 1.0);
+
+    // A reject: the offer is voided on b, and the same agent is not offered it again.
+    open(&a, "c2", "u2", "general").await;
+    settle_both(&a, &b).await;
+    assert_eq!(reserved(&b), vec!["c2".to_string()]);
+    let rejected = a.reject_offer(&cid("c2"), &aid("ag")).await.expect("rejected on a");
+    assert_eq!(rejected.offered_to, None);
+    settle_both(&a, &b).await;
+    assert!(reserved(&b).is_empty(), "the voided offer left b's agent");
+    assert_eq!(
+        conv(&a, "c2").offered_to,
+        None,
+        "not offered again to the agent that rejected it"
+    );
+    assert_eq!(busy(&b, "ag"), 1.0);
+
+    // No pending offer: 409, nothing changed.
+    let again = a.accept_offer(&cid("c2"), &aid("ag")).await;
+    assert!(matches!(again, Err(switchboard::RouterError::Conflict(_))), "{again:?}");
+    assert_eq!(holder(&a, "c2"), None);
 }

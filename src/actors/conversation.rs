@@ -64,6 +64,14 @@ pub enum ConvCommand {
         by: ClosedBy,
         agent: Option<AgentId>,
     },
+    /// Offer mode, the agent on another node (a cluster): the conversation takes the
+    /// agent's answer to its pending offer itself (it knows the offer: `offered_to` and
+    /// its epoch). The agent learns an accept by `Confirmed` (its reservation becomes a
+    /// hold) and a reject by `OfferVoid` (it drops the reservation, the queue moves on).
+    AnswerOffer {
+        agent: AgentId,
+        accept: bool,
+    },
 }
 
 #[derive(Debug)]
@@ -379,6 +387,28 @@ impl ConversationActor {
             }
             ConvCommand::Close { by, agent } => {
                 conv.close(by, agent.as_ref(), now)?;
+            }
+            ConvCommand::AnswerOffer { agent, accept } => {
+                if conv.state != State::Offered || conv.offered_to.as_ref() != Some(&agent) {
+                    return Err(RouterError::Conflict(format!(
+                        "agent {agent} has no pending offer for conversation {}",
+                        conv.id
+                    )));
+                }
+                let epoch = conv.epoch;
+                if accept {
+                    conv.assign(&agent, epoch, now)?;
+                } else {
+                    // `settle` voids the agent's offer (it was not withdrawn by the agent).
+                    conv.offer_withdrawn(&agent, epoch);
+                    shared.event(
+                        now,
+                        EventKind::OfferDeclined { expired: false },
+                        Some(&conv.id),
+                        Some(&agent),
+                        Some(&conv.skill),
+                    );
+                }
             }
         }
         Ok(())

@@ -362,12 +362,56 @@ struct TransferBody {
     agent_id: Option<AgentId>,
 }
 
-pub async fn transfer(state: Data<AppState>, path: web::Path<String>, bytes: Bytes) -> Result<HttpResponse> {
+/// The skills of an agent another node serves (a cluster), asked of that node: a
+/// transfer to an unknown agent is 404 and to one without the skill 409, as on one node.
+async fn remote_agent_skills(state: &AppState, req: &HttpRequest, agent: &AgentId) -> Result<Vec<SkillId>> {
+    use crate::cluster::node::Owner;
+    let shard = crate::actors::remote::shard_of_agent(agent);
+    let moving = || ApiError::from(crate::error::RouterError::shard_moving(shard));
+    let node = state.cluster.get().ok_or_else(moving)?;
+    let Owner::Node(owner) = node.routes.owner(shard) else {
+        return Err(moving());
+    };
+    let addr = node.routes.http_addr(&owner).ok_or_else(moving)?;
+    let mut ask = state
+        .http
+        .get(format!("http://{addr}/v1/agents/{agent}"))
+        .header(crate::api::forward::HOP, node.routes.node());
+    if let Some(auth) = req.headers().get(actix_web::http::header::AUTHORIZATION) {
+        ask = ask.header("authorization", auth.as_bytes());
+    }
+    let answer = ask.send().await.map_err(|_| moving())?;
+    match answer.status().as_u16() {
+        200 => {}
+        404 => return Err(crate::error::RouterError::not_found("agent", agent).into()),
+        _ => return Err(moving()),
+    }
+    #[derive(Deserialize)]
+    struct Skills {
+        skills: Vec<SkillId>,
+    }
+    let v: Skills = answer.json().await.map_err(|_| moving())?;
+    Ok(v.skills)
+}
+
+pub async fn transfer(
+    state: Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    bytes: Bytes,
+) -> Result<HttpResponse> {
     let id = ConversationId::new(path.as_str())?;
     let b: TransferBody = body(&bytes)?;
     let c = match (b.skill, b.agent_id) {
         (Some(skill), None) => state.router.transfer_to_skill(&id, &skill).await?,
-        (None, Some(agent)) => state.router.transfer_to_agent(&id, &agent).await?,
+        (None, Some(agent)) => {
+            if state.router.agent_elsewhere(&agent) {
+                let skills = remote_agent_skills(&state, &req, &agent).await?;
+                let conv = state.router.conversation(&id)?;
+                crate::Router::check_transfer_target(&conv, &agent, &skills)?;
+            }
+            state.router.transfer_to_agent(&id, &agent).await?
+        }
         _ => {
             return Err(ApiError::InvalidRequest(
                 "give exactly one of skill and agent_id".into(),
