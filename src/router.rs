@@ -19,6 +19,7 @@ use crate::actors::supervisor::{Supervisor, SupervisorMsg};
 use crate::actors::timer::{TimerTarget, Timers};
 use crate::config::{EngineConfig, SkillSpec};
 use crate::domain::agent::{Agent, AgentSpec, AgentStatus, Held};
+use crate::domain::consumer::ConsumerRecord;
 use crate::domain::conversation::{ClosedBy, Conversation, OpenRequest, State};
 use crate::domain::queue::{QueueEntry, QueueFigures, QueueRow};
 use crate::domain::skill::{RoutingPolicy, Skill};
@@ -757,6 +758,40 @@ impl Router {
         None
     }
 
+    /// What is known of a consumer. In a cluster their last conversation may have been
+    /// on another node: the stored record is read (the newer of it and this node's, by
+    /// the last assignment; this node's alone if the store cannot be read).
+    async fn consumer_record(&self, id: &ConsumerId) -> Option<ConsumerRecord> {
+        let here = self.shared.consumers.get(id);
+        let store = match (self.shared.remote.get(), self.shared.consumers.store.get()) {
+            (Some(_), Some(store)) => Arc::clone(store),
+            _ => return here,
+        };
+        let key = id.clone();
+        let stored = match tokio::task::spawn_blocking(move || store.read_consumer(&key)).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                tracing::warn!(consumer = %id, error = %format!("{e:#}"), "reading a consumer's record failed: this node's is used");
+                return here;
+            }
+            Err(_) => return here,
+        };
+        let newest = match (here, stored) {
+            (Some(h), Some(s)) => Some(
+                if s.last_agent.as_ref().map(|l| l.1) > h.last_agent.as_ref().map(|l| l.1) {
+                    s
+                } else {
+                    h
+                },
+            ),
+            (h, s) => h.or(s),
+        };
+        if let Some(r) = &newest {
+            self.shared.consumers.restore(id.clone(), r.clone());
+        }
+        newest
+    }
+
     /// The consumer's first message: creates the conversation and queues it.
     pub async fn open_conversation(&self, req: OpenConversation) -> Result<Conversation, RouterError> {
         let consumer_id = req.consumer_id;
@@ -772,7 +807,7 @@ impl Router {
         if !self.shared.admit_open() {
             return Err(RouterError::Overloaded);
         }
-        let record = self.shared.consumers.get(&consumer_id);
+        let record = self.consumer_record(&consumer_id).await;
         let first_time = record.is_none();
         let preferred_agent = record.and_then(|r| r.preferred_agent(now, self.shared.policy.sticky_window));
         let conv = Conversation::open(

@@ -14,8 +14,9 @@
 //! carry a reply port (an API call is answered on the node that took it, so an API
 //! request is forwarded to the owner first) and the timers' ticks (each node's timers
 //! hold the deadlines of what it owns). The one actor-to-actor message with a reply
-//! port, an offer-mode `accept` whose `Assign` carries the caller's port to a
-//! conversation of another node, is refused with 503 (not built yet).
+//! port, an offer-mode `accept`'s `Assign`, never needs to cross: an accept by an agent
+//! of another node is taken by the conversation itself (`ConvCommand::AnswerOffer`).
+//! Should one try, it is refused with 503.
 
 use serde::{Deserialize, Serialize};
 

@@ -349,6 +349,13 @@ pub trait Backend: Send {
         let _ = (agents, shards);
         Ok(Vec::new())
     }
+    /// One consumer's stored record (JSON), if any: a cluster node opening a
+    /// conversation reads the consumer's latest record, which the node of their last
+    /// conversation wrote. `None` where nothing else can have written (one node).
+    fn load_consumer(&mut self, id: &str) -> anyhow::Result<Option<String>> {
+        let _ = id;
+        Ok(None)
+    }
     /// The stored state and agent of each of these conversations (absent: deleted).
     fn load_states(&mut self, ids: &[String]) -> anyhow::Result<Vec<(String, String, Option<String>)>> {
         let _ = ids;
@@ -558,6 +565,9 @@ pub struct Store {
     pub metrics: StoreMetrics,
     url: String,
     fencing: Option<Fencing>,
+    /// A connection for point reads (consumer records at open), opened on first use
+    /// and dropped after an error.
+    reader: Mutex<Option<Box<dyn Backend>>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -635,7 +645,24 @@ impl Store {
             metrics,
             url,
             fencing: store_fencing,
+            reader: Mutex::new(None),
         }))
+    }
+
+    /// A consumer's record as stored now (blocking: call it off the async threads).
+    pub fn read_consumer(&self, id: &ConsumerId) -> anyhow::Result<Option<ConsumerRecord>> {
+        let mut reader = self.reader.lock().unwrap_or_else(|p| p.into_inner());
+        let backend = match reader.as_mut() {
+            Some(b) => b,
+            None => reader.insert(open(&self.url, self.durability)?),
+        };
+        match backend.load_consumer(id.as_str()) {
+            Ok(json) => json.map(|j| decode("consumers", id.as_str(), &j)).transpose(),
+            Err(e) => {
+                *reader = None;
+                Err(e)
+            }
+        }
     }
 
     pub fn durability(&self) -> Durability {

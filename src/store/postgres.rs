@@ -152,6 +152,14 @@ impl Backend for Postgres {
             .with_context(|| format!("reading shards of the PostgreSQL store {shown}"))
     }
 
+    fn load_consumer(&mut self, id: &str) -> anyhow::Result<Option<String>> {
+        self.reconnect_if_lost()?;
+        let row = self
+            .client
+            .query_opt("SELECT record FROM consumers WHERE id = $1", &[&id])?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
     fn load_held(&mut self, agents: &[String], shards: &[u16]) -> anyhow::Result<Vec<Conversation>> {
         self.reconnect_if_lost()?;
         let shards: Vec<i32> = shards.iter().map(|s| i32::from(*s)).collect();
