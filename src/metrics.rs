@@ -56,6 +56,7 @@ pub struct Metrics {
     pub available_slots: GaugeVec,
     pub agent_load: GaugeVec,
     pub queue_wait_max: GaugeVec,
+    pub agents_online: IntGaugeVec,
     pub engine_in_flight: IntGauge,
     pub conversation_actors: IntGauge,
     pub conversation_activations: IntCounter,
@@ -269,6 +270,12 @@ impl Metrics {
                 &r,
                 "switchboard_queue_max_wait_seconds",
                 "Longest current wait among actionable unassigned conversations.",
+                &["skill"],
+            ),
+            agents_online: gauge(
+                &r,
+                "switchboard_skill_agents_online",
+                "Online agents of each skill, as its queue knows them (in a cluster: on the queue's node; sum by skill).",
                 &["skill"],
             ),
             engine_in_flight: register(
@@ -538,6 +545,9 @@ impl Metrics {
             self.queue_wait_max
                 .with_label_values(&[id])
                 .set(h.queue.max_wait_secs as f64);
+            self.agents_online
+                .with_label_values(&[id])
+                .set(h.queue.online_agents as i64);
             self.overdue
                 .with_label_values(&[id, "false"])
                 .set(h.queue.overdue_unassigned as i64);
