@@ -370,6 +370,12 @@ fn secs(v: Option<u64>, default: Duration) -> Duration {
     v.map(Duration::from_secs).unwrap_or(default)
 }
 
+/// Auto-close bounds, as LivePerson's: a conversation waiting for the consumer is
+/// closed by the system after 25 minutes at the least and 90 days at the most (the
+/// default: a messaging conversation may wait days for its consumer).
+pub const AUTO_CLOSE_MIN: Duration = Duration::from_secs(25 * 60);
+pub const AUTO_CLOSE_MAX: Duration = Duration::from_secs(90 * 86_400);
+
 fn positive_secs(field: &str, v: Option<u64>, default: Duration) -> Result<Duration, ConfigError> {
     match v {
         Some(0) => Err(ConfigError::new(field, "must be at least 1")),
@@ -406,7 +412,7 @@ pub fn builtin_skill_defaults() -> Skill {
         active_weight: Weight::from_slots(1.0),
         inactive_weight: Weight::from_slots(0.1),
         inactive_after: Duration::from_secs(600),
-        auto_close_after: Duration::from_secs(86_400),
+        auto_close_after: AUTO_CLOSE_MAX,
         fallback_skill: None,
         fallback_after: None,
         offer_timeout: None,
@@ -558,11 +564,20 @@ impl SkillSpec {
                 cap.inactive_after_secs,
                 defaults.inactive_after,
             )?,
-            auto_close_after: positive_secs(
-                &f("auto_close_after_secs"),
-                self.auto_close_after_secs,
-                defaults.auto_close_after,
-            )?,
+            auto_close_after: match self.auto_close_after_secs {
+                None => defaults.auto_close_after,
+                Some(s) if (AUTO_CLOSE_MIN.as_secs()..=AUTO_CLOSE_MAX.as_secs()).contains(&s) => Duration::from_secs(s),
+                Some(s) => {
+                    return Err(ConfigError::new(
+                        f("auto_close_after_secs"),
+                        format!(
+                            "{s} is not between {} (25 minutes) and {} (90 days)",
+                            AUTO_CLOSE_MIN.as_secs(),
+                            AUTO_CLOSE_MAX.as_secs()
+                        ),
+                    ))
+                }
+            },
             fallback_skill,
             fallback_after: match self.fallback_after_secs {
                 Some(0) => return Err(ConfigError::new(f("fallback_after_secs"), "must be at least 1")),
@@ -854,6 +869,21 @@ mod tests {
         assert_eq!(e.field, "agents[0].skills[0]");
         let e = parse("[[skills]]\nid = \"a b\"\n").expect_err("id");
         assert_eq!(e.field, "skills[0].id");
+    }
+
+    #[test]
+    fn auto_close_is_bounded_25_minutes_to_90_days_default_90_days() {
+        let c = parse("[[skills]]\nid = \"a\"\n").expect("valid");
+        assert_eq!(c.engine.skills[0].auto_close_after, AUTO_CLOSE_MAX);
+        for ok in [1500, 7200, 7_776_000] {
+            let c = parse(&format!("[[skills]]\nid = \"a\"\nauto_close_after_secs = {ok}\n")).expect("in bounds");
+            assert_eq!(c.engine.skills[0].auto_close_after, Duration::from_secs(ok));
+        }
+        for bad in [0, 60, 1499, 7_776_001] {
+            let e =
+                parse(&format!("[[skills]]\nid = \"a\"\nauto_close_after_secs = {bad}\n")).expect_err("out of bounds");
+            assert!(e.to_string().contains("auto_close_after_secs"), "{e}");
+        }
     }
 
     #[test]

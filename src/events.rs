@@ -32,7 +32,9 @@ pub enum EventKind {
         first_time: bool,
         urgent: bool,
     },
-    /// Offer mode: an agent was offered the conversation.
+    /// Offer mode: an agent was offered the conversation. (`offer` in the JSON as in
+    /// the SSE event name: [`EventKind::name`] and the serde tag are one name.)
+    #[serde(rename = "offer")]
     Offered {
         expires_at: Option<Timestamp>,
     },
@@ -82,7 +84,8 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    /// The snake_case name used as the SSE event name and the metrics label.
+    /// The snake_case name used as the SSE event name and the metrics label; the same
+    /// as the JSON's `type` (unit test `the_json_type_is_the_event_name`).
     pub fn name(&self) -> &'static str {
         match self {
             EventKind::Opened { .. } => "opened",
@@ -100,6 +103,65 @@ impl EventKind {
             EventKind::FallbackActivated { .. } => "fallback_activated",
             EventKind::Closed { .. } => "closed",
             EventKind::AgentStatusChanged { .. } => "agent_status_changed",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::conversation::{ClosedBy, UnassignReason};
+
+    #[test]
+    fn the_json_type_is_the_event_name() {
+        let at = Timestamp::from_millis(0);
+        let skill = SkillId::new("s").expect("id");
+        let agent = AgentId::new("a").expect("id");
+        let kinds = [
+            EventKind::Opened {
+                first_time: true,
+                urgent: false,
+            },
+            EventKind::Offered { expires_at: None },
+            EventKind::OfferDeclined { expired: true },
+            EventKind::Assigned { waited_ms: 1 },
+            EventKind::Unassigned {
+                reason: UnassignReason::Transferred,
+            },
+            EventKind::FirstResponse { after_ms: 1 },
+            EventKind::Inactive,
+            EventKind::Reactivated,
+            EventKind::SoonOverdue {
+                kind: SlaKind::Normal,
+                due_at: at,
+            },
+            EventKind::Overdue {
+                kind: SlaKind::Normal,
+                due_at: at,
+            },
+            EventKind::FollowUpSet { due_at: at },
+            EventKind::Transferred {
+                from_skill: skill.clone(),
+                to_agent: Some(agent),
+            },
+            EventKind::FallbackActivated { fallback_skill: skill },
+            EventKind::Closed { by: ClosedBy::Agent },
+            EventKind::AgentStatusChanged {
+                status: AgentStatus::Online,
+            },
+        ];
+        for kind in kinds {
+            let event = RouterEvent {
+                at,
+                conversation_id: None,
+                agent_id: None,
+                skill: None,
+                kind: kind.clone(),
+            };
+            let json = serde_json::to_value(&event).expect("serializes");
+            assert_eq!(json["type"], kind.name(), "{json}");
+            let back: RouterEvent = serde_json::from_value(json).expect("reads back");
+            assert_eq!(back.kind, kind);
         }
     }
 }

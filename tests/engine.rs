@@ -499,6 +499,21 @@ async fn auto_close_when_the_consumer_stays_silent() {
     assert_eq!(busy(&r, "a1"), 0.0, "closing frees the agent");
 }
 
+/// LivePerson's default: a conversation waits 90 days for its consumer before the
+/// system closes it (bounds 25 minutes to 90 days, validated in the config).
+#[tokio::test(start_paused = true)]
+async fn by_default_a_silent_consumer_s_conversation_is_closed_after_90_days() {
+    let r = router(ONE_SKILL).await;
+    agent_online(&r, "a1", &["general"], 1).await;
+    open(&r, "c1", "u1", "general").await;
+    r.agent_message(&cid("c1"), &aid("a1")).await.expect("reply");
+    let day = 24 * 60 * MIN;
+    pass(&r, 89 * day).await;
+    assert_eq!(conv(&r, "c1").state, State::Assigned, "still open after 89 days");
+    pass(&r, day).await;
+    assert_eq!(conv(&r, "c1").closed.map(|x| x.by), Some(ClosedBy::System));
+}
+
 #[tokio::test(start_paused = true)]
 async fn closed_conversations_are_forgotten_after_retention() {
     let r = router("[routing]\nclosed_retention_secs = 600\n[[skills]]\nid = \"general\"\n").await;

@@ -176,6 +176,7 @@ async fn an_agent_receives_an_offer_on_its_event_stream_accepts_and_serves_the_c
 
     let offer = next_event(&mut stream, &mut buf, "offer").await;
     assert_eq!(offer["conversation_id"], "conv-1");
+    assert_eq!(offer["type"], "offer", "the JSON's type is the SSE event's name");
     assert!(offer["expires_at"].is_string());
     let (s, c) = api.get("/v1/conversations/conv-1").await;
     assert_eq!(
@@ -423,6 +424,18 @@ async fn bad_input_gets_a_json_error_and_changes_nothing() {
             api.raw(M::PUT, "/v1/skills/x", r#"{"sla": {"normal_secs": 0}}"#).await,
         ),
         (
+            StatusCode::BAD_REQUEST,
+            "auto-close under 25 minutes",
+            api.raw(M::PUT, "/v1/skills/x", r#"{"auto_close_after_secs": 600}"#)
+                .await,
+        ),
+        (
+            StatusCode::BAD_REQUEST,
+            "auto-close over 90 days",
+            api.raw(M::PUT, "/v1/skills/general", r#"{"auto_close_after_secs": 7776001}"#)
+                .await,
+        ),
+        (
             StatusCode::NOT_FOUND,
             "unknown conversation",
             api.raw(M::POST, "/v1/conversations/nope/messages", r#"{"from": "consumer"}"#)
@@ -528,6 +541,11 @@ async fn bad_input_gets_a_json_error_and_changes_nothing() {
         api.get("/v1/skills/x").await.0,
         StatusCode::NOT_FOUND,
         "the invalid skill was not created"
+    );
+    assert_eq!(
+        api.get("/v1/skills/general").await.1["auto_close_after_secs"],
+        7_776_000,
+        "the valid skill kept its auto-close (90 days by default)"
     );
     server.stop().await;
 }

@@ -214,10 +214,13 @@ fn auto_close_after_consumer_silence() {
     let s = skill();
     let mut c = assigned("a1");
     c.agent_message(&agent("a1"), at(2)).expect("held");
-    c.tick(at(2 + 24 * 60), &s, false, &policy);
+    // The default: 90 days of the consumer's silence.
+    c.tick(at(1 + 90 * 24 * 60), &s, false, &policy);
+    assert_eq!(c.closed, None);
+    c.tick(at(2 + 90 * 24 * 60), &s, false, &policy);
     assert_eq!(c.closed.map(|x| x.by), Some(ClosedBy::System));
     assert!(
-        c.close(ClosedBy::Consumer, None, at(3000)).is_err(),
+        c.close(ClosedBy::Consumer, None, at(3 + 90 * 24 * 60)).is_err(),
         "closing twice is a conflict"
     );
 }
