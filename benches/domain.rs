@@ -74,6 +74,8 @@ fn main() {
                 online: true,
                 accepting: true,
                 free: Weight::from_slots(100.5),
+                busy: Weight::ZERO,
+                slots: Weight::from_slots(100.0),
             };
             q.set_agent(&AgentId::new(format!("a{a}")).expect("id"), room);
         }

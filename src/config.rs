@@ -206,6 +206,7 @@ pub struct RoutingSection {
     pub max_open_conversations: Option<u64>,
     pub max_consumers: Option<usize>,
     pub passivate_after_secs: Option<u64>,
+    pub agent_choice: Option<crate::domain::skill::AgentChoice>,
     pub warmup: Option<WarmupSection>,
     pub ranking: Option<RankingSection>,
 }
@@ -474,6 +475,7 @@ impl RoutingSection {
                 self.passivate_after_secs,
                 d.passivate_after,
             )?,
+            agent_choice: self.agent_choice.unwrap_or(d.agent_choice),
         })
     }
 }

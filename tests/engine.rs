@@ -499,6 +499,26 @@ async fn auto_close_when_the_consumer_stays_silent() {
     assert_eq!(busy(&r, "a1"), 0.0, "closing frees the agent");
 }
 
+/// LivePerson's routing logic: the agent of lowest utilization (`busy / max_slots`)
+/// gets the next conversation, not the one with the most free slots; `most_free` on
+/// request.
+#[tokio::test(start_paused = true)]
+async fn the_least_utilized_agent_gets_the_next_conversation() {
+    for (routing, expected) in [("", "small"), ("[routing]\nagent_choice = \"most_free\"\n", "big")] {
+        let r = router(&format!("{routing}[[skills]]\nid = \"general\"\n")).await;
+        agent_online(&r, "big", &["general"], 10).await;
+        for i in 0..5 {
+            open(&r, &format!("b{i}"), &format!("u{i}"), "general").await;
+        }
+        settle(&r).await;
+        assert_eq!(busy(&r, "big"), 5.0);
+        agent_online(&r, "small", &["general"], 3).await;
+        open(&r, "c6", "u6", "general").await;
+        settle(&r).await;
+        assert_eq!(holder(&r, "c6").as_deref(), Some(expected), "{routing:?}");
+    }
+}
+
 /// LivePerson's default: a conversation waits 90 days for its consumer before the
 /// system closes it (bounds 25 minutes to 90 days, validated in the config).
 #[tokio::test(start_paused = true)]

@@ -276,6 +276,50 @@ async fn an_agent_receives_an_offer_on_its_event_stream_accepts_and_serves_the_c
     assert!(end.is_ok(), "the event stream ended with the server");
 }
 
+/// The idle 3-slot agent gets the next conversation, not the 10-slot agent at 50%.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_least_utilized_agent_gets_the_next_conversation_over_http() {
+    let server = start("").await;
+    let api = Api::new(&server);
+    api.put("/v1/agents/big", json!({"skills": ["general"], "max_slots": 10}))
+        .await;
+    api.post("/v1/agents/big/status", json!({"status": "online"})).await;
+    for i in 0..5 {
+        let (s, _) = api
+            .post(
+                "/v1/conversations",
+                json!({"conversation_id": format!("b{i}"), "consumer_id": format!("u{i}"), "skill": "general"}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED);
+    }
+    eventually("big holds five", || async {
+        api.get("/v1/agents/big").await.1["conversations"]
+            .as_array()
+            .is_some_and(|c| c.len() == 5)
+    })
+    .await;
+    api.put("/v1/agents/small", json!({"skills": ["general"], "max_slots": 3}))
+        .await;
+    api.post("/v1/agents/small/status", json!({"status": "online"})).await;
+    api.post(
+        "/v1/conversations",
+        json!({"conversation_id": "c6", "consumer_id": "u6", "skill": "general"}),
+    )
+    .await;
+    eventually("c6 assigned to small", || async {
+        api.get("/v1/conversations/c6").await.1["agent_id"] == "small"
+    })
+    .await;
+    assert_eq!(
+        api.get("/v1/agents/big").await.1["conversations"]
+            .as_array()
+            .map(Vec::len),
+        Some(5)
+    );
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_accept_conversation_lifecycle_and_queue_views() {
     let server = start("").await;

@@ -362,6 +362,8 @@ mod tests {
             online: true,
             accepting: false,
             free: Weight(7),
+            busy: Weight(3),
+            slots: Weight(10),
         };
         let entry = QueueEntry {
             conversation_id: c.clone(),

@@ -96,10 +96,11 @@ impl Actor for SkillQueueActor {
     async fn pre_start(&self, myself: QueueRef, args: QueueArgs) -> Result<QueueState, ActorProcessingErr> {
         // Reachable at once: the directory points to this actor from now on.
         args.shared.queues.insert(args.skill.clone(), myself);
+        let choice = args.shared.policy.agent_choice;
         Ok(QueueState {
             shared: args.shared,
             spawn_token: Some(args.spawn_token),
-            queue: SkillQueue::new(args.skill),
+            queue: SkillQueue::with_choice(args.skill, choice),
             retry_armed: false,
         })
     }

@@ -47,8 +47,9 @@ use super::placement::weight;
 use crate::actors::remote::{Crossing, Remote};
 
 /// The version of [`Frame`] this build writes and reads.
-/// 2: `ToAgent::Confirmed` carries the conversation's skill.
-pub const WIRE_VERSION: u16 = 2;
+/// 2: `ToAgent::Confirmed` carries the conversation's skill. 3: an agent's room carries
+/// its busy weight and slots (`AgentRoom`, for the choice by utilization).
+pub const WIRE_VERSION: u16 = 3;
 
 /// The one serialized variant of the gateway's messages, as ractor_cluster names it.
 const FRAME_VARIANT: &str = "switchboard.frame";

@@ -179,6 +179,8 @@ impl Agent {
             online,
             accepting: online && self.check(Weight::ZERO, now, policy).is_ok(),
             free: capacity::free_weight(self.busy(), &self.limits),
+            busy: self.busy(),
+            slots: Weight::from_slots(f64::from(self.limits.max_slots)),
         }
     }
 

@@ -6,7 +6,6 @@
 //! as soon as it makes an offer, so it does not pile offers onto one agent, and takes
 //! the agent's word (sent with every decline and every change) as the truth.
 
-use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
 use std::time::Duration;
@@ -16,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::capacity::Weight;
 use crate::domain::conversation::RouteHints;
 use crate::domain::rank::RankKey;
+use crate::domain::skill::AgentChoice;
 use crate::ids::{AgentId, ConversationId, SkillId};
 use crate::time::Timestamp;
 
@@ -47,6 +47,20 @@ pub struct AgentRoom {
     pub accepting: bool,
     /// `max_slots + overflow - busy`.
     pub free: Weight,
+    /// Σ weights held and offered.
+    pub busy: Weight,
+    /// `max_slots`, as a weight: utilization is `busy / slots`.
+    pub slots: Weight,
+}
+
+impl AgentRoom {
+    /// `busy / slots` in millionths (an agent of no slots counts as full).
+    fn utilization(&self) -> u64 {
+        if self.slots == Weight::ZERO {
+            return u64::MAX;
+        }
+        u64::from(self.busy.0) * 1_000_000 / u64::from(self.slots.0)
+    }
 }
 
 /// A pairing the queue wants to make.
@@ -130,8 +144,10 @@ pub struct SkillQueue {
     ranked: BTreeMap<(RankKey, ConversationId), ConversationId>,
     targeted: HashMap<AgentId, BTreeMap<(RankKey, ConversationId), ConversationId>>,
     agents: HashMap<AgentId, AgentView>,
-    /// Accepting agents, most free room first, then least recently offered.
-    by_room: BTreeSet<(Reverse<Weight>, u64, AgentId)>,
+    /// Accepting agents with room, in the order they are chosen (`choice`): lowest
+    /// utilization or most free room first, then least recently offered.
+    by_room: BTreeSet<(u64, u64, AgentId)>,
+    choice: AgentChoice,
     offer_seq: u64,
     /// Some entry was passed over because every agent with room had declined it.
     retry_wanted: bool,
@@ -146,16 +162,25 @@ struct AgentView {
 }
 
 impl AgentView {
-    fn index_key(&self, id: &AgentId) -> Option<(Reverse<Weight>, u64, AgentId)> {
-        (self.room.accepting && self.room.free > Weight::ZERO)
-            .then(|| (Reverse(self.room.free), self.last_offer, id.clone()))
+    fn index_key(&self, id: &AgentId, choice: AgentChoice) -> Option<(u64, u64, AgentId)> {
+        let order = match choice {
+            AgentChoice::Utilization => self.room.utilization(),
+            AgentChoice::MostFree => u64::from(u32::MAX - self.room.free.0),
+        };
+        (self.room.accepting && self.room.free > Weight::ZERO).then(|| (order, self.last_offer, id.clone()))
     }
 }
 
 impl SkillQueue {
+    /// A queue that chooses agents by utilization (the default).
     pub fn new(skill: SkillId) -> Self {
+        SkillQueue::with_choice(skill, AgentChoice::default())
+    }
+
+    pub fn with_choice(skill: SkillId, choice: AgentChoice) -> Self {
         SkillQueue {
             skill,
+            choice,
             slots: HashMap::new(),
             ranked: BTreeMap::new(),
             targeted: HashMap::new(),
@@ -279,10 +304,10 @@ impl SkillQueue {
     }
 
     fn put_view(&mut self, agent: &AgentId, view: AgentView) {
-        if let Some(k) = self.agents.get(agent).and_then(|old| old.index_key(agent)) {
+        if let Some(k) = self.agents.get(agent).and_then(|old| old.index_key(agent, self.choice)) {
             self.by_room.remove(&k);
         }
-        if let Some(k) = view.index_key(agent) {
+        if let Some(k) = view.index_key(agent, self.choice) {
             self.by_room.insert(k);
         }
         self.agents.insert(agent.clone(), view);
@@ -295,7 +320,7 @@ impl SkillQueue {
     }
 
     pub fn remove_agent(&mut self, agent: &AgentId) {
-        if let Some(k) = self.agents.remove(agent).and_then(|v| v.index_key(agent)) {
+        if let Some(k) = self.agents.remove(agent).and_then(|v| v.index_key(agent, self.choice)) {
             self.by_room.remove(&k);
         }
     }
@@ -308,6 +333,7 @@ impl SkillQueue {
         };
         let room = AgentRoom {
             free: view.room.free.saturating_sub(weight),
+            busy: view.room.busy + weight,
             ..view.room
         };
         self.put_view(
@@ -337,9 +363,14 @@ impl SkillQueue {
             }
         }
         let mut any_fit = false;
-        for (Reverse(free), _, agent) in &self.by_room {
-            if *free < weight {
-                break;
+        for (_, _, agent) in &self.by_room {
+            let free = self.agents.get(agent).map_or(Weight::ZERO, |v| v.room.free);
+            if free < weight {
+                match self.choice {
+                    // Ordered by free room: nobody further fits either.
+                    AgentChoice::MostFree => break,
+                    AgentChoice::Utilization => continue,
+                }
             }
             any_fit = true;
             if slot.declined.contains(agent) || e.hints.avoid_agent.as_ref() == Some(agent) {

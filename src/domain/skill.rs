@@ -44,6 +44,19 @@ impl Skill {
     }
 }
 
+/// Which of the agents with room gets a conversation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentChoice {
+    /// LivePerson's routing logic: the lowest utilization (`busy / max_slots`) first,
+    /// then the agent this queue offered to least recently.
+    #[default]
+    Utilization,
+    /// The most free weight (`max_slots + overflow - busy`) first: a 10-slot agent at
+    /// 50% before an idle 3-slot agent (switchboard's rule before `agent_choice`).
+    MostFree,
+}
+
 /// Engine-wide routing rules (the `[routing]` table of the config).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RoutingPolicy {
@@ -79,6 +92,9 @@ pub struct RoutingPolicy {
     /// A conversation actor with no work for this long stops, whatever the state (a
     /// quiet conversation stops at once); the next message starts a new one.
     pub passivate_after: Duration,
+    /// Which agent with room gets a conversation.
+    #[serde(default)]
+    pub agent_choice: AgentChoice,
 }
 
 impl Default for RoutingPolicy {
@@ -99,6 +115,7 @@ impl Default for RoutingPolicy {
             max_open_conversations: 5_000_000,
             max_consumers: 2_000_000,
             passivate_after: Duration::from_secs(30),
+            agent_choice: AgentChoice::Utilization,
         }
     }
 }

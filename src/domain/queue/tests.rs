@@ -34,11 +34,14 @@ fn entry(id: &str, score: i64) -> QueueEntry {
     }
 }
 
+/// An agent with `free` room of 10 slots + 0.5 overflow.
 fn room(free: f64) -> AgentRoom {
     AgentRoom {
         online: true,
         accepting: true,
         free: Weight::from_slots(free),
+        busy: Weight::from_slots((10.5 - free).max(0.0)),
+        slots: Weight::from_slots(10.0),
     }
 }
 
@@ -63,6 +66,74 @@ fn offers_best_ranked_to_agent_with_most_room() {
         "big has 4.5 then 3.5 free, still more than small"
     );
     assert!(q.match_offers().is_empty(), "in flight entries are not offered twice");
+}
+
+/// An agent of `slots` slots (+ 0.5 overflow) carrying `busy`.
+fn sized(slots: f64, busy: f64) -> AgentRoom {
+    AgentRoom {
+        online: true,
+        accepting: true,
+        free: Weight::from_slots(slots + 0.5 - busy),
+        busy: Weight::from_slots(busy),
+        slots: Weight::from_slots(slots),
+    }
+}
+
+#[test]
+fn the_least_utilized_agent_gets_the_conversation_not_the_one_with_most_free_room() {
+    // LivePerson's routing logic: an idle 3-slot agent before a 10-slot agent at 50%.
+    let mut q = SkillQueue::new(skill());
+    q.upsert(entry("c1", 1));
+    q.set_agent(&aid("big"), sized(10.0, 5.0));
+    q.set_agent(&aid("small"), sized(3.0, 0.0));
+    assert_eq!(pairs(&q.match_offers()), vec![("c1".into(), "small".into())]);
+    // Then small is at 1/3 and big at 1/2: small again; then both at 2/3 vs 1/2: big.
+    q.upsert(entry("c2", 2));
+    q.upsert(entry("c3", 3));
+    assert_eq!(
+        pairs(&q.match_offers()),
+        vec![("c2".into(), "small".into()), ("c3".into(), "big".into())]
+    );
+
+    // Equal utilization: the agent this queue offered to least recently.
+    let mut q = SkillQueue::new(skill());
+    q.set_agent(&aid("a"), sized(4.0, 0.0));
+    q.set_agent(&aid("b"), sized(4.0, 0.0));
+    q.upsert(entry("x1", 1));
+    q.upsert(entry("x2", 2));
+    q.upsert(entry("x3", 3));
+    let got = pairs(&q.match_offers());
+    assert_eq!(got[0].1, "a", "ties by id at first");
+    assert_eq!(
+        (got[1].1.as_str(), got[2].1.as_str()),
+        ("b", "a"),
+        "then alternating: {got:?}"
+    );
+
+    // `agent_choice = "most_free"`: the most free weight first.
+    let mut q = SkillQueue::with_choice(skill(), AgentChoice::MostFree);
+    q.upsert(entry("c1", 1));
+    q.set_agent(&aid("big"), sized(10.0, 5.0));
+    q.set_agent(&aid("small"), sized(3.0, 0.0));
+    assert_eq!(pairs(&q.match_offers()), vec![("c1".into(), "big".into())]);
+}
+
+#[test]
+fn an_agent_that_is_less_utilized_but_too_full_for_a_heavy_entry_is_passed_over() {
+    let mut q = SkillQueue::new(skill());
+    let mut heavy = entry("heavy", 1);
+    heavy.weight = Weight::from_slots(2.0);
+    q.upsert(heavy);
+    // "low" is less utilized (1/10) but has 1.5 free; "high" (2/4) has 2.5.
+    q.set_agent(
+        &aid("low"),
+        AgentRoom {
+            free: Weight::from_slots(1.5),
+            ..sized(10.0, 1.0)
+        },
+    );
+    q.set_agent(&aid("high"), sized(4.0, 2.0));
+    assert_eq!(pairs(&q.match_offers()), vec![("heavy".into(), "high".into())]);
 }
 
 #[test]
@@ -202,6 +273,8 @@ fn figures_count_and_percentiles() {
             online: false,
             accepting: false,
             free: Weight::from_slots(4.0),
+            busy: Weight::ZERO,
+            slots: Weight::from_slots(4.0),
         },
     );
     let f = q.figures(Timestamp::from_millis(100_000));
