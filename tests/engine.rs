@@ -519,6 +519,43 @@ async fn the_least_utilized_agent_gets_the_next_conversation() {
     }
 }
 
+/// Waiting for the consumer is not waiting in line: a conversation put back in the
+/// queue while waiting for its consumer counts its time in queue from the consumer's
+/// answer (its rank, the queue's figures, the wait measured at assignment).
+#[tokio::test(start_paused = true)]
+async fn time_in_queue_counts_from_when_the_conversation_became_actionable() {
+    let r = router("[routing]\nunassign_grace_secs = 60\n[[skills]]\nid = \"general\"\n").await;
+    agent_online(&r, "a1", &["general"], 2).await;
+    open(&r, "c1", "u1", "general").await;
+    settle(&r).await;
+    r.agent_message(&cid("c1"), &aid("a1")).await.expect("reply");
+    r.set_agent_status(&aid("a1"), switchboard::domain::agent::AgentStatus::Offline)
+        .await
+        .expect("offline");
+    pass(&r, 2 * MIN).await;
+    let c = conv(&r, "c1");
+    assert_eq!(
+        (c.state, c.actionable()),
+        (State::Queued, false),
+        "back in the queue, waiting for the consumer"
+    );
+    pass(&r, 30 * MIN).await;
+    r.consumer_message(&cid("c1")).await.expect("the consumer answers");
+    let answered = r.clock().now();
+    pass(&r, MIN).await;
+    let q = r.queue(&sid("general"), 10).await.expect("queue");
+    let row = q
+        .conversations
+        .iter()
+        .find(|x| x.conversation_id == cid("c1"))
+        .expect("c1 in line");
+    assert_eq!(
+        row.queued_at, answered,
+        "in line since the consumer answered, not since it was queued"
+    );
+    assert_eq!(q.health.queue.max_wait_secs, 60);
+}
+
 /// LivePerson's default: a conversation waits 90 days for its consumer before the
 /// system closes it (bounds 25 minutes to 90 days, validated in the config).
 #[tokio::test(start_paused = true)]

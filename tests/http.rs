@@ -276,6 +276,52 @@ async fn an_agent_receives_an_offer_on_its_event_stream_accepts_and_serves_the_c
     assert!(end.is_ok(), "the event stream ended with the server");
 }
 
+/// A conversation put back in the queue while waiting for its consumer waits in line
+/// from the consumer's answer: the queue row's `queued_at` is that answer's time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_in_queue_counts_from_the_consumer_s_answer_over_http() {
+    let server = start("[routing]\nunassign_grace_secs = 1").await;
+    let api = Api::new(&server);
+    api.put("/v1/agents/ann", json!({"skills": ["general"], "max_slots": 2}))
+        .await;
+    api.post("/v1/agents/ann/status", json!({"status": "online"})).await;
+    api.post(
+        "/v1/conversations",
+        json!({"conversation_id": "c1", "consumer_id": "u1", "skill": "general"}),
+    )
+    .await;
+    eventually("assigned", || async {
+        api.get("/v1/conversations/c1").await.1["agent_id"] == "ann"
+    })
+    .await;
+    let (s, _) = api
+        .post(
+            "/v1/conversations/c1/messages",
+            json!({"from": "agent", "agent_id": "ann"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    api.post("/v1/agents/ann/status", json!({"status": "offline"})).await;
+    eventually("back in the queue", || async {
+        api.get("/v1/conversations/c1").await.1["state"] == "queued"
+    })
+    .await;
+    let (_, queued) = api.get("/v1/conversations/c1").await;
+    assert_eq!(queued["actionable"], false, "waiting for the consumer: {queued}");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (s, answered) = api
+        .post("/v1/conversations/c1/messages", json!({"from": "consumer"}))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, q) = api.get("/v1/skills/general/queue").await;
+    let row = &q["conversations"][0];
+    assert_eq!(row["conversation_id"], "c1");
+    assert_eq!(row["actionable"], true);
+    assert_eq!(row["queued_at"], answered["last_consumer_message_at"], "{row}");
+    assert_ne!(row["queued_at"], queued["queued_at"], "not since it entered the queue");
+    server.stop().await;
+}
+
 /// The idle 3-slot agent gets the next conversation, not the 10-slot agent at 50%.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_least_utilized_agent_gets_the_next_conversation_over_http() {

@@ -239,6 +239,19 @@ impl Conversation {
         !self.is_closed() && self.awaiting == Awaiting::Agent
     }
 
+    /// Since when a queued conversation has been waiting in line: when it entered the
+    /// queue, or when it last became actionable there if that was later (a consumer who
+    /// answers a conversation queued while waiting for them, a follow-up coming due).
+    /// Waiting for the consumer is not waiting in line (LivePerson's time in queue).
+    /// It ranks the queue, and is the wait reported and measured at assignment.
+    pub fn in_line_since(&self) -> Option<Timestamp> {
+        let queued = self.queued_at?;
+        Some(match (self.awaiting, self.wait_started_at) {
+            (Awaiting::Agent, Some(w)) => queued.max(w),
+            _ => queued,
+        })
+    }
+
     /// Nothing will happen until the consumer writes or a deadline comes due: closed,
     /// waiting for the consumer while assigned, or in the queue but not actionable.
     /// Such a conversation needs no live actor (it is passivated).
@@ -388,7 +401,7 @@ impl Conversation {
         if self.state == State::Offered && self.offered_to.as_ref() != Some(agent) {
             return Err(ConversationError::NoOfferFor(agent.clone()));
         }
-        let waited = self.queued_at.map_or(Duration::ZERO, |q| now.since(q));
+        let waited = self.in_line_since().map_or(Duration::ZERO, |q| now.since(q));
         self.state = State::Assigned;
         self.agent_id = Some(agent.clone());
         self.assigned_at = Some(now);
@@ -583,7 +596,7 @@ impl Conversation {
         if !has_fallback || self.fallback_active || !self.in_queue() || !self.actionable() {
             return None;
         }
-        Some(self.queued_at?.plus(skill.fallback_after?))
+        Some(self.in_line_since()?.plus(skill.fallback_after?))
     }
 
     /// The next instant after `now` at which [`tick`](Self::tick) would change something.
@@ -660,7 +673,7 @@ impl Conversation {
         if !self.in_queue() {
             return None;
         }
-        let queued_at = self.queued_at?;
+        let queued_at = self.in_line_since()?;
         let priority = self.priority(skill);
         let key = rank::rank_key(
             &RankInputs {

@@ -209,6 +209,29 @@ fn transfer_to_agent_targets_until_max_wait() {
 }
 
 #[test]
+fn time_in_line_counts_from_when_the_queued_conversation_became_actionable() {
+    let policy = RoutingPolicy::default();
+    let s = skill();
+    // Opened at t0: in line since t0.
+    let fresh = open(false);
+    assert_eq!(fresh.in_line_since(), Some(t0()));
+    // Assigned, answered (now waiting for the consumer), back to the queue at 5 min as
+    // its agent went offline: in the queue, not actionable.
+    let mut c = assigned("a1");
+    c.agent_message(&agent("a1"), at(2)).expect("held");
+    c.unassign(&agent("a1"), UnassignReason::AgentUnavailable, at(5), &s)
+        .expect("unassigned");
+    assert!(c.in_queue() && !c.actionable());
+    // The consumer answers at 30 min: in line from then, not from 5 min.
+    c.consumer_message(at(30), &s).expect("open");
+    assert_eq!(c.in_line_since(), Some(at(30)));
+    let entry = c.queue_entry(&s, &policy).expect("queued");
+    assert_eq!(entry.queued_at, at(30));
+    // Assigned at 31 min: it waited one minute.
+    assert_eq!(c.assign(&agent("a2"), c.epoch, at(31)), Ok(MIN));
+}
+
+#[test]
 fn auto_close_after_consumer_silence() {
     let policy = RoutingPolicy::default();
     let s = skill();
