@@ -207,6 +207,7 @@ pub struct RoutingSection {
     pub max_consumers: Option<usize>,
     pub passivate_after_secs: Option<u64>,
     pub agent_choice: Option<crate::domain::skill::AgentChoice>,
+    pub backlog_after_secs: Option<u64>,
     pub warmup: Option<WarmupSection>,
     pub ranking: Option<RankingSection>,
 }
@@ -476,6 +477,7 @@ impl RoutingSection {
                 d.passivate_after,
             )?,
             agent_choice: self.agent_choice.unwrap_or(d.agent_choice),
+            backlog_after: positive_secs("routing.backlog_after_secs", self.backlog_after_secs, d.backlog_after)?,
         })
     }
 }

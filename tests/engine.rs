@@ -556,6 +556,29 @@ async fn time_in_queue_counts_from_when_the_conversation_became_actionable() {
     assert_eq!(q.health.queue.max_wait_secs, 60);
 }
 
+/// Queue backlog management: an agent who answers a consumer message older than
+/// `routing.backlog_after_secs` (2 h) frees the conversation's weight at once.
+#[tokio::test(start_paused = true)]
+async fn answering_a_backlogged_conversation_gives_it_its_inactive_weight_at_once() {
+    let r = router(ONE_SKILL).await;
+    open(&r, "old", "u1", "general").await;
+    pass(&r, 121 * MIN).await;
+    agent_online(&r, "a1", &["general"], 2).await;
+    open(&r, "new", "u2", "general").await;
+    settle(&r).await;
+    assert_eq!(busy(&r, "a1"), 2.0, "both assigned, active");
+    r.agent_message(&cid("old"), &aid("a1")).await.expect("reply");
+    r.agent_message(&cid("new"), &aid("a1")).await.expect("reply");
+    settle(&r).await;
+    assert_eq!(
+        conv(&r, "old").activity,
+        Activity::Inactive,
+        "its consumer wrote 2 h ago"
+    );
+    assert_eq!(conv(&r, "new").activity, Activity::Active);
+    assert!((busy(&r, "a1") - 1.1).abs() < 1e-9, "busy {}", busy(&r, "a1"));
+}
+
 /// LivePerson's default: a conversation waits 90 days for its consumer before the
 /// system closes it (bounds 25 minutes to 90 days, validated in the config).
 #[tokio::test(start_paused = true)]

@@ -276,6 +276,39 @@ async fn an_agent_receives_an_offer_on_its_event_stream_accepts_and_serves_the_c
     assert!(end.is_ok(), "the event stream ended with the server");
 }
 
+/// Queue backlog management over HTTP: answering a consumer message older than
+/// `backlog_after_secs` frees the conversation's weight at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answering_a_backlogged_conversation_frees_its_weight_over_http() {
+    let server = start("[routing]\nbacklog_after_secs = 1").await;
+    let api = Api::new(&server);
+    api.post(
+        "/v1/conversations",
+        json!({"conversation_id": "c1", "consumer_id": "u1", "skill": "general"}),
+    )
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    api.put("/v1/agents/ann", json!({"skills": ["general"], "max_slots": 2}))
+        .await;
+    api.post("/v1/agents/ann/status", json!({"status": "online"})).await;
+    eventually("assigned", || async {
+        api.get("/v1/conversations/c1").await.1["agent_id"] == "ann"
+    })
+    .await;
+    let (s, c) = api
+        .post(
+            "/v1/conversations/c1/messages",
+            json!({"from": "agent", "agent_id": "ann"}),
+        )
+        .await;
+    assert_eq!((s, c["activity"].as_str()), (StatusCode::OK, Some("inactive")), "{c}");
+    eventually("the agent carries the inactive weight", || async {
+        api.get("/v1/agents/ann").await.1["busy"].as_f64() == Some(0.1)
+    })
+    .await;
+    server.stop().await;
+}
+
 /// A conversation put back in the queue while waiting for its consumer waits in line
 /// from the consumer's answer: the queue row's `queued_at` is that answer's time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -546,6 +546,8 @@ impl Conversation {
             }
         }
         match (self.last_agent_message_at, skill) {
+            // Queue backlog management: the agent answered a message this old.
+            (Some(t), _) if t.since(self.last_consumer_message_at) >= policy.backlog_after => Activity::Inactive,
             (Some(t), Some(skill)) if now >= t.plus(skill.inactive_after) => Activity::Inactive,
             (_, None) => self.activity,
             _ => Activity::Active,

@@ -95,6 +95,10 @@ pub struct RoutingPolicy {
     /// Which agent with room gets a conversation.
     #[serde(default)]
     pub agent_choice: AgentChoice,
+    /// Queue backlog management: an agent who answers a consumer message older than
+    /// this gives the conversation its inactive weight at once (the consumer has most
+    /// likely left), instead of after the skill's `inactive_after`.
+    pub backlog_after: Duration,
 }
 
 impl Default for RoutingPolicy {
@@ -116,6 +120,7 @@ impl Default for RoutingPolicy {
             max_consumers: 2_000_000,
             passivate_after: Duration::from_secs(30),
             agent_choice: AgentChoice::Utilization,
+            backlog_after: Duration::from_secs(2 * 3600),
         }
     }
 }

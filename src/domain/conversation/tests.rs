@@ -232,6 +232,26 @@ fn time_in_line_counts_from_when_the_queued_conversation_became_actionable() {
 }
 
 #[test]
+fn an_answer_to_a_consumer_message_older_than_the_backlog_limit_makes_it_inactive_at_once() {
+    let policy = RoutingPolicy::default();
+    let s = skill();
+    // The consumer wrote at t0; answered after 1 hour: active until `inactive_after`.
+    let mut recent = assigned("a1");
+    recent.agent_message(&agent("a1"), at(60)).expect("held");
+    recent.tick(at(60), &s, false, &policy);
+    assert_eq!(recent.activity, Activity::Active);
+    // Answered after 2 hours (`backlog_after`): inactive at once.
+    let mut old = assigned("a1");
+    old.agent_message(&agent("a1"), at(120)).expect("held");
+    old.tick(at(120), &s, false, &policy);
+    assert_eq!(old.activity, Activity::Inactive);
+    // The consumer writes again: active.
+    old.consumer_message(at(121), &s).expect("open");
+    old.tick(at(121), &s, false, &policy);
+    assert_eq!(old.activity, Activity::Active);
+}
+
+#[test]
 fn auto_close_after_consumer_silence() {
     let policy = RoutingPolicy::default();
     let s = skill();
