@@ -927,13 +927,26 @@ impl Router {
             .await
     }
 
-    /// Transfers to one agent. An agent of another node (a cluster) is not known here:
-    /// the API layer asks that node for the agent's skills first
-    /// ([`Router::check_transfer_target`]).
+    /// Transfers to one agent of this node.
     pub async fn transfer_to_agent(&self, id: &ConversationId, agent: &AgentId) -> Result<Conversation, RouterError> {
+        let skills = self.agent(agent)?.skills;
+        self.transfer_to_agent_with_skills(id, agent, &skills).await
+    }
+
+    /// Transfers to one agent whose skills are `skills`: an agent of another node (a
+    /// cluster) is not known here, and the API layer asks that node for them.
+    pub async fn transfer_to_agent_with_skills(
+        &self,
+        id: &ConversationId,
+        agent: &AgentId,
+        skills: &[SkillId],
+    ) -> Result<Conversation, RouterError> {
         let conv = self.conversation(id)?;
-        if !self.agent_elsewhere(agent) {
-            Self::check_transfer_target(&conv, agent, &self.agent(agent)?.skills)?;
+        if !skills.contains(&conv.skill) {
+            return Err(RouterError::Conflict(format!(
+                "agent {agent} does not have skill {}",
+                conv.skill
+            )));
         }
         if conv.agent_id.as_ref() == Some(agent) {
             return Err(RouterError::Conflict(format!(
@@ -942,18 +955,6 @@ impl Router {
         }
         self.command(id, ConvCommand::TransferToAgent { agent: agent.clone() })
             .await
-    }
-
-    /// Whether `agent`, with `skills`, can take a transfer of `conv`.
-    pub fn check_transfer_target(conv: &Conversation, agent: &AgentId, skills: &[SkillId]) -> Result<(), RouterError> {
-        if skills.contains(&conv.skill) {
-            Ok(())
-        } else {
-            Err(RouterError::Conflict(format!(
-                "agent {agent} does not have skill {}",
-                conv.skill
-            )))
-        }
     }
 
     pub async fn return_to_queue(&self, id: &ConversationId, agent: &AgentId) -> Result<Conversation, RouterError> {

@@ -79,6 +79,32 @@ impl Api {
         self.send(reqwest::Method::PUT, path, Some(body)).await
     }
 
+    /// Registers an agent of `skills` and puts it online.
+    async fn agent_online(&self, id: &str, skills: &[&str], max_slots: u32) {
+        let (s, a) = self
+            .put(
+                &format!("/v1/agents/{id}"),
+                json!({"skills": skills, "max_slots": max_slots}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{a}");
+        let (s, a) = self
+            .post(&format!("/v1/agents/{id}/status"), json!({"status": "online"}))
+            .await;
+        assert_eq!(s, StatusCode::OK, "{a}");
+    }
+
+    /// Opens conversation `id` of `consumer` on `skill`.
+    async fn open(&self, id: &str, consumer: &str, skill: &str) {
+        let (s, c) = self
+            .post(
+                "/v1/conversations",
+                json!({"conversation_id": id, "consumer_id": consumer, "skill": skill}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{c}");
+    }
+
     async fn raw(&self, method: reqwest::Method, path: &str, body: &'static str) -> (StatusCode, Value) {
         let resp = self
             .req(method, path)
@@ -282,15 +308,9 @@ async fn an_agent_receives_an_offer_on_its_event_stream_accepts_and_serves_the_c
 async fn answering_a_backlogged_conversation_frees_its_weight_over_http() {
     let server = start("[routing]\nbacklog_after_secs = 1").await;
     let api = Api::new(&server);
-    api.post(
-        "/v1/conversations",
-        json!({"conversation_id": "c1", "consumer_id": "u1", "skill": "general"}),
-    )
-    .await;
+    api.open("c1", "u1", "general").await;
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    api.put("/v1/agents/ann", json!({"skills": ["general"], "max_slots": 2}))
-        .await;
-    api.post("/v1/agents/ann/status", json!({"status": "online"})).await;
+    api.agent_online("ann", &["general"], 2).await;
     eventually("assigned", || async {
         api.get("/v1/conversations/c1").await.1["agent_id"] == "ann"
     })
@@ -315,14 +335,8 @@ async fn answering_a_backlogged_conversation_frees_its_weight_over_http() {
 async fn time_in_queue_counts_from_the_consumer_s_answer_over_http() {
     let server = start("[routing]\nunassign_grace_secs = 1").await;
     let api = Api::new(&server);
-    api.put("/v1/agents/ann", json!({"skills": ["general"], "max_slots": 2}))
-        .await;
-    api.post("/v1/agents/ann/status", json!({"status": "online"})).await;
-    api.post(
-        "/v1/conversations",
-        json!({"conversation_id": "c1", "consumer_id": "u1", "skill": "general"}),
-    )
-    .await;
+    api.agent_online("ann", &["general"], 2).await;
+    api.open("c1", "u1", "general").await;
     eventually("assigned", || async {
         api.get("/v1/conversations/c1").await.1["agent_id"] == "ann"
     })
@@ -360,17 +374,9 @@ async fn time_in_queue_counts_from_the_consumer_s_answer_over_http() {
 async fn the_least_utilized_agent_gets_the_next_conversation_over_http() {
     let server = start("").await;
     let api = Api::new(&server);
-    api.put("/v1/agents/big", json!({"skills": ["general"], "max_slots": 10}))
-        .await;
-    api.post("/v1/agents/big/status", json!({"status": "online"})).await;
+    api.agent_online("big", &["general"], 10).await;
     for i in 0..5 {
-        let (s, _) = api
-            .post(
-                "/v1/conversations",
-                json!({"conversation_id": format!("b{i}"), "consumer_id": format!("u{i}"), "skill": "general"}),
-            )
-            .await;
-        assert_eq!(s, StatusCode::CREATED);
+        api.open(&format!("b{i}"), &format!("u{i}"), "general").await;
     }
     eventually("big holds five", || async {
         api.get("/v1/agents/big").await.1["conversations"]
@@ -378,14 +384,8 @@ async fn the_least_utilized_agent_gets_the_next_conversation_over_http() {
             .is_some_and(|c| c.len() == 5)
     })
     .await;
-    api.put("/v1/agents/small", json!({"skills": ["general"], "max_slots": 3}))
-        .await;
-    api.post("/v1/agents/small/status", json!({"status": "online"})).await;
-    api.post(
-        "/v1/conversations",
-        json!({"conversation_id": "c6", "consumer_id": "u6", "skill": "general"}),
-    )
-    .await;
+    api.agent_online("small", &["general"], 3).await;
+    api.open("c6", "u6", "general").await;
     eventually("c6 assigned to small", || async {
         api.get("/v1/conversations/c6").await.1["agent_id"] == "small"
     })
@@ -448,16 +448,10 @@ async fn auto_accept_conversation_lifecycle_and_queue_views() {
 async fn bad_input_gets_a_json_error_and_changes_nothing() {
     let server = start("").await;
     let api = Api::new(&server);
-    api.put("/v1/agents/a1", json!({"skills": ["general"], "max_slots": 1}))
-        .await;
-    api.post("/v1/agents/a1/status", json!({"status": "online"})).await;
+    api.agent_online("a1", &["general"], 1).await;
     api.put("/v1/agents/a2", json!({"skills": ["general"], "max_slots": 1}))
         .await;
-    api.post(
-        "/v1/conversations",
-        json!({"conversation_id": "c1", "consumer_id": "u1", "skill": "general"}),
-    )
-    .await;
+    api.open("c1", "u1", "general").await;
     eventually("assigned", || async {
         api.get("/v1/conversations/c1").await.1["agent_id"] == "a1"
     })

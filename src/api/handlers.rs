@@ -404,14 +404,11 @@ pub async fn transfer(
     let b: TransferBody = body(&bytes)?;
     let c = match (b.skill, b.agent_id) {
         (Some(skill), None) => state.router.transfer_to_skill(&id, &skill).await?,
-        (None, Some(agent)) => {
-            if state.router.agent_elsewhere(&agent) {
-                let skills = remote_agent_skills(&state, &req, &agent).await?;
-                let conv = state.router.conversation(&id)?;
-                crate::Router::check_transfer_target(&conv, &agent, &skills)?;
-            }
-            state.router.transfer_to_agent(&id, &agent).await?
+        (None, Some(agent)) if state.router.agent_elsewhere(&agent) => {
+            let skills = remote_agent_skills(&state, &req, &agent).await?;
+            state.router.transfer_to_agent_with_skills(&id, &agent, &skills).await?
         }
+        (None, Some(agent)) => state.router.transfer_to_agent(&id, &agent).await?,
         _ => {
             return Err(ApiError::InvalidRequest(
                 "give exactly one of skill and agent_id".into(),
