@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::agent::{AgentSpec, AgentStatus};
 use crate::domain::capacity::{WarmupPolicy, Weight};
 use crate::domain::rank::{PriorityRule, RankWeights};
-use crate::domain::skill::{RoutingPolicy, Skill};
+use crate::domain::skill::{RoutingPolicy, Skill, UnassignPolicy};
 use crate::domain::sla::{SlaPolicy, Span, WorkingHours};
 use crate::ids::{AgentId, SkillId};
 
@@ -197,7 +197,9 @@ pub struct RoutingSection {
     pub manual_sla_release_secs: Option<u64>,
     pub reactivate_before_secs: Option<u64>,
     pub soon_overdue_before_secs: Option<u64>,
+    /// Replaced by `[routing.unassign]`: present, it is refused with a message that says so.
     pub unassign_grace_secs: Option<u64>,
+    pub unassign: Option<UnassignSection>,
     pub transfer_to_agent_max_wait_secs: Option<u64>,
     pub sticky_window_secs: Option<u64>,
     pub offer_retry_after_secs: Option<u64>,
@@ -210,6 +212,15 @@ pub struct RoutingSection {
     pub backlog_after_secs: Option<u64>,
     pub warmup: Option<WarmupSection>,
     pub ranking: Option<RankingSection>,
+}
+
+/// `[routing.unassign]`: automatic unassignment, off unless set.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnassignSection {
+    pub away_after_secs: Option<u64>,
+    pub offline_after_secs: Option<u64>,
+    pub unresponsive_after_secs: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -424,6 +435,31 @@ pub fn builtin_skill_defaults() -> Skill {
 }
 
 impl RoutingSection {
+    fn unassign_policy(&self) -> Result<UnassignPolicy, ConfigError> {
+        if self.unassign_grace_secs.is_some() {
+            return Err(ConfigError::new(
+                "routing.unassign_grace_secs",
+                "replaced by [routing.unassign] away_after_secs and offline_after_secs: automatic \
+                 unassignment is opt-in and only takes conversations waiting for the agent's answer",
+            ));
+        }
+        let u = self.unassign.clone().unwrap_or_default();
+        let opt = |field: &str, v: Option<u64>| -> Result<Option<Duration>, ConfigError> {
+            match v {
+                Some(0) => Err(ConfigError::new(
+                    field,
+                    "must be at least 1 (leave it out to turn the rule off)",
+                )),
+                v => Ok(v.map(Duration::from_secs)),
+            }
+        };
+        Ok(UnassignPolicy {
+            away_after: opt("routing.unassign.away_after_secs", u.away_after_secs)?,
+            offline_after: opt("routing.unassign.offline_after_secs", u.offline_after_secs)?,
+            unresponsive_after: opt("routing.unassign.unresponsive_after_secs", u.unresponsive_after_secs)?,
+        })
+    }
+
     pub fn validate(&self) -> Result<RoutingPolicy, ConfigError> {
         let d = RoutingPolicy::default();
         let warmup = match &self.warmup {
@@ -454,7 +490,7 @@ impl RoutingSection {
             manual_sla_release: secs(self.manual_sla_release_secs, d.manual_sla_release),
             reactivate_before: secs(self.reactivate_before_secs, d.reactivate_before),
             soon_overdue_before: secs(self.soon_overdue_before_secs, d.soon_overdue_before),
-            unassign_grace: secs(self.unassign_grace_secs, d.unassign_grace),
+            unassign: self.unassign_policy()?,
             transfer_to_agent_max_wait: secs(self.transfer_to_agent_max_wait_secs, d.transfer_to_agent_max_wait),
             sticky_window: secs(self.sticky_window_secs, d.sticky_window),
             warmup,
@@ -873,6 +909,24 @@ mod tests {
         assert_eq!(e.field, "agents[0].skills[0]");
         let e = parse("[[skills]]\nid = \"a b\"\n").expect_err("id");
         assert_eq!(e.field, "skills[0].id");
+    }
+
+    #[test]
+    fn automatic_unassignment_is_opt_in_and_the_old_grace_setting_says_what_replaced_it() {
+        let c = parse("").expect("empty");
+        assert_eq!(c.engine.routing.unassign, UnassignPolicy::default());
+        let c = parse("[routing.unassign]\naway_after_secs = 600\nunresponsive_after_secs = 60\n").expect("set");
+        assert_eq!(c.engine.routing.unassign.away_after, Some(Duration::from_secs(600)));
+        assert_eq!(c.engine.routing.unassign.offline_after, None);
+        assert_eq!(
+            c.engine.routing.unassign.unresponsive_after,
+            Some(Duration::from_secs(60))
+        );
+        let e = parse("[routing]\nunassign_grace_secs = 120\n").expect_err("replaced");
+        assert_eq!(e.field, "routing.unassign_grace_secs");
+        assert!(e.reason.contains("[routing.unassign]"), "{e}");
+        let e = parse("[routing.unassign]\nunresponsive_after_secs = 0\n").expect_err("zero");
+        assert_eq!(e.field, "routing.unassign.unresponsive_after_secs");
     }
 
     #[test]

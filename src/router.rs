@@ -326,7 +326,7 @@ impl Router {
                 } else {
                     // Assigned to an agent the store does not know: back to the queue.
                     tracing::warn!(conversation = %id, agent = %agent, "recovered conversation held by an unknown agent: queued again");
-                    shared.tell_conversation(&id, ConvMsg::Unassign { agent: agent.clone() });
+                    shared.tell_conversation(&id, ConvMsg::no_room(agent.clone()));
                 }
             }
         }
@@ -1168,6 +1168,7 @@ fn held_by(conv: &Conversation, skill: &Skill, now: Timestamp) -> Held {
         skill: conv.skill.clone(),
         weight: conv.weight(skill),
         activity: conv.activity,
+        pending_since: conv.pending_agent_since(),
         assigned_at: conv.assigned_at.unwrap_or(now),
     }
 }

@@ -66,8 +66,7 @@ impl Node {
     fn new(dir: &Path, name: &str, pg_url: &str, ip: &str, netns: Option<&str>) -> Node {
         let cluster_port = free_port();
         let config = format!(
-            "[routing]\nunassign_grace_secs = 3600\n\n\
-             [skill_defaults]\nsmart_capacity = {{ active_weight = 1.0, inactive_weight = 1.0, inactive_after_secs = 3600 }}\n\n\
+            "[skill_defaults]\nsmart_capacity = {{ active_weight = 1.0, inactive_weight = 1.0, inactive_after_secs = 3600 }}\n\n\
              [[skills]]\nid = \"{PROBE_SKILL}\"\nsla = {{ normal_secs = 3, urgent_secs = 3, first_time_secs = 3 }}\n\n\
              [store]\nurl = \"{pg_url}\"\n\n\
              [cluster]\nnode_name = \"{name}\"\nlisten = \"{ip}:{cluster_port}\"\n\

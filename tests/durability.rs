@@ -20,7 +20,6 @@ const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
 const CONFIG: &str = r#"
 [routing]
 overflow = 0
-unassign_grace_secs = 3600
 closed_retention_secs = 3600
 
 [skill_defaults]
@@ -573,7 +572,7 @@ async fn postgres_restart_is_ridden_out() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_under_load_loses_nothing_acknowledged() {
     let dir = TempDir::new("crash-load");
-    std::fs::write(dir.0.join("config.toml"), "[routing]\nunassign_grace_secs = 3600\n").expect("config");
+    std::fs::write(dir.0.join("config.toml"), "[routing]\n").expect("config");
     let data = dir.0.join("data");
     let data = data.to_str().expect("utf-8 path").to_string();
     let server = Server::start(&dir.0, 1, &["--data-dir", &data]).await;

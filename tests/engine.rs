@@ -224,7 +224,11 @@ async fn manual_sla_releases_capacity_and_comes_back_before_it_is_due() {
         Activity::Active,
         "10 minutes before its due time"
     );
-    assert!(!conv(&r, "c1").actionable());
+    assert!(
+        conv(&r, "c1").actionable(),
+        "and actionable: the agent owes the follow-up now"
+    );
+    assert!(!conv(&r, "c1").overdue);
     pass(&r, 10 * MIN).await;
     let c1 = conv(&r, "c1");
     assert!(c1.actionable(), "due: waits for the agent");
@@ -396,40 +400,122 @@ async fn return_to_queue_prefers_another_agent() {
     assert!(matches!(err, switchboard::RouterError::Conflict(_)));
 }
 
+/// Automatic unassignment is opt-in (LivePerson): an agent away or offline keeps every
+/// conversation when `[routing.unassign]` is not set.
 #[tokio::test(start_paused = true)]
-async fn away_agent_loses_conversations_after_the_grace_period() {
-    let r = router("[routing]\nunassign_grace_secs = 120\n[[skills]]\nid = \"general\"\n").await;
+async fn away_and_offline_agents_keep_their_conversations_by_default() {
+    let r = router("[[skills]]\nid = \"general\"\n").await;
     agent_online(&r, "a1", &["general"], 2).await;
     open(&r, "c1", "u1", "general").await;
     open(&r, "c2", "u2", "general").await;
     r.agent_message(&cid("c2"), &aid("a1")).await.expect("reply");
     agent_online(&r, "a2", &["general"], 3).await;
     r.set_agent_status(&aid("a1"), AgentStatus::Away).await.expect("away");
+    pass(&r, 24 * 60 * MIN).await;
+    r.set_agent_status(&aid("a1"), AgentStatus::Offline)
+        .await
+        .expect("offline");
+    pass(&r, 24 * 60 * MIN).await;
+    assert_eq!(holder(&r, "c1").as_deref(), Some("a1"), "waiting for a1's answer, kept");
+    assert_eq!(
+        holder(&r, "c2").as_deref(),
+        Some("a1"),
+        "waiting for the consumer, kept"
+    );
+    assert_eq!(busy(&r, "a2"), 0.0);
+}
+
+/// `routing.unassign.away_after_secs`: past it, only the conversations waiting for the
+/// agent's answer go back to the queue (one whose consumer writes later goes at once);
+/// those waiting for the consumer and the follow-ups the agent promised stay.
+#[tokio::test(start_paused = true)]
+async fn away_after_gives_back_only_conversations_waiting_for_the_agent() {
+    let r = router("[routing.unassign]\naway_after_secs = 120\n[[skills]]\nid = \"general\"\n").await;
+    agent_online(&r, "a1", &["general"], 3).await;
+    open(&r, "waiting", "u1", "general").await;
+    open(&r, "answered", "u2", "general").await;
+    open(&r, "follow-up", "u3", "general").await;
+    r.agent_message(&cid("answered"), &aid("a1")).await.expect("reply");
+    r.follow_up(&cid("follow-up"), &aid("a1"), 4 * 60 * MIN)
+        .await
+        .expect("follow-up");
+    agent_online(&r, "a2", &["general"], 3).await;
+    r.set_agent_status(&aid("a1"), AgentStatus::Away).await.expect("away");
     settle(&r).await;
     pass(&r, 119 * Duration::from_secs(1)).await;
-    assert_eq!(holder(&r, "c1").as_deref(), Some("a1"), "within the grace period");
+    assert_eq!(holder(&r, "waiting").as_deref(), Some("a1"), "within away_after");
+    pass(&r, Duration::from_secs(1)).await;
+    assert_eq!(
+        holder(&r, "waiting").as_deref(),
+        Some("a2"),
+        "waiting for an agent: reassigned"
+    );
+    assert_eq!(
+        holder(&r, "answered").as_deref(),
+        Some("a1"),
+        "waiting for the consumer: kept"
+    );
+    assert_eq!(
+        holder(&r, "follow-up").as_deref(),
+        Some("a1"),
+        "a follow-up stays with its agent"
+    );
+    pass(&r, 10 * MIN).await;
+    r.consumer_message(&cid("answered")).await.expect("consumer");
+    settle(&r).await;
+    assert_eq!(
+        holder(&r, "answered").as_deref(),
+        Some("a2"),
+        "the consumer wrote to an agent away past away_after: given back at once"
+    );
+    assert_eq!(conv(&r, "answered").route.avoid_agent, None, "assigned: hints cleared");
+    assert_eq!(
+        busy(&r, "a1"),
+        0.1,
+        "a1 holds the follow-up only (4 h away: inactive weight)"
+    );
+}
+
+/// `routing.unassign.unresponsive_after_secs`: an online agent who leaves a consumer
+/// message unanswered that long loses the conversation to the queue (reason
+/// `unresponsive`); an answer in time keeps it.
+#[tokio::test(start_paused = true)]
+async fn an_unresponsive_online_agent_loses_the_conversation() {
+    let r = router("[routing.unassign]\nunresponsive_after_secs = 60\n[[skills]]\nid = \"general\"\n").await;
+    let mut events = r.subscribe();
+    agent_online(&r, "a1", &["general"], 2).await;
+    open(&r, "c1", "u1", "general").await;
+    open(&r, "c2", "u2", "general").await;
+    let sla = conv(&r, "c1").sla;
+    pass(&r, 59 * Duration::from_secs(1)).await;
+    r.agent_message(&cid("c2"), &aid("a1")).await.expect("answered in time");
+    agent_online(&r, "a2", &["general"], 2).await;
     pass(&r, Duration::from_secs(1)).await;
     assert_eq!(
         holder(&r, "c1").as_deref(),
         Some("a2"),
-        "waiting for an agent: reassigned"
+        "60 s unanswered: given to another agent"
     );
-    let c2 = conv(&r, "c2");
-    assert_eq!(
-        c2.state,
-        State::Queued,
-        "waiting for the consumer: stays visible in the queue"
-    );
-    assert!(!c2.actionable());
-    assert_eq!(busy(&r, "a1"), 0.0);
+    assert_eq!(holder(&r, "c2").as_deref(), Some("a1"), "answered in time: kept");
+    assert_eq!(conv(&r, "c1").sla, sla, "the SLA keeps its anchor");
+    let mut reasons = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        if let switchboard::events::EventKind::Unassigned { reason } = e.kind {
+            reasons.push((e.conversation_id.map(|c| c.to_string()), reason.as_str()));
+        }
+    }
+    assert_eq!(reasons, vec![(Some("c1".to_string()), "unresponsive")]);
+    // The consumer writes again to a2, who answers within the minute: nothing moves.
     r.consumer_message(&cid("c2")).await.expect("consumer");
-    settle(&r).await;
-    assert_eq!(holder(&r, "c2").as_deref(), Some("a2"), "actionable again: routed");
+    pass(&r, 30 * Duration::from_secs(1)).await;
+    r.agent_message(&cid("c2"), &aid("a1")).await.expect("answer");
+    pass(&r, 10 * MIN).await;
+    assert_eq!(holder(&r, "c2").as_deref(), Some("a1"));
 }
 
 #[tokio::test(start_paused = true)]
 async fn back_soon_keeps_conversations_but_gets_no_new_ones() {
-    let r = router("[routing]\nunassign_grace_secs = 60\n[[skills]]\nid = \"general\"\n").await;
+    let r = router("[routing.unassign]\naway_after_secs = 60\n[[skills]]\nid = \"general\"\n").await;
     agent_online(&r, "a1", &["general"], 2).await;
     open(&r, "c1", "u1", "general").await;
     r.set_agent_status(&aid("a1"), AgentStatus::BackSoon)
@@ -519,29 +605,29 @@ async fn the_least_utilized_agent_gets_the_next_conversation() {
     }
 }
 
-/// Waiting for the consumer is not waiting in line: a conversation put back in the
-/// queue while waiting for its consumer counts its time in queue from the consumer's
-/// answer (its rank, the queue's figures, the wait measured at assignment).
+/// Waiting for the consumer is not waiting in line: a follow-up returned to the queue
+/// counts its time in queue from when it came due there (its rank, the queue's
+/// figures, the wait measured at assignment), not from when it entered the queue.
 #[tokio::test(start_paused = true)]
 async fn time_in_queue_counts_from_when_the_conversation_became_actionable() {
-    let r = router("[routing]\nunassign_grace_secs = 60\n[[skills]]\nid = \"general\"\n").await;
+    let r = router("[routing]\nreactivate_before_secs = 600\n[[skills]]\nid = \"general\"\n").await;
     agent_online(&r, "a1", &["general"], 2).await;
     open(&r, "c1", "u1", "general").await;
     settle(&r).await;
-    r.agent_message(&cid("c1"), &aid("a1")).await.expect("reply");
-    r.set_agent_status(&aid("a1"), switchboard::domain::agent::AgentStatus::Offline)
+    r.follow_up(&cid("c1"), &aid("a1"), 60 * MIN).await.expect("follow-up");
+    r.set_agent_status(&aid("a1"), AgentStatus::Offline)
         .await
         .expect("offline");
-    pass(&r, 2 * MIN).await;
+    r.return_to_queue(&cid("c1"), &aid("a1")).await.expect("returned");
     let c = conv(&r, "c1");
     assert_eq!(
         (c.state, c.actionable()),
         (State::Queued, false),
-        "back in the queue, waiting for the consumer"
+        "back in the queue, not actionable before the follow-up comes due"
     );
-    pass(&r, 30 * MIN).await;
-    r.consumer_message(&cid("c1")).await.expect("the consumer answers");
-    let answered = r.clock().now();
+    pass(&r, 50 * MIN).await;
+    let came_due = c.manual_due_at.expect("due").minus(10 * MIN);
+    assert!(conv(&r, "c1").actionable(), "10 minutes before it is due");
     pass(&r, MIN).await;
     let q = r.queue(&sid("general"), 10).await.expect("queue");
     let row = q
@@ -550,8 +636,8 @@ async fn time_in_queue_counts_from_when_the_conversation_became_actionable() {
         .find(|x| x.conversation_id == cid("c1"))
         .expect("c1 in line");
     assert_eq!(
-        row.queued_at, answered,
-        "in line since the consumer answered, not since it was queued"
+        row.queued_at, came_due,
+        "in line since it came due, not since it was queued"
     );
     assert_eq!(q.health.queue.max_wait_secs, 60);
 }

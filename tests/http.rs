@@ -329,11 +329,12 @@ async fn answering_a_backlogged_conversation_frees_its_weight_over_http() {
     server.stop().await;
 }
 
-/// A conversation put back in the queue while waiting for its consumer waits in line
-/// from the consumer's answer: the queue row's `queued_at` is that answer's time.
+/// A follow-up returned to the queue waits in line from when it comes due
+/// (`reactivate_before_secs` ahead of its time), whatever the consumer writes meanwhile:
+/// the queue row's `queued_at` is that instant.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn time_in_queue_counts_from_the_consumer_s_answer_over_http() {
-    let server = start("[routing]\nunassign_grace_secs = 1").await;
+async fn time_in_queue_counts_from_when_a_follow_up_comes_due_over_http() {
+    let server = start("[routing]\nreactivate_before_secs = 1").await;
     let api = Api::new(&server);
     api.agent_online("ann", &["general"], 2).await;
     api.open("c1", "u1", "general").await;
@@ -341,31 +342,91 @@ async fn time_in_queue_counts_from_the_consumer_s_answer_over_http() {
         api.get("/v1/conversations/c1").await.1["agent_id"] == "ann"
     })
     .await;
+    let (s, set) = api
+        .post(
+            "/v1/conversations/c1/follow-up",
+            json!({"agent_id": "ann", "due_in_secs": 2}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{set}");
+    api.post("/v1/agents/ann/status", json!({"status": "away"})).await;
+    let (s, queued) = api
+        .post("/v1/conversations/c1/return-to-queue", json!({"agent_id": "ann"}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{queued}");
+    assert_eq!(queued["state"], "queued");
+    assert_eq!(queued["actionable"], false, "the follow-up is not due: {queued}");
+    let (s, wrote) = api
+        .post("/v1/conversations/c1/messages", json!({"from": "consumer"}))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        wrote["actionable"], false,
+        "a consumer message does not change it: {wrote}"
+    );
+    assert_eq!(wrote["sla"]["kind"], "manual");
+    eventually("actionable a second before it is due", || async {
+        api.get("/v1/conversations/c1").await.1["actionable"] == true
+    })
+    .await;
+    let due: chrono::DateTime<chrono::Utc> = set["follow_up_at"]
+        .as_str()
+        .expect("follow_up_at")
+        .parse()
+        .expect("time");
+    let (_, q) = api.get("/v1/skills/general/queue").await;
+    let row = &q["conversations"][0];
+    assert_eq!(row["conversation_id"], "c1");
+    let in_line: chrono::DateTime<chrono::Utc> = row["queued_at"].as_str().expect("queued_at").parse().expect("time");
+    assert_eq!(due - in_line, chrono::Duration::seconds(1), "{row}");
+    assert_ne!(row["queued_at"], queued["queued_at"], "not since it entered the queue");
+    server.stop().await;
+}
+
+/// `[routing.unassign]` over HTTP: an online agent who leaves a consumer message
+/// unanswered past `unresponsive_after_secs` loses the conversation to another agent
+/// (its event stream says `unassigned` with reason `unresponsive`); one it answered, and
+/// every conversation of an agent who goes away (no `away_after_secs`), stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unresponsive_agent_loses_the_conversation_over_http() {
+    let server = start("[routing.unassign]\nunresponsive_after_secs = 1").await;
+    let api = Api::new(&server);
+    api.agent_online("ann", &["general"], 3).await;
+    let resp = api
+        .req(reqwest::Method::GET, "/v1/agents/ann/events")
+        .send()
+        .await
+        .expect("sse");
+    let mut stream = resp.bytes_stream();
+    let mut buf = String::new();
+    api.open("c1", "u1", "general").await;
+    api.open("c2", "u2", "general").await;
     let (s, _) = api
         .post(
-            "/v1/conversations/c1/messages",
+            "/v1/conversations/c2/messages",
             json!({"from": "agent", "agent_id": "ann"}),
         )
         .await;
     assert_eq!(s, StatusCode::OK);
-    api.post("/v1/agents/ann/status", json!({"status": "offline"})).await;
-    eventually("back in the queue", || async {
-        api.get("/v1/conversations/c1").await.1["state"] == "queued"
+    api.agent_online("bob", &["general"], 3).await;
+    let e = next_event(&mut stream, &mut buf, "unassigned").await;
+    assert_eq!(
+        (e["conversation_id"].as_str(), e["reason"].as_str()),
+        (Some("c1"), Some("unresponsive")),
+        "{e}"
+    );
+    eventually("c1 with bob", || async {
+        api.get("/v1/conversations/c1").await.1["agent_id"] == "bob"
     })
     .await;
-    let (_, queued) = api.get("/v1/conversations/c1").await;
-    assert_eq!(queued["actionable"], false, "waiting for the consumer: {queued}");
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let (s, answered) = api
-        .post("/v1/conversations/c1/messages", json!({"from": "consumer"}))
-        .await;
+    let (_, c2) = api.get("/v1/conversations/c2").await;
+    assert_eq!(c2["agent_id"], "ann", "answered: kept {c2}");
+    // Away without `away_after_secs`: bob keeps c1, though it waits for him.
+    let (s, _) = api.post("/v1/agents/bob/status", json!({"status": "away"})).await;
     assert_eq!(s, StatusCode::OK);
-    let (_, q) = api.get("/v1/skills/general/queue").await;
-    let row = &q["conversations"][0];
-    assert_eq!(row["conversation_id"], "c1");
-    assert_eq!(row["actionable"], true);
-    assert_eq!(row["queued_at"], answered["last_consumer_message_at"], "{row}");
-    assert_ne!(row["queued_at"], queued["queued_at"], "not since it entered the queue");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (_, c1) = api.get("/v1/conversations/c1").await;
+    assert_eq!(c1["agent_id"], "bob", "away keeps its conversations by default: {c1}");
     server.stop().await;
 }
 

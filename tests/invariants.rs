@@ -151,9 +151,13 @@ fn config(equal_weights: bool) -> String {
     format!(
         r#"
 [routing]
-unassign_grace_secs = 60
 offer_retry_after_secs = 20
 transfer_to_agent_max_wait_secs = 600
+
+[routing.unassign]
+away_after_secs = 60
+offline_after_secs = 60
+unresponsive_after_secs = 120
 
 [skill_defaults]
 {weights}

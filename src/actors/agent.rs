@@ -1,9 +1,9 @@
 //! `AgentActor`: owns one agent and is the only authority on whether it has room.
 //!
 //! In: `Offer` from skill queues (reserve room or decline), `Accept` / `Reject` from the
-//! API (offer mode), `Confirmed` / `SetWeight` / `Release` / `OfferVoid` from
+//! API (offer mode), `Confirmed` / `Update` / `Release` / `OfferVoid` from
 //! conversations, `Configure` / `SetStatus` from the API, and its own `Tick` (offer
-//! expiry, warm-up pacing, unassignment after the grace period).
+//! expiry, warm-up pacing, automatic unassignment per `routing.unassign`).
 //!
 //! Out: `Assign` / `Offered` / `OfferWithdrawn` / `Unassign` to conversations,
 //! `OfferDeclined` and `AgentRoom` to its skill queues (the latter whenever its room
@@ -17,9 +17,8 @@ use crate::actors::conversation::{ConvMsg, ConvReply};
 use crate::actors::shared::{AgentHandle, AgentRef, Envelope, InFlight, Shared};
 use crate::actors::skill_queue::QueueMsg;
 use crate::actors::timer::TimerTarget;
-use crate::domain::agent::{Agent, AgentSpec, AgentStatus, Held, IncomingOffer, Reservation};
+use crate::domain::agent::{Agent, AgentSpec, AgentStatus, Held, Holding, IncomingOffer, Reservation};
 use crate::domain::capacity::{NoRoom, Weight};
-use crate::domain::conversation::Activity;
 use crate::domain::conversation::State;
 use crate::domain::queue::{AgentRoom, Declined};
 use crate::error::RouterError;
@@ -60,16 +59,14 @@ pub enum AgentMsg {
         conversation: ConversationId,
         /// The conversation's skill (for an agent that holds no reservation for it).
         skill: SkillId,
-        weight: Weight,
-        activity: Activity,
+        holding: Holding,
         /// When the conversation was assigned (its own record's time).
         assigned_at: Timestamp,
     },
-    /// A held conversation changed activity.
-    SetWeight {
+    /// A held conversation changed weight, activity or pending wait.
+    Update {
         conversation: ConversationId,
-        weight: Weight,
-        activity: Activity,
+        holding: Holding,
     },
     /// The conversation left this agent (closed, transferred, returned).
     Release {
@@ -285,31 +282,26 @@ impl Actor for AgentActor {
             AgentMsg::Confirmed {
                 conversation,
                 skill,
-                weight,
-                activity,
+                holding,
                 assigned_at,
             } => {
                 if agent.conversations.contains_key(&conversation) {
                     // Sent again by a restarted conversation actor.
-                    agent.set_weight(&conversation, weight, activity);
+                    agent.update(&conversation, holding);
                 } else if agent.reservations.contains_key(&conversation) {
-                    if !agent.confirm(&conversation, weight, activity, assigned_at, policy) {
+                    if !agent.confirm(&conversation, holding, assigned_at, policy) {
                         // Heavier than the room taken for it, past the ceiling.
-                        shared.tell_conversation(&conversation, ConvMsg::Unassign { agent: id.clone() });
+                        shared.tell_conversation(&conversation, ConvMsg::no_room(id.clone()));
                     }
-                } else if !agent.hold_unreserved(&conversation, skill, weight, activity, assigned_at) {
+                } else if !agent.hold_unreserved(&conversation, skill, holding, assigned_at) {
                     // Assigned while this actor was not the one that took room for it (it
                     // was rebuilt: a shard move, a restart), and it does not fit now.
                     tracing::warn!(agent = %id, conversation = %conversation, "assigned without a reservation and no room: unassigned");
-                    shared.tell_conversation(&conversation, ConvMsg::Unassign { agent: id.clone() });
+                    shared.tell_conversation(&conversation, ConvMsg::no_room(id.clone()));
                 }
             }
-            AgentMsg::SetWeight {
-                conversation,
-                weight,
-                activity,
-            } => {
-                agent.set_weight(&conversation, weight, activity);
+            AgentMsg::Update { conversation, holding } => {
+                agent.update(&conversation, holding);
             }
             AgentMsg::Release { conversation } => {
                 agent.release(&conversation);
@@ -376,10 +368,15 @@ impl Actor for AgentActor {
                 for conversation in agent.expired_offers(now) {
                     self.withdraw(&shared, &mut agent, &conversation, true);
                 }
-                if agent.unassign_at(policy).is_some_and(|t| now >= t) {
-                    for conversation in std::mem::take(&mut agent.conversations).into_keys() {
-                        shared.tell_conversation(&conversation, ConvMsg::Unassign { agent: id.clone() });
-                    }
+                for u in agent.take_unassignments(now, policy) {
+                    shared.tell_conversation(
+                        &u.conversation,
+                        ConvMsg::Unassign {
+                            agent: id.clone(),
+                            reason: u.reason,
+                            pending_since: Some(u.pending_since),
+                        },
+                    );
                 }
             }
             #[cfg(any(test, feature = "fault-injection"))]
@@ -433,6 +430,7 @@ impl AgentActor {
                         skill: c.skill.clone(),
                         weight,
                         activity: c.activity,
+                        pending_since: c.pending_agent_since(),
                         assigned_at: shared.now(),
                     };
                     agent.conversations.insert(id, held);

@@ -25,7 +25,7 @@ use crate::actors::agent::AgentMsg;
 use crate::actors::shared::{ConvRef, ConversationHandle, Envelope, InFlight, Shared};
 use crate::actors::skill_queue::QueueMsg;
 use crate::actors::timer::TimerTarget;
-use crate::domain::capacity::Weight;
+use crate::domain::agent::Holding;
 use crate::domain::conversation::{Activity, ClosedBy, Conversation, State, UnassignReason};
 use crate::domain::queue::QueueEntry;
 use crate::domain::skill::{RoutingPolicy, Skill};
@@ -89,9 +89,14 @@ pub enum ConvMsg {
     Offered { agent: AgentId, epoch: u64 },
     /// The agent rejected the offer or let it expire.
     OfferWithdrawn { agent: AgentId, epoch: u64 },
-    /// The agent gave the conversation up (away or offline past the grace period, or
-    /// it never had it): back to the queue.
-    Unassign { agent: AgentId },
+    /// The agent gives the conversation up: back to the queue. With `pending_since`
+    /// (automatic unassignment), only if the consumer is still waiting since then;
+    /// without (the agent has no room for it), unconditionally.
+    Unassign {
+        agent: AgentId,
+        reason: UnassignReason,
+        pending_since: Option<Timestamp>,
+    },
     /// The skill queue has no agent online: stand in the fallback skill's queue too.
     ActivateFallback { epoch: u64 },
     /// Tell the queues and the agent everything again (one of them restarted).
@@ -115,11 +120,23 @@ pub struct ConvArgs {
     pub restarted: bool,
 }
 
+impl ConvMsg {
+    /// Back to the queue whatever the conversation waits for: its agent has no room for
+    /// it (or is not known at all).
+    pub fn no_room(agent: AgentId) -> ConvMsg {
+        ConvMsg::Unassign {
+            agent,
+            reason: UnassignReason::AgentUnavailable,
+            pending_since: None,
+        }
+    }
+}
+
 /// What the peers were last told about this conversation.
 #[derive(Debug, Default)]
 struct Told {
     queues: Vec<(SkillId, QueueEntry)>,
-    agent: Option<(AgentId, Weight, Activity)>,
+    agent: Option<(AgentId, Holding)>,
 }
 
 impl Told {
@@ -164,9 +181,9 @@ fn newly_assigned(before: &Conversation, conv: &Conversation) -> bool {
 }
 
 /// The agent holding the conversation, with its weight and activity.
-fn holder(conv: &Conversation, skill: &Skill) -> Option<(AgentId, Weight, Activity)> {
+fn holder(conv: &Conversation, skill: &Skill) -> Option<(AgentId, Holding)> {
     match (&conv.state, &conv.agent_id) {
-        (State::Assigned, Some(a)) => Some((a.clone(), conv.weight(skill), conv.activity)),
+        (State::Assigned, Some(a)) => Some((a.clone(), conv.holding(skill))),
         _ => None,
     }
 }
@@ -305,12 +322,16 @@ impl Actor for ConversationActor {
                     out.withdrawn_by = Some(agent);
                 }
             }
-            ConvMsg::Unassign { agent } => {
-                if conv
-                    .unassign(&agent, UnassignReason::AgentUnavailable, now, &skill)
-                    .is_ok()
-                {
-                    out.unassigned = Some((agent, UnassignReason::AgentUnavailable));
+            ConvMsg::Unassign {
+                agent,
+                reason,
+                pending_since,
+            } => {
+                // Automatic unassignment asked for the wait it saw: an agent who answered
+                // on the way keeps the conversation.
+                let still_pending = pending_since.is_none() || conv.pending_agent_since() == pending_since;
+                if still_pending && conv.unassign(&agent, reason, now, &skill).is_ok() {
+                    out.unassigned = Some((agent, reason));
                 }
             }
             ConvMsg::ActivateFallback { epoch } => {
@@ -497,14 +518,13 @@ impl ConversationActor {
         let id = &conv.id;
         let holder = holder(conv, skill);
         match (&st.told.agent, &holder) {
-            (Some((old, ..)), Some((new, w, act))) if old == new => {
+            (Some((old, _)), Some((new, holding))) if old == new => {
                 if st.told.agent.as_ref() != holder.as_ref() {
                     shared.tell_agent(
                         new,
-                        AgentMsg::SetWeight {
+                        AgentMsg::Update {
                             conversation: id.clone(),
-                            weight: *w,
-                            activity: *act,
+                            holding: *holding,
                         },
                     );
                 }
@@ -518,14 +538,13 @@ impl ConversationActor {
                         },
                     );
                 }
-                if let Some((new, w, act)) = &holder {
+                if let Some((new, holding)) = &holder {
                     shared.tell_agent(
                         new,
                         AgentMsg::Confirmed {
                             conversation: id.clone(),
                             skill: conv.skill.clone(),
-                            weight: *w,
-                            activity: *act,
+                            holding: *holding,
                             assigned_at: conv.assigned_at.unwrap_or_else(|| shared.now()),
                         },
                     );

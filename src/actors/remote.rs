@@ -21,8 +21,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::cluster::placement::shard_of;
+use crate::domain::agent::Holding;
 use crate::domain::capacity::Weight;
-use crate::domain::conversation::Activity;
+use crate::domain::conversation::UnassignReason;
 use crate::domain::queue::{AgentRoom, Declined, QueueEntry};
 use crate::ids::{AgentId, ConversationId, SkillId};
 use crate::time::Timestamp;
@@ -91,14 +92,12 @@ pub enum ToAgent {
     Confirmed {
         conversation: ConversationId,
         skill: SkillId,
-        weight: Weight,
-        activity: Activity,
+        holding: Holding,
         assigned_at: Timestamp,
     },
-    SetWeight {
+    Update {
         conversation: ConversationId,
-        weight: Weight,
-        activity: Activity,
+        holding: Holding,
     },
     Release {
         conversation: ConversationId,
@@ -113,11 +112,26 @@ pub enum ToAgent {
 /// [`ConvMsg`]'s variants that cross nodes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum ToConversation {
-    Assign { agent: AgentId, epoch: u64 },
-    Offered { agent: AgentId, epoch: u64 },
-    OfferWithdrawn { agent: AgentId, epoch: u64 },
-    Unassign { agent: AgentId },
-    ActivateFallback { epoch: u64 },
+    Assign {
+        agent: AgentId,
+        epoch: u64,
+    },
+    Offered {
+        agent: AgentId,
+        epoch: u64,
+    },
+    OfferWithdrawn {
+        agent: AgentId,
+        epoch: u64,
+    },
+    Unassign {
+        agent: AgentId,
+        reason: UnassignReason,
+        pending_since: Option<Timestamp>,
+    },
+    ActivateFallback {
+        epoch: u64,
+    },
     Resync,
 }
 
@@ -176,25 +190,15 @@ impl TryFrom<AgentMsg> for ToAgent {
             AgentMsg::Confirmed {
                 conversation,
                 skill,
-                weight,
-                activity,
+                holding,
                 assigned_at,
             } => ToAgent::Confirmed {
                 conversation,
                 skill,
-                weight,
-                activity,
+                holding,
                 assigned_at,
             },
-            AgentMsg::SetWeight {
-                conversation,
-                weight,
-                activity,
-            } => ToAgent::SetWeight {
-                conversation,
-                weight,
-                activity,
-            },
+            AgentMsg::Update { conversation, holding } => ToAgent::Update { conversation, holding },
             AgentMsg::Release { conversation } => ToAgent::Release { conversation },
             AgentMsg::OfferVoid { conversation, epoch } => ToAgent::OfferVoid { conversation, epoch },
             AgentMsg::Resync => ToAgent::Resync,
@@ -222,25 +226,15 @@ impl From<ToAgent> for AgentMsg {
             ToAgent::Confirmed {
                 conversation,
                 skill,
-                weight,
-                activity,
+                holding,
                 assigned_at,
             } => AgentMsg::Confirmed {
                 conversation,
                 skill,
-                weight,
-                activity,
+                holding,
                 assigned_at,
             },
-            ToAgent::SetWeight {
-                conversation,
-                weight,
-                activity,
-            } => AgentMsg::SetWeight {
-                conversation,
-                weight,
-                activity,
-            },
+            ToAgent::Update { conversation, holding } => AgentMsg::Update { conversation, holding },
             ToAgent::Release { conversation } => AgentMsg::Release { conversation },
             ToAgent::OfferVoid { conversation, epoch } => AgentMsg::OfferVoid { conversation, epoch },
             ToAgent::Resync => AgentMsg::Resync,
@@ -260,7 +254,15 @@ impl TryFrom<ConvMsg> for ToConversation {
             } => ToConversation::Assign { agent, epoch },
             ConvMsg::Offered { agent, epoch } => ToConversation::Offered { agent, epoch },
             ConvMsg::OfferWithdrawn { agent, epoch } => ToConversation::OfferWithdrawn { agent, epoch },
-            ConvMsg::Unassign { agent } => ToConversation::Unassign { agent },
+            ConvMsg::Unassign {
+                agent,
+                reason,
+                pending_since,
+            } => ToConversation::Unassign {
+                agent,
+                reason,
+                pending_since,
+            },
             ConvMsg::ActivateFallback { epoch } => ToConversation::ActivateFallback { epoch },
             ConvMsg::Resync => ToConversation::Resync,
             local => return Err(local),
@@ -278,7 +280,15 @@ impl From<ToConversation> for ConvMsg {
             },
             ToConversation::Offered { agent, epoch } => ConvMsg::Offered { agent, epoch },
             ToConversation::OfferWithdrawn { agent, epoch } => ConvMsg::OfferWithdrawn { agent, epoch },
-            ToConversation::Unassign { agent } => ConvMsg::Unassign { agent },
+            ToConversation::Unassign {
+                agent,
+                reason,
+                pending_since,
+            } => ConvMsg::Unassign {
+                agent,
+                reason,
+                pending_since,
+            },
             ToConversation::ActivateFallback { epoch } => ConvMsg::ActivateFallback { epoch },
             ToConversation::Resync => ConvMsg::Resync,
         }
@@ -348,7 +358,7 @@ impl From<ToQueue> for QueueMsg {
 mod tests {
     use super::*;
     use crate::cluster::transport::{Body, Frame};
-    use crate::domain::conversation::RouteHints;
+    use crate::domain::conversation::{Activity, RouteHints};
     use crate::domain::rank::RankKey;
 
     fn every_crossing() -> Vec<Crossing> {
@@ -402,14 +412,20 @@ mod tests {
             agent(ToAgent::Confirmed {
                 conversation: c.clone(),
                 skill: s.clone(),
-                weight: Weight(10),
-                activity: Activity::Inactive,
+                holding: Holding {
+                    weight: Weight(10),
+                    activity: Activity::Inactive,
+                    pending_since: None,
+                },
                 assigned_at: at,
             }),
-            agent(ToAgent::SetWeight {
+            agent(ToAgent::Update {
                 conversation: c.clone(),
-                weight: Weight(1),
-                activity: Activity::Active,
+                holding: Holding {
+                    weight: Weight(1),
+                    activity: Activity::Active,
+                    pending_since: Some(at),
+                },
             }),
             agent(ToAgent::Release {
                 conversation: c.clone(),
@@ -431,7 +447,16 @@ mod tests {
                 agent: a.clone(),
                 epoch: 1,
             }),
-            conversation(ToConversation::Unassign { agent: a.clone() }),
+            conversation(ToConversation::Unassign {
+                agent: a.clone(),
+                reason: UnassignReason::AgentUnavailable,
+                pending_since: None,
+            }),
+            conversation(ToConversation::Unassign {
+                agent: a.clone(),
+                reason: UnassignReason::Unresponsive,
+                pending_since: Some(at),
+            }),
             conversation(ToConversation::ActivateFallback { epoch: 5 }),
             conversation(ToConversation::Resync),
             queue(ToQueue::Upsert(entry.clone())),

@@ -48,8 +48,10 @@ use crate::actors::remote::{Crossing, Remote};
 
 /// The version of [`Frame`] this build writes and reads.
 /// 2: `ToAgent::Confirmed` carries the conversation's skill. 3: an agent's room carries
-/// its busy weight and slots (`AgentRoom`, for the choice by utilization).
-pub const WIRE_VERSION: u16 = 3;
+/// its busy weight and slots (`AgentRoom`, for the choice by utilization). 4: an agent
+/// is told since when the consumer waits for its answer (`Holding`), and an unassignment
+/// carries its reason and the wait it was asked for (automatic unassignment).
+pub const WIRE_VERSION: u16 = 4;
 
 /// The one serialized variant of the gateway's messages, as ractor_cluster names it.
 const FRAME_VARIANT: &str = "switchboard.frame";

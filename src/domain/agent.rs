@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::capacity::{self, CapacityLimits, NoRoom, Warmup, Weight};
-use crate::domain::conversation::Activity;
+use crate::domain::conversation::{Activity, UnassignReason};
 use crate::domain::queue::AgentRoom;
 use crate::domain::skill::RoutingPolicy;
 use crate::ids::{AgentId, ConversationId, SkillId};
@@ -23,9 +23,10 @@ pub enum AgentStatus {
     Online,
     /// A short break: no new work, keeps its conversations.
     BackSoon,
-    /// No new work; conversations go back to the queue after `unassign_grace`.
+    /// No new work; keeps its conversations unless `routing.unassign.away_after_secs`
+    /// is set (then those waiting for its answer go back to the queue).
     Away,
-    /// As away.
+    /// As away, with `routing.unassign.offline_after_secs`.
     Offline,
 }
 
@@ -40,11 +41,6 @@ impl AgentStatus {
             Self::Offline => "offline",
         }
     }
-
-    /// Away and offline agents lose their conversations after the grace period.
-    fn releases_conversations(self) -> bool {
-        matches!(self, Self::Away | Self::Offline)
-    }
 }
 
 /// A conversation the agent holds.
@@ -53,7 +49,43 @@ pub struct Held {
     pub skill: SkillId,
     pub weight: Weight,
     pub activity: Activity,
+    /// Since when the consumer waits for this agent's answer (see
+    /// [`Conversation::pending_agent_since`](crate::domain::conversation::Conversation::pending_agent_since)).
+    #[serde(default)]
+    pub pending_since: Option<Timestamp>,
     pub assigned_at: Timestamp,
+}
+
+impl Held {
+    fn new(skill: SkillId, holding: Holding, assigned_at: Timestamp) -> Held {
+        Held {
+            skill,
+            weight: holding.weight,
+            activity: holding.activity,
+            pending_since: holding.pending_since,
+            assigned_at,
+        }
+    }
+}
+
+/// What a conversation tells the agent that holds it, on assignment and on each change.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Holding {
+    pub weight: Weight,
+    pub activity: Activity,
+    /// Since when the consumer waits for the agent's answer; `None` when they do not (or
+    /// for a follow-up the agent promised).
+    pub pending_since: Option<Timestamp>,
+}
+
+/// A held conversation that automatic unassignment gives back to the queue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unassignment {
+    pub conversation: ConversationId,
+    pub reason: UnassignReason,
+    /// The wait it was given back for: the conversation goes back only if the consumer
+    /// is still waiting since then (the agent may have answered on the way).
+    pub pending_since: Timestamp,
 }
 
 /// Room taken for an offer that is not settled yet.
@@ -211,11 +243,11 @@ impl Agent {
     pub fn confirm(
         &mut self,
         conversation: &ConversationId,
-        weight: Weight,
-        activity: Activity,
+        holding: Holding,
         now: Timestamp,
         policy: &RoutingPolicy,
     ) -> bool {
+        let weight = holding.weight;
         let Some(r) = self.reservations.get(conversation) else {
             return false;
         };
@@ -227,15 +259,8 @@ impl Agent {
         let Some(r) = self.reservations.remove(conversation) else {
             return false;
         };
-        self.conversations.insert(
-            conversation.clone(),
-            Held {
-                skill: r.skill,
-                weight,
-                activity,
-                assigned_at: now,
-            },
-        );
+        self.conversations
+            .insert(conversation.clone(), Held::new(r.skill, holding, now));
         if policy.warmup.is_some() {
             self.warmup = self.warmup_at(now, policy);
             self.warmup
@@ -253,25 +278,17 @@ impl Agent {
         &mut self,
         conversation: &ConversationId,
         skill: SkillId,
-        weight: Weight,
-        activity: Activity,
+        holding: Holding,
         assigned_at: Timestamp,
     ) -> bool {
         if self.status == AgentStatus::Offline
             || self.conversations.contains_key(conversation)
-            || capacity::fits(self.busy(), self.num_open(), weight, &self.limits).is_err()
+            || capacity::fits(self.busy(), self.num_open(), holding.weight, &self.limits).is_err()
         {
             return false;
         }
-        self.conversations.insert(
-            conversation.clone(),
-            Held {
-                skill,
-                weight,
-                activity,
-                assigned_at,
-            },
-        );
+        self.conversations
+            .insert(conversation.clone(), Held::new(skill, holding, assigned_at));
         self.last_assigned_at = Some(self.last_assigned_at.map_or(assigned_at, |t| t.max(assigned_at)));
         true
     }
@@ -281,11 +298,16 @@ impl Agent {
         self.conversations.remove(conversation).is_some() | self.reservations.remove(conversation).is_some()
     }
 
-    pub fn set_weight(&mut self, conversation: &ConversationId, weight: Weight, activity: Activity) -> bool {
+    /// What the conversation told of itself; returns whether anything changed.
+    pub fn update(&mut self, conversation: &ConversationId, holding: Holding) -> bool {
         match self.conversations.get_mut(conversation) {
-            Some(h) if h.weight != weight || h.activity != activity => {
-                h.weight = weight;
-                h.activity = activity;
+            Some(h)
+                if (h.weight, h.activity, h.pending_since)
+                    != (holding.weight, holding.activity, holding.pending_since) =>
+            {
+                h.weight = holding.weight;
+                h.activity = holding.activity;
+                h.pending_since = holding.pending_since;
                 true
             }
             _ => false,
@@ -303,10 +325,56 @@ impl Agent {
         self.status_since = now;
     }
 
-    /// When held conversations go back to the queue because the agent is away.
+    /// When automatic unassignment gives `held` back to the queue, if it does: an online
+    /// agent after `unresponsive_after` without answering; an away or offline agent
+    /// once it has been so for `away_after` / `offline_after` (at once for a consumer
+    /// who writes later). Only conversations pending the agent's answer go back.
+    fn unassign_time(&self, held: &Held, policy: &RoutingPolicy) -> Option<(Timestamp, UnassignReason)> {
+        let pending = held.pending_since?;
+        let rules = &policy.unassign;
+        let after_status = |after: Option<Duration>| after.map(|a| self.status_since.plus(a).max(pending));
+        match self.status {
+            AgentStatus::Online => rules
+                .unresponsive_after
+                .map(|a| (pending.plus(a), UnassignReason::Unresponsive)),
+            AgentStatus::Away => after_status(rules.away_after).map(|t| (t, UnassignReason::AgentUnavailable)),
+            AgentStatus::Offline => after_status(rules.offline_after).map(|t| (t, UnassignReason::AgentUnavailable)),
+            AgentStatus::BackSoon => None,
+        }
+    }
+
+    /// The next time automatic unassignment gives a held conversation back.
     pub fn unassign_at(&self, policy: &RoutingPolicy) -> Option<Timestamp> {
-        (self.status.releases_conversations() && !self.conversations.is_empty())
-            .then(|| self.status_since.plus(policy.unassign_grace))
+        self.conversations
+            .values()
+            .filter_map(|h| self.unassign_time(h, policy))
+            .map(|(t, _)| t)
+            .min()
+    }
+
+    /// The held conversations that automatic unassignment gives back at `now`. Each is
+    /// asked for once: it stays held (with no pending wait) until the conversation
+    /// releases it, or tells of a new wait.
+    pub fn take_unassignments(&mut self, now: Timestamp, policy: &RoutingPolicy) -> Vec<Unassignment> {
+        let due: Vec<Unassignment> = self
+            .conversations
+            .iter()
+            .filter_map(|(id, h)| {
+                let (at, reason) = self.unassign_time(h, policy)?;
+                let pending_since = h.pending_since?;
+                (now >= at).then(|| Unassignment {
+                    conversation: id.clone(),
+                    reason,
+                    pending_since,
+                })
+            })
+            .collect();
+        for u in &due {
+            if let Some(h) = self.conversations.get_mut(&u.conversation) {
+                h.pending_since = None;
+            }
+        }
+        due
     }
 
     /// Pending offers whose time is up at `now`.
@@ -363,6 +431,14 @@ mod tests {
         }
     }
 
+    fn holding(weight: Weight, activity: Activity) -> Holding {
+        Holding {
+            weight,
+            activity,
+            pending_since: None,
+        }
+    }
+
     fn agent(max_slots: u32, policy: &RoutingPolicy) -> Agent {
         let spec = AgentSpec {
             skills: vec![SkillId::new("billing").expect("id")],
@@ -386,8 +462,8 @@ mod tests {
             a.reserve(&offer(&ids("c2"), one, 1, None), now, &policy),
             Err(NoRoom::Weight)
         );
-        assert!(a.confirm(&ids("c1"), one, Activity::Active, now, &policy));
-        assert!(a.set_weight(&ids("c1"), Weight::from_slots(0.1), Activity::Inactive));
+        assert!(a.confirm(&ids("c1"), holding(one, Activity::Active), now, &policy));
+        assert!(a.update(&ids("c1"), holding(Weight::from_slots(0.1), Activity::Inactive)));
         assert!(a.reserve(&offer(&ids("c2"), one, 1, None), now, &policy).is_ok());
     }
 
@@ -399,32 +475,107 @@ mod tests {
         let one = Weight::from_slots(1.0);
         let skill = SkillId::new("s").expect("id");
         // A rebuilt actor: no reservation, room for one.
-        assert!(a.hold_unreserved(&ids("c1"), skill.clone(), one, Activity::Active, now));
+        assert!(a.hold_unreserved(&ids("c1"), skill.clone(), holding(one, Activity::Active), now));
         assert_eq!(a.busy(), one);
         // Held already: not twice.
-        assert!(!a.hold_unreserved(&ids("c1"), skill.clone(), one, Activity::Active, now));
+        assert!(!a.hold_unreserved(&ids("c1"), skill.clone(), holding(one, Activity::Active), now));
         // 1 slot + 0.5 overflow: a second full-weight one is past the ceiling.
-        assert!(!a.hold_unreserved(&ids("c2"), skill.clone(), one, Activity::Active, now));
+        assert!(!a.hold_unreserved(&ids("c2"), skill.clone(), holding(one, Activity::Active), now));
         assert_eq!(a.busy(), one);
         // An offline agent holds nothing new.
         let mut b = agent(4, &policy);
         b.set_status(AgentStatus::Offline, now, &policy);
-        assert!(!b.hold_unreserved(&ids("c3"), skill, one, Activity::Active, now));
+        assert!(!b.hold_unreserved(&ids("c3"), skill, holding(one, Activity::Active), now));
     }
 
     #[test]
-    fn not_online_has_no_room_and_away_releases_after_grace() {
+    fn not_online_has_no_room_and_keeps_its_conversations_by_default() {
         let policy = RoutingPolicy::default();
         let mut a = agent(2, &policy);
         let now = Timestamp::from_millis(0);
         a.reserve(&offer(&ids("c1"), Weight::from_slots(1.0), 1, None), now, &policy)
             .expect("room");
-        a.confirm(&ids("c1"), Weight::from_slots(1.0), Activity::Active, now, &policy);
+        let pending = Holding {
+            pending_since: Some(now),
+            ..holding(Weight::from_slots(1.0), Activity::Active)
+        };
+        a.confirm(&ids("c1"), pending, now, &policy);
         a.set_status(AgentStatus::BackSoon, now, &policy);
         assert!(!a.room(now, &policy).accepting);
         assert_eq!(a.unassign_at(&policy), None, "back soon keeps its conversations");
-        a.set_status(AgentStatus::Away, now, &policy);
-        assert_eq!(a.unassign_at(&policy), Some(now.plus(policy.unassign_grace)));
+        for status in [AgentStatus::Away, AgentStatus::Offline, AgentStatus::Online] {
+            a.set_status(status, now, &policy);
+            assert_eq!(a.unassign_at(&policy), None, "auto-unassign is opt-in ({status:?})");
+        }
+    }
+
+    /// Auto-unassign takes only what waits for the agent: when the agent is away long
+    /// enough (at once for a consumer who writes later), or when an online agent leaves
+    /// a message unanswered; each is asked for once.
+    #[test]
+    fn auto_unassign_takes_only_conversations_pending_the_agents_answer() {
+        let secs = Duration::from_secs;
+        let policy = RoutingPolicy {
+            unassign: crate::domain::skill::UnassignPolicy {
+                away_after: Some(secs(300)),
+                offline_after: None,
+                unresponsive_after: Some(secs(60)),
+            },
+            ..RoutingPolicy::default()
+        };
+        let t0 = Timestamp::from_millis(0);
+        let mut a = agent(4, &policy);
+        let w = Weight::from_slots(1.0);
+        let pending_at = |t: Timestamp| Holding {
+            pending_since: Some(t),
+            ..holding(w, Activity::Active)
+        };
+        assert!(a.hold_unreserved(&ids("waiting"), SkillId::new("s").expect("id"), pending_at(t0), t0));
+        assert!(a.hold_unreserved(
+            &ids("answered"),
+            SkillId::new("s").expect("id"),
+            holding(w, Activity::Active),
+            t0
+        ));
+
+        // Online: the unanswered message is given back 60 s after it came.
+        assert_eq!(a.unassign_at(&policy), Some(t0.plus(secs(60))));
+        assert!(a.take_unassignments(t0.plus(secs(59)), &policy).is_empty());
+        let due = a.take_unassignments(t0.plus(secs(60)), &policy);
+        assert_eq!(
+            due,
+            vec![Unassignment {
+                conversation: ids("waiting"),
+                reason: UnassignReason::Unresponsive,
+                pending_since: t0,
+            }]
+        );
+        assert_eq!(a.unassign_at(&policy), None, "asked for once");
+        assert!(a.take_unassignments(t0.plus(secs(61)), &policy).is_empty());
+
+        // The conversation did not go (the agent answered on the way), and the consumer
+        // wrote again: a new wait.
+        let t1 = t0.plus(secs(100));
+        assert!(a.update(&ids("waiting"), pending_at(t1)));
+        // Away at t1 + 10: the away rule (300 s after the status) replaces the online one.
+        let away = t1.plus(secs(10));
+        a.set_status(AgentStatus::Away, away, &policy);
+        assert_eq!(a.unassign_at(&policy), Some(away.plus(secs(300))));
+        // A consumer who writes after that is given back at once.
+        assert!(a.update(&ids("answered"), pending_at(away.plus(secs(900)))));
+        let due = a.take_unassignments(away.plus(secs(900)), &policy);
+        let got: Vec<(String, UnassignReason)> = due.iter().map(|u| (u.conversation.to_string(), u.reason)).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("answered".to_string(), UnassignReason::AgentUnavailable),
+                ("waiting".to_string(), UnassignReason::AgentUnavailable),
+            ]
+        );
+        // Offline has no rule here: nothing pending is given back.
+        assert!(a.update(&ids("waiting"), pending_at(away.plus(secs(1000)))));
+        a.set_status(AgentStatus::Offline, away.plus(secs(1000)), &policy);
+        assert_eq!(a.unassign_at(&policy), None);
     }
 
     #[test]
@@ -454,7 +605,7 @@ mod tests {
         let one = Weight::from_slots(1.0);
         a.reserve(&offer(&ids("c1"), one, 1, None), t0, &policy)
             .expect("first at once");
-        a.confirm(&ids("c1"), one, Activity::Active, t0, &policy);
+        a.confirm(&ids("c1"), holding(one, Activity::Active), t0, &policy);
         assert_eq!(
             a.reserve(
                 &offer(&ids("c2"), one, 1, None),
@@ -466,14 +617,14 @@ mod tests {
         let t1 = t0.plus(Duration::from_secs(90));
         a.reserve(&offer(&ids("c2"), one, 1, None), t1, &policy)
             .expect("second after 90 s");
-        a.confirm(&ids("c2"), one, Activity::Active, t1, &policy);
+        a.confirm(&ids("c2"), holding(one, Activity::Active), t1, &policy);
         assert!(!a.warmup.warming, "full: warm-up over");
         a.release(&ids("c1"));
         a.release(&ids("c2"));
         let t2 = t1.plus(Duration::from_secs(3600));
         assert!(a.room(t2, &policy).accepting, "first after the idle hour comes at once");
         a.reserve(&offer(&ids("c3"), one, 1, None), t2, &policy).expect("room");
-        a.confirm(&ids("c3"), one, Activity::Active, t2, &policy);
+        a.confirm(&ids("c3"), holding(one, Activity::Active), t2, &policy);
         assert!(
             !a.room(t2.plus(Duration::from_secs(1)), &policy).accepting,
             "paced again"

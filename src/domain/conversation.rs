@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::agent::Holding;
 use crate::domain::capacity::Weight;
 use crate::domain::queue::QueueEntry;
 use crate::domain::rank::{self, RankInputs};
@@ -76,8 +77,12 @@ pub enum ClosedBy {
 pub enum UnassignReason {
     /// The agent asked for it: the conversation is actionable for the next agent.
     ReturnedByAgent,
-    /// The agent went away or offline past the grace period.
+    /// The agent went away or offline past `routing.unassign` (or had no room for it
+    /// when an assignment reached a rebuilt agent).
     AgentUnavailable,
+    /// An online agent left the consumer's message unanswered past
+    /// `routing.unassign.unresponsive_after_secs`.
+    Unresponsive,
     /// Transferred to another skill or agent.
     Transferred,
 }
@@ -88,6 +93,7 @@ impl UnassignReason {
         match self {
             UnassignReason::ReturnedByAgent => "returned_by_agent",
             UnassignReason::AgentUnavailable => "agent_unavailable",
+            UnassignReason::Unresponsive => "unresponsive",
             UnassignReason::Transferred => "transferred",
         }
     }
@@ -162,6 +168,10 @@ pub struct Conversation {
     pub manual_due_at: Option<Timestamp>,
     /// The follow-up was far enough away to release the conversation's weight.
     pub manual_release: bool,
+    /// When the agent set the pending follow-up: a consumer message after it makes the
+    /// conversation active (not actionable) until the agent answers.
+    #[serde(default)]
+    pub follow_up_set_at: Option<Timestamp>,
     pub transfers: u32,
     pub returned_to_queue: bool,
     pub route: RouteHints,
@@ -212,6 +222,7 @@ impl Conversation {
             soon_overdue: false,
             overdue: false,
             manual_due_at: None,
+            follow_up_set_at: None,
             manual_release: false,
             transfers: 0,
             returned_to_queue: false,
@@ -270,6 +281,28 @@ impl Conversation {
 
     pub fn weight(&self, skill: &Skill) -> Weight {
         skill.weight(self.activity)
+    }
+
+    /// Since when the consumer has been waiting for the holding agent's answer, if they
+    /// are: what automatic unassignment looks at. Counted from the assignment at the
+    /// earliest (an agent who just got a conversation has had no time to answer yet). A
+    /// follow-up the agent promised is not pending (it stays with its agent, even once
+    /// due), nor is a conversation waiting for the consumer.
+    pub fn pending_agent_since(&self) -> Option<Timestamp> {
+        if self.state != State::Assigned || self.awaiting != Awaiting::Agent || self.manual_due_at.is_some() {
+            return None;
+        }
+        let waited = self.wait_started_at?;
+        Some(self.assigned_at.map_or(waited, |a| waited.max(a)))
+    }
+
+    /// What the holding agent is told of this conversation.
+    pub fn holding(&self, skill: &Skill) -> Holding {
+        Holding {
+            weight: self.weight(skill),
+            activity: self.activity,
+            pending_since: self.pending_agent_since(),
+        }
     }
 
     fn ensure_open(&self) -> Result<(), ConversationError> {
@@ -333,11 +366,12 @@ impl Conversation {
     }
 
     /// The consumer wrote. Starts a wait for an agent (restarting the SLA) unless one is
-    /// running; never moves the conversation back in its queue.
+    /// running or the agent promised a follow-up (it stays as it is: actionable when it
+    /// comes due); never moves the conversation back in its queue.
     pub fn consumer_message(&mut self, now: Timestamp, skill: &Skill) -> Result<(), ConversationError> {
         self.ensure_open()?;
         self.last_consumer_message_at = now;
-        if self.awaiting == Awaiting::Consumer {
+        if self.awaiting == Awaiting::Consumer && self.manual_due_at.is_none() {
             self.begin_wait(now);
             self.restart_sla(now, skill);
         }
@@ -353,6 +387,7 @@ impl Conversation {
         self.awaiting = Awaiting::Consumer;
         self.wait_started_at = None;
         self.manual_due_at = None;
+        self.follow_up_set_at = None;
         self.manual_release = false;
         self.sla = None;
         self.refresh_sla_flags(now, None);
@@ -427,10 +462,11 @@ impl Conversation {
         self.route.avoid_agent = Some(agent.clone());
         if reason == UnassignReason::ReturnedByAgent {
             self.returned_to_queue = true;
-            self.manual_due_at = None;
-            self.manual_release = false;
-            self.begin_wait(now);
-            self.restart_sla(now, skill);
+            // A follow-up keeps its time: actionable for the next agent when it comes due.
+            if self.manual_due_at.is_none() {
+                self.begin_wait(now);
+                self.restart_sla(now, skill);
+            }
         }
         Ok(())
     }
@@ -473,9 +509,10 @@ impl Conversation {
         self.enter_queue(now);
         self.transfers += 1;
         self.route = RouteHints::default();
-        self.manual_due_at = None;
-        self.manual_release = false;
-        self.begin_wait(now);
+        // A follow-up keeps its time: actionable for the new agent when it comes due.
+        if self.manual_due_at.is_none() {
+            self.begin_wait(now);
+        }
         self.restart_sla(now, skill);
         self.activity = Activity::Active;
     }
@@ -495,6 +532,7 @@ impl Conversation {
         }
         let due_at = now.plus(due_in);
         self.manual_due_at = Some(due_at);
+        self.follow_up_set_at = Some(now);
         self.manual_release = due_in > policy.manual_sla_release;
         self.awaiting = Awaiting::Consumer;
         self.wait_started_at = None;
@@ -541,6 +579,10 @@ impl Conversation {
             if now >= due.minus(policy.reactivate_before) {
                 return Activity::Active;
             }
+            // The consumer wrote since the follow-up was set: the agent has something to read.
+            if self.follow_up_set_at.is_some_and(|t| self.last_consumer_message_at > t) {
+                return Activity::Active;
+            }
             if self.manual_release {
                 return Activity::Inactive;
             }
@@ -559,10 +601,10 @@ impl Conversation {
         if self.is_closed() {
             return;
         }
-        if let Some(due) = self.manual_due_at {
-            if now >= due && self.awaiting == Awaiting::Consumer {
+        if let Some(at) = self.follow_up_actionable_at(policy) {
+            if now >= at {
                 self.awaiting = Awaiting::Agent;
-                self.wait_started_at = Some(due);
+                self.wait_started_at = Some(at);
             }
         }
         self.activity = self.desired_activity(now, Some(skill), policy);
@@ -583,6 +625,15 @@ impl Conversation {
                 // Cannot fail: the conversation is open and no agent is named.
                 let _ = self.close(ClosedBy::System, None, now);
             }
+        }
+    }
+
+    /// When a follow-up not yet actionable becomes so: `reactivate_before` ahead of its
+    /// due time (LivePerson's manual SLA), whatever the consumer wrote meanwhile.
+    fn follow_up_actionable_at(&self, policy: &RoutingPolicy) -> Option<Timestamp> {
+        match (self.awaiting, self.manual_due_at) {
+            (Awaiting::Consumer, Some(due)) => Some(due.minus(policy.reactivate_before)),
+            _ => None,
         }
     }
 
@@ -637,12 +688,7 @@ impl Conversation {
             }
         }
         if self.awaiting == Awaiting::Consumer {
-            if let Some(due) = self.manual_due_at {
-                candidates.push(due);
-                if self.activity == Activity::Inactive {
-                    candidates.push(due.minus(policy.reactivate_before));
-                }
-            }
+            candidates.extend(self.follow_up_actionable_at(policy));
             if self.activity == Activity::Active {
                 if let Some(t) = self.last_agent_message_at {
                     candidates.push(t.plus(skill.inactive_after));
@@ -680,6 +726,7 @@ impl Conversation {
         let key = rank::rank_key(
             &RankInputs {
                 overdue: self.overdue,
+                follow_up: self.actionable() && self.manual_due_at.is_some(),
                 due_at: self.sla.map_or(queued_at, |s| s.due_at),
                 queued_at,
                 last_consumer_message_at: self.last_consumer_message_at,

@@ -34,9 +34,13 @@ impl Default for RankWeights {
     }
 }
 
-/// Overdue conversations come before all others.
+/// Overdue conversations come before all others...
 pub const TIER_OVERDUE: u8 = 0;
-pub const TIER_NORMAL: u8 = 1;
+/// ...then follow-ups coming due (a manual SLA the agent set, actionable
+/// `reactivate_before` ahead of it)...
+pub const TIER_FOLLOW_UP: u8 = 1;
+/// ...then the rest, by score.
+pub const TIER_NORMAL: u8 = 2;
 
 /// Position in a skill queue; smaller is offered first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -52,6 +56,8 @@ pub struct RankKey {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RankInputs {
     pub overdue: bool,
+    /// A follow-up coming due (at the top of its queue, after the overdue).
+    pub follow_up: bool,
     pub due_at: Timestamp,
     pub queued_at: Timestamp,
     pub last_consumer_message_at: Timestamp,
@@ -65,7 +71,13 @@ pub fn rank_key(inputs: &RankInputs, w: &RankWeights) -> RankKey {
         - w.freshness * ms(inputs.last_consumer_message_at)
         - f64::from(inputs.priority) * w.priority_point_secs * 1000.0;
     RankKey {
-        tier: if inputs.overdue { TIER_OVERDUE } else { TIER_NORMAL },
+        tier: if inputs.overdue {
+            TIER_OVERDUE
+        } else if inputs.follow_up {
+            TIER_FOLLOW_UP
+        } else {
+            TIER_NORMAL
+        },
         score: score as i64,
         seq: inputs.seq,
     }
@@ -119,6 +131,7 @@ mod tests {
         let m = |x: u64| t0.plus(Duration::from_secs(60 * x));
         RankInputs {
             overdue: false,
+            follow_up: false,
             due_at: m(due_min),
             queued_at: m(queued_min),
             last_consumer_message_at: m(last_min),
@@ -148,6 +161,19 @@ mod tests {
         let mut vip = inputs(0, 0, 0, 2);
         vip.priority = 1000;
         assert!(rank_key(&late, &w) < rank_key(&vip, &w));
+    }
+
+    #[test]
+    fn a_follow_up_coming_due_comes_after_the_overdue_and_before_the_rest() {
+        let w = RankWeights::default();
+        let mut follow_up = inputs(600, 500, 500, 1);
+        follow_up.follow_up = true;
+        let mut vip = inputs(0, 0, 0, 2);
+        vip.priority = 1000;
+        let mut late = inputs(900, 800, 800, 3);
+        late.overdue = true;
+        assert!(rank_key(&late, &w) < rank_key(&follow_up, &w));
+        assert!(rank_key(&follow_up, &w) < rank_key(&vip, &w));
     }
 
     #[test]

@@ -57,6 +57,21 @@ pub enum AgentChoice {
     MostFree,
 }
 
+/// Automatic unassignment, LivePerson's "automatically unassign conversations": opt-in
+/// (every field `None` by default), and it only ever takes conversations pending the
+/// agent's answer (the consumer wrote last). An agent on a break keeps the rest, and a
+/// follow-up the agent promised stays with them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct UnassignPolicy {
+    /// An agent away this long gives back the conversations waiting for its answer.
+    pub away_after: Option<Duration>,
+    /// An agent offline this long gives back the conversations waiting for its answer.
+    pub offline_after: Option<Duration>,
+    /// An online agent who leaves a consumer message unanswered this long gives that
+    /// conversation back (LivePerson's example: 60 s).
+    pub unresponsive_after: Option<Duration>,
+}
+
 /// Engine-wide routing rules (the `[routing]` table of the config).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RoutingPolicy {
@@ -68,8 +83,9 @@ pub struct RoutingPolicy {
     pub reactivate_before: Duration,
     /// "Soon overdue" starts this long before the due time.
     pub soon_overdue_before: Duration,
-    /// An agent away or offline this long loses its conversations to the queue.
-    pub unassign_grace: Duration,
+    /// Automatic unassignment (off unless configured).
+    #[serde(default)]
+    pub unassign: UnassignPolicy,
     /// A transfer to a named agent waits this long for them, then any agent may take it.
     pub transfer_to_agent_max_wait: Duration,
     /// A returning consumer prefers their last agent if that assignment is this recent.
@@ -108,7 +124,7 @@ impl Default for RoutingPolicy {
             manual_sla_release: Duration::from_secs(30 * 60),
             reactivate_before: Duration::from_secs(10 * 60),
             soon_overdue_before: Duration::from_secs(5 * 60),
-            unassign_grace: Duration::from_secs(2 * 60),
+            unassign: UnassignPolicy::default(),
             transfer_to_agent_max_wait: Duration::from_secs(2 * 3600),
             sticky_window: Duration::from_secs(7 * 86_400),
             warmup: None,

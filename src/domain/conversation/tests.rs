@@ -326,3 +326,83 @@ fn unassign_reason_names_match_their_serialized_form() {
         );
     }
 }
+
+/// LivePerson's manual SLA: a follow-up becomes actionable `reactivate_before` ahead of
+/// its time, at the top of its queue (after the overdue); consumer messages meanwhile
+/// do not change that, nor does a return to the queue or a transfer.
+#[test]
+fn a_follow_up_becomes_actionable_before_it_is_due_and_nothing_else_makes_it_so() {
+    let policy = RoutingPolicy::default(); // reactivate_before: 10 min
+    let s = skill();
+    let mut other = skill();
+    other.id = SkillId::new("other").expect("id");
+    for how in ["kept", "returned", "transferred"] {
+        let mut c = assigned("a1");
+        c.set_follow_up(&agent("a1"), 60 * MIN, at(2), &policy).expect("held");
+        assert!(!c.actionable(), "{how}");
+        match how {
+            "returned" => c
+                .unassign(&agent("a1"), UnassignReason::ReturnedByAgent, at(3), &s)
+                .expect("held"),
+            "transferred" => {
+                c.transfer_to_skill(&other, at(3)).expect("open");
+            }
+            _ => {}
+        }
+        c.consumer_message(at(4), &s).expect("open");
+        c.tick(at(4), &s, false, &policy);
+        assert!(!c.actionable(), "{how}: a consumer message does not make it actionable");
+        assert_eq!(
+            c.sla.map(|x| (x.kind, x.due_at)),
+            Some((SlaKind::Manual, at(62))),
+            "{how}"
+        );
+        assert_eq!(
+            c.activity,
+            Activity::Active,
+            "{how}: the consumer wrote, the agent has something to read"
+        );
+        let fallback = false;
+        assert_eq!(
+            c.next_deadline(at(4), &s, fallback, &policy)
+                .filter(|t| *t <= at(52))
+                .map(|_| ()),
+            Some(()),
+            "{how}: a deadline wakes it in time"
+        );
+        c.tick(at(51), &s, false, &policy);
+        assert!(!c.actionable(), "{how}");
+        c.tick(at(52), &s, false, &policy);
+        assert!(c.actionable(), "{how}: 10 minutes before it is due");
+        assert_eq!(
+            c.pending_agent_since(),
+            None,
+            "{how}: a follow-up is never auto-unassigned"
+        );
+        if how != "kept" {
+            assert_eq!(c.in_line_since(), Some(at(52)), "{how}: in line since it came due");
+            let entry = c.queue_entry(&s, &policy).expect("queued");
+            assert!(entry.actionable);
+            assert_eq!(entry.key.tier, crate::domain::rank::TIER_FOLLOW_UP, "{how}: at the top");
+        }
+    }
+}
+
+/// Automatic unassignment looks at the consumer's wait for *this* agent: from the
+/// assignment at the earliest, and not at all for a conversation waiting for the consumer.
+#[test]
+fn pending_for_the_agent_counts_from_the_assignment_at_the_earliest() {
+    let s = skill();
+    let c = open(false);
+    assert_eq!(c.pending_agent_since(), None, "queued: no agent");
+    let mut c = assigned("a1");
+    assert_eq!(
+        c.pending_agent_since(),
+        Some(at(1)),
+        "waiting since t0, assigned at 1 min"
+    );
+    c.agent_message(&agent("a1"), at(2)).expect("held");
+    assert_eq!(c.pending_agent_since(), None, "waiting for the consumer");
+    c.consumer_message(at(7), &s).expect("open");
+    assert_eq!(c.pending_agent_since(), Some(at(7)));
+}
