@@ -72,6 +72,7 @@ fn main() {
         for a in 0..1000 {
             let room = AgentRoom {
                 online: true,
+                away: false,
                 accepting: true,
                 free: Weight::from_slots(100.5),
                 busy: Weight::ZERO,

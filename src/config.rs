@@ -248,6 +248,10 @@ pub struct SkillSpec {
     pub auto_close_after_secs: Option<u64>,
     pub fallback_skill: Option<String>,
     pub fallback_after_secs: Option<u64>,
+    /// Whether agents away (or back soon) count as unavailable for the fallback. Default true.
+    pub fallback_when_away: Option<bool>,
+    /// The skills a conversation of this one may be transferred to. Default: any.
+    pub transfer_to: Option<Vec<String>>,
     /// Absent or null: assignments are auto-accepted.
     pub offer_timeout_secs: Option<u64>,
     pub priority_rules: Option<Vec<PriorityRule>>,
@@ -428,6 +432,8 @@ pub fn builtin_skill_defaults() -> Skill {
         auto_close_after: AUTO_CLOSE_MAX,
         fallback_skill: None,
         fallback_after: None,
+        fallback_when_away: true,
+        transfer_to: None,
         offer_timeout: None,
         priority_rules: Vec::new(),
         working_hours: None,
@@ -586,6 +592,17 @@ impl SkillSpec {
                 ));
             }
         }
+        let transfer_to = match &self.transfer_to {
+            None => defaults.transfer_to.clone(),
+            Some(list) => Some(
+                list.iter()
+                    .enumerate()
+                    .map(|(i, s)| {
+                        SkillId::new(s).map_err(|e| ConfigError::new(f(&format!("transfer_to[{i}]")), e.to_string()))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+        };
         let working_hours = match &self.working_hours {
             None => defaults.working_hours.clone(),
             Some(w) => Some(w.validate(&f("working_hours"))?),
@@ -619,6 +636,8 @@ impl SkillSpec {
                 }
             },
             fallback_skill,
+            fallback_when_away: self.fallback_when_away.unwrap_or(defaults.fallback_when_away),
+            transfer_to,
             fallback_after: match self.fallback_after_secs {
                 Some(0) => return Err(ConfigError::new(f("fallback_after_secs"), "must be at least 1")),
                 Some(s) => Some(Duration::from_secs(s)),
@@ -729,6 +748,14 @@ impl ConfigFile {
                     return Err(ConfigError::new(
                         format!("skills[{i}].fallback_skill"),
                         format!("unknown skill {fb:?}"),
+                    ));
+                }
+            }
+            for (j, to) in s.transfer_to.iter().flatten().enumerate() {
+                if !skills.iter().any(|k| &k.id == to) {
+                    return Err(ConfigError::new(
+                        format!("skills[{i}].transfer_to[{j}]"),
+                        format!("unknown skill {to:?}"),
                     ));
                 }
             }
@@ -902,6 +929,8 @@ mod tests {
         assert_eq!(e.field, "skills[1].sla.normal_secs");
         let e = parse("[[skills]]\nid = \"a\"\nfallback_skill = \"nope\"\n").expect_err("fallback");
         assert_eq!(e.field, "skills[0].fallback_skill");
+        let e = parse("[[skills]]\nid = \"a\"\ntransfer_to = [\"a\", \"nope\"]\n").expect_err("transfer_to");
+        assert_eq!(e.field, "skills[0].transfer_to[1]");
         let e = parse("[[skills]]\nid = \"a\"\nsmart_capacity = { inactive_weight = 2.0 }\n").expect_err("weights");
         assert_eq!(e.field, "skills[0].smart_capacity.inactive_weight");
         let e = parse("[[skills]]\nid = \"a\"\n[[agents]]\nid = \"x\"\nskills = [\"b\"]\nmax_slots = 3\n")

@@ -583,6 +583,13 @@ impl Router {
                 )));
             }
         }
+        for (i, to) in skill.transfer_to.iter().flatten().enumerate() {
+            if !self.shared.skills.contains_key(to) && *to != skill.id {
+                return Err(RouterError::InvalidRequest(format!(
+                    "transfer_to[{i}]: unknown skill {to:?}"
+                )));
+            }
+        }
         Ok(skill)
     }
 
@@ -927,25 +934,35 @@ impl Router {
             .await
     }
 
-    /// Transfers to one agent of this node.
-    pub async fn transfer_to_agent(&self, id: &ConversationId, agent: &AgentId) -> Result<Conversation, RouterError> {
+    /// Transfers to one agent of this node; with `skill`, to that skill too.
+    pub async fn transfer_to_agent(
+        &self,
+        id: &ConversationId,
+        agent: &AgentId,
+        skill: Option<&SkillId>,
+    ) -> Result<Conversation, RouterError> {
         let skills = self.agent(agent)?.skills;
-        self.transfer_to_agent_with_skills(id, agent, &skills).await
+        self.transfer_to_agent_with_skills(id, agent, &skills, skill).await
     }
 
-    /// Transfers to one agent whose skills are `skills`: an agent of another node (a
-    /// cluster) is not known here, and the API layer asks that node for them.
+    /// Transfers to one agent whose skills are `skills` (and to `skill`, if given): an
+    /// agent of another node (a cluster) is not known here, and the API layer asks that
+    /// node for them.
     pub async fn transfer_to_agent_with_skills(
         &self,
         id: &ConversationId,
         agent: &AgentId,
         skills: &[SkillId],
+        skill: Option<&SkillId>,
     ) -> Result<Conversation, RouterError> {
+        if let Some(s) = skill {
+            self.skill(s)?;
+        }
         let conv = self.conversation(id)?;
-        if !skills.contains(&conv.skill) {
+        let target = skill.unwrap_or(&conv.skill);
+        if !skills.contains(target) {
             return Err(RouterError::Conflict(format!(
-                "agent {agent} does not have skill {}",
-                conv.skill
+                "agent {agent} does not have skill {target}"
             )));
         }
         if conv.agent_id.as_ref() == Some(agent) {
@@ -953,8 +970,14 @@ impl Router {
                 "conversation {id} is already assigned to {agent}"
             )));
         }
-        self.command(id, ConvCommand::TransferToAgent { agent: agent.clone() })
-            .await
+        self.command(
+            id,
+            ConvCommand::TransferToAgent {
+                agent: agent.clone(),
+                skill: skill.cloned(),
+            },
+        )
+        .await
     }
 
     pub async fn return_to_queue(&self, id: &ConversationId, agent: &AgentId) -> Result<Conversation, RouterError> {

@@ -317,8 +317,8 @@ sla = { normal_secs = 600, first_time_secs = 600 }
     agent_online(&r, "r1", &["retention"], 2).await;
     open(&r, "c1", "u1", "general").await;
     assert_eq!(holder(&r, "c1").as_deref(), Some("a1"));
-    let start = conv(&r, "c1").opened_at;
     pass(&r, 2 * MIN).await;
+    let transferred_at = r.clock().now();
     let c = r
         .transfer_to_skill(&cid("c1"), &sid("retention"))
         .await
@@ -326,12 +326,86 @@ sla = { normal_secs = 600, first_time_secs = 600 }
     settle(&r).await;
     assert_eq!(
         c.sla.map(|s| s.due_at),
-        Some(start.plus(10 * MIN)),
-        "retention's 10 min from the consumer's wait"
+        Some(transferred_at.plus(10 * MIN)),
+        "retention's 10 min, restarted at the transfer (LivePerson)"
     );
     assert_eq!(holder(&r, "c1").as_deref(), Some("r1"));
     assert_eq!(busy(&r, "a1"), 0.0, "the first agent is released");
     assert_eq!(conv(&r, "c1").transfers, 1);
+}
+
+const TRANSFERS: &str = r#"
+[[skills]]
+id = "general"
+transfer_to = ["retention"]
+[[skills]]
+id = "retention"
+sla = { normal_secs = 600, first_time_secs = 600 }
+[[skills]]
+id = "billing"
+"#;
+
+/// An agent and a new skill in one transfer; an agent transfer keeps a running wait (the
+/// SLA recomputed with the new skill) and, when the agent wrote last, starts no SLA but
+/// is routed all the same; `transfer_to` refuses other skills and changes nothing.
+#[tokio::test(start_paused = true)]
+async fn transfers_to_an_agent_and_skill_follow_liveperson_s_sla_rules() {
+    let r = router(TRANSFERS).await;
+    agent_online(&r, "a1", &["general"], 3).await;
+    agent_online(&r, "r1", &["retention"], 3).await;
+    open(&r, "waiting", "u1", "general").await;
+    open(&r, "answered", "u2", "general").await;
+    let opened = r.clock().now();
+    r.agent_message(&cid("answered"), &aid("a1")).await.expect("reply");
+    pass(&r, 2 * MIN).await;
+
+    let c = r
+        .transfer_to_agent(&cid("waiting"), &aid("r1"), Some(&sid("retention")))
+        .await
+        .expect("to r1 in retention");
+    assert_eq!(c.skill, sid("retention"));
+    assert_eq!(
+        c.sla.map(|s| s.due_at),
+        Some(opened.plus(10 * MIN)),
+        "the consumer's wait goes on: retention's 10 min from it"
+    );
+    let c = r
+        .transfer_to_agent(&cid("answered"), &aid("r1"), Some(&sid("retention")))
+        .await
+        .expect("to r1 in retention");
+    assert_eq!(c.sla, None, "the agent wrote last: no SLA");
+    assert!(c.actionable(), "but routed all the same");
+    settle(&r).await;
+    assert_eq!(holder(&r, "waiting").as_deref(), Some("r1"));
+    assert_eq!(holder(&r, "answered").as_deref(), Some("r1"));
+    assert_eq!(conv(&r, "answered").awaiting, Awaiting::Consumer);
+
+    // general may transfer only to retention.
+    open(&r, "c3", "u3", "general").await;
+    let before = conv(&r, "c3");
+    let err = r
+        .transfer_to_skill(&cid("c3"), &sid("billing"))
+        .await
+        .expect_err("not in transfer_to");
+    assert!(matches!(err, switchboard::RouterError::Conflict(_)), "{err:?}");
+    agent_online(&r, "b1", &["billing"], 3).await;
+    let err = r
+        .transfer_to_agent(&cid("c3"), &aid("b1"), Some(&sid("billing")))
+        .await
+        .expect_err("not in transfer_to");
+    assert!(matches!(err, switchboard::RouterError::Conflict(_)), "{err:?}");
+    settle(&r).await;
+    let after = conv(&r, "c3");
+    assert_eq!(
+        (after.skill.clone(), after.agent_id.clone(), after.transfers),
+        (before.skill, before.agent_id, 0)
+    );
+    // An agent without the new skill: refused.
+    let err = r
+        .transfer_to_agent(&cid("c3"), &aid("a1"), Some(&sid("retention")))
+        .await
+        .expect_err("a1 has no retention");
+    assert!(matches!(err, switchboard::RouterError::Conflict(_)), "{err:?}");
 }
 
 #[tokio::test(start_paused = true)]
@@ -344,7 +418,9 @@ async fn transfer_to_agent_waits_for_that_agent_then_any_agent() {
     assert_eq!(holder(&r, "c2").as_deref(), Some("a2"));
     agent_online(&r, "a3", &["general"], 3).await;
     // a1 hands c1 to a2, who is full.
-    r.transfer_to_agent(&cid("c1"), &aid("a2")).await.expect("transfer");
+    r.transfer_to_agent(&cid("c1"), &aid("a2"), None)
+        .await
+        .expect("transfer");
     settle(&r).await;
     assert_eq!(holder(&r, "c1"), None, "a3 has room but c1 waits for a2");
     pass(&r, 30 * MIN).await;
@@ -368,7 +444,9 @@ async fn transfer_to_agent_is_taken_as_soon_as_the_agent_has_room() {
     let other = if first == "a1" { "a2" } else { "a1" };
     let c2_holder = holder(&r, "c2").expect("assigned");
     assert_eq!(c2_holder, other);
-    r.transfer_to_agent(&cid("c1"), &aid(other)).await.expect("transfer");
+    r.transfer_to_agent(&cid("c1"), &aid(other), None)
+        .await
+        .expect("transfer");
     settle(&r).await;
     assert_eq!(holder(&r, "c1"), None);
     r.close(&cid("c2"), ClosedBy::Agent, Some(&aid(other)))
@@ -551,6 +629,36 @@ async fn fallback_when_no_agent_of_the_skill_is_online() {
     agent_online(&r, "g1", &["general"], 2).await;
     open(&r, "c1", "u1", "billing").await;
     assert_eq!(holder(&r, "c1").as_deref(), Some("g1"));
+}
+
+/// LivePerson's fallback: only conversations never assigned fall back (not one returned
+/// to the queue); `fallback_when_away = false` counts an away (or back soon) agent of
+/// the skill as available, so only `fallback_after` sends a conversation on.
+#[tokio::test(start_paused = true)]
+async fn fallback_takes_only_conversations_never_assigned_and_away_agents_count_as_the_skill_says() {
+    for when_away in [true, false] {
+        let r = router(&format!("{FALLBACK}fallback_when_away = {when_away}\n")).await;
+        agent_online(&r, "b1", &["billing"], 2).await;
+        open(&r, "c0", "u0", "billing").await;
+        assert_eq!(holder(&r, "c0").as_deref(), Some("b1"));
+        r.set_agent_status(&aid("b1"), AgentStatus::BackSoon)
+            .await
+            .expect("break");
+        r.return_to_queue(&cid("c0"), &aid("b1")).await.expect("returned");
+        agent_online(&r, "g1", &["general"], 3).await;
+        open(&r, "c1", "u1", "billing").await;
+        settle(&r).await;
+        assert_eq!(holder(&r, "c0"), None, "returned: never falls back ({when_away})");
+        let expected_c1 = if when_away { Some("g1") } else { None };
+        assert_eq!(
+            holder(&r, "c1").as_deref(),
+            expected_c1,
+            "fallback_when_away = {when_away}"
+        );
+        pass(&r, 15 * MIN).await;
+        assert_eq!(holder(&r, "c1").as_deref(), Some("g1"), "fallback_after, either way");
+        assert_eq!(holder(&r, "c0"), None, "still not the returned one");
+    }
 }
 
 #[tokio::test(start_paused = true)]

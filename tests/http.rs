@@ -430,6 +430,107 @@ async fn an_unresponsive_agent_loses_the_conversation_over_http() {
     server.stop().await;
 }
 
+/// Transfers and fallback as LivePerson over HTTP: `transfer_to` and
+/// `fallback_when_away` set with `PUT /v1/skills` (an unknown skill refused, nothing
+/// changed); an agent and a skill in one request (the agent wrote last: no SLA, routed
+/// all the same); a transfer outside `transfer_to` is 409 and changes nothing; a
+/// conversation returned to the queue does not fall back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfers_and_fallback_follow_liveperson_s_rules_over_http() {
+    let server = start("").await;
+    let api = Api::new(&server);
+    let (s, e) = api.put("/v1/skills/vip", json!({"transfer_to": ["nope"]})).await;
+    assert_eq!((s, code(&e)), (StatusCode::BAD_REQUEST, "invalid_request"), "{e}");
+    assert_eq!(
+        api.get("/v1/skills/vip").await.0,
+        StatusCode::NOT_FOUND,
+        "nothing created"
+    );
+    let (s, retention) = api
+        .put("/v1/skills/retention", json!({"fallback_skill": "sales"}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{retention}");
+    assert_eq!(retention["fallback_when_away"], true, "the default");
+    let (s, general) = api
+        .put("/v1/skills/general", json!({"transfer_to": ["retention"]}))
+        .await;
+    assert_eq!(
+        (s, &general["transfer_to"]),
+        (StatusCode::OK, &json!(["retention"])),
+        "{general}"
+    );
+
+    api.agent_online("ann", &["general"], 3).await;
+    api.agent_online("rita", &["retention"], 3).await;
+    api.open("c1", "u1", "general").await;
+    eventually("c1 with ann", || async {
+        api.get("/v1/conversations/c1").await.1["agent_id"] == "ann"
+    })
+    .await;
+    api.post(
+        "/v1/conversations/c1/messages",
+        json!({"from": "agent", "agent_id": "ann"}),
+    )
+    .await;
+    let (s, c) = api
+        .post(
+            "/v1/conversations/c1/transfer",
+            json!({"agent_id": "rita", "skill": "retention"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{c}");
+    assert_eq!(
+        (&c["skill"], &c["sla"], &c["actionable"]),
+        (&json!("retention"), &Value::Null, &json!(true)),
+        "{c}"
+    );
+    eventually("c1 with rita", || async {
+        api.get("/v1/conversations/c1").await.1["agent_id"] == "rita"
+    })
+    .await;
+
+    api.open("c2", "u2", "general").await;
+    eventually("c2 with ann", || async {
+        api.get("/v1/conversations/c2").await.1["agent_id"] == "ann"
+    })
+    .await;
+    let (s, e) = api
+        .post("/v1/conversations/c2/transfer", json!({"skill": "sales"}))
+        .await;
+    assert_eq!((s, code(&e)), (StatusCode::CONFLICT, "conflict"), "{e}");
+    let (_, c2) = api.get("/v1/conversations/c2").await;
+    assert_eq!(
+        (&c2["skill"], &c2["agent_id"], &c2["transfers"]),
+        (&json!("general"), &json!("ann"), &json!(0)),
+        "{c2}"
+    );
+
+    // rita takes a break and gives c1 back: retention has no agent online, but c1 was
+    // assigned once, so it does not fall back to sales (where bob is online).
+    api.agent_online("bob", &["sales"], 3).await;
+    api.post("/v1/agents/rita/status", json!({"status": "back_soon"})).await;
+    let (s, c) = api
+        .post("/v1/conversations/c1/return-to-queue", json!({"agent_id": "rita"}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{c}");
+    api.post(
+        "/v1/conversations",
+        json!({"conversation_id": "c3", "consumer_id": "u3", "skill": "retention"}),
+    )
+    .await;
+    eventually("a new retention conversation falls back to bob", || async {
+        api.get("/v1/conversations/c3").await.1["agent_id"] == "bob"
+    })
+    .await;
+    let (_, c1) = api.get("/v1/conversations/c1").await;
+    assert_eq!(
+        (&c1["state"], &c1["agent_id"]),
+        (&json!("queued"), &Value::Null),
+        "{c1}"
+    );
+    server.stop().await;
+}
+
 /// The idle 3-slot agent gets the next conversation, not the 10-slot agent at 50%.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_least_utilized_agent_gets_the_next_conversation_over_http() {
@@ -588,11 +689,26 @@ async fn bad_input_gets_a_json_error_and_changes_nothing() {
         ),
         (
             StatusCode::BAD_REQUEST,
-            "both transfer targets",
+            "no transfer target",
+            api.raw(M::POST, "/v1/conversations/c1/transfer", r#"{}"#).await,
+        ),
+        (
+            StatusCode::CONFLICT,
+            "an agent without the new skill",
             api.raw(
                 M::POST,
                 "/v1/conversations/c1/transfer",
                 r#"{"skill": "sales", "agent_id": "a2"}"#,
+            )
+            .await,
+        ),
+        (
+            StatusCode::NOT_FOUND,
+            "an agent in an unknown skill",
+            api.raw(
+                M::POST,
+                "/v1/conversations/c1/transfer",
+                r#"{"skill": "nope", "agent_id": "a2"}"#,
             )
             .await,
         ),

@@ -311,7 +311,11 @@ impl World {
                 name = "transfer_to_agent";
                 let to = aid(self.pick(&self.agents.clone()).expect("agents"));
                 match &conv {
-                    Some(c) => nodes.conv(c).transfer_to_agent(c, &to).await.is_ok(),
+                    Some(c) => {
+                        // Half the time to the agent in a new skill, in one request.
+                        let skill = self.rng.gen_bool(0.5).then(|| sid(SKILLS[self.rng.gen_range(0..3)]));
+                        nodes.conv(c).transfer_to_agent(c, &to, skill.as_ref()).await.is_ok()
+                    }
                     None => false,
                 }
             }

@@ -54,8 +54,10 @@ pub enum ConvCommand {
     TransferToSkill {
         skill: SkillId,
     },
+    /// To a named agent; with `skill`, the conversation moves to that skill too.
     TransferToAgent {
         agent: AgentId,
+        skill: Option<SkillId>,
     },
     ReturnToQueue {
         agent: AgentId,
@@ -130,6 +132,20 @@ impl ConvMsg {
             pending_since: None,
         }
     }
+}
+
+/// The skill a conversation of `from` is transferred to, if it exists and `from`'s
+/// `transfer_to` allows it.
+fn transfer_target(shared: &Shared, from: &Skill, to: &SkillId) -> Result<Arc<Skill>, RouterError> {
+    let target = shared.skill(to).ok_or_else(|| RouterError::not_found("skill", to))?;
+    if !from.may_transfer_to(to) {
+        return Err(RouterError::Conflict(format!(
+            "skill {} may transfer only to {:?} (its transfer_to), not to {to}",
+            from.id,
+            from.transfer_to.as_deref().unwrap_or_default()
+        )));
+    }
+    Ok(target)
 }
 
 /// What the peers were last told about this conversation.
@@ -392,14 +408,18 @@ impl ConversationActor {
             ConvCommand::MarkUrgent => conv.mark_urgent(now, skill)?,
             ConvCommand::FollowUp { agent, due_in } => conv.set_follow_up(&agent, due_in, now, policy)?,
             ConvCommand::TransferToSkill { skill: to } => {
-                let target = shared.skill(&to).ok_or_else(|| RouterError::not_found("skill", &to))?;
+                let target = transfer_target(shared, skill, &to)?;
                 let from = conv.skill.clone();
                 let previous = conv.transfer_to_skill(&target, now)?;
                 self.note_transfer(out, from, previous, None);
             }
-            ConvCommand::TransferToAgent { agent } => {
+            ConvCommand::TransferToAgent { agent, skill: to } => {
+                let target = match to {
+                    Some(to) if to != conv.skill => transfer_target(shared, skill, &to)?,
+                    _ => Arc::new(skill.clone()),
+                };
                 let from = conv.skill.clone();
-                let previous = conv.transfer_to_agent(&agent, now, policy.transfer_to_agent_max_wait, skill)?;
+                let previous = conv.transfer_to_agent(&agent, now, policy.transfer_to_agent_max_wait, &target)?;
                 self.note_transfer(out, from, previous, Some(agent));
             }
             ConvCommand::ReturnToQueue { agent } => {

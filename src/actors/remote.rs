@@ -370,6 +370,7 @@ mod tests {
         let at = Timestamp::from_millis(1_800_000_000_123);
         let room = AgentRoom {
             online: true,
+            away: false,
             accepting: false,
             free: Weight(7),
             busy: Weight(3),

@@ -174,7 +174,7 @@ impl Actor for SkillQueueActor {
             #[cfg(any(test, feature = "fault-injection"))]
             QueueMsg::Panic => panic!("injected fault in queue {}", st.queue.skill),
         }
-        if check_fallback && !st.queue.has_online_agent() {
+        if check_fallback && !self.has_available_agent(&shared, st) {
             self.send_to_fallback(&shared, st);
         }
         for offer in st.queue.match_offers() {
@@ -211,12 +211,19 @@ impl SkillQueueActor {
     fn upsert(&self, shared: &Shared, st: &mut QueueState, entry: QueueEntry) {
         if entry.actionable
             && !entry.in_fallback
-            && !st.queue.has_online_agent()
             && self.has_fallback(shared, &st.queue.skill)
+            && !self.has_available_agent(shared, st)
         {
             shared.tell_conversation(&entry.conversation_id, ConvMsg::ActivateFallback { epoch: entry.epoch });
         }
         st.queue.upsert(entry);
+    }
+
+    /// An agent keeps this skill's conversations from falling back: one online, or one
+    /// away when the skill's `fallback_when_away` is off.
+    fn has_available_agent(&self, shared: &Shared, st: &QueueState) -> bool {
+        let away_counts = shared.skill(&st.queue.skill).is_some_and(|s| !s.fallback_when_away);
+        st.queue.has_available_agent(away_counts)
     }
 
     fn has_fallback(&self, shared: &Shared, skill: &SkillId) -> bool {

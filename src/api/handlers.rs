@@ -404,14 +404,17 @@ pub async fn transfer(
     let b: TransferBody = body(&bytes)?;
     let c = match (b.skill, b.agent_id) {
         (Some(skill), None) => state.router.transfer_to_skill(&id, &skill).await?,
-        (None, Some(agent)) if state.router.agent_elsewhere(&agent) => {
+        (skill, Some(agent)) if state.router.agent_elsewhere(&agent) => {
             let skills = remote_agent_skills(&state, &req, &agent).await?;
-            state.router.transfer_to_agent_with_skills(&id, &agent, &skills).await?
+            state
+                .router
+                .transfer_to_agent_with_skills(&id, &agent, &skills, skill.as_ref())
+                .await?
         }
-        (None, Some(agent)) => state.router.transfer_to_agent(&id, &agent).await?,
-        _ => {
+        (skill, Some(agent)) => state.router.transfer_to_agent(&id, &agent, skill.as_ref()).await?,
+        (None, None) => {
             return Err(ApiError::InvalidRequest(
-                "give exactly one of skill and agent_id".into(),
+                "give skill, agent_id, or both (to an agent in a new skill)".into(),
             ))
         }
     };

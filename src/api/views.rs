@@ -204,6 +204,11 @@ impl SkillView {
                 auto_close_after_secs: Some(s.auto_close_after.as_secs()),
                 fallback_skill: s.fallback_skill.as_ref().map(|f| f.to_string()),
                 fallback_after_secs: s.fallback_after.map(|d| d.as_secs()),
+                fallback_when_away: Some(s.fallback_when_away),
+                transfer_to: s
+                    .transfer_to
+                    .as_ref()
+                    .map(|v| v.iter().map(|k| k.to_string()).collect()),
                 offer_timeout_secs: s.offer_timeout.map(|d| d.as_secs()),
                 priority_rules: Some(s.priority_rules.clone()),
                 working_hours,

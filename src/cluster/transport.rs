@@ -50,7 +50,8 @@ use crate::actors::remote::{Crossing, Remote};
 /// 2: `ToAgent::Confirmed` carries the conversation's skill. 3: an agent's room carries
 /// its busy weight and slots (`AgentRoom`, for the choice by utilization). 4: an agent
 /// is told since when the consumer waits for its answer (`Holding`), and an unassignment
-/// carries its reason and the wait it was asked for (automatic unassignment).
+/// carries its reason and the wait it was asked for (automatic unassignment); an agent's
+/// room says whether it is away (`fallback_when_away`).
 pub const WIRE_VERSION: u16 = 4;
 
 /// The one serialized variant of the gateway's messages, as ractor_cluster names it.

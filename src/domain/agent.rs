@@ -209,6 +209,7 @@ impl Agent {
         let online = self.status == AgentStatus::Online;
         AgentRoom {
             online,
+            away: matches!(self.status, AgentStatus::Away | AgentStatus::BackSoon),
             accepting: online && self.check(Weight::ZERO, now, policy).is_ok(),
             free: capacity::free_weight(self.busy(), &self.limits),
             busy: self.busy(),

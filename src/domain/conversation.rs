@@ -174,6 +174,14 @@ pub struct Conversation {
     pub follow_up_set_at: Option<Timestamp>,
     pub transfers: u32,
     pub returned_to_queue: bool,
+    /// Transferred and not assigned since: actionable even while it waits for the
+    /// consumer (an agent transfer when the agent wrote last starts no SLA, but the
+    /// conversation is still routed to the agent).
+    #[serde(default)]
+    pub in_transfer: bool,
+    /// Assigned at least once: it no longer falls back to the fallback skill.
+    #[serde(default)]
+    pub was_assigned: bool,
     pub route: RouteHints,
     /// Also queued on the skill's fallback skill.
     pub fallback_active: bool,
@@ -226,6 +234,8 @@ impl Conversation {
             manual_release: false,
             transfers: 0,
             returned_to_queue: false,
+            in_transfer: false,
+            was_assigned: false,
             route: RouteHints {
                 preferred_agent: req.preferred_agent,
                 ..RouteHints::default()
@@ -247,7 +257,7 @@ impl Conversation {
     /// Waits for an agent (the consumer wrote last, a follow-up came due, or it was
     /// transferred or returned).
     pub fn actionable(&self) -> bool {
-        !self.is_closed() && self.awaiting == Awaiting::Agent
+        !self.is_closed() && (self.awaiting == Awaiting::Agent || self.in_transfer)
     }
 
     /// Since when a queued conversation has been waiting in line: when it entered the
@@ -269,7 +279,8 @@ impl Conversation {
     pub fn is_quiet(&self) -> bool {
         match self.state {
             State::Closed => true,
-            State::Assigned | State::Queued => self.awaiting == Awaiting::Consumer,
+            State::Assigned => self.awaiting == Awaiting::Consumer,
+            State::Queued => !self.actionable(),
             State::Offered => false,
         }
     }
@@ -357,6 +368,7 @@ impl Conversation {
 
     fn enter_queue(&mut self, now: Timestamp) {
         self.state = State::Queued;
+        self.in_transfer = false;
         self.agent_id = None;
         self.assigned_at = None;
         self.offered_to = None;
@@ -438,6 +450,8 @@ impl Conversation {
         }
         let waited = self.in_line_since().map_or(Duration::ZERO, |q| now.since(q));
         self.state = State::Assigned;
+        self.in_transfer = false;
+        self.was_assigned = true;
         self.agent_id = Some(agent.clone());
         self.assigned_at = Some(now);
         self.offered_to = None;
@@ -484,12 +498,15 @@ impl Conversation {
         }
         let previous = self.agent_id.clone();
         self.skill = new_skill.id.clone();
-        self.transferred(now, new_skill);
+        self.transferred(now, new_skill, true);
         Ok(previous)
     }
 
     /// Routes the conversation to a named agent, who has `max_wait` to take it before
-    /// any agent of the skill may. Returns the agent that held it, if any.
+    /// any agent of `skill` may; `skill` may be a new one for the conversation (an agent
+    /// and a skill in one transfer). A consumer waiting keeps the wait's anchor (the SLA
+    /// is recomputed with `skill`); when the agent wrote last, no SLA starts, and the
+    /// conversation is routed all the same. Returns the agent that held it, if any.
     pub fn transfer_to_agent(
         &mut self,
         target: &AgentId,
@@ -499,19 +516,27 @@ impl Conversation {
     ) -> Result<Option<AgentId>, ConversationError> {
         self.ensure_open()?;
         let previous = self.agent_id.clone();
-        self.transferred(now, skill);
+        self.skill = skill.id.clone();
+        self.transferred(now, skill, false);
         self.route.target_agent = Some(target.clone());
         self.route.target_until = Some(now.plus(max_wait));
         Ok(previous)
     }
 
-    fn transferred(&mut self, now: Timestamp, skill: &Skill) {
+    /// Back in the queue by a transfer. A follow-up keeps its time (actionable for the
+    /// new agent when it comes due). Otherwise `restart` (a skill transfer) starts the
+    /// SLA afresh at the transfer, with the new skill's response time; an agent transfer
+    /// keeps a running wait, or, when the agent wrote last, starts none.
+    fn transferred(&mut self, now: Timestamp, skill: &Skill, restart: bool) {
         self.enter_queue(now);
         self.transfers += 1;
         self.route = RouteHints::default();
-        // A follow-up keeps its time: actionable for the new agent when it comes due.
         if self.manual_due_at.is_none() {
-            self.begin_wait(now);
+            if restart {
+                self.awaiting = Awaiting::Agent;
+                self.wait_started_at = Some(now);
+            }
+            self.in_transfer = self.awaiting == Awaiting::Consumer;
         }
         self.restart_sla(now, skill);
         self.activity = Activity::Active;
@@ -645,8 +670,14 @@ impl Conversation {
         Some(quiet_since.plus(skill.auto_close_after))
     }
 
+    /// Whether the conversation may fall back at all (LivePerson: only conversations
+    /// never assigned, not those returned, transferred or unassigned).
+    pub fn may_fall_back(&self) -> bool {
+        !self.was_assigned && self.transfers == 0
+    }
+
     fn fallback_at(&self, skill: &Skill, has_fallback: bool) -> Option<Timestamp> {
-        if !has_fallback || self.fallback_active || !self.in_queue() || !self.actionable() {
+        if !has_fallback || self.fallback_active || !self.in_queue() || !self.actionable() || !self.may_fall_back() {
             return None;
         }
         Some(self.in_line_since()?.plus(skill.fallback_after?))
@@ -767,7 +798,7 @@ impl Conversation {
 
     /// The skill queue found no agent online in the skill: use the fallback skill now.
     pub fn activate_fallback(&mut self, epoch: u64) -> bool {
-        if self.in_queue() && epoch == self.epoch && !self.fallback_active {
+        if self.in_queue() && epoch == self.epoch && !self.fallback_active && self.may_fall_back() {
             self.fallback_active = true;
             true
         } else {

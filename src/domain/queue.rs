@@ -43,6 +43,9 @@ pub struct QueueEntry {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentRoom {
     pub online: bool,
+    /// Away or back soon: no new work, but not offline (`fallback_when_away = false`
+    /// counts such an agent as available).
+    pub away: bool,
     /// Online, under `max_open` and not held back by warm-up.
     pub accepting: bool,
     /// `max_slots + overflow - busy`.
@@ -205,8 +208,12 @@ impl SkillQueue {
     }
 
     /// Whether any agent of the skill is online (full or not).
-    pub fn has_online_agent(&self) -> bool {
-        self.agents.values().any(|v| v.room.online)
+    /// Whether an agent of the queue keeps its conversations from falling back: one
+    /// online, or (`away_counts`: the skill's `fallback_when_away = false`) one away.
+    pub fn has_available_agent(&self, away_counts: bool) -> bool {
+        self.agents
+            .values()
+            .any(|v| v.room.online || (away_counts && v.room.away))
     }
 
     /// Inserts or updates an entry. A newer epoch cancels an offer in flight for the older one.

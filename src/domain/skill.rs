@@ -29,13 +29,30 @@ pub struct Skill {
     /// `fallback_after` in the queue.
     pub fallback_skill: Option<SkillId>,
     pub fallback_after: Option<Duration>,
+    /// Whether agents away (or back soon) count as unavailable for the fallback: `true`
+    /// (the default), only online agents keep conversations from falling back; `false`,
+    /// an agent of the skill away or back soon does too.
+    #[serde(default = "yes")]
+    pub fallback_when_away: bool,
+    /// The skills a conversation of this one may be transferred to; `None`: any.
+    #[serde(default)]
+    pub transfer_to: Option<Vec<SkillId>>,
     /// `None`: assignments are auto-accepted. `Some(t)`: the agent has `t` to accept.
     pub offer_timeout: Option<Duration>,
     pub priority_rules: Vec<PriorityRule>,
     pub working_hours: Option<WorkingHours>,
 }
 
+fn yes() -> bool {
+    true
+}
+
 impl Skill {
+    /// Whether a conversation of this skill may be transferred to `to`.
+    pub fn may_transfer_to(&self, to: &SkillId) -> bool {
+        self.transfer_to.as_ref().is_none_or(|allowed| allowed.contains(to))
+    }
+
     pub fn weight(&self, activity: Activity) -> Weight {
         match activity {
             Activity::Active => self.active_weight,

@@ -180,7 +180,7 @@ fn unavailable_agent_leaves_a_quiet_conversation_not_actionable() {
 }
 
 #[test]
-fn transfer_recomputes_the_sla_from_the_new_skill() {
+fn a_skill_transfer_restarts_the_sla_at_the_transfer_with_the_new_skill() {
     let mut c = assigned("a1");
     let mut retention = skill();
     retention.id = SkillId::new("retention").expect("id");
@@ -189,7 +189,34 @@ fn transfer_recomputes_the_sla_from_the_new_skill() {
     assert_eq!(previous, Some(agent("a1")));
     assert_eq!(c.skill, retention.id);
     assert_eq!(c.transfers, 1);
-    assert_eq!(c.sla.map(|x| x.due_at), Some(at(10)), "same wait, new skill's 10 min");
+    assert_eq!(
+        c.sla.map(|x| x.due_at),
+        Some(at(15)),
+        "the new skill's 10 min from the transfer"
+    );
+    assert!(c.actionable());
+}
+
+/// An agent transfer keeps a running wait; when the agent wrote last it starts no SLA
+/// and is actionable all the same, until assigned; it never falls back.
+#[test]
+fn an_agent_transfer_when_the_agent_wrote_last_starts_no_sla_and_is_routed() {
+    let policy = RoutingPolicy::default();
+    let s = skill();
+    let mut c = assigned("a1");
+    c.agent_message(&agent("a1"), at(2)).expect("held");
+    c.transfer_to_agent(&agent("a7"), at(5), MIN * 120, &s).expect("open");
+    assert_eq!((c.sla, c.awaiting), (None, Awaiting::Consumer));
+    assert!(c.actionable() && c.in_transfer && !c.is_quiet());
+    assert!(!c.may_fall_back());
+    assert_eq!(c.queue_entry(&s, &policy).map(|e| e.actionable), Some(true));
+    c.assign(&agent("a7"), c.epoch, at(6)).expect("queued");
+    assert!(!c.in_transfer && !c.actionable(), "assigned: waits for the consumer");
+    // A consumer waiting: the wait goes on.
+    let mut w = assigned("a1");
+    w.transfer_to_agent(&agent("a7"), at(5), MIN * 120, &s).expect("open");
+    assert_eq!(w.wait_started_at, Some(t0()));
+    assert!(!w.in_transfer);
 }
 
 #[test]

@@ -38,6 +38,7 @@ fn entry(id: &str, score: i64) -> QueueEntry {
 fn room(free: f64) -> AgentRoom {
     AgentRoom {
         online: true,
+        away: false,
         accepting: true,
         free: Weight::from_slots(free),
         busy: Weight::from_slots((10.5 - free).max(0.0)),
@@ -72,6 +73,7 @@ fn offers_best_ranked_to_agent_with_most_room() {
 fn sized(slots: f64, busy: f64) -> AgentRoom {
     AgentRoom {
         online: true,
+        away: false,
         accepting: true,
         free: Weight::from_slots(slots + 0.5 - busy),
         busy: Weight::from_slots(busy),
@@ -271,6 +273,7 @@ fn figures_count_and_percentiles() {
         &aid("away"),
         AgentRoom {
             online: false,
+            away: true,
             accepting: false,
             free: Weight::from_slots(4.0),
             busy: Weight::ZERO,
