@@ -36,6 +36,8 @@ fn entries(skill: &SkillId) -> Vec<QueueEntry> {
             overdue: false,
             priority: 0,
             in_fallback: false,
+            because: Default::default(),
+            first_time: false,
         })
         .collect()
 }

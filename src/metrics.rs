@@ -57,6 +57,7 @@ pub struct Metrics {
     pub agent_load: GaugeVec,
     pub queue_wait_max: GaugeVec,
     pub agents_online: IntGaugeVec,
+    pub estimated_wait: GaugeVec,
     pub engine_in_flight: IntGauge,
     pub conversation_actors: IntGauge,
     pub conversation_activations: IntCounter,
@@ -276,6 +277,12 @@ impl Metrics {
                 &r,
                 "switchboard_skill_agents_online",
                 "Online agents of each skill, as its queue knows them (in a cluster: on the queue's node; sum by skill).",
+                &["skill"],
+            ),
+            estimated_wait: fgauge(
+                &r,
+                "switchboard_queue_estimated_wait_seconds",
+                "How long a conversation opened now would wait (the line ahead over its pace in the last 15 min); absent while unknown.",
                 &["skill"],
             ),
             engine_in_flight: register(
@@ -548,6 +555,12 @@ impl Metrics {
             self.agents_online
                 .with_label_values(&[id])
                 .set(h.queue.online_agents as i64);
+            match h.queue.estimated_wait_secs {
+                Some(secs) => self.estimated_wait.with_label_values(&[id]).set(secs as f64),
+                None => {
+                    let _ = self.estimated_wait.remove_label_values(&[id]);
+                }
+            }
             self.overdue
                 .with_label_values(&[id, "false"])
                 .set(h.queue.overdue_unassigned as i64);

@@ -948,3 +948,49 @@ async fn an_idle_conversation_waiting_for_an_agent_gives_up_its_actor_and_is_sti
     settle(&r).await;
     assert_eq!(holder(&r, "c1").as_deref(), Some("a1"), "the queue's offer woke it");
 }
+
+/// LivePerson's queue health: actionable split by why each waits, first-time consumers
+/// waiting, and the estimated wait for a new conversation (the line ahead + 1, times
+/// the gap between departures while every agent was busy).
+#[tokio::test(start_paused = true)]
+async fn queue_health_splits_the_actionable_and_estimates_the_wait_of_a_new_conversation() {
+    let r = router(ONE_SKILL).await;
+    agent_online(&r, "a1", &["general"], 1).await;
+    for i in 0..4 {
+        open(&r, &format!("c{i}"), &format!("u{i}"), "general").await;
+    }
+    let health = |r: &switchboard::Router| {
+        let r = r.clone();
+        async move { r.queue_health().await.expect("health")[&sid("general")].queue.clone() }
+    };
+    let f = health(&r).await;
+    assert_eq!(
+        (f.actionable, f.actionable_consumer_wrote_last, f.first_time_unassigned),
+        (3, 3, 3)
+    );
+    assert_eq!(f.estimated_wait_secs, None, "nothing left the line yet: unknown");
+    for (i, at) in [(0, 60), (1, 120)] {
+        pass(&r, 60 * Duration::from_secs(1)).await;
+        r.close(&cid(&format!("c{i}")), ClosedBy::Agent, Some(&aid("a1")))
+            .await
+            .expect("close");
+        settle(&r).await;
+        assert_eq!(holder(&r, &format!("c{}", i + 1)).as_deref(), Some("a1"), "at {at} s");
+    }
+    let f = health(&r).await;
+    assert_eq!(f.actionable, 1, "c3 waits");
+    assert_eq!(
+        f.estimated_wait_secs,
+        Some(120),
+        "one ahead + itself, one departure a minute while a1 was busy"
+    );
+    // Returned by its agent: counted as such.
+    r.return_to_queue(&cid("c2"), &aid("a1")).await.expect("return");
+    settle(&r).await;
+    let f = health(&r).await;
+    assert_eq!(
+        (f.actionable_returned + f.actionable_consumer_wrote_last, f.actionable),
+        (1, 1),
+        "{f:?}"
+    );
+}

@@ -139,6 +139,19 @@ fn simulated_m_m_c_queues_match_erlang_c() {
             (report.agent_groups["group0"].occupancy - c.occupancy).abs() < 0.02,
             "occupancy"
         );
+        // The estimated wait shown at each open, against the waits that followed.
+        let est = k.estimated_wait.clone().expect("an estimate at most opens");
+        let ratio = est.mean_estimated_secs / est.mean_actual_secs;
+        println!(
+            "{:<16} estimated wait at open: mean {:>6.1}s vs actual {:>6.1}s (x{ratio:.2}), mean |error| {:>6.1}s over {} convs",
+            c.name, est.mean_estimated_secs, est.mean_actual_secs, est.mean_abs_error_secs, est.conversations
+        );
+        // Measured bias (docs/api.md): high by 12-20% (x1.20 at 80%, x1.17 at 85%, x1.12
+        // at 90% occupancy), as a line that grew while service was slow by chance also
+        // shows a slow recent pace. Checked within a band, printed for the record.
+        if !(0.8..=1.5).contains(&ratio) {
+            failures.push(format!("{}: estimated wait x{ratio:.2} the actual", c.name));
+        }
     }
     assert!(failures.is_empty(), "{failures:#?}");
 }

@@ -528,6 +528,20 @@ async fn transfers_and_fallback_follow_liveperson_s_rules_over_http() {
         (&json!("queued"), &Value::Null),
         "{c1}"
     );
+    // Queue health tells why it waits (LivePerson's split).
+    let (s, h) = api.get("/v1/queue-health").await;
+    assert_eq!(s, StatusCode::OK);
+    let r = &h["skills"]["retention"];
+    assert_eq!(
+        (
+            &r["actionable"],
+            &r["actionable_returned"],
+            &r["actionable_transferred"]
+        ),
+        (&json!(1), &json!(1), &json!(0)),
+        "{r}"
+    );
+    assert!(r.get("estimated_wait_secs").is_some(), "{r}");
     server.stop().await;
 }
 

@@ -398,6 +398,8 @@ mod tests {
             overdue: true,
             priority: -2,
             in_fallback: false,
+            because: crate::domain::queue::Because::Transferred,
+            first_time: true,
         };
         let agent = |msg| Crossing::Agent { agent: a.clone(), msg };
         let conversation = |msg| Crossing::Conversation { id: c.clone(), msg };

@@ -134,7 +134,7 @@ impl Actor for SkillQueueActor {
                 }
             }
             QueueMsg::Remove { conversation } => {
-                st.queue.remove(&conversation);
+                st.queue.remove_at(&conversation, shared.now());
             }
             QueueMsg::AgentRoom { agent, room } => {
                 check_fallback = !room.online;
@@ -164,7 +164,10 @@ impl Actor for SkillQueueActor {
                 return Ok(());
             }
             QueueMsg::Figures(reply) => {
-                let _ = reply.send(st.queue.figures(shared.now()));
+                let weight = shared
+                    .skill(&st.queue.skill)
+                    .map_or(crate::domain::capacity::Weight::from_slots(1.0), |s| s.active_weight);
+                let _ = reply.send(st.queue.figures(shared.now(), weight));
                 return Ok(());
             }
             QueueMsg::RetryDeclined => {

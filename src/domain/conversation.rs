@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::agent::Holding;
 use crate::domain::capacity::Weight;
-use crate::domain::queue::QueueEntry;
+use crate::domain::queue::{Because, QueueEntry};
 use crate::domain::rank::{self, RankInputs};
 use crate::domain::skill::{RoutingPolicy, Skill};
 use crate::domain::sla::{Sla, SlaKind, SlaPolicy};
@@ -174,9 +174,9 @@ pub struct Conversation {
     pub follow_up_set_at: Option<Timestamp>,
     pub transfers: u32,
     pub returned_to_queue: bool,
-    /// Transferred and not assigned since: actionable even while it waits for the
-    /// consumer (an agent transfer when the agent wrote last starts no SLA, but the
-    /// conversation is still routed to the agent).
+    /// Transferred (without a pending follow-up) and not assigned since: actionable even
+    /// while it waits for the consumer (an agent transfer when the agent wrote last
+    /// starts no SLA, but the conversation is still routed to the agent).
     #[serde(default)]
     pub in_transfer: bool,
     /// Assigned at least once: it no longer falls back to the fallback skill.
@@ -536,7 +536,7 @@ impl Conversation {
                 self.awaiting = Awaiting::Agent;
                 self.wait_started_at = Some(now);
             }
-            self.in_transfer = self.awaiting == Awaiting::Consumer;
+            self.in_transfer = true;
         }
         self.restart_sla(now, skill);
         self.activity = Activity::Active;
@@ -779,6 +779,16 @@ impl Conversation {
             overdue: self.overdue,
             priority,
             in_fallback: self.fallback_active,
+            because: if self.manual_due_at.is_some() {
+                Because::FollowUpDue
+            } else if self.in_transfer {
+                Because::Transferred
+            } else if self.returned_to_queue {
+                Because::Returned
+            } else {
+                Because::ConsumerWroteLast
+            },
+            first_time: self.first_time,
         })
     }
 

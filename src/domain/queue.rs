@@ -6,7 +6,7 @@
 //! as soon as it makes an offer, so it does not pile offers onto one agent, and takes
 //! the agent's word (sent with every decline and every change) as the truth.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::ops::Bound;
 use std::time::Duration;
 
@@ -37,6 +37,27 @@ pub struct QueueEntry {
     pub priority: i32,
     /// The conversation stands in its fallback skill's queue too.
     pub in_fallback: bool,
+    /// Why it waits for an agent (when actionable): the queue-health split.
+    #[serde(default)]
+    pub because: Because,
+    /// The consumer's first conversation.
+    #[serde(default)]
+    pub first_time: bool,
+}
+
+/// Why an actionable conversation waits for an agent (LivePerson's queue health).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Because {
+    /// The consumer wrote last.
+    #[default]
+    ConsumerWroteLast,
+    /// A follow-up (manual SLA) came due.
+    FollowUpDue,
+    /// Transferred, not assigned since.
+    Transferred,
+    /// Returned to the queue by its agent.
+    Returned,
 }
 
 /// What an agent tells its skill queues about itself.
@@ -116,12 +137,27 @@ pub struct QueueFigures {
     pub not_actionable: usize,
     pub offered: usize,
     pub overdue_unassigned: usize,
+    /// `actionable` split by why each waits (LivePerson's queue health).
+    pub actionable_consumer_wrote_last: usize,
+    pub actionable_follow_up_due: usize,
+    pub actionable_transferred: usize,
+    pub actionable_returned: usize,
+    /// Unassigned conversations of first-time consumers.
+    pub first_time_unassigned: usize,
     pub online_agents: usize,
     pub available_slots: f64,
     pub wait_p50_secs: u64,
     pub wait_p90_secs: u64,
     pub max_wait_secs: u64,
+    /// How long a conversation opened now would wait ([`SkillQueue::estimated_wait`]);
+    /// `None` when no conversation has left the line lately to measure its pace.
+    pub estimated_wait_secs: Option<u64>,
 }
+
+/// How far back the line's pace is measured for the estimated wait.
+pub const PACE_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// Departures remembered for the pace (the oldest go first).
+const PACE_MAX: usize = 10_000;
 
 /// A row of `GET /v1/skills/{id}/queue`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -156,6 +192,13 @@ pub struct SkillQueue {
     retry_wanted: bool,
     /// How many entries weigh how much (a fallback queue mixes skills' weights).
     weights: BTreeMap<Weight, usize>,
+    /// When actionable entries left the line (assigned, closed, moved), within
+    /// `PACE_WINDOW`, each with the time since the departure before it when the line
+    /// was not empty in between (a "busy gap": every agent was busy): the pace of the
+    /// estimated wait.
+    departures: VecDeque<(Timestamp, Option<Duration>)>,
+    /// The last departure, and whether others still waited in line after it.
+    last_departure: Option<(Timestamp, bool)>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -192,6 +235,8 @@ impl SkillQueue {
             offer_seq: 0,
             retry_wanted: false,
             weights: BTreeMap::new(),
+            departures: VecDeque::new(),
+            last_departure: None,
         }
     }
 
@@ -207,7 +252,6 @@ impl SkillQueue {
         self.slots.contains_key(id)
     }
 
-    /// Whether any agent of the skill is online (full or not).
     /// Whether an agent of the queue keeps its conversations from falling back: one
     /// online, or (`away_counts`: the skill's `fallback_when_away = false`) one away.
     pub fn has_available_agent(&self, away_counts: bool) -> bool {
@@ -258,6 +302,60 @@ impl SkillQueue {
             }
             None => false,
         }
+    }
+
+    /// Removes an entry that left the queue at `now`; an actionable one counts in the
+    /// line's pace (whether it was assigned, closed or moved, the line moved up).
+    pub fn remove_at(&mut self, id: &ConversationId, now: Timestamp) -> bool {
+        let in_line = self
+            .slots
+            .get(id)
+            .is_some_and(|s| s.entry.actionable && s.entry.home_skill == self.skill);
+        let removed = self.remove(id);
+        if in_line {
+            if self.departures.len() == PACE_MAX {
+                self.departures.pop_front();
+            }
+            let busy_gap = match self.last_departure {
+                Some((t, true)) => Some(now.since(t)),
+                _ => None,
+            };
+            self.departures.push_back((now, busy_gap));
+            self.last_departure = Some((now, !self.ranked.is_empty()));
+        }
+        removed
+    }
+
+    /// How long a conversation of weight `weight` opened at `now` would wait: none if
+    /// an agent has room for it and nothing waits ahead; otherwise, with `k` waiting
+    /// ahead of it in line and the line moving at `r` conversations a second while all
+    /// agents were busy, `(k + 1) / r` (the M/M/c wait of a newcomer behind `k`: `k + 1`
+    /// departures at the rate busy agents free up). `r` is measured over the last
+    /// `PACE_WINDOW`: the departures that ended a busy gap over the sum of those gaps.
+    /// `None` when no busy gap ended in the window (no pace to go by).
+    pub fn estimated_wait(&mut self, now: Timestamp, weight: Weight) -> Option<Duration> {
+        while self
+            .departures
+            .front()
+            .is_some_and(|(t, _)| now.since(*t) > PACE_WINDOW)
+        {
+            self.departures.pop_front();
+        }
+        let ahead = self.ranked.len();
+        let room = self.agents.values().any(|v| v.room.accepting && v.room.free >= weight);
+        if ahead == 0 && room {
+            return Some(Duration::ZERO);
+        }
+        let (busy_n, busy_secs) = self
+            .departures
+            .iter()
+            .filter_map(|(_, gap)| *gap)
+            .fold((0usize, 0.0f64), |(n, s), g| (n + 1, s + g.as_secs_f64()));
+        if busy_n == 0 {
+            return None;
+        }
+        let per_departure = busy_secs / busy_n as f64;
+        Some(Duration::from_secs_f64((ahead as f64 + 1.0) * per_departure))
     }
 
     fn forget_weight(&mut self, w: Weight) {
@@ -591,13 +689,25 @@ impl SkillQueue {
         self.slots.get(id).map(|s| s.entry.home_skill.clone())
     }
 
-    pub fn figures(&self, now: Timestamp) -> QueueFigures {
-        let mut f = QueueFigures::default();
+    /// The queue's figures at `now`; `new_weight` is the weight of a conversation opened
+    /// now (for its estimated wait).
+    pub fn figures(&mut self, now: Timestamp, new_weight: Weight) -> QueueFigures {
+        let mut f = QueueFigures {
+            estimated_wait_secs: self.estimated_wait(now, new_weight).map(|d| d.as_secs()),
+            ..QueueFigures::default()
+        };
         let mut waits: Vec<Duration> = Vec::new();
         for slot in self.slots.values().filter(|s| s.entry.home_skill == self.skill) {
             f.unassigned += 1;
+            f.first_time_unassigned += usize::from(slot.entry.first_time);
             if slot.entry.actionable {
                 f.actionable += 1;
+                *match slot.entry.because {
+                    Because::ConsumerWroteLast => &mut f.actionable_consumer_wrote_last,
+                    Because::FollowUpDue => &mut f.actionable_follow_up_due,
+                    Because::Transferred => &mut f.actionable_transferred,
+                    Because::Returned => &mut f.actionable_returned,
+                } += 1;
                 waits.push(now.since(slot.entry.queued_at));
                 if slot.entry.overdue {
                     f.overdue_unassigned += 1;

@@ -78,6 +78,8 @@ struct SimConv {
     generation: u32,
     done: bool,
     abandoned: bool,
+    /// The skill's estimated wait when the conversation was opened (measured ones).
+    estimated_wait: Option<Duration>,
 }
 
 struct World<'a> {
@@ -390,9 +392,13 @@ impl World<'_> {
             generation: 0,
             done: false,
             abandoned: false,
+            estimated_wait: None,
         });
         if measured {
             self.waiting_measured += 1;
+            // What `GET /v1/queue-health` would have promised this consumer.
+            let figures = self.router.queue_figures(&arrivals.skill).await.unwrap_or_default();
+            self.convs[n].estimated_wait = figures.estimated_wait_secs.map(Duration::from_secs);
         }
         if self.router.open_conversation(req).await.is_err() {
             self.engine_errors += 1;
@@ -507,7 +513,8 @@ impl World<'_> {
     fn finish(mut self, wall: Duration) -> Report {
         for c in self.convs.iter().filter(|c| c.measured) {
             let wait = c.first_assigned.map(|t| t.since(c.arrived));
-            self.collector.conversation(c.stream, wait, c.abandoned);
+            self.collector
+                .conversation(c.stream, wait, c.abandoned, c.estimated_wait);
         }
         self.collector.finish(self.sc, wall, self.engine_errors)
     }

@@ -32,6 +32,20 @@ pub struct SkillReport {
     pub max_wait_secs: f64,
     pub sla_breaches: u64,
     pub abandonment: f64,
+    /// The estimated wait each assigned conversation was shown at open, against the wait
+    /// it had (`None` when no estimate was known at any open).
+    pub estimated_wait: Option<EstimateCheck>,
+}
+
+/// How the queue's estimated wait at open compared with the waits that followed.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct EstimateCheck {
+    /// Assigned conversations that had an estimate at open.
+    pub conversations: u64,
+    pub mean_estimated_secs: f64,
+    pub mean_actual_secs: f64,
+    /// Mean of |estimated − actual|.
+    pub mean_abs_error_secs: f64,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -77,6 +91,8 @@ pub struct Report {
 #[derive(Debug, Default, Clone)]
 struct SkillAcc {
     waits: Vec<f64>,
+    /// (estimated at open, actual wait) of assigned conversations with an estimate.
+    estimates: Vec<(f64, f64)>,
     abandoned: u64,
     unfinished: u64,
     breaches: u64,
@@ -136,8 +152,11 @@ impl Collector {
 
     /// A measured conversation: its wait if it was assigned; unassigned ones were
     /// abandoned or still waiting when the run stopped.
-    pub fn conversation(&mut self, stream: usize, wait: Option<Duration>, abandoned: bool) {
+    pub fn conversation(&mut self, stream: usize, wait: Option<Duration>, abandoned: bool, estimate: Option<Duration>) {
         let acc = &mut self.skills[self.skill_of_stream[stream]];
+        if let (Some(w), Some(e)) = (wait, estimate) {
+            acc.estimates.push((e.as_secs_f64(), w.as_secs_f64()));
+        }
         match (wait, abandoned) {
             (Some(w), _) => acc.waits.push(w.as_secs_f64()),
             (None, true) => acc.abandoned += 1,
@@ -210,6 +229,15 @@ impl Collector {
                     max_wait_secs: waits.last().copied().unwrap_or(0.0),
                     sla_breaches: acc.breaches,
                     abandonment: share(acc.abandoned as usize),
+                    estimated_wait: (!acc.estimates.is_empty()).then(|| {
+                        let n = acc.estimates.len() as f64;
+                        EstimateCheck {
+                            conversations: acc.estimates.len() as u64,
+                            mean_estimated_secs: acc.estimates.iter().map(|(e, _)| e).sum::<f64>() / n,
+                            mean_actual_secs: acc.estimates.iter().map(|(_, w)| w).sum::<f64>() / n,
+                            mean_abs_error_secs: acc.estimates.iter().map(|(e, w)| (e - w).abs()).sum::<f64>() / n,
+                        }
+                    }),
                 },
             );
         }
@@ -293,6 +321,23 @@ impl Report {
                 k.sla_breaches,
                 k.unfinished
             );
+        }
+        if self.skills.values().any(|k| k.estimated_wait.is_some()) {
+            let _ = writeln!(s);
+            let _ = writeln!(
+                s,
+                "{:<14} {:>8} {:>14} {:>12} {:>16}",
+                "estimated wait", "convs", "mean estimate", "mean actual", "mean |error|"
+            );
+            for (name, k) in &self.skills {
+                if let Some(e) = &k.estimated_wait {
+                    let _ = writeln!(
+                        s,
+                        "{:<14} {:>8} {:>13.1}s {:>11.1}s {:>15.1}s",
+                        name, e.conversations, e.mean_estimated_secs, e.mean_actual_secs, e.mean_abs_error_secs
+                    );
+                }
+            }
         }
         let _ = writeln!(s);
         let _ = writeln!(

@@ -216,7 +216,10 @@ fn an_agent_transfer_when_the_agent_wrote_last_starts_no_sla_and_is_routed() {
     let mut w = assigned("a1");
     w.transfer_to_agent(&agent("a7"), at(5), MIN * 120, &s).expect("open");
     assert_eq!(w.wait_started_at, Some(t0()));
-    assert!(!w.in_transfer);
+    assert_eq!(
+        w.queue_entry(&s, &policy).map(|e| e.because),
+        Some(crate::domain::queue::Because::Transferred)
+    );
 }
 
 #[test]

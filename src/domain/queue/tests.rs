@@ -31,6 +31,8 @@ fn entry(id: &str, score: i64) -> QueueEntry {
         overdue: false,
         priority: 0,
         in_fallback: false,
+        because: Because::ConsumerWroteLast,
+        first_time: false,
     }
 }
 
@@ -280,7 +282,30 @@ fn figures_count_and_percentiles() {
             slots: Weight::from_slots(4.0),
         },
     );
-    let f = q.figures(Timestamp::from_millis(100_000));
+    let mut follow_up = entry("follow-up", 60);
+    follow_up.because = Because::FollowUpDue;
+    follow_up.first_time = true;
+    q.upsert(follow_up);
+    let mut transferred = entry("transferred", 61);
+    transferred.because = Because::Transferred;
+    q.upsert(transferred);
+    q.remove(&cid("follow-up"));
+    q.remove(&cid("transferred"));
+    let mut returned = entry("returned", 62);
+    returned.because = Because::Returned;
+    returned.first_time = true;
+    q.upsert(returned.clone());
+    let f = q.figures(Timestamp::from_millis(100_000), Weight::from_slots(1.0));
+    assert_eq!(
+        (
+            f.actionable_consumer_wrote_last,
+            f.actionable_returned,
+            f.first_time_unassigned
+        ),
+        (10, 1, 1)
+    );
+    q.remove(&cid("returned"));
+    let f = q.figures(Timestamp::from_millis(100_000), Weight::from_slots(1.0));
     assert_eq!((f.unassigned, f.actionable, f.not_actionable), (11, 10, 1));
     assert_eq!(f.online_agents, 0);
     assert_eq!(f.max_wait_secs, 100);
@@ -328,4 +353,33 @@ fn an_offer_its_agent_does_not_hold_is_taken_back_at_the_agents_second_word_only
     // An offer made again starts unanswered afresh.
     q.offers_held(&aid("b"), &[]);
     assert!(q.match_offers().is_empty());
+}
+
+/// The estimated wait: none with room and nobody ahead; otherwise (ahead + 1) over the
+/// pace at which the line moved in the last 15 minutes; unknown before anything moved.
+#[test]
+fn the_estimated_wait_is_the_line_ahead_over_its_pace() {
+    let one = Weight::from_slots(1.0);
+    let t = |secs: i64| Timestamp::from_millis(secs * 1000);
+    let mut q = SkillQueue::new(skill());
+    assert_eq!(q.estimated_wait(t(0), one), None, "no agent, no pace: unknown");
+    q.set_agent(&aid("a"), room(1.0));
+    assert_eq!(
+        q.estimated_wait(t(0), one),
+        Some(Duration::ZERO),
+        "room and nobody ahead"
+    );
+    // The agent is full; three wait; the line moved by one every 60 s over 10 minutes.
+    q.set_agent(&aid("a"), room(0.0));
+    for i in 0..13 {
+        q.upsert(entry(&format!("c{i}"), i));
+    }
+    for i in 0..10 {
+        assert!(q.remove_at(&cid(&format!("c{i}")), t(60 * (i + 1))));
+    }
+    // 10 departures a minute apart, others waiting after each: nine busy gaps of 60 s;
+    // 3 ahead.
+    assert_eq!(q.estimated_wait(t(660), one), Some(Duration::from_secs(240)));
+    // Older than 15 minutes, departures no longer count.
+    assert_eq!(q.estimated_wait(t(60 * 60), one), None);
 }
