@@ -78,6 +78,10 @@ pub enum EventKind {
     Closed {
         by: ClosedBy,
     },
+    /// A closed conversation came back (`by`: the consumer, or the agent named).
+    Reopened {
+        by: ClosedBy,
+    },
     AgentStatusChanged {
         status: AgentStatus,
     },
@@ -102,6 +106,7 @@ impl EventKind {
             EventKind::Transferred { .. } => "transferred",
             EventKind::FallbackActivated { .. } => "fallback_activated",
             EventKind::Closed { .. } => "closed",
+            EventKind::Reopened { .. } => "reopened",
             EventKind::AgentStatusChanged { .. } => "agent_status_changed",
         }
     }
@@ -146,6 +151,7 @@ mod tests {
             },
             EventKind::FallbackActivated { fallback_skill: skill },
             EventKind::Closed { by: ClosedBy::Agent },
+            EventKind::Reopened { by: ClosedBy::Consumer },
             EventKind::AgentStatusChanged {
                 status: AgentStatus::Online,
             },

@@ -980,6 +980,39 @@ impl Router {
         .await
     }
 
+    /// Brings a closed conversation (within retention) back: the consumer wrote again
+    /// (`agent: None`; the last agent preferred), or that agent reopens it (checked to
+    /// have the conversation's skill: `agent_skills`, or this node's record of them). It
+    /// counts against `max_open_conversations` again.
+    pub async fn reopen(
+        &self,
+        id: &ConversationId,
+        agent: Option<&AgentId>,
+        agent_skills: Option<&[SkillId]>,
+    ) -> Result<Conversation, RouterError> {
+        if let Some(a) = agent {
+            let skills = match agent_skills {
+                Some(s) => s.to_vec(),
+                None => self.agent(a)?.skills,
+            };
+            let conv = self.conversation(id)?;
+            if !skills.contains(&conv.skill) {
+                return Err(RouterError::Conflict(format!(
+                    "agent {a} does not have skill {}",
+                    conv.skill
+                )));
+            }
+        }
+        if !self.shared.admit_open() {
+            return Err(RouterError::Overloaded);
+        }
+        let result = self.command(id, ConvCommand::Reopen { agent: agent.cloned() }).await;
+        if result.is_err() {
+            self.shared.forget_open();
+        }
+        result
+    }
+
     pub async fn return_to_queue(&self, id: &ConversationId, agent: &AgentId) -> Result<Conversation, RouterError> {
         self.ensure_agent(agent)?;
         self.command(id, ConvCommand::ReturnToQueue { agent: agent.clone() })

@@ -994,3 +994,71 @@ async fn queue_health_splits_the_actionable_and_estimates_the_wait_of_a_new_conv
         "{f:?}"
     );
 }
+
+/// Reopen (LivePerson): within retention a closed conversation comes back; the
+/// consumer's reopen prefers the last agent, an agent's reopen goes to that agent; an
+/// open conversation or one past retention cannot be reopened. A consumer who writes
+/// after an auto-close starts a new conversation that goes to the last agent.
+#[tokio::test(start_paused = true)]
+async fn reopen_brings_a_closed_conversation_back_to_its_last_agent() {
+    let r =
+        router("[routing]\nclosed_retention_secs = 3600\n[[skills]]\nid = \"general\"\nauto_close_after_secs = 1800\n")
+            .await;
+    let mut events = r.subscribe();
+    agent_online(&r, "a1", &["general"], 4).await;
+    open(&r, "c1", "u1", "general").await;
+    assert_eq!(holder(&r, "c1").as_deref(), Some("a1"));
+    agent_online(&r, "a2", &["general"], 4).await;
+    open(&r, "x", "u9", "general").await; // a2 is less utilized after this: a1 1/4, a2 1/4
+    r.close(&cid("c1"), ClosedBy::Agent, Some(&aid("a1")))
+        .await
+        .expect("close");
+    settle(&r).await;
+    let err = r.reopen(&cid("x"), None, None).await.expect_err("open");
+    assert!(matches!(err, switchboard::RouterError::Conflict(_)), "{err:?}");
+
+    pass(&r, 10 * MIN).await;
+    let c = r.reopen(&cid("c1"), None, None).await.expect("reopen");
+    assert_eq!((c.state, c.actionable(), c.closed), (State::Queued, true, None));
+    assert_eq!(
+        c.sla.map(|s| s.due_at),
+        Some(r.clock().now().plus(30 * MIN)),
+        "a new wait: the first-time SLA from now"
+    );
+    settle(&r).await;
+    assert_eq!(
+        holder(&r, "c1").as_deref(),
+        Some("a1"),
+        "the last agent, while it has room"
+    );
+    let kinds: Vec<&str> = std::iter::from_fn(|| events.try_recv().ok())
+        .map(|e| e.kind.name())
+        .collect();
+    assert!(kinds.contains(&"reopened"), "{kinds:?}");
+
+    // The agent reopens it after a close: routed to that agent.
+    r.close(&cid("c1"), ClosedBy::Consumer, None).await.expect("close");
+    let c = r
+        .reopen(&cid("c1"), Some(&aid("a2")), None)
+        .await
+        .expect("agent reopen");
+    assert_eq!(c.route.target_agent, Some(aid("a2")));
+    settle(&r).await;
+    assert_eq!(holder(&r, "c1").as_deref(), Some("a2"));
+
+    // Past retention: forgotten, 404.
+    r.close(&cid("c1"), ClosedBy::Consumer, None).await.expect("close");
+    pass(&r, 61 * MIN).await;
+    let err = r.reopen(&cid("c1"), None, None).await.expect_err("forgotten");
+    assert!(matches!(err, switchboard::RouterError::NotFound { .. }), "{err:?}");
+
+    // Auto-closed after 30 min of silence; the consumer comes back in a new conversation,
+    // which goes to the last agent although a2 is less utilized.
+    open(&r, "c2", "u2", "general").await;
+    let last = holder(&r, "c2").expect("assigned");
+    r.agent_message(&cid("c2"), &aid(&last)).await.expect("reply");
+    pass(&r, 31 * MIN).await;
+    assert_eq!(conv(&r, "c2").closed.map(|c| c.by), Some(ClosedBy::System));
+    open(&r, "c3", "u2", "general").await;
+    assert_eq!(holder(&r, "c3"), Some(last));
+}

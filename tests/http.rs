@@ -545,6 +545,59 @@ async fn transfers_and_fallback_follow_liveperson_s_rules_over_http() {
     server.stop().await;
 }
 
+/// `POST /v1/conversations/{id}/reopen`: the consumer's reopen goes back to the last
+/// agent (`assigned` on its event stream); bad bodies are 400, an open conversation 409,
+/// an agent without the skill 409, and none of them changes anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_conversation_is_reopened_over_http() {
+    let server = start("").await;
+    let api = Api::new(&server);
+    api.agent_online("ann", &["general"], 3).await;
+    api.agent_online("sam", &["sales"], 3).await;
+    api.open("c1", "u1", "general").await;
+    eventually("c1 with ann", || async {
+        api.get("/v1/conversations/c1").await.1["agent_id"] == "ann"
+    })
+    .await;
+    let (s, e) = api.post("/v1/conversations/c1/reopen", json!({"by": "consumer"})).await;
+    assert_eq!((s, code(&e)), (StatusCode::CONFLICT, "conflict"), "open: {e}");
+    let (s, _) = api
+        .post("/v1/conversations/c1/close", json!({"by": "agent", "agent_id": "ann"}))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let resp = api
+        .req(reqwest::Method::GET, "/v1/agents/ann/events")
+        .send()
+        .await
+        .expect("sse");
+    let mut stream = resp.bytes_stream();
+    let mut buf = String::new();
+    for (body, status) in [
+        (json!({"by": "agent"}), StatusCode::BAD_REQUEST),
+        (json!({"by": "consumer", "agent_id": "ann"}), StatusCode::BAD_REQUEST),
+        (json!({"by": "system"}), StatusCode::BAD_REQUEST),
+        (json!({"by": "agent", "agent_id": "sam"}), StatusCode::CONFLICT),
+        (json!({"by": "agent", "agent_id": "nobody"}), StatusCode::NOT_FOUND),
+    ] {
+        let (s, e) = api.post("/v1/conversations/c1/reopen", body.clone()).await;
+        assert_eq!(s, status, "{body}: {e}");
+        let (_, c1) = api.get("/v1/conversations/c1").await;
+        assert_eq!(c1["state"], "closed", "{body} changed nothing");
+    }
+    let (s, c) = api.post("/v1/conversations/c1/reopen", json!({"by": "consumer"})).await;
+    assert_eq!(s, StatusCode::OK, "{c}");
+    assert_eq!((&c["closed_at"], &c["actionable"]), (&Value::Null, &json!(true)), "{c}");
+    let e = next_event(&mut stream, &mut buf, "assigned").await;
+    assert_eq!(e["conversation_id"], "c1", "back to ann: {e}");
+    let (_, c1) = api.get("/v1/conversations/c1").await;
+    assert_eq!(
+        (&c1["state"], &c1["agent_id"]),
+        (&json!("assigned"), &json!("ann")),
+        "{c1}"
+    );
+    server.stop().await;
+}
+
 /// The idle 3-slot agent gets the next conversation, not the 10-slot agent at 50%.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_least_utilized_agent_gets_the_next_conversation_over_http() {

@@ -62,6 +62,11 @@ pub enum ConvCommand {
     ReturnToQueue {
         agent: AgentId,
     },
+    /// A closed conversation comes back: the consumer wrote (`agent: None`), or that
+    /// agent reopens it.
+    Reopen {
+        agent: Option<AgentId>,
+    },
     Close {
         by: ClosedBy,
         agent: Option<AgentId>,
@@ -223,6 +228,8 @@ struct Outcome {
     reply: Option<(ConvReply, Result<(), RouterError>)>,
     unassigned: Option<(AgentId, UnassignReason)>,
     transferred_from: Option<(SkillId, Option<AgentId>)>,
+    /// Reopened: by that agent, or by the consumer (`None`).
+    reopened_by: Option<Option<AgentId>>,
     /// A stale `Assign`: the agent must drop its reservation.
     void_offer: Option<(AgentId, u64)>,
     /// The agent withdrew its own offer: it has dropped the reservation already, and a
@@ -425,6 +432,10 @@ impl ConversationActor {
             ConvCommand::ReturnToQueue { agent } => {
                 conv.unassign(&agent, UnassignReason::ReturnedByAgent, now, skill)?;
                 out.unassigned = Some((agent, UnassignReason::ReturnedByAgent));
+            }
+            ConvCommand::Reopen { agent } => {
+                conv.reopen(agent.as_ref(), now, policy.transfer_to_agent_max_wait, skill)?;
+                out.reopened_by = Some(agent);
             }
             ConvCommand::Close { by, agent } => {
                 conv.close(by, agent.as_ref(), now)?;
@@ -699,6 +710,16 @@ impl ConversationActor {
         }
         if let (Some(closure), None) = (conv.closed, before.closed) {
             event(EventKind::Closed { by: closure.by }, before.agent_id.as_ref());
+        }
+        if let Some(by) = &out.reopened_by {
+            let kind = EventKind::Reopened {
+                by: if by.is_some() {
+                    ClosedBy::Agent
+                } else {
+                    ClosedBy::Consumer
+                },
+            };
+            event(kind, by.as_ref());
         }
     }
 }

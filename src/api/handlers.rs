@@ -421,6 +421,38 @@ pub async fn transfer(
     Ok(ok_conversation(&state, &c))
 }
 
+/// Who reopens a conversation: `{"by": "consumer"}` or `{"by": "agent", "agent_id"}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReopenBody {
+    by: ClosedBy,
+    agent_id: Option<AgentId>,
+}
+
+pub async fn reopen(
+    state: Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    bytes: Bytes,
+) -> Result<HttpResponse> {
+    let id = ConversationId::new(path.as_str())?;
+    let b: ReopenBody = body(&bytes)?;
+    let c = match (b.by, b.agent_id) {
+        (ClosedBy::Consumer, None) => state.router.reopen(&id, None, None).await?,
+        (ClosedBy::Agent, Some(agent)) if state.router.agent_elsewhere(&agent) => {
+            let skills = remote_agent_skills(&state, &req, &agent).await?;
+            state.router.reopen(&id, Some(&agent), Some(&skills)).await?
+        }
+        (ClosedBy::Agent, Some(agent)) => state.router.reopen(&id, Some(&agent), None).await?,
+        _ => {
+            return Err(ApiError::InvalidRequest(
+                "give {\"by\": \"consumer\"} or {\"by\": \"agent\", \"agent_id\"}".into(),
+            ))
+        }
+    };
+    Ok(ok_conversation(&state, &c))
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CloseBody {

@@ -158,6 +158,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .service(resource("/conversations/{conversation_id}/follow-up").post(h::follow_up))
                 .service(resource("/conversations/{conversation_id}/transfer").post(h::transfer))
                 .service(resource("/conversations/{conversation_id}/return-to-queue").post(h::return_to_queue))
+                .service(resource("/conversations/{conversation_id}/reopen").post(h::reopen))
                 .service(resource("/conversations/{conversation_id}/close").post(h::close)),
         )
         .default_service(web::to(h::not_found));

@@ -126,6 +126,8 @@ pub enum ConversationError {
     SameSkill(SkillId),
     #[error("follow-up must be in the future")]
     FollowUpNotInFuture,
+    #[error("conversation is open: only a closed one can be reopened")]
+    NotClosed,
 }
 
 /// How and when a conversation was closed.
@@ -593,6 +595,47 @@ impl Conversation {
         self.fallback_active = false;
         self.epoch += 1;
         Ok(previous)
+    }
+
+    /// Brings a closed conversation back to its queue. The consumer (`agent: None`)
+    /// wrote again: a wait starts (SLA from now) and the last agent is preferred while
+    /// they have room. An agent (`Some`) reopens it to write to the consumer: routed to
+    /// that agent alone for `max_wait`, then to any agent of the skill, with an SLA from
+    /// now (the agent owes the next message). Returns the last agent.
+    pub fn reopen(
+        &mut self,
+        agent: Option<&AgentId>,
+        now: Timestamp,
+        max_wait: Duration,
+        skill: &Skill,
+    ) -> Result<Option<AgentId>, ConversationError> {
+        if !self.is_closed() {
+            return Err(ConversationError::NotClosed);
+        }
+        let last = self.agent_id.take();
+        self.closed = None;
+        self.enter_queue(now);
+        self.route = RouteHints::default();
+        match agent {
+            None => {
+                self.last_consumer_message_at = now;
+                self.route.preferred_agent = last.clone();
+            }
+            Some(a) => {
+                self.route.target_agent = Some(a.clone());
+                self.route.target_until = Some(now.plus(max_wait));
+            }
+        }
+        self.manual_due_at = None;
+        self.follow_up_set_at = None;
+        self.manual_release = false;
+        self.returned_to_queue = false;
+        self.awaiting = Awaiting::Agent;
+        self.wait_started_at = Some(now);
+        self.sla = None;
+        self.restart_sla(now, skill);
+        self.activity = Activity::Active;
+        Ok(last)
     }
 
     /// The activity the conversation should have at `now` (Smart Capacity).
