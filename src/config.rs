@@ -200,6 +200,8 @@ pub struct RoutingSection {
     /// Replaced by `[routing.unassign]`: present, it is refused with a message that says so.
     pub unassign_grace_secs: Option<u64>,
     pub unassign: Option<UnassignSection>,
+    /// Reasons an agent may give for being away (`{"status": "away", "reason": "lunch"}`); at most 10.
+    pub away_reasons: Option<Vec<String>>,
     pub transfer_to_agent_max_wait_secs: Option<u64>,
     pub sticky_window_secs: Option<u64>,
     pub offer_retry_after_secs: Option<u64>,
@@ -466,6 +468,26 @@ impl RoutingSection {
         })
     }
 
+    fn away_reasons(&self) -> Result<Vec<String>, ConfigError> {
+        let list = self.away_reasons.clone().unwrap_or_default();
+        if list.len() > 10 {
+            return Err(ConfigError::new(
+                "routing.away_reasons",
+                format!("{} reasons: at most 10", list.len()),
+            ));
+        }
+        for (i, r) in list.iter().enumerate() {
+            let field = format!("routing.away_reasons[{i}]");
+            if r.is_empty() || r.len() > 64 || r.chars().any(char::is_control) {
+                return Err(ConfigError::new(field, "1 to 64 printable characters"));
+            }
+            if list[..i].contains(r) {
+                return Err(ConfigError::new(field, format!("{r:?} is listed twice")));
+            }
+        }
+        Ok(list)
+    }
+
     pub fn validate(&self) -> Result<RoutingPolicy, ConfigError> {
         let d = RoutingPolicy::default();
         let warmup = match &self.warmup {
@@ -497,6 +519,7 @@ impl RoutingSection {
             reactivate_before: secs(self.reactivate_before_secs, d.reactivate_before),
             soon_overdue_before: secs(self.soon_overdue_before_secs, d.soon_overdue_before),
             unassign: self.unassign_policy()?,
+            away_reasons: self.away_reasons()?,
             transfer_to_agent_max_wait: secs(self.transfer_to_agent_max_wait_secs, d.transfer_to_agent_max_wait),
             sticky_window: secs(self.sticky_window_secs, d.sticky_window),
             warmup,
@@ -956,6 +979,19 @@ mod tests {
         assert!(e.reason.contains("[routing.unassign]"), "{e}");
         let e = parse("[routing.unassign]\nunresponsive_after_secs = 0\n").expect_err("zero");
         assert_eq!(e.field, "routing.unassign.unresponsive_after_secs");
+    }
+
+    #[test]
+    fn away_reasons_are_at_most_ten_distinct_names() {
+        let c = parse("[routing]\naway_reasons = [\"lunch\", \"training\"]\n").expect("two");
+        assert_eq!(c.engine.routing.away_reasons, ["lunch", "training"]);
+        let eleven: Vec<String> = (0..11).map(|i| format!("\"r{i}\"")).collect();
+        let e = parse(&format!("[routing]\naway_reasons = [{}]\n", eleven.join(", "))).expect_err("eleven");
+        assert_eq!(e.field, "routing.away_reasons");
+        let e = parse("[routing]\naway_reasons = [\"lunch\", \"lunch\"]\n").expect_err("twice");
+        assert_eq!(e.field, "routing.away_reasons[1]");
+        let e = parse("[routing]\naway_reasons = [\"\"]\n").expect_err("empty");
+        assert_eq!(e.field, "routing.away_reasons[0]");
     }
 
     #[test]

@@ -21,6 +21,7 @@ use tokio::sync::broadcast::error::RecvError;
 use crate::domain::agent::AgentStatus;
 use crate::domain::conversation::{Activity, State};
 use crate::events::{EventKind, RouterEvent};
+use crate::ids::AgentId;
 use crate::Router;
 
 /// Wait and response-time buckets, seconds: 1 s to 1 day.
@@ -53,6 +54,7 @@ pub struct Metrics {
     pub conversations: IntGaugeVec,
     pub overdue: IntGaugeVec,
     pub agents: IntGaugeVec,
+    pub agents_disconnected: IntGaugeVec,
     pub available_slots: GaugeVec,
     pub agent_load: GaugeVec,
     pub queue_wait_max: GaugeVec,
@@ -255,6 +257,12 @@ impl Metrics {
                 &["skill", "assigned"],
             ),
             agents: gauge(&r, "switchboard_agents", "Agents by status.", &["status"]),
+            agents_disconnected: gauge(
+                &r,
+                "switchboard_agents_disconnected",
+                "Agents by status with no open event stream on this node (offline ones not counted).",
+                &["status"],
+            ),
             available_slots: fgauge(
                 &r,
                 "switchboard_available_slots",
@@ -516,9 +524,10 @@ impl Metrics {
     }
 
     /// Refreshes the scrape-time gauges from the engine and renders the text format.
-    pub async fn render(&self, router: &Router) -> String {
+    /// `connected`: whether an agent has an open event stream (the API layer knows).
+    pub async fn render(&self, router: &Router, connected: &(dyn Fn(&AgentId) -> bool + Sync)) -> String {
         let started = std::time::Instant::now();
-        self.refresh(router).await;
+        self.refresh(router, connected).await;
         self.scrape_seconds.set(started.elapsed().as_secs_f64());
         let mut buf = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
@@ -527,7 +536,7 @@ impl Metrics {
         String::from_utf8(buf).unwrap_or_default()
     }
 
-    async fn refresh(&self, router: &Router) {
+    async fn refresh(&self, router: &Router, connected: &(dyn Fn(&AgentId) -> bool + Sync)) {
         self.refresh_cluster(router).await;
         self.engine_in_flight.set(router.in_flight());
         self.conversation_actors.set(router.num_active_conversations() as i64);
@@ -591,9 +600,13 @@ impl Metrics {
         }
         // Agents by status, load per skill.
         let mut statuses: HashMap<AgentStatus, i64> = HashMap::new();
+        let mut disconnected: HashMap<AgentStatus, i64> = HashMap::new();
         let mut load: HashMap<String, (f64, u32)> = HashMap::new();
         router.visit_agents(|a| {
             *statuses.entry(a.status).or_default() += 1;
+            if a.status != AgentStatus::Offline && !connected(&a.id) {
+                *disconnected.entry(a.status).or_default() += 1;
+            }
             if a.status == AgentStatus::Online {
                 for s in &a.skills {
                     let e = load.entry(s.to_string()).or_default();
@@ -606,6 +619,11 @@ impl Metrics {
             self.agents
                 .with_label_values(&[status.as_str()])
                 .set(statuses.get(&status).copied().unwrap_or(0));
+            if status != AgentStatus::Offline {
+                self.agents_disconnected
+                    .with_label_values(&[status.as_str()])
+                    .set(disconnected.get(&status).copied().unwrap_or(0));
+            }
         }
         for skill in router.skills() {
             let (sum, n) = load.get(skill.id.as_str()).copied().unwrap_or((0.0, 0));

@@ -665,8 +665,32 @@ impl Router {
     }
 
     pub async fn set_agent_status(&self, id: &AgentId, status: AgentStatus) -> Result<Agent, RouterError> {
+        self.set_agent_status_with_reason(id, status, None).await
+    }
+
+    /// A new status, with a reason for `away` from `routing.away_reasons` (a reason
+    /// with another status, or one not in the list, is refused and changes nothing).
+    pub async fn set_agent_status_with_reason(
+        &self,
+        id: &AgentId,
+        status: AgentStatus,
+        reason: Option<String>,
+    ) -> Result<Agent, RouterError> {
+        if let Some(r) = &reason {
+            if status != AgentStatus::Away {
+                return Err(RouterError::InvalidRequest(
+                    "a reason goes only with status away".into(),
+                ));
+            }
+            if !self.shared.policy.away_reasons.contains(r) {
+                return Err(RouterError::InvalidRequest(format!(
+                    "reason {r:?} is not one of routing.away_reasons {:?}",
+                    self.shared.policy.away_reasons
+                )));
+            }
+        }
         let actor = self.agent_actor(id)?;
-        self.call(&actor, |reply: AgentReply| AgentMsg::SetStatus(status, reply))
+        self.call(&actor, |reply: AgentReply| AgentMsg::SetStatus(status, reason, reply))
             .await?
     }
 

@@ -1062,3 +1062,50 @@ async fn reopen_brings_a_closed_conversation_back_to_its_last_agent() {
     open(&r, "c3", "u2", "general").await;
     assert_eq!(holder(&r, "c3"), Some(last));
 }
+
+/// Away reasons for supervisors: `{"status": "away", "reason"}` from
+/// `routing.away_reasons`; a reason outside the list, or with another status, is
+/// refused and changes nothing; a new reason keeps the time in state; leaving away
+/// drops it.
+#[tokio::test(start_paused = true)]
+async fn an_away_agent_gives_a_reason_from_the_configured_list() {
+    let r = router("[routing]\naway_reasons = [\"lunch\", \"meeting\"]\n[[skills]]\nid = \"general\"\n").await;
+    agent_online(&r, "a1", &["general"], 2).await;
+    let a = r
+        .set_agent_status_with_reason(&aid("a1"), AgentStatus::Away, Some("lunch".into()))
+        .await
+        .expect("away for lunch");
+    assert_eq!(
+        (a.status, a.status_reason.as_deref()),
+        (AgentStatus::Away, Some("lunch"))
+    );
+    let since = a.status_since;
+    pass(&r, 10 * MIN).await;
+    for (status, reason) in [(AgentStatus::Away, "nap"), (AgentStatus::BackSoon, "lunch")] {
+        let err = r
+            .set_agent_status_with_reason(&aid("a1"), status, Some(reason.into()))
+            .await
+            .expect_err("refused");
+        assert!(matches!(err, switchboard::RouterError::InvalidRequest(_)), "{err:?}");
+    }
+    let a = r.agent(&aid("a1")).expect("agent");
+    assert_eq!(
+        (a.status, a.status_reason.as_deref()),
+        (AgentStatus::Away, Some("lunch")),
+        "unchanged"
+    );
+    let a = r
+        .set_agent_status_with_reason(&aid("a1"), AgentStatus::Away, Some("meeting".into()))
+        .await
+        .expect("meeting");
+    assert_eq!(
+        (a.status_reason.as_deref(), a.status_since),
+        (Some("meeting"), since),
+        "same away, new reason"
+    );
+    let a = r
+        .set_agent_status(&aid("a1"), AgentStatus::Online)
+        .await
+        .expect("online");
+    assert_eq!(a.status_reason, None);
+}

@@ -598,6 +598,102 @@ async fn a_closed_conversation_is_reopened_over_http() {
     server.stop().await;
 }
 
+/// `GET /v1/agents` for supervisors: filtered by status and skill, each agent with its
+/// status, reason, time in state, load, open and offered counts, and whether it has an
+/// open event stream (`connected`; the count of those without is a metric). Bad filters
+/// are 400 (unknown skill 404) and change nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn supervisors_list_agents_with_status_reason_load_and_connection() {
+    let server = start("[routing]\naway_reasons = [\"lunch\"]").await;
+    let api = Api::new(&server);
+    api.agent_online("ann", &["general"], 2).await;
+    api.agent_online("bob", &["general", "sales"], 4).await;
+    api.agent_online("cat", &["sales"], 1).await;
+    let resp = api
+        .req(reqwest::Method::GET, "/v1/agents/ann/events")
+        .send()
+        .await
+        .expect("sse");
+    let mut stream = resp.bytes_stream();
+    let mut buf = String::new();
+    next_event(&mut stream, &mut buf, "snapshot").await;
+    api.open("c1", "u1", "general").await;
+    let (s, a) = api
+        .post("/v1/agents/cat/status", json!({"status": "away", "reason": "lunch"}))
+        .await;
+    assert_eq!((s, &a["reason"]), (StatusCode::OK, &json!("lunch")), "{a}");
+    let (s, e) = api
+        .post("/v1/agents/cat/status", json!({"status": "away", "reason": "nap"}))
+        .await;
+    assert_eq!((s, code(&e)), (StatusCode::BAD_REQUEST, "invalid_request"), "{e}");
+    eventually("c1 assigned", || async {
+        !api.get("/v1/conversations/c1").await.1["agent_id"].is_null()
+    })
+    .await;
+
+    let (s, all) = api.get("/v1/agents").await;
+    assert_eq!(s, StatusCode::OK, "{all}");
+    let ids: Vec<&str> = all["agents"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|a| a["agent_id"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(ids, ["ann", "bob", "cat"]);
+    let ann = &all["agents"][0];
+    assert_eq!(
+        (&ann["status"], &ann["connected"]),
+        (&json!("online"), &json!(true)),
+        "{ann}"
+    );
+    assert_eq!(all["agents"][1]["connected"], false);
+    let open: u64 = all["agents"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|a| a["open"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(open, 1, "{all}");
+    let (_, away) = api.get("/v1/agents?status=away").await;
+    assert_eq!(away["agents"].as_array().map(Vec::len), Some(1), "{away}");
+    let cat = &away["agents"][0];
+    assert_eq!(
+        (&cat["agent_id"], &cat["reason"], &cat["offered"]),
+        (&json!("cat"), &json!("lunch"), &json!(0)),
+        "{cat}"
+    );
+    assert!(cat["in_status_secs"].as_u64().is_some(), "{cat}");
+    let (_, sales) = api.get("/v1/agents?skill=sales&status=online").await;
+    assert_eq!(sales["agents"].as_array().map(Vec::len), Some(1), "{sales}");
+    assert_eq!(sales["agents"][0]["agent_id"], "bob");
+    for (query, status) in [
+        ("/v1/agents?status=lunch", StatusCode::BAD_REQUEST),
+        ("/v1/agents?group=bpo", StatusCode::BAD_REQUEST),
+        ("/v1/agents?skill=nope", StatusCode::NOT_FOUND),
+    ] {
+        let (s, e) = api.get(query).await;
+        assert_eq!(s, status, "{query}: {e}");
+    }
+    let metrics = api
+        .req(reqwest::Method::GET, "/metrics")
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("switchboard_agents_disconnected{status=\"online\"} 1"),
+        "bob has no stream"
+    );
+    assert!(
+        metrics.contains("switchboard_agents_disconnected{status=\"away\"} 1"),
+        "nor cat"
+    );
+    drop(stream);
+    server.stop().await;
+}
+
 /// The idle 3-slot agent gets the next conversation, not the 10-slot agent at 50%.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_least_utilized_agent_gets_the_next_conversation_over_http() {

@@ -33,7 +33,8 @@ pub type AgentReply = RpcReplyPort<Result<Agent, RouterError>>;
 pub enum AgentMsg {
     /// Replace skills and limits.
     Configure(AgentSpec, AgentReply),
-    SetStatus(AgentStatus, AgentReply),
+    /// A new status, with a reason for `away` (checked against `routing.away_reasons`).
+    SetStatus(AgentStatus, Option<String>, AgentReply),
     /// A skill queue offers a conversation: reserve room for it or decline.
     Offer {
         conversation: ConversationId,
@@ -69,14 +70,9 @@ pub enum AgentMsg {
         holding: Holding,
     },
     /// The conversation left this agent (closed, transferred, returned).
-    Release {
-        conversation: ConversationId,
-    },
+    Release { conversation: ConversationId },
     /// Offers made for `epoch` or earlier are void (the conversation went elsewhere).
-    OfferVoid {
-        conversation: ConversationId,
-        epoch: u64,
-    },
+    OfferVoid { conversation: ConversationId, epoch: u64 },
     /// Tell the skill queues the room again (a queue restarted).
     Resync,
     /// These shards changed node (a cluster): the offers this agent took for their
@@ -170,9 +166,10 @@ impl Actor for AgentActor {
                 }
                 let _ = reply.send(Ok(agent.clone()));
             }
-            AgentMsg::SetStatus(status, reply) => {
-                if status != agent.status {
+            AgentMsg::SetStatus(status, reason, reply) => {
+                if status != agent.status || reason != agent.status_reason {
                     agent.set_status(status, now, policy);
+                    agent.status_reason = reason;
                     if let Err(lost) = shared.persist_committed(Change::Agent(Box::new(agent.clone()))).await {
                         let _ = reply.send(Err(lost.into()));
                         return Ok(());

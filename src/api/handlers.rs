@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use crate::api::error::ApiError;
-use crate::api::views::{AgentView, ConversationView, SkillView};
+use crate::api::views::{AgentSummary, AgentView, ConversationView, SkillView};
 use crate::api::AppState;
 use crate::config::{validate_agent_spec, SkillSpec};
 use crate::domain::agent::AgentStatus;
@@ -57,7 +57,11 @@ pub async fn readyz(state: Data<AppState>) -> Result<HttpResponse> {
 }
 
 pub async fn metrics(state: Data<AppState>) -> impl Responder {
-    let text = state.metrics.render(&state.router).await;
+    let streams = std::sync::Arc::clone(&state.streams);
+    let text = state
+        .metrics
+        .render(&state.router, &move |a| streams.connected(a))
+        .await;
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(text)
@@ -225,13 +229,59 @@ pub async fn put_agent(state: Data<AppState>, path: web::Path<String>, bytes: By
 #[serde(deny_unknown_fields)]
 struct StatusBody {
     status: AgentStatus,
+    /// With `away`: one of `routing.away_reasons`.
+    reason: Option<String>,
 }
 
 pub async fn set_status(state: Data<AppState>, path: web::Path<String>, bytes: Bytes) -> Result<HttpResponse> {
     let id = AgentId::new(path.as_str())?;
     let b: StatusBody = body(&bytes)?;
-    let agent = state.router.set_agent_status(&id, b.status).await?;
+    let agent = state
+        .router
+        .set_agent_status_with_reason(&id, b.status, b.reason)
+        .await?;
     Ok(HttpResponse::Ok().json(AgentView::new(&agent)))
+}
+
+/// `GET /v1/agents?status=&skill=`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AgentFilter {
+    status: Option<AgentStatus>,
+    skill: Option<SkillId>,
+}
+
+#[derive(serde::Serialize, Deserialize)]
+struct AgentList {
+    agents: Vec<AgentSummary>,
+}
+
+/// The agents for a supervisor, filtered by status and skill, in id order: this node's,
+/// and in a cluster every other live node's (a node that does not answer makes it 503).
+pub async fn list_agents(state: Data<AppState>, req: HttpRequest) -> Result<HttpResponse> {
+    let filter = web::Query::<AgentFilter>::from_query(req.query_string())
+        .map_err(|e| ApiError::InvalidRequest(format!("query: {e}")))?
+        .into_inner();
+    if let Some(skill) = &filter.skill {
+        state.router.skill(skill)?;
+    }
+    let now = state.router.clock().now();
+    let mut agents = Vec::new();
+    state.router.visit_agents(|a| {
+        let status_ok = filter.status.is_none_or(|s| s == a.status);
+        let skill_ok = filter.skill.as_ref().is_none_or(|s| a.skills.contains(s));
+        if status_ok && skill_ok {
+            agents.push(AgentSummary::new(a, now, state.streams.connected(&a.id)));
+        }
+    });
+    for answer in to_peers(&state, &req, reqwest::Method::GET, Bytes::new()).await {
+        let list = answer
+            .and_then(|v| serde_json::from_value::<AgentList>(v).map_err(|e| ("a peer".to_string(), e.to_string())))
+            .map_err(|(peer, e)| ApiError::Unavailable(format!("node {peer} did not list its agents ({e}); retry")))?;
+        agents.extend(list.agents);
+    }
+    agents.sort_by(|a, b| a.agent_id.cmp(&b.agent_id));
+    Ok(HttpResponse::Ok().json(AgentList { agents }))
 }
 
 pub async fn get_agent(state: Data<AppState>, path: web::Path<String>) -> Result<HttpResponse> {

@@ -81,7 +81,14 @@ impl EventStreams {
         }
     }
 
-    /// A new stream for `agent`: the SSE body, starting with a `hello` comment.
+    /// Whether `agent` has an open event stream here (a client gone is noticed at the
+    /// next event or keep-alive, within 15 s).
+    pub fn connected(&self, agent: &AgentId) -> bool {
+        self.streams
+            .get(agent)
+            .is_some_and(|v| v.iter().any(|tx| !tx.is_closed()))
+    }
+
     /// A new stream for `agent`. Its first frame is `hello`: the handler sends the
     /// agent's current state (`event: snapshot`), so a client that reconnects (after a
     /// restart of the server, say) sees its conversations and offers at once.

@@ -103,6 +103,8 @@ pub struct AgentView {
     pub agent_id: AgentId,
     pub status: AgentStatus,
     pub status_since: Timestamp,
+    /// Why the agent is away (one of `routing.away_reasons`).
+    pub reason: Option<String>,
     pub skills: Vec<SkillId>,
     pub max_slots: u32,
     pub max_open: Option<u32>,
@@ -125,6 +127,7 @@ impl AgentView {
             agent_id: a.id.clone(),
             status: a.status,
             status_since: a.status_since,
+            reason: a.status_reason.clone(),
             skills: a.skills.clone(),
             max_slots: a.limits.max_slots,
             max_open: a.limits.max_open,
@@ -155,6 +158,47 @@ impl AgentView {
                     accepted: r.accepted,
                 })
                 .collect(),
+        }
+    }
+}
+
+/// An agent in `GET /v1/agents`: what a supervisor's list shows.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AgentSummary {
+    pub agent_id: AgentId,
+    pub status: AgentStatus,
+    pub reason: Option<String>,
+    pub status_since: Timestamp,
+    /// Seconds in the current status.
+    pub in_status_secs: u64,
+    /// Has an open event stream (`GET /v1/agents/{id}/events`); an agent without one is
+    /// `disconnected` to its supervisor.
+    pub connected: bool,
+    pub skills: Vec<SkillId>,
+    pub max_slots: u32,
+    pub busy: f64,
+    pub load: f64,
+    /// Conversations held.
+    pub open: usize,
+    /// Offers in flight.
+    pub offered: usize,
+}
+
+impl AgentSummary {
+    pub fn new(a: &Agent, now: Timestamp, connected: bool) -> Self {
+        AgentSummary {
+            agent_id: a.id.clone(),
+            status: a.status,
+            reason: a.status_reason.clone(),
+            status_since: a.status_since,
+            in_status_secs: now.since(a.status_since).as_secs(),
+            connected,
+            skills: a.skills.clone(),
+            max_slots: a.limits.max_slots,
+            busy: a.busy_held().as_slots(),
+            load: a.load(),
+            open: a.conversations.len(),
+            offered: a.reservations.len(),
         }
     }
 }

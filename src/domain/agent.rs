@@ -134,6 +134,9 @@ pub struct Agent {
     pub limits: CapacityLimits,
     pub status: AgentStatus,
     pub status_since: Timestamp,
+    /// Why the agent is away (one of `routing.away_reasons`); `None` otherwise.
+    #[serde(default)]
+    pub status_reason: Option<String>,
     pub conversations: BTreeMap<ConversationId, Held>,
     pub reservations: BTreeMap<ConversationId, Reservation>,
     pub warmup: Warmup,
@@ -153,6 +156,7 @@ impl Agent {
             },
             status: AgentStatus::Offline,
             status_since: now,
+            status_reason: None,
             conversations: BTreeMap::new(),
             reservations: BTreeMap::new(),
             warmup: Warmup::default(),
@@ -316,6 +320,9 @@ impl Agent {
     }
 
     pub fn set_status(&mut self, status: AgentStatus, now: Timestamp, policy: &RoutingPolicy) {
+        if status != AgentStatus::Away {
+            self.status_reason = None;
+        }
         if status == self.status {
             return;
         }

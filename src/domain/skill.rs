@@ -103,6 +103,9 @@ pub struct RoutingPolicy {
     /// Automatic unassignment (off unless configured).
     #[serde(default)]
     pub unassign: UnassignPolicy,
+    /// Reasons an agent may give for being away (at most 10).
+    #[serde(default)]
+    pub away_reasons: Vec<String>,
     /// A transfer to a named agent waits this long for them, then any agent may take it.
     pub transfer_to_agent_max_wait: Duration,
     /// A returning consumer prefers their last agent if that assignment is this recent.
@@ -142,6 +145,7 @@ impl Default for RoutingPolicy {
             reactivate_before: Duration::from_secs(10 * 60),
             soon_overdue_before: Duration::from_secs(5 * 60),
             unassign: UnassignPolicy::default(),
+            away_reasons: Vec::new(),
             transfer_to_agent_max_wait: Duration::from_secs(2 * 3600),
             sticky_window: Duration::from_secs(7 * 86_400),
             warmup: None,
