@@ -87,6 +87,26 @@ pub enum EventKind {
     },
 }
 
+/// Every event's name ([`EventKind::name`]), for the platform stream's `type` filter.
+pub const EVENT_NAMES: [&str; 16] = [
+    "opened",
+    "offer",
+    "offer_declined",
+    "assigned",
+    "unassigned",
+    "first_response",
+    "inactive",
+    "reactivated",
+    "soon_overdue",
+    "overdue",
+    "follow_up_set",
+    "transferred",
+    "fallback_activated",
+    "closed",
+    "reopened",
+    "agent_status_changed",
+];
+
 impl EventKind {
     /// The snake_case name used as the SSE event name and the metrics label; the same
     /// as the JSON's `type` (unit test `the_json_type_is_the_event_name`).
@@ -156,6 +176,7 @@ mod tests {
                 status: AgentStatus::Online,
             },
         ];
+        assert_eq!(kinds.len(), EVENT_NAMES.len(), "every event is named in EVENT_NAMES");
         for kind in kinds {
             let event = RouterEvent {
                 at,
@@ -166,6 +187,7 @@ mod tests {
             };
             let json = serde_json::to_value(&event).expect("serializes");
             assert_eq!(json["type"], kind.name(), "{json}");
+            assert!(EVENT_NAMES.contains(&kind.name()), "{} is in EVENT_NAMES", kind.name());
             let back: RouterEvent = serde_json::from_value(json).expect("reads back");
             assert_eq!(back.kind, kind);
         }

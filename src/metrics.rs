@@ -355,7 +355,7 @@ impl Metrics {
             ),
             sse_streams: register(
                 &r,
-                IntGauge::new("switchboard_agent_event_streams", "Open agent event streams (SSE).")
+                IntGauge::new("switchboard_agent_event_streams", "Open event streams (SSE): the agents' and the platform's (GET /v1/events).")
                     .unwrap_or_else(|e| panic!("{e}")),
             ),
             sse_disconnected_slow: register(

@@ -302,6 +302,54 @@ pub async fn agent_events(state: Data<AppState>, path: web::Path<String>) -> Res
         .streaming(stream))
 }
 
+/// `GET /v1/events?skill=a,b&type=assigned,closed`: the platform's stream of every
+/// event of this node, resumable with `Last-Event-ID` within the last events kept.
+pub async fn platform_events(state: Data<AppState>, req: HttpRequest) -> Result<HttpResponse> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Query {
+        skill: Option<String>,
+        r#type: Option<String>,
+    }
+    let q = web::Query::<Query>::from_query(req.query_string())
+        .map_err(|e| ApiError::InvalidRequest(format!("query: {e}")))?
+        .into_inner();
+    let list = |v: Option<String>| -> Vec<String> {
+        v.map(|s| s.split(',').filter(|x| !x.is_empty()).map(str::to_string).collect())
+            .unwrap_or_default()
+    };
+    let mut filter = crate::api::sse::EventFilter::default();
+    for s in list(q.skill) {
+        let id = SkillId::new(&s)?;
+        state.router.skill(&id)?;
+        filter.skills.push(id);
+    }
+    for t in list(q.r#type) {
+        if !crate::events::EVENT_NAMES.contains(&t.as_str()) {
+            return Err(ApiError::InvalidRequest(format!(
+                "type {t:?} is not one of {:?}",
+                crate::events::EVENT_NAMES
+            )));
+        }
+        filter.types.push(t);
+    }
+    let last_id = match req.headers().get("last-event-id") {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok())
+                .ok_or_else(|| ApiError::InvalidRequest("Last-Event-ID: not an event id".into()))?,
+        ),
+    };
+    let stream = state.streams.open_platform(filter, last_id);
+    Ok(HttpResponse::Ok()
+        .insert_header(("Content-Type", "text/event-stream"))
+        .insert_header(("Cache-Control", "no-cache"))
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(stream))
+}
+
 // ---- conversations ----
 
 pub async fn open_conversation(state: Data<AppState>, bytes: Bytes) -> Result<HttpResponse> {

@@ -147,6 +147,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .service(resource("/skills/{skill_id}/queue").get(h::get_queue))
                 .service(resource("/queue-health").get(h::queue_health))
                 .service(resource("/agents").get(h::list_agents))
+                .service(resource("/events").get(h::platform_events))
                 .service(resource("/agents/{agent_id}").put(h::put_agent).get(h::get_agent))
                 .service(resource("/agents/{agent_id}/status").post(h::set_status))
                 .service(resource("/agents/{agent_id}/events").get(h::agent_events))

@@ -4,8 +4,14 @@
 //! that agent's streams through bounded channels. A stream whose client does not keep
 //! up fills its channel and is cut off: memory stays bounded whatever the client does.
 //! Every stream ends when the server shuts down.
+//!
+//! `GET /v1/events` is the platform's stream: every event of this node's router, each
+//! with an `id`, filterable by skill and type. The last `EVENT_LOG` events are kept in
+//! memory, so a client that reconnects with `Last-Event-ID` gets what it missed (a
+//! `gap` event says when the log no longer reaches back that far).
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix_web::web::Bytes;
@@ -24,6 +30,9 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 #[derive(Debug)]
 pub struct EventStreams {
     streams: DashMap<AgentId, Vec<mpsc::Sender<RouterEvent>>>,
+    /// The platform stream's log: the last `EVENT_LOG` events with their ids.
+    log: Mutex<EventLog>,
+    platform: broadcast::Sender<Arc<(u64, RouterEvent)>>,
     buffer: usize,
     shutdown: watch::Receiver<bool>,
     metrics: Arc<Metrics>,
@@ -33,6 +42,8 @@ impl EventStreams {
     pub fn new(buffer: usize, shutdown: watch::Receiver<bool>, metrics: Arc<Metrics>) -> Arc<Self> {
         Arc::new(EventStreams {
             streams: DashMap::new(),
+            log: Mutex::new(EventLog::default()),
+            platform: broadcast::channel(buffer.max(1024)).0,
             buffer,
             shutdown,
             metrics,
@@ -48,7 +59,10 @@ impl EventStreams {
             loop {
                 tokio::select! {
                     e = events.recv() => match e {
-                        Ok(e) => this.dispatch(e),
+                        Ok(e) => {
+                            this.record(&e);
+                            this.dispatch(e);
+                        }
                         Err(broadcast::error::RecvError::Lagged(n)) => {
                             tracing::warn!(missed = n, "agent event streams fell behind the router");
                         }
@@ -124,6 +138,126 @@ impl EventStreams {
                 _ = shutdown.changed() => None,
             }
         })
+    }
+}
+
+/// Events the platform stream keeps for clients that reconnect.
+pub const EVENT_LOG: usize = 10_000;
+
+#[derive(Debug, Default)]
+struct EventLog {
+    next_id: u64,
+    events: VecDeque<Arc<(u64, RouterEvent)>>,
+}
+
+/// What a client of `GET /v1/events` wants: events of these skills and types (empty:
+/// all), after this id.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub skills: Vec<crate::ids::SkillId>,
+    pub types: Vec<String>,
+}
+
+impl EventFilter {
+    fn wants(&self, e: &RouterEvent) -> bool {
+        (self.skills.is_empty() || e.skill.as_ref().is_some_and(|s| self.skills.contains(s)))
+            && (self.types.is_empty() || self.types.iter().any(|t| t == e.kind.name()))
+    }
+}
+
+fn frame(id: u64, e: &RouterEvent) -> Bytes {
+    let data = serde_json::to_string(e).unwrap_or_default();
+    Bytes::from(format!("id: {id}\nevent: {}\ndata: {data}\n\n", e.kind.name()))
+}
+
+impl EventStreams {
+    /// Gives the event its id, keeps it in the log and hands it to platform streams.
+    pub(crate) fn record(&self, e: &RouterEvent) {
+        let entry = {
+            let mut log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+            log.next_id += 1;
+            let entry = Arc::new((log.next_id, e.clone()));
+            if log.events.len() == EVENT_LOG {
+                log.events.pop_front();
+            }
+            log.events.push_back(Arc::clone(&entry));
+            entry
+        };
+        let _ = self.platform.send(entry);
+    }
+
+    /// A platform stream: first what the log holds after `last_id` (a `gap` event when
+    /// it no longer reaches back that far), then live events; all filtered. A client
+    /// that falls more than the channel behind is cut off, and resumes from its
+    /// `Last-Event-ID`.
+    pub fn open_platform(
+        self: &Arc<Self>,
+        filter: EventFilter,
+        last_id: Option<u64>,
+    ) -> impl Stream<Item = Result<Bytes, actix_web::Error>> + 'static {
+        let live = self.platform.subscribe();
+        let mut first = String::from(": switchboard events\n\n");
+        let replayed_to;
+        {
+            let log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(last) = last_id {
+                let oldest = log.events.front().map_or(log.next_id + 1, |e| e.0);
+                if last + 1 < oldest {
+                    first.push_str(&format!(
+                        "event: gap\ndata: {{\"missed_from\": {}, \"oldest_kept\": {oldest}}}\n\n",
+                        last + 1
+                    ));
+                }
+                for e in log.events.iter().filter(|e| e.0 > last) {
+                    if filter.wants(&e.1) {
+                        first.push_str(std::str::from_utf8(&frame(e.0, &e.1)).unwrap_or_default());
+                    }
+                }
+            }
+            replayed_to = log.next_id;
+        }
+        self.metrics.sse_streams.inc();
+        let guard = StreamGuard {
+            metrics: Arc::clone(&self.metrics),
+        };
+        let state = (
+            live,
+            self.shutdown.clone(),
+            guard,
+            Some(Bytes::from(first)),
+            filter,
+            replayed_to,
+        );
+        futures_util::stream::unfold(
+            state,
+            |(mut live, mut shutdown, guard, hello, filter, replayed_to)| async move {
+                if let Some(hello) = hello {
+                    return Some((Ok(hello), (live, shutdown, guard, None, filter, replayed_to)));
+                }
+                loop {
+                    if *shutdown.borrow() {
+                        return None;
+                    }
+                    tokio::select! {
+                        e = live.recv() => match e {
+                            Ok(e) if e.0 > replayed_to && filter.wants(&e.1) => {
+                                let f = frame(e.0, &e.1);
+                                return Some((Ok(f), (live, shutdown, guard, None, filter, replayed_to)));
+                            }
+                            Ok(_) => continue,
+                            // Fell behind, or the server is stopping: the client resumes
+                            // with its Last-Event-ID.
+                            Err(_) => return None,
+                        },
+                        _ = tokio::time::sleep(KEEP_ALIVE) => {
+                            let k = Bytes::from_static(b": keep-alive\n\n");
+                            return Some((Ok(k), (live, shutdown, guard, None, filter, replayed_to)));
+                        }
+                        _ = shutdown.changed() => return None,
+                    }
+                }
+            },
+        )
     }
 }
 

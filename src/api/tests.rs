@@ -126,3 +126,32 @@ async fn streams_end_on_shutdown() {
     tx.send(true).expect("send");
     assert!(stream.next().await.is_none());
 }
+
+/// The platform stream keeps the last `EVENT_LOG` events: a client resuming from an id
+/// the log still holds gets exactly what followed it; one resuming from an older id is
+/// told of the gap first, then gets what is kept.
+#[tokio::test]
+async fn the_platform_stream_replays_its_log_and_says_when_it_no_longer_reaches_back() {
+    use crate::api::sse::{EventFilter, EVENT_LOG};
+    let (_tx, rx) = watch::channel(false);
+    let streams = EventStreams::new(4, rx, Arc::new(Metrics::new()));
+    let a = AgentId::new("a1").expect("id");
+    for n in 0..(EVENT_LOG as i64 + 5) {
+        streams.record(&event(&a, n));
+    }
+    let text = |b: Bytes| String::from_utf8(b.to_vec()).expect("utf-8");
+    let mut recent = Box::pin(streams.open_platform(EventFilter::default(), Some(EVENT_LOG as u64 + 2)));
+    let first = text(recent.next().await.expect("frame").expect("bytes"));
+    let ids: Vec<&str> = first.lines().filter_map(|l| l.strip_prefix("id: ")).collect();
+    let want: Vec<String> = (EVENT_LOG + 3..=EVENT_LOG + 5).map(|i| i.to_string()).collect();
+    assert_eq!(ids, want, "{first}");
+    assert!(!first.contains("event: gap"));
+    let mut old = Box::pin(streams.open_platform(EventFilter::default(), Some(1)));
+    let first = text(old.next().await.expect("frame").expect("bytes"));
+    assert!(
+        first.contains("event: gap\ndata: {\"missed_from\": 2, \"oldest_kept\": 6}"),
+        "{}",
+        &first[..200]
+    );
+    assert_eq!(first.matches("\nevent: reactivated").count(), EVENT_LOG);
+}
