@@ -983,12 +983,7 @@ impl Router {
             self.skill(s)?;
         }
         let conv = self.conversation(id)?;
-        let target = skill.unwrap_or(&conv.skill);
-        if !skills.contains(target) {
-            return Err(RouterError::Conflict(format!(
-                "agent {agent} does not have skill {target}"
-            )));
-        }
+        ensure_has_skill(agent, skills, skill.unwrap_or(&conv.skill))?;
         if conv.agent_id.as_ref() == Some(agent) {
             return Err(RouterError::Conflict(format!(
                 "conversation {id} is already assigned to {agent}"
@@ -1019,13 +1014,7 @@ impl Router {
                 Some(s) => s.to_vec(),
                 None => self.agent(a)?.skills,
             };
-            let conv = self.conversation(id)?;
-            if !skills.contains(&conv.skill) {
-                return Err(RouterError::Conflict(format!(
-                    "agent {a} does not have skill {}",
-                    conv.skill
-                )));
-            }
+            ensure_has_skill(a, &skills, &self.conversation(id)?.skill)?;
         }
         if !self.shared.admit_open() {
             return Err(RouterError::Overloaded);
@@ -1239,6 +1228,17 @@ impl Router {
     #[cfg(test)]
     pub(crate) fn shared(&self) -> &Arc<Shared> {
         &self.shared
+    }
+}
+
+/// An agent whose skills are `skills` may take a conversation of `skill` (409 otherwise).
+fn ensure_has_skill(agent: &AgentId, skills: &[SkillId], skill: &SkillId) -> Result<(), RouterError> {
+    if skills.contains(skill) {
+        Ok(())
+    } else {
+        Err(RouterError::Conflict(format!(
+            "agent {agent} does not have skill {skill}"
+        )))
     }
 }
 

@@ -30,6 +30,25 @@ fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T> {
     serde_json::from_slice(text).map_err(|e| ApiError::InvalidRequest(format!("invalid JSON body: {e}")))
 }
 
+/// The request's query string as `T` (unknown parameters refused by `T`).
+fn query<T: DeserializeOwned>(req: &HttpRequest) -> Result<T> {
+    web::Query::<T>::from_query(req.query_string())
+        .map(web::Query::into_inner)
+        .map_err(|e| ApiError::InvalidRequest(format!("query: {e}")))
+}
+
+/// An event stream as the response.
+fn sse<S>(stream: S) -> HttpResponse
+where
+    S: futures_util::Stream<Item = std::result::Result<Bytes, actix_web::Error>> + 'static,
+{
+    HttpResponse::Ok()
+        .insert_header(("Content-Type", "text/event-stream"))
+        .insert_header(("Cache-Control", "no-cache"))
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(stream)
+}
+
 fn conversation_view(state: &AppState, c: &Conversation) -> ConversationView {
     ConversationView::new(c, state.router.skill(&c.skill).ok().as_deref())
 }
@@ -259,9 +278,7 @@ struct AgentList {
 /// The agents for a supervisor, filtered by status and skill, in id order: this node's,
 /// and in a cluster every other live node's (a node that does not answer makes it 503).
 pub async fn list_agents(state: Data<AppState>, req: HttpRequest) -> Result<HttpResponse> {
-    let filter = web::Query::<AgentFilter>::from_query(req.query_string())
-        .map_err(|e| ApiError::InvalidRequest(format!("query: {e}")))?
-        .into_inner();
+    let filter: AgentFilter = query(&req)?;
     if let Some(skill) = &filter.skill {
         state.router.skill(skill)?;
     }
@@ -295,11 +312,7 @@ pub async fn agent_events(state: Data<AppState>, path: web::Path<String>) -> Res
     let snapshot = serde_json::to_string(&AgentView::new(&agent)).unwrap_or_default();
     let hello = Bytes::from(format!("event: snapshot\ndata: {snapshot}\n\n"));
     let stream = state.streams.open(id, hello);
-    Ok(HttpResponse::Ok()
-        .insert_header(("Content-Type", "text/event-stream"))
-        .insert_header(("Cache-Control", "no-cache"))
-        .insert_header(("X-Accel-Buffering", "no"))
-        .streaming(stream))
+    Ok(sse(stream))
 }
 
 /// `GET /v1/events?skill=a,b&type=assigned,closed`: the platform's stream of every
@@ -311,9 +324,7 @@ pub async fn platform_events(state: Data<AppState>, req: HttpRequest) -> Result<
         skill: Option<String>,
         r#type: Option<String>,
     }
-    let q = web::Query::<Query>::from_query(req.query_string())
-        .map_err(|e| ApiError::InvalidRequest(format!("query: {e}")))?
-        .into_inner();
+    let q: Query = query(&req)?;
     let list = |v: Option<String>| -> Vec<String> {
         v.map(|s| s.split(',').filter(|x| !x.is_empty()).map(str::to_string).collect())
             .unwrap_or_default()
@@ -343,11 +354,7 @@ pub async fn platform_events(state: Data<AppState>, req: HttpRequest) -> Result<
         ),
     };
     let stream = state.streams.open_platform(filter, last_id);
-    Ok(HttpResponse::Ok()
-        .insert_header(("Content-Type", "text/event-stream"))
-        .insert_header(("Cache-Control", "no-cache"))
-        .insert_header(("X-Accel-Buffering", "no"))
-        .streaming(stream))
+    Ok(sse(stream))
 }
 
 // ---- conversations ----
