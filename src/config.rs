@@ -242,46 +242,76 @@ pub struct RankingSection {
 }
 
 /// A skill's settings; every field optional (defaults from `[skill_defaults]`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SkillSpec {
+    #[serde(default, deserialize_with = "crate::strict::object")]
     pub sla: Option<SlaSpec>,
+    #[serde(default, deserialize_with = "crate::strict::object")]
     pub smart_capacity: Option<SmartCapacitySpec>,
+    /// Between 25 minutes and 90 days.
+    #[serde(default, deserialize_with = "crate::strict::opt")]
+    #[schema(minimum = 1500, maximum = 7_776_000)]
     pub auto_close_after_secs: Option<u64>,
+    /// Another skill, known (400 otherwise).
+    #[schema(value_type = Option<crate::ids::SkillId>)]
     pub fallback_skill: Option<String>,
+    #[serde(default, deserialize_with = "crate::strict::opt")]
+    #[schema(minimum = 1, maximum = 31_622_400)]
     pub fallback_after_secs: Option<u64>,
     /// Whether agents away (or back soon) count as unavailable for the fallback. Default true.
     pub fallback_when_away: Option<bool>,
     /// The skills a conversation of this one may be transferred to. Default: any.
+    #[schema(value_type = Option<Vec<crate::ids::SkillId>>)]
     pub transfer_to: Option<Vec<String>>,
     /// Absent or null: assignments are auto-accepted.
+    #[serde(default, deserialize_with = "crate::strict::opt")]
+    #[schema(minimum = 1, maximum = 31_622_400)]
     pub offer_timeout_secs: Option<u64>,
+    #[serde(default, deserialize_with = "crate::strict::objects")]
     pub priority_rules: Option<Vec<PriorityRule>>,
+    #[serde(default, deserialize_with = "crate::strict::object")]
     pub working_hours: Option<WorkingHoursSpec>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SlaSpec {
+    /// Response time of a normal wait.
+    #[serde(default, deserialize_with = "crate::strict::opt")]
+    #[schema(minimum = 1, maximum = 31_622_400)]
     pub normal_secs: Option<u64>,
+    /// After the consumer asked for an urgent answer.
+    #[serde(default, deserialize_with = "crate::strict::opt")]
+    #[schema(minimum = 1, maximum = 31_622_400)]
     pub urgent_secs: Option<u64>,
+    /// For a consumer's first conversation.
+    #[serde(default, deserialize_with = "crate::strict::opt")]
+    #[schema(minimum = 1, maximum = 31_622_400)]
     pub first_time_secs: Option<u64>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SmartCapacitySpec {
+    /// Greater than 0.
+    #[schema(minimum = 0, maximum = 100)]
     pub active_weight: Option<f64>,
+    /// At most `active_weight`.
+    #[schema(minimum = 0, maximum = 100)]
     pub inactive_weight: Option<f64>,
+    #[serde(default, deserialize_with = "crate::strict::opt")]
+    #[schema(minimum = 1, maximum = 31_622_400)]
     pub inactive_after_secs: Option<u64>,
 }
 
 /// Open hours per weekday as `"HH:MM-HH:MM"` spans (a missing day is closed), special
 /// dates (`"YYYY-MM-DD"`) that replace the weekday, and a fixed offset from UTC.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WorkingHoursSpec {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::strict::de")]
+    #[schema(minimum = -50_400, maximum = 50_400)]
     pub utc_offset_secs: i32,
     #[serde(default)]
     pub monday: Vec<String>,
@@ -395,9 +425,17 @@ fn secs(v: Option<u64>, default: Duration) -> Duration {
 pub const AUTO_CLOSE_MIN: Duration = Duration::from_secs(25 * 60);
 pub const AUTO_CLOSE_MAX: Duration = Duration::from_secs(90 * 86_400);
 
+/// The longest duration a skill's setting takes (366 days): beyond it, deadlines would
+/// run past what a timestamp holds, and no operator means it.
+pub const MAX_SKILL_SECS: u64 = 31_622_400;
+
 fn positive_secs(field: &str, v: Option<u64>, default: Duration) -> Result<Duration, ConfigError> {
     match v {
         Some(0) => Err(ConfigError::new(field, "must be at least 1")),
+        Some(x) if x > MAX_SKILL_SECS => Err(ConfigError::new(
+            field,
+            format!("{x} is more than {MAX_SKILL_SECS} (366 days)"),
+        )),
         _ => Ok(secs(v, default)),
     }
 }
@@ -662,9 +700,8 @@ impl SkillSpec {
             fallback_when_away: self.fallback_when_away.unwrap_or(defaults.fallback_when_away),
             transfer_to,
             fallback_after: match self.fallback_after_secs {
-                Some(0) => return Err(ConfigError::new(f("fallback_after_secs"), "must be at least 1")),
-                Some(s) => Some(Duration::from_secs(s)),
                 None => defaults.fallback_after,
+                s => Some(positive_secs(&f("fallback_after_secs"), s, Duration::ZERO)?),
             },
             offer_timeout: match self.offer_timeout_secs {
                 Some(0) => {
@@ -673,8 +710,8 @@ impl SkillSpec {
                         "must be at least 1 (omit it for auto-accept)",
                     ))
                 }
-                Some(s) => Some(Duration::from_secs(s)),
                 None => defaults.offer_timeout,
+                s => Some(positive_secs(&f("offer_timeout_secs"), s, Duration::ZERO)?),
             },
             priority_rules,
             working_hours,

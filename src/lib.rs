@@ -35,6 +35,7 @@ pub mod progress;
 pub mod router;
 pub mod sim;
 pub mod store;
+pub mod strict;
 pub mod time;
 
 pub use error::RouterError;

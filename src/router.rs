@@ -30,7 +30,7 @@ use crate::store::{Change, Snapshot, Store};
 use crate::time::{Clock, Timestamp};
 
 /// The consumer's first message (the body of `POST /v1/conversations`).
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OpenConversation {
     /// Chosen by the server when absent.
@@ -62,7 +62,7 @@ impl OpenConversation {
 }
 
 /// `GET /v1/queue-health` figures of one skill.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct QueueHealth {
     #[serde(flatten)]
     pub queue: QueueFigures,
@@ -70,7 +70,7 @@ pub struct QueueHealth {
     pub overdue_assigned: usize,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct QueueSnapshot {
     pub skill_id: SkillId,
     pub conversations: Vec<QueueRow>,

@@ -27,15 +27,20 @@ pub enum ApiError {
     Unavailable(String),
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    error: Detail<'a>,
+/// Every error's body.
+#[derive(Debug, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
 }
 
-#[derive(Serialize)]
-struct Detail<'a> {
-    code: &'a str,
-    message: String,
+#[derive(Debug, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable: `invalid_request`, `unauthorized`, `not_found`, `method_not_allowed`,
+    /// `conflict`, `payload_too_large`, `overloaded` or `unavailable`.
+    #[schema(example = "not_found")]
+    pub code: String,
+    /// For people; may change.
+    pub message: String,
 }
 
 impl ApiError {
@@ -74,9 +79,9 @@ impl ResponseError for ApiError {
         if matches!(self, ApiError::Unauthorized) {
             builder.insert_header(("WWW-Authenticate", "Bearer"));
         }
-        builder.json(Body {
-            error: Detail {
-                code: self.code(),
+        builder.json(ErrorBody {
+            error: ErrorDetail {
+                code: self.code().to_string(),
                 message: self.to_string(),
             },
         })

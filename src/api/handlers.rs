@@ -8,24 +8,31 @@ use actix_web::{HttpRequest, HttpResponse, Responder};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use crate::api::error::ApiError;
-use crate::api::views::{AgentSummary, AgentView, ConversationView, SkillView};
+use crate::api::error::{ApiError, ErrorBody};
+use crate::api::requests::{
+    AgentBody, AgentFilter, CloseBody, Empty, EventQuery, FollowUpBody, MessageBody, PutAgent, QueueQuery, ReopenBody,
+    StatusBody, TransferBody,
+};
+use crate::api::views::{
+    AgentList, AgentSummary, AgentView, ConversationView, HealthList, Liveness, SkillList, SkillView,
+};
 use crate::api::AppState;
 use crate::config::{validate_agent_spec, SkillSpec};
-use crate::domain::agent::AgentStatus;
-use crate::domain::conversation::{ClosedBy, Conversation};
+use crate::domain::conversation::Conversation;
 use crate::domain::queue::QueueFigures;
 use crate::ids::{AgentId, ConversationId, SkillId};
-use crate::router::{OpenConversation, QueueHealth};
+use crate::router::{OpenConversation, QueueHealth, QueueSnapshot};
 
 type Result<T> = std::result::Result<T, ApiError>;
 
-/// Parses a JSON body. An empty body reads as `{}` for bodies whose every field is optional.
+/// Parses a JSON body, an object. An empty body reads as `{}` for bodies whose every
+/// field is optional.
 fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T> {
-    let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
-        b"{}"
-    } else {
-        bytes
+    let text: &[u8] = match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => b"{}",
+        Some(b'{') => bytes,
+        // serde's derive would read a struct from an array of its fields.
+        Some(_) => return Err(ApiError::InvalidRequest("invalid JSON body: expected an object".into())),
     };
     serde_json::from_slice(text).map_err(|e| ApiError::InvalidRequest(format!("invalid JSON body: {e}")))
 }
@@ -59,10 +66,12 @@ fn ok_conversation(state: &AppState, c: &Conversation) -> HttpResponse {
 
 // ---- operations ----
 
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "The process is alive", body = Liveness)))]
 pub async fn healthz() -> impl Responder {
-    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+    HttpResponse::Ok().json(Liveness { status: "ok".into() })
 }
 
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "Started and listening", body = Liveness), (status = 503, description = "Starting (reading the store back), the store failing to commit, or shutting down", body = ErrorBody)))]
 pub async fn readyz(state: Data<AppState>) -> Result<HttpResponse> {
     if !state.is_ready() {
         Err(ApiError::Unavailable("not ready: starting".into()))
@@ -71,10 +80,11 @@ pub async fn readyz(state: Data<AppState>) -> Result<HttpResponse> {
             "not ready: the store is failing to commit".into(),
         ))
     } else {
-        Ok(HttpResponse::Ok().json(serde_json::json!({"status": "ready"})))
+        Ok(HttpResponse::Ok().json(Liveness { status: "ready".into() }))
     }
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format (the series are listed in the README)", body = String, content_type = "text/plain")))]
 pub async fn metrics(state: Data<AppState>) -> impl Responder {
     let streams = std::sync::Arc::clone(&state.streams);
     let text = state
@@ -90,19 +100,30 @@ pub async fn not_found() -> Result<HttpResponse> {
     Err(ApiError::NotFound("no such route".into()))
 }
 
-pub async fn method_not_allowed() -> Result<HttpResponse> {
-    Err(ApiError::MethodNotAllowed)
+/// A 405 names the methods the route answers (`Allow`), as RFC 9110 asks.
+pub async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
+    let mut res = actix_web::ResponseError::error_response(&ApiError::MethodNotAllowed);
+    let allow = req
+        .match_pattern()
+        .and_then(|p| crate::api::openapi::allowed_methods(&p));
+    if let Some(allow) = allow {
+        if let Ok(v) = actix_web::http::header::HeaderValue::from_str(allow) {
+            res.headers_mut().insert(actix_web::http::header::ALLOW, v);
+        }
+    }
+    res
 }
 
 // ---- skills ----
 
+#[utoipa::path(put, path = "/v1/skills/{skill_id}", tag = "skills", params(("skill_id" = SkillId, Path, description = "The skill")), request_body(content = SkillSpec, description = "Every field optional: missing ones come from `[skill_defaults]`"), responses((status = 200, description = "The skill, every default filled in", body = SkillView), (status = 400, description = "Malformed JSON, an unknown field, a bad id or value; nothing changed", body = ErrorBody)))]
 pub async fn put_skill(
     state: Data<AppState>,
     req: HttpRequest,
-    path: web::Path<String>,
+    path: web::Path<SkillId>,
     bytes: Bytes,
 ) -> Result<HttpResponse> {
-    let id = SkillId::new(path.as_str())?;
+    let id = path.into_inner();
     let spec: SkillSpec = body(&bytes)?;
     let skill = state.router.put_skill(id, &spec).await?;
     // Skills are the same on every node of a cluster: the node that takes the request
@@ -164,35 +185,33 @@ async fn to_peers(
     futures_util::future::join_all(calls).await
 }
 
-pub async fn get_skill(state: Data<AppState>, path: web::Path<String>) -> Result<HttpResponse> {
-    let id = SkillId::new(path.as_str())?;
+#[utoipa::path(get, path = "/v1/skills/{skill_id}", tag = "skills", params(("skill_id" = SkillId, Path, description = "The skill")), responses((status = 200, description = "The skill", body = SkillView), (status = 400, description = "Malformed JSON, an unknown field, a bad id or value; nothing changed", body = ErrorBody), (status = 404, description = "No such skill", body = ErrorBody)))]
+pub async fn get_skill(state: Data<AppState>, path: web::Path<SkillId>) -> Result<HttpResponse> {
+    let id = path.into_inner();
     let skill = state.router.skill(&id)?;
     Ok(HttpResponse::Ok().json(SkillView::new(&skill)))
 }
 
+#[utoipa::path(get, path = "/v1/skills", tag = "skills", responses((status = 200, description = "Every skill", body = SkillList)))]
 pub async fn list_skills(state: Data<AppState>) -> Result<HttpResponse> {
     let skills: Vec<SkillView> = state.router.skills().iter().map(|s| SkillView::new(s)).collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "skills": skills })))
+    Ok(HttpResponse::Ok().json(SkillList { skills }))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct QueueQuery {
-    limit: Option<usize>,
-}
-
-pub async fn get_queue(
-    state: Data<AppState>,
-    path: web::Path<String>,
-    q: web::Query<QueueQuery>,
-) -> Result<HttpResponse> {
-    let id = SkillId::new(path.as_str())?;
-    let limit = q.limit.unwrap_or(100).min(10_000);
+#[utoipa::path(get, path = "/v1/skills/{skill_id}/queue", tag = "skills", params(("skill_id" = SkillId, Path, description = "The skill"), QueueQuery), responses((status = 200, description = "The queue in offer order, with its health", body = QueueSnapshot), (status = 400, description = "Malformed JSON, an unknown field, a bad id or value; nothing changed", body = ErrorBody), (status = 404, description = "No such skill", body = ErrorBody)))]
+pub async fn get_queue(state: Data<AppState>, req: HttpRequest, path: web::Path<SkillId>) -> Result<HttpResponse> {
+    let id = path.into_inner();
+    let q: QueueQuery = query(&req)?;
+    let limit = q.limit.unwrap_or(100);
+    if limit > 10_000 {
+        return Err(ApiError::InvalidRequest(format!("limit: {limit} is more than 10000")));
+    }
     Ok(HttpResponse::Ok().json(state.router.queue(&id, limit).await?))
 }
 
 /// The whole router's figures: in a cluster, each skill's queue figures come from the
 /// node serving its queue, and the assigned counts are summed over every node.
+#[utoipa::path(get, path = "/v1/queue-health", tag = "skills", responses((status = 200, description = "Each skill's queue figures", body = HealthList)))]
 pub async fn queue_health(state: Data<AppState>, req: HttpRequest) -> Result<HttpResponse> {
     let mut skills = state.router.queue_health().await?;
     let mut missing = Vec::new();
@@ -221,21 +240,14 @@ pub async fn queue_health(state: Data<AppState>, req: HttpRequest) -> Result<Htt
             missing.join(", ")
         )));
     }
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "skills": skills })))
+    Ok(HttpResponse::Ok().json(HealthList { skills }))
 }
 
 // ---- agents ----
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PutAgent {
-    skills: Vec<String>,
-    max_slots: u32,
-    max_open: Option<u32>,
-}
-
-pub async fn put_agent(state: Data<AppState>, path: web::Path<String>, bytes: Bytes) -> Result<HttpResponse> {
-    let id = AgentId::new(path.as_str())?;
+#[utoipa::path(put, path = "/v1/agents/{agent_id}", tag = "agents", params(("agent_id" = AgentId, Path, description = "The agent")), request_body = PutAgent, responses((status = 200, description = "The agent (a new one starts offline)", body = AgentView), (status = 400, description = "Malformed JSON, an unknown field, a bad id or value; nothing changed", body = ErrorBody), (status = 404, description = "A skill named does not exist", body = ErrorBody)))]
+pub async fn put_agent(state: Data<AppState>, path: web::Path<AgentId>, bytes: Bytes) -> Result<HttpResponse> {
+    let id = path.into_inner();
     let b: PutAgent = body(&bytes)?;
     // Existence of the skills is the router's to check (404); the shape is checked here.
     let spec = validate_agent_spec("", &b.skills, b.max_slots, b.max_open, |_| true)
@@ -244,16 +256,9 @@ pub async fn put_agent(state: Data<AppState>, path: web::Path<String>, bytes: By
     Ok(HttpResponse::Ok().json(AgentView::new(&agent)))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StatusBody {
-    status: AgentStatus,
-    /// With `away`: one of `routing.away_reasons`.
-    reason: Option<String>,
-}
-
-pub async fn set_status(state: Data<AppState>, path: web::Path<String>, bytes: Bytes) -> Result<HttpResponse> {
-    let id = AgentId::new(path.as_str())?;
+#[utoipa::path(post, path = "/v1/agents/{agent_id}/status", tag = "agents", params(("agent_id" = AgentId, Path, description = "The agent")), request_body = StatusBody, responses((status = 200, description = "The agent in its new status", body = AgentView), (status = 400, description = "Malformed JSON, an unknown field, a bad id or value; nothing changed", body = ErrorBody), (status = 404, description = "No such agent", body = ErrorBody)))]
+pub async fn set_status(state: Data<AppState>, path: web::Path<AgentId>, bytes: Bytes) -> Result<HttpResponse> {
+    let id = path.into_inner();
     let b: StatusBody = body(&bytes)?;
     let agent = state
         .router
@@ -262,21 +267,9 @@ pub async fn set_status(state: Data<AppState>, path: web::Path<String>, bytes: B
     Ok(HttpResponse::Ok().json(AgentView::new(&agent)))
 }
 
-/// `GET /v1/agents?status=&skill=`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AgentFilter {
-    status: Option<AgentStatus>,
-    skill: Option<SkillId>,
-}
-
-#[derive(serde::Serialize, Deserialize)]
-struct AgentList {
-    agents: Vec<AgentSummary>,
-}
-
 /// The agents for a supervisor, filtered by status and skill, in id order: this node's,
 /// and in a cluster every other live node's (a node that does not answer makes it 503).
+#[utoipa::path(get, path = "/v1/agents", tag = "agents", params(AgentFilter), responses((status = 200, description = "The agents in id order", body = AgentList), (status = 400, description = "Malformed JSON, an unknown field, a bad id or value; nothing changed", body = ErrorBody), (status = 404, description = "No such skill", body = ErrorBody)))]
 pub async fn list_agents(state: Data<AppState>, req: HttpRequest) -> Result<HttpResponse> {
     let filter: AgentFilter = query(&req)?;
     if let Some(skill) = &filter.skill {
@@ -301,13 +294,15 @@ pub async fn list_agents(state: Data<AppState>, req: HttpRequest) -> Result<Http
     Ok(HttpResponse::Ok().json(AgentList { agents }))
 }
 
-pub async fn get_agent(state: Data<AppState>, path: web::Path<String>) -> Result<HttpResponse> {
-    let id = AgentId::new(path.as_str())?;
+#[utoipa::path(get, path = "/v1/agents/{agent_id}", tag = "agents", params(("agent_id" = AgentId, Path, description = "The agent")), responses((status = 200, description = "The agent with its conversations and offers", body = AgentView), (status = 400, description = "Malformed JSON, an unknown field, a bad id or value; nothing changed", body = ErrorBody), (status = 404, description = "No such agent", body = ErrorBody)))]
+pub async fn get_agent(state: Data<AppState>, path: web::Path<AgentId>) -> Result<HttpResponse> {
+    let id = path.into_inner();
     Ok(HttpResponse::Ok().json(AgentView::new(&state.router.agent(&id)?)))
 }
 
-pub async fn agent_events(state: Data<AppState>, path: web::Path<String>) -> Result<HttpResponse> {
-    let id = AgentId::new(path.as_str())?;
+#[utoipa::path(get, path = "/v1/agents/{agent_id}/events", tag = "agents", params(("agent_id" = AgentId, Path, description = "The agent")), responses((status = 200, description = "First `event: snapshot` (an AgentView), then each event as `event: <type>` with `data:` a RouterEvent; `: keep-alive` every 15 s", body = crate::api::openapi::AgentStreamEvent, content_type = "text/event-stream"), (status = 400, description = "Malformed JSON, an unknown field, a bad id or value; nothing changed", body = ErrorBody), (status = 404, description = "No such agent", body = ErrorBody)))]
+pub async fn agent_events(state: Data<AppState>, path: web::Path<AgentId>) -> Result<HttpResponse> {
+    let id = path.into_inner();
     let agent = state.router.agent(&id)?;
     let snapshot = serde_json::to_string(&AgentView::new(&agent)).unwrap_or_default();
     let hello = Bytes::from(format!("event: snapshot\ndata: {snapshot}\n\n"));
@@ -317,25 +312,30 @@ pub async fn agent_events(state: Data<AppState>, path: web::Path<String>) -> Res
 
 /// `GET /v1/events?skill=a,b&type=assigned,closed`: the platform's stream of every
 /// event of this node, resumable with `Last-Event-ID` within the last events kept.
+#[utoipa::path(get, path = "/v1/events", tag = "operations", params(EventQuery, ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this event id")), responses((status = 200, description = "Every event as `id:`, `event: <type>` and `data:` a RouterEvent; `event: gap` with `{\"missed_from\", \"oldest_kept\"}` first when the log no longer reaches back to `Last-Event-ID`", body = crate::api::openapi::PlatformStreamEvent, content_type = "text/event-stream"), (status = 400, description = "Malformed JSON, an unknown field, a bad id or value; nothing changed", body = ErrorBody), (status = 404, description = "No such skill", body = ErrorBody)))]
 pub async fn platform_events(state: Data<AppState>, req: HttpRequest) -> Result<HttpResponse> {
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Query {
-        skill: Option<String>,
-        r#type: Option<String>,
-    }
-    let q: Query = query(&req)?;
-    let list = |v: Option<String>| -> Vec<String> {
-        v.map(|s| s.split(',').filter(|x| !x.is_empty()).map(str::to_string).collect())
-            .unwrap_or_default()
+    let q: EventQuery = query(&req)?;
+    // Absent or empty: no filter; otherwise names separated by single commas.
+    let list = |name: &str, v: Option<String>| -> Result<Vec<String>> {
+        let v = v.unwrap_or_default();
+        if v.is_empty() {
+            return Ok(Vec::new());
+        }
+        let items: Vec<String> = v.split(',').map(str::to_string).collect();
+        if items.iter().any(String::is_empty) {
+            return Err(ApiError::InvalidRequest(format!(
+                "{name}: {v:?} has an empty item; separate names with single commas"
+            )));
+        }
+        Ok(items)
     };
     let mut filter = crate::api::sse::EventFilter::default();
-    for s in list(q.skill) {
+    for s in list("skill", q.skill)? {
         let id = SkillId::new(&s)?;
         state.router.skill(&id)?;
         filter.skills.push(id);
     }
-    for t in list(q.r#type) {
+    for t in list("type", q.r#type)? {
         if !crate::events::EVENT_NAMES.contains(&t.as_str()) {
             return Err(ApiError::InvalidRequest(format!(
                 "type {t:?} is not one of {:?}",
@@ -359,55 +359,32 @@ pub async fn platform_events(state: Data<AppState>, req: HttpRequest) -> Result<
 
 // ---- conversations ----
 
+#[utoipa::path(post, path = "/v1/conversations", tag = "conversations", request_body = OpenConversation, responses((status = 201, description = "The new conversation", body = ConversationView), (status = 400, description = "Malformed JSON, an unknown field, a bad id or value; nothing changed", body = ErrorBody), (status = 404, description = "No such skill", body = ErrorBody), (status = 409, description = "The conversation id is taken", body = ErrorBody)))]
 pub async fn open_conversation(state: Data<AppState>, bytes: Bytes) -> Result<HttpResponse> {
     let req: OpenConversation = body(&bytes)?;
     let c = state.router.open_conversation(req).await?;
     Ok(HttpResponse::Created().json(conversation_view(&state, &c)))
 }
 
-pub async fn get_conversation(state: Data<AppState>, path: web::Path<String>) -> Result<HttpResponse> {
-    let id = ConversationId::new(path.as_str())?;
+#[utoipa::path(get, path = "/v1/conversations/{conversation_id}", tag = "conversations", params(("conversation_id" = ConversationId, Path, description = "The conversation")), responses((status = 200, description = "The conversation", body = ConversationView), (status = 400, description = "Malformed JSON, an unknown field, a bad id or value; nothing changed", body = ErrorBody), (status = 404, description = "No such conversation (or closed and past retention)", body = ErrorBody)))]
+pub async fn get_conversation(state: Data<AppState>, path: web::Path<ConversationId>) -> Result<HttpResponse> {
+    let id = path.into_inner();
     Ok(ok_conversation(&state, &state.router.conversation(&id)?))
 }
 
-#[derive(Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-enum From {
-    Consumer,
-    Agent,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct MessageBody {
-    from: From,
-    agent_id: Option<AgentId>,
-}
-
-pub async fn message(state: Data<AppState>, path: web::Path<String>, bytes: Bytes) -> Result<HttpResponse> {
-    let id = ConversationId::new(path.as_str())?;
-    let b: MessageBody = body(&bytes)?;
-    let c = match (b.from, b.agent_id) {
-        (From::Consumer, None) => state.router.consumer_message(&id).await?,
-        (From::Agent, Some(agent)) => state.router.agent_message(&id, &agent).await?,
-        (From::Consumer, Some(_)) => return Err(ApiError::InvalidRequest("agent_id is only for from = agent".into())),
-        (From::Agent, None) => {
-            return Err(ApiError::InvalidRequest(
-                "agent_id is required when from = agent".into(),
-            ))
-        }
+#[utoipa::path(post, path = "/v1/conversations/{conversation_id}/messages", tag = "conversations", params(("conversation_id" = ConversationId, Path, description = "The conversation")), request_body = MessageBody, responses((status = 200, description = "The conversation after the change", body = ConversationView), (status = 400, description = "Malformed JSON, an unknown field, a bad id or value; nothing changed", body = ErrorBody), (status = 404, description = "No such conversation or agent", body = ErrorBody), (status = 409, description = "Closed, or the agent does not hold it", body = ErrorBody)))]
+pub async fn message(state: Data<AppState>, path: web::Path<ConversationId>, bytes: Bytes) -> Result<HttpResponse> {
+    let id = path.into_inner();
+    let c = match body(&bytes)? {
+        MessageBody::Consumer {} => state.router.consumer_message(&id).await?,
+        MessageBody::Agent { agent_id } => state.router.agent_message(&id, &agent_id).await?,
     };
     Ok(ok_conversation(&state, &c))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AgentBody {
-    agent_id: AgentId,
-}
-
-pub async fn accept(state: Data<AppState>, path: web::Path<String>, bytes: Bytes) -> Result<HttpResponse> {
-    let id = ConversationId::new(path.as_str())?;
+#[utoipa::path(post, path = "/v1/conversations/{conversation_id}/accept", tag = "conversations", params(("conversation_id" = ConversationId, Path, description = "The conversation")), request_body = AgentBody, responses((status = 200, description = "The conversation after the change", body = ConversationView), (status = 400, description = "Malformed JSON, an unknown field, a bad id or value; nothing changed", body = ErrorBody), (status = 404, description = "No such conversation or agent", body = ErrorBody), (status = 409, description = "No such offer to this agent", body = ErrorBody)))]
+pub async fn accept(state: Data<AppState>, path: web::Path<ConversationId>, bytes: Bytes) -> Result<HttpResponse> {
+    let id = path.into_inner();
     let b: AgentBody = body(&bytes)?;
     Ok(ok_conversation(
         &state,
@@ -415,8 +392,9 @@ pub async fn accept(state: Data<AppState>, path: web::Path<String>, bytes: Bytes
     ))
 }
 
-pub async fn reject(state: Data<AppState>, path: web::Path<String>, bytes: Bytes) -> Result<HttpResponse> {
-    let id = ConversationId::new(path.as_str())?;
+#[utoipa::path(post, path = "/v1/conversations/{conversation_id}/reject", tag = "conversations", params(("conversation_id" = ConversationId, Path, description = "The conversation")), request_body = AgentBody, responses((status = 200, description = "The conversation after the change", body = ConversationView), (status = 400, description = "Malformed JSON, an unknown field, a bad id or value; nothing changed", body = ErrorBody), (status = 404, description = "No such conversation or agent", body = ErrorBody), (status = 409, description = "No such offer to this agent", body = ErrorBody)))]
+pub async fn reject(state: Data<AppState>, path: web::Path<ConversationId>, bytes: Bytes) -> Result<HttpResponse> {
+    let id = path.into_inner();
     let b: AgentBody = body(&bytes)?;
     Ok(ok_conversation(
         &state,
@@ -424,8 +402,13 @@ pub async fn reject(state: Data<AppState>, path: web::Path<String>, bytes: Bytes
     ))
 }
 
-pub async fn return_to_queue(state: Data<AppState>, path: web::Path<String>, bytes: Bytes) -> Result<HttpResponse> {
-    let id = ConversationId::new(path.as_str())?;
+#[utoipa::path(post, path = "/v1/conversations/{conversation_id}/return-to-queue", tag = "conversations", params(("conversation_id" = ConversationId, Path, description = "The conversation")), request_body = AgentBody, responses((status = 200, description = "The conversation after the change", body = ConversationView), (status = 400, description = "Malformed JSON, an unknown field, a bad id or value; nothing changed", body = ErrorBody), (status = 404, description = "No such conversation or agent", body = ErrorBody), (status = 409, description = "The agent does not hold it", body = ErrorBody)))]
+pub async fn return_to_queue(
+    state: Data<AppState>,
+    path: web::Path<ConversationId>,
+    bytes: Bytes,
+) -> Result<HttpResponse> {
+    let id = path.into_inner();
     let b: AgentBody = body(&bytes)?;
     Ok(ok_conversation(
         &state,
@@ -433,38 +416,22 @@ pub async fn return_to_queue(state: Data<AppState>, path: web::Path<String>, byt
     ))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Empty {}
-
-pub async fn urgent(state: Data<AppState>, path: web::Path<String>, bytes: Bytes) -> Result<HttpResponse> {
-    let id = ConversationId::new(path.as_str())?;
+#[utoipa::path(post, path = "/v1/conversations/{conversation_id}/urgent", tag = "conversations", params(("conversation_id" = ConversationId, Path, description = "The conversation")), request_body(content = Empty, description = "None, or `{}`"), responses((status = 200, description = "The conversation after the change", body = ConversationView), (status = 400, description = "Malformed JSON, an unknown field, a bad id or value; nothing changed", body = ErrorBody), (status = 404, description = "No such conversation", body = ErrorBody), (status = 409, description = "Closed", body = ErrorBody)))]
+pub async fn urgent(state: Data<AppState>, path: web::Path<ConversationId>, bytes: Bytes) -> Result<HttpResponse> {
+    let id = path.into_inner();
     let _: Empty = body(&bytes)?;
     Ok(ok_conversation(&state, &state.router.mark_urgent(&id).await?))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FollowUpBody {
-    agent_id: AgentId,
-    due_in_secs: u64,
-}
-
-pub async fn follow_up(state: Data<AppState>, path: web::Path<String>, bytes: Bytes) -> Result<HttpResponse> {
-    let id = ConversationId::new(path.as_str())?;
+#[utoipa::path(post, path = "/v1/conversations/{conversation_id}/follow-up", tag = "conversations", params(("conversation_id" = ConversationId, Path, description = "The conversation")), request_body = FollowUpBody, responses((status = 200, description = "The conversation after the change", body = ConversationView), (status = 400, description = "Malformed JSON, an unknown field, a bad id or value; nothing changed", body = ErrorBody), (status = 404, description = "No such conversation or agent", body = ErrorBody), (status = 409, description = "The agent does not hold it", body = ErrorBody)))]
+pub async fn follow_up(state: Data<AppState>, path: web::Path<ConversationId>, bytes: Bytes) -> Result<HttpResponse> {
+    let id = path.into_inner();
     let b: FollowUpBody = body(&bytes)?;
     let c = state
         .router
         .follow_up(&id, &b.agent_id, Duration::from_secs(b.due_in_secs))
         .await?;
     Ok(ok_conversation(&state, &c))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TransferBody {
-    skill: Option<SkillId>,
-    agent_id: Option<AgentId>,
 }
 
 /// The skills of an agent another node serves (a cluster), asked of that node: a
@@ -499,13 +466,14 @@ async fn remote_agent_skills(state: &AppState, req: &HttpRequest, agent: &AgentI
     Ok(v.skills)
 }
 
+#[utoipa::path(post, path = "/v1/conversations/{conversation_id}/transfer", tag = "conversations", params(("conversation_id" = ConversationId, Path, description = "The conversation")), request_body = TransferBody, responses((status = 200, description = "The conversation after the change", body = ConversationView), (status = 400, description = "Malformed JSON, an unknown field, a bad id or value; nothing changed", body = ErrorBody), (status = 404, description = "No such conversation, skill or agent", body = ErrorBody), (status = 409, description = "Closed, a skill outside `transfer_to`, or an agent without the skill", body = ErrorBody)))]
 pub async fn transfer(
     state: Data<AppState>,
     req: HttpRequest,
-    path: web::Path<String>,
+    path: web::Path<ConversationId>,
     bytes: Bytes,
 ) -> Result<HttpResponse> {
-    let id = ConversationId::new(path.as_str())?;
+    let id = path.into_inner();
     let b: TransferBody = body(&bytes)?;
     let c = match (b.skill, b.agent_id) {
         (Some(skill), None) => state.router.transfer_to_skill(&id, &skill).await?,
@@ -526,53 +494,31 @@ pub async fn transfer(
     Ok(ok_conversation(&state, &c))
 }
 
-/// Who reopens a conversation: `{"by": "consumer"}` or `{"by": "agent", "agent_id"}`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ReopenBody {
-    by: ClosedBy,
-    agent_id: Option<AgentId>,
-}
-
+#[utoipa::path(post, path = "/v1/conversations/{conversation_id}/reopen", tag = "conversations", params(("conversation_id" = ConversationId, Path, description = "The conversation")), request_body = ReopenBody, responses((status = 200, description = "The conversation after the change", body = ConversationView), (status = 400, description = "Malformed JSON, an unknown field, a bad id or value; nothing changed", body = ErrorBody), (status = 404, description = "No such conversation (or past retention), or agent", body = ErrorBody), (status = 409, description = "Open, or the agent lacks the skill", body = ErrorBody)))]
 pub async fn reopen(
     state: Data<AppState>,
     req: HttpRequest,
-    path: web::Path<String>,
+    path: web::Path<ConversationId>,
     bytes: Bytes,
 ) -> Result<HttpResponse> {
-    let id = ConversationId::new(path.as_str())?;
-    let b: ReopenBody = body(&bytes)?;
-    let c = match (b.by, b.agent_id) {
-        (ClosedBy::Consumer, None) => state.router.reopen(&id, None, None).await?,
-        (ClosedBy::Agent, Some(agent)) if state.router.agent_elsewhere(&agent) => {
-            let skills = remote_agent_skills(&state, &req, &agent).await?;
-            state.router.reopen(&id, Some(&agent), Some(&skills)).await?
+    let id = path.into_inner();
+    let c = match body(&bytes)? {
+        ReopenBody::Consumer {} => state.router.reopen(&id, None, None).await?,
+        ReopenBody::Agent { agent_id } if state.router.agent_elsewhere(&agent_id) => {
+            let skills = remote_agent_skills(&state, &req, &agent_id).await?;
+            state.router.reopen(&id, Some(&agent_id), Some(&skills)).await?
         }
-        (ClosedBy::Agent, Some(agent)) => state.router.reopen(&id, Some(&agent), None).await?,
-        _ => {
-            return Err(ApiError::InvalidRequest(
-                "give {\"by\": \"consumer\"} or {\"by\": \"agent\", \"agent_id\"}".into(),
-            ))
-        }
+        ReopenBody::Agent { agent_id } => state.router.reopen(&id, Some(&agent_id), None).await?,
     };
     Ok(ok_conversation(&state, &c))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CloseBody {
-    by: ClosedBy,
-    agent_id: Option<AgentId>,
-}
-
-pub async fn close(state: Data<AppState>, path: web::Path<String>, bytes: Bytes) -> Result<HttpResponse> {
-    let id = ConversationId::new(path.as_str())?;
-    let b: CloseBody = body(&bytes)?;
-    if b.by != ClosedBy::Agent && b.agent_id.is_some() {
-        return Err(ApiError::InvalidRequest("agent_id is only for by = agent".into()));
-    }
+#[utoipa::path(post, path = "/v1/conversations/{conversation_id}/close", tag = "conversations", params(("conversation_id" = ConversationId, Path, description = "The conversation")), request_body = CloseBody, responses((status = 200, description = "The conversation after the change", body = ConversationView), (status = 400, description = "Malformed JSON, an unknown field, a bad id or value; nothing changed", body = ErrorBody), (status = 404, description = "No such conversation or agent", body = ErrorBody), (status = 409, description = "Already closed, or the agent does not hold it", body = ErrorBody)))]
+pub async fn close(state: Data<AppState>, path: web::Path<ConversationId>, bytes: Bytes) -> Result<HttpResponse> {
+    let id = path.into_inner();
+    let (by, agent) = body::<CloseBody>(&bytes)?.split();
     Ok(ok_conversation(
         &state,
-        &state.router.close(&id, b.by, b.agent_id.as_ref()).await?,
+        &state.router.close(&id, by, agent.as_ref()).await?,
     ))
 }

@@ -8,6 +8,8 @@
 pub mod error;
 pub mod forward;
 pub mod handlers;
+pub mod openapi;
+pub mod requests;
 pub mod sse;
 pub mod views;
 
@@ -138,6 +140,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/healthz").get(h::healthz))
         .service(resource("/readyz").get(h::readyz))
         .service(resource("/metrics").get(h::metrics))
+        .service(resource("/openapi.json").get(openapi::openapi_json))
         .service(
             web::scope("/v1")
                 .wrap(from_fn(forward::forward))

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{SkillSpec, SlaSpec, SmartCapacitySpec, WorkingHoursSpec};
+use crate::config::{SlaSpec, SmartCapacitySpec, WorkingHoursSpec};
 use crate::domain::agent::{Agent, AgentStatus};
 use crate::domain::conversation::{Activity, Awaiting, ClosedBy, Conversation, State};
 use crate::domain::skill::Skill;
@@ -12,7 +12,7 @@ use crate::domain::sla::{SlaKind, Span};
 use crate::ids::{AgentId, ConsumerId, ConversationId, SkillId};
 use crate::time::Timestamp;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SlaView {
     pub kind: SlaKind,
     pub due_at: Timestamp,
@@ -20,7 +20,7 @@ pub struct SlaView {
     pub soon_overdue: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ConversationView {
     pub conversation_id: ConversationId,
     pub consumer_id: ConsumerId,
@@ -80,7 +80,7 @@ impl ConversationView {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HeldView {
     pub conversation_id: ConversationId,
     pub skill: SkillId,
@@ -89,7 +89,7 @@ pub struct HeldView {
     pub assigned_at: Timestamp,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OfferView {
     pub conversation_id: ConversationId,
     pub skill: SkillId,
@@ -98,7 +98,7 @@ pub struct OfferView {
     pub accepted: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AgentView {
     pub agent_id: AgentId,
     pub status: AgentStatus,
@@ -163,7 +163,7 @@ impl AgentView {
 }
 
 /// An agent in `GET /v1/agents`: what a supervisor's list shows.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AgentSummary {
     pub agent_id: AgentId,
     pub status: AgentStatus,
@@ -204,11 +204,21 @@ impl AgentSummary {
 }
 
 /// A skill as `PUT /v1/skills/{id}` would set it, with every default filled in.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SkillView {
     pub skill_id: SkillId,
-    #[serde(flatten)]
-    pub spec: SkillSpec,
+    pub sla: SlaSpec,
+    pub smart_capacity: SmartCapacitySpec,
+    pub auto_close_after_secs: u64,
+    pub fallback_skill: Option<SkillId>,
+    pub fallback_after_secs: Option<u64>,
+    pub fallback_when_away: bool,
+    /// The skills it may transfer to; null: any.
+    pub transfer_to: Option<Vec<SkillId>>,
+    /// Null: assignments are auto-accepted.
+    pub offer_timeout_secs: Option<u64>,
+    pub priority_rules: Vec<crate::domain::rank::PriorityRule>,
+    pub working_hours: Option<WorkingHoursSpec>,
 }
 
 fn hhmm(secs: u32) -> String {
@@ -234,29 +244,48 @@ impl SkillView {
         });
         SkillView {
             skill_id: s.id.clone(),
-            spec: SkillSpec {
-                sla: Some(SlaSpec {
-                    normal_secs: Some(s.sla.normal.as_secs()),
-                    urgent_secs: Some(s.sla.urgent.as_secs()),
-                    first_time_secs: Some(s.sla.first_time.as_secs()),
-                }),
-                smart_capacity: Some(SmartCapacitySpec {
-                    active_weight: Some(s.active_weight.as_slots()),
-                    inactive_weight: Some(s.inactive_weight.as_slots()),
-                    inactive_after_secs: Some(s.inactive_after.as_secs()),
-                }),
-                auto_close_after_secs: Some(s.auto_close_after.as_secs()),
-                fallback_skill: s.fallback_skill.as_ref().map(|f| f.to_string()),
-                fallback_after_secs: s.fallback_after.map(|d| d.as_secs()),
-                fallback_when_away: Some(s.fallback_when_away),
-                transfer_to: s
-                    .transfer_to
-                    .as_ref()
-                    .map(|v| v.iter().map(|k| k.to_string()).collect()),
-                offer_timeout_secs: s.offer_timeout.map(|d| d.as_secs()),
-                priority_rules: Some(s.priority_rules.clone()),
-                working_hours,
+            sla: SlaSpec {
+                normal_secs: Some(s.sla.normal.as_secs()),
+                urgent_secs: Some(s.sla.urgent.as_secs()),
+                first_time_secs: Some(s.sla.first_time.as_secs()),
             },
+            smart_capacity: SmartCapacitySpec {
+                active_weight: Some(s.active_weight.as_slots()),
+                inactive_weight: Some(s.inactive_weight.as_slots()),
+                inactive_after_secs: Some(s.inactive_after.as_secs()),
+            },
+            auto_close_after_secs: s.auto_close_after.as_secs(),
+            fallback_skill: s.fallback_skill.clone(),
+            fallback_after_secs: s.fallback_after.map(|d| d.as_secs()),
+            fallback_when_away: s.fallback_when_away,
+            transfer_to: s.transfer_to.clone(),
+            offer_timeout_secs: s.offer_timeout.map(|d| d.as_secs()),
+            priority_rules: s.priority_rules.clone(),
+            working_hours,
         }
     }
+}
+
+/// `GET /v1/skills`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SkillList {
+    pub skills: Vec<SkillView>,
+}
+
+/// `GET /v1/agents`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AgentList {
+    pub agents: Vec<AgentSummary>,
+}
+
+/// `GET /v1/queue-health`: each skill's figures, by skill id.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct HealthList {
+    pub skills: BTreeMap<SkillId, crate::router::QueueHealth>,
+}
+
+/// `GET /healthz` and `GET /readyz`: `ok` and `ready`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Liveness {
+    pub status: String,
 }

@@ -16,7 +16,7 @@ use crate::domain::skill::RoutingPolicy;
 use crate::ids::{AgentId, ConversationId, SkillId};
 use crate::time::Timestamp;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AgentStatus {
     /// Receives new work.

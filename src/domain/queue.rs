@@ -130,7 +130,7 @@ struct Slot {
 }
 
 /// Figures of one queue for `GET /v1/queue-health`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct QueueFigures {
     pub unassigned: usize,
     pub actionable: usize,
@@ -160,7 +160,7 @@ pub const PACE_WINDOW: Duration = Duration::from_secs(15 * 60);
 const PACE_MAX: usize = 10_000;
 
 /// A row of `GET /v1/skills/{id}/queue`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct QueueRow {
     pub conversation_id: ConversationId,
     pub actionable: bool,

@@ -88,7 +88,7 @@ pub fn rank_key(inputs: &RankInputs, w: &RankWeights) -> RankKey {
 /// `equals` compares as text; `at_least` compares numerically. Besides the attributes
 /// given at open, every conversation has `transfers` (a count), `returned_to_queue`,
 /// `urgent` and `first_time` (`"true"`/`"false"`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PriorityRule {
     pub attribute: String,

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::time::Timestamp;
 
 /// Which response time applies.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SlaKind {
     Normal,

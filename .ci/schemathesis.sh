@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# schemathesis (PyPI) against a live server: every operation of GET /openapi.json,
+# every check, the stateful phase with the document's links. Bounded in time; fails on
+# any failure or a panic in the server. Needs `pip install schemathesis`.
+# Usage: .ci/schemathesis.sh <switchboard binary> [seconds]
+set -euo pipefail
+bin=$1
+budget=${2:-180}
+here=$(cd "$(dirname "$0")" && pwd)
+port=18089
+token=schemathesis-token
+dir=$(mktemp -d)
+SWITCHBOARD_API_TOKEN=$token "$bin" serve --listen 127.0.0.1:$port --ephemeral >"$dir/server.log" 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null || true; wait $server 2>/dev/null || true' EXIT
+for _ in $(seq 50); do
+  curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break
+  sleep 0.2
+done
+python3 -m schemathesis.cli --config-file "$here/schemathesis.toml" run "http://127.0.0.1:$port/openapi.json" \
+  -H "Authorization: Bearer $token" \
+  --checks all \
+  --max-time "$budget" \
+  --max-examples 100 \
+  --workers 2 \
+  --seed "${SCHEMATHESIS_SEED:-20261203}" \
+  --generation-database none \
+  --no-color \
+  --report junit --report-dir "${SCHEMATHESIS_REPORT_DIR:-target/schemathesis}"
+if ! kill -0 $server 2>/dev/null; then
+  echo "the server died during the run:"; tail -50 "$dir/server.log"; exit 1
+fi
+if grep -q "panicked" "$dir/server.log"; then
+  echo "the server panicked during the run:"; grep -B2 -A10 panicked "$dir/server.log"; exit 1
+fi
+echo "schemathesis: no failures; server log $dir/server.log"
