@@ -67,6 +67,35 @@ fn members_register_heartbeat_and_leave_and_a_silent_one_drops_out() {
     assert!(!b2.heartbeat(ib2).expect("beat"), "a node that left does not beat");
 }
 
+/// A node's connections may be dropped on a tokio worker (its last handle going away
+/// inside an async shutdown): the synchronous client must not block on a runtime there.
+/// Before `PgClient`, this panicked ("Cannot start a runtime from within a runtime") and
+/// a node stopping with SIGTERM exited with 101 in a rolling restart.
+#[test]
+fn a_postgres_connection_may_be_dropped_on_a_tokio_worker() {
+    let dir = TempDir::new("cluster-drop");
+    let pg = Postgres::start(&dir.0);
+    let coordinator = Coordinator::connect(&pg.url(), "node-a").expect("connects");
+    let store = Store::open(&StoreConfig {
+        url: Some(pg.url()),
+        ..StoreConfig::default()
+    })
+    .expect("store")
+    .0;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        tokio::spawn(async move {
+            drop(coordinator);
+            drop(store);
+        })
+        .await
+        .expect("dropped without a panic");
+    });
+}
+
 #[test]
 fn a_lease_has_one_owner_per_epoch_and_passes_on_only_after_expiry_or_release() {
     let dir = TempDir::new("cluster-leases");

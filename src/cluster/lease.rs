@@ -21,7 +21,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use postgres::{Client, GenericClient};
+use postgres::GenericClient;
 
 /// The cluster's tables, beside the store's (same database).
 pub const CLUSTER_SCHEMA: &[&str] = &[
@@ -86,7 +86,7 @@ fn columns(leases: &[Lease]) -> (Vec<i32>, Vec<i64>) {
 /// One node's view of membership and leases: a connection of its own (the store's
 /// writer has another).
 pub struct Coordinator {
-    client: Client,
+    client: crate::store::postgres::PgClient,
     url: String,
     node: String,
 }

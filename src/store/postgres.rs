@@ -13,8 +13,40 @@ use super::{add_shard_column, decode, Backend, Row, Snapshot, ENTITY_TABLES, SCH
 use crate::cluster::lease::{fence, Fenced, Lease};
 use crate::domain::conversation::Conversation;
 
+/// A `postgres::Client` that may be dropped anywhere. The synchronous client closes its
+/// connection on its own runtime when dropped, which panics on a thread that drives
+/// tokio (seen when a cluster node's last handle to its store went away inside
+/// `RunningServer::stop`, failing a rolling restart with exit 101). There the drop
+/// moves to a thread of its own.
+pub(crate) struct PgClient(Option<Client>);
+
+impl std::ops::Deref for PgClient {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        self.0.as_ref().expect("a client until dropped")
+    }
+}
+
+impl std::ops::DerefMut for PgClient {
+    fn deref_mut(&mut self) -> &mut Client {
+        self.0.as_mut().expect("a client until dropped")
+    }
+}
+
+impl Drop for PgClient {
+    fn drop(&mut self) {
+        if let Some(client) = self.0.take() {
+            if tokio::runtime::Handle::try_current().is_ok() {
+                let _ = std::thread::Builder::new()
+                    .name("pg-close".into())
+                    .spawn(move || drop(client));
+            }
+        }
+    }
+}
+
 pub struct Postgres {
-    client: Client,
+    client: PgClient,
     /// To connect again when the connection is lost (a restart of the database).
     url: String,
     /// The URL without its password, for error messages.
@@ -287,7 +319,7 @@ fn write_rows(tx: &mut postgres::Transaction<'_>, rows: &[Row]) -> anyhow::Resul
 /// Connects `client` again if its connection was lost (the database restarted, the
 /// network dropped): the `postgres` client never comes back by itself. `what` names the
 /// database in the error. True when it connected again.
-pub(crate) fn reconnect_if_lost(client: &mut Client, url: &str, what: &str) -> anyhow::Result<bool> {
+pub(crate) fn reconnect_if_lost(client: &mut PgClient, url: &str, what: &str) -> anyhow::Result<bool> {
     if !client.is_closed() {
         return Ok(false);
     }
@@ -300,10 +332,10 @@ pub(crate) fn reconnect_if_lost(client: &mut Client, url: &str, what: &str) -> a
 /// paused in the middle of a transaction (SIGSTOP, a long GC-like stall) thus holds its
 /// locks (a fenced write's lease rows) for a second, not until it wakes: the other
 /// nodes' lease keepers are never stuck behind it, and its write is rolled back.
-pub(crate) fn connect(url: &str) -> anyhow::Result<Client> {
+pub(crate) fn connect(url: &str) -> anyhow::Result<PgClient> {
     let mut client = Client::connect(url, NoTls)?;
     client.batch_execute("SET lock_timeout = '1s'; SET idle_in_transaction_session_timeout = '1s'")?;
-    Ok(client)
+    Ok(PgClient(Some(client)))
 }
 
 /// The columns of one table's rows in a group, as arrays for `UNNEST`: the text
