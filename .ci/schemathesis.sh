@@ -10,13 +10,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 port=18089
 token=schemathesis-token
 dir=$(mktemp -d)
-SWITCHBOARD_API_TOKEN=$token "$bin" serve --listen 127.0.0.1:$port --ephemeral >"$dir/server.log" 2>&1 &
-server=$!
-trap 'kill $server 2>/dev/null || true; wait $server 2>/dev/null || true' EXIT
-for _ in $(seq 50); do
-  curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break
-  sleep 0.2
-done
+. "$here/serve.sh"
+SWITCHBOARD_API_TOKEN=$token serve "$dir/server.log" "$bin" --listen 127.0.0.1:$port --ephemeral
 python3 -m schemathesis.cli --config-file "$here/schemathesis.toml" run "http://127.0.0.1:$port/openapi.json" \
   -H "Authorization: Bearer $token" \
   --checks all \

@@ -9,6 +9,7 @@ pub mod error;
 pub mod forward;
 pub mod handlers;
 pub mod openapi;
+pub mod page;
 pub mod requests;
 pub mod sse;
 pub mod views;
@@ -52,9 +53,61 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// What the handlers of one node share. Not ready (every `/v1` call 503) until
+    /// [`AppState::set_ready`].
+    pub fn new(
+        router: Router,
+        metrics: Arc<Metrics>,
+        streams: Arc<EventStreams>,
+        server: &crate::config::ServerConfig,
+    ) -> anyhow::Result<Data<AppState>> {
+        Ok(Data::new(AppState {
+            router,
+            metrics,
+            streams,
+            api_token: server.api_token.clone(),
+            max_in_flight: server.max_in_flight,
+            max_body_bytes: server.max_body_bytes,
+            ready: AtomicBool::new(false),
+            cluster: std::sync::OnceLock::new(),
+            http: reqwest::Client::builder()
+                .connect_timeout(std::time::Duration::from_secs(2))
+                .build()
+                .context("building the HTTP client for forwarding")?,
+        }))
+    }
+
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
     }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+}
+
+/// The application: the routes with their middleware and the extractors' JSON errors.
+/// [`start`] serves it on a socket; handler tests call
+/// `actix_web::test::init_service(app(state))` without one.
+pub fn app(
+    state: Data<AppState>,
+) -> App<
+    impl actix_web::dev::ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let max_body = state.max_body_bytes;
+    App::new()
+        .app_data(state)
+        .app_data(web::PayloadConfig::new(max_body))
+        .app_data(web::QueryConfig::default().error_handler(|e, _| ApiError::InvalidRequest(e.to_string()).into()))
+        .app_data(web::PathConfig::default().error_handler(|e, _| ApiError::InvalidRequest(e.to_string()).into()))
+        .wrap(from_fn(observe))
+        .configure(routes)
 }
 
 /// Compares without an early exit, so response time does not reveal the token's prefix.
@@ -137,7 +190,10 @@ fn resource(path: &str) -> actix_web::Resource {
 /// The routes, for `App::configure`.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     use handlers as h;
-    cfg.service(resource("/healthz").get(h::healthz))
+    cfg.service(resource("/").get(page::index))
+        .service(resource("/app.js").get(page::app_js))
+        .service(resource("/app.css").get(page::app_css))
+        .service(resource("/healthz").get(h::healthz))
         .service(resource("/readyz").get(h::readyz))
         .service(resource("/metrics").get(h::metrics))
         .service(resource("/openapi.json").get(openapi::openapi_json))
@@ -183,7 +239,7 @@ pub struct RunningServer {
 impl RunningServer {
     /// Ends the event streams, stops accepting, finishes in-flight requests, stops the engine.
     pub async fn stop(self) {
-        self.state.ready.store(false, Ordering::Release);
+        self.state.set_ready(false);
         let _ = self.shutdown.send(true);
         self.handle.stop(true).await;
         let _ = self.server.await;
@@ -216,37 +272,15 @@ pub async fn start(config: Config, clock: Clock) -> anyhow::Result<RunningServer
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let streams = EventStreams::new(server_cfg.event_stream_buffer, shutdown_rx, Arc::clone(&metrics));
     streams.spawn_fanout(&router);
-    let state = Data::new(AppState {
-        router: router.clone(),
-        metrics: Arc::clone(&metrics),
-        streams,
-        api_token: server_cfg.api_token.clone(),
-        max_in_flight: server_cfg.max_in_flight,
-        max_body_bytes: server_cfg.max_body_bytes,
-        ready: AtomicBool::new(false),
-        cluster: std::sync::OnceLock::new(),
-        http: reqwest::Client::builder()
-            .connect_timeout(std::time::Duration::from_secs(2))
-            .build()
-            .context("building the HTTP client for forwarding")?,
-    });
+    let state = AppState::new(router.clone(), Arc::clone(&metrics), streams, &server_cfg)?;
 
     let listener = TcpListener::bind(&server_cfg.listen).with_context(|| format!("binding {}", server_cfg.listen))?;
     let addr = listener.local_addr()?;
     let app_state = state.clone();
-    let max_body = server_cfg.max_body_bytes;
-    let mut server = HttpServer::new(move || {
-        App::new()
-            .app_data(app_state.clone())
-            .app_data(web::PayloadConfig::new(max_body))
-            .app_data(web::QueryConfig::default().error_handler(|e, _| ApiError::InvalidRequest(e.to_string()).into()))
-            .app_data(web::PathConfig::default().error_handler(|e, _| ApiError::InvalidRequest(e.to_string()).into()))
-            .wrap(from_fn(observe))
-            .configure(routes)
-    })
-    .disable_signals()
-    .shutdown_timeout(5)
-    .listen(listener)?;
+    let mut server = HttpServer::new(move || app(app_state.clone()))
+        .disable_signals()
+        .shutdown_timeout(5)
+        .listen(listener)?;
     if server_cfg.workers > 0 {
         server = server.workers(server_cfg.workers);
     }
@@ -264,7 +298,7 @@ pub async fn start(config: Config, clock: Clock) -> anyhow::Result<RunningServer
     tracing::info!(%addr, "switchboard listening; not ready until the engine is set up");
     match set_up(&running, config, &metrics).await {
         Ok(()) => {
-            running.state.ready.store(true, Ordering::Release);
+            running.state.set_ready(true);
             tracing::info!(%addr, "ready");
             Ok(running)
         }

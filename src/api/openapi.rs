@@ -24,6 +24,9 @@ use crate::api::handlers;
     ),
     paths(
         openapi_json,
+        crate::api::page::index,
+        crate::api::page::app_js,
+        crate::api::page::app_css,
         handlers::healthz,
         handlers::readyz,
         handlers::metrics,
@@ -58,6 +61,7 @@ use crate::api::handlers;
         (name = "agents", description = "Agents: skills, capacity, status and their event streams"),
         (name = "conversations", description = "Conversations: the consumer's and the agents' actions"),
         (name = "operations", description = "Health, metrics and the platform's event stream"),
+        (name = "page", description = "The live operations page and its assets"),
     )
 )]
 #[derive(Debug)]

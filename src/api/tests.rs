@@ -155,3 +155,238 @@ async fn the_platform_stream_replays_its_log_and_says_when_it_no_longer_reaches_
     );
     assert_eq!(first.matches("\nevent: reactivated").count(), EVENT_LOG);
 }
+
+// ---- handlers without a socket (`app()`), one test per kind of input schemathesis
+// found refused wrongly or accepted wrongly ----
+
+mod handlers {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use actix_web::http::StatusCode;
+    use actix_web::test::{call_service, init_service, read_body_json, TestRequest};
+    use serde_json::Value;
+    use tokio::sync::watch;
+
+    use crate::api::sse::EventStreams;
+    use crate::api::{app, AppState};
+    use crate::config::Config;
+    use crate::metrics::Metrics;
+    use crate::time::Clock;
+    use crate::Router;
+
+    const CONFIG: &str = "[server]\nlisten = \"127.0.0.1:0\"\n[[skills]]\nid = \"general\"\n";
+
+    /// The state of a fresh node, ready, and the router to look behind the API with.
+    async fn state() -> (actix_web::web::Data<AppState>, Router) {
+        let config = Config::from_toml(CONFIG, &BTreeMap::new()).expect("config");
+        let router = Router::boot(&config.engine, Clock::system()).await.expect("boot");
+        for skill in config.engine.skills.clone() {
+            router.install_skill(skill).await.expect("skill");
+        }
+        let metrics = Arc::new(Metrics::new());
+        let (_tx, rx) = watch::channel(false);
+        let streams = EventStreams::new(16, rx, Arc::clone(&metrics));
+        let state = AppState::new(router.clone(), metrics, streams, &config.server).expect("state");
+        state.set_ready(true);
+        (state, router)
+    }
+
+    macro_rules! call {
+        ($svc:expr, $req:expr) => {{
+            let res = call_service(&$svc, $req.to_request()).await;
+            let status = res.status();
+            let body: Value = if status == StatusCode::NO_CONTENT {
+                Value::Null
+            } else {
+                read_body_json(res).await
+            };
+            (status, body)
+        }};
+    }
+
+    fn put(path: &str, body: &str) -> TestRequest {
+        TestRequest::put()
+            .uri(path)
+            .insert_header(("content-type", "application/json"))
+            .set_payload(body.to_string())
+    }
+
+    fn post(path: &str, body: &str) -> TestRequest {
+        TestRequest::post()
+            .uri(path)
+            .insert_header(("content-type", "application/json"))
+            .set_payload(body.to_string())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_body_that_is_not_an_object_is_refused_and_changes_nothing() {
+        let (state, router) = state().await;
+        let svc = init_service(app(state)).await;
+        let (status, body) = call!(svc, put("/v1/agents/a1", r#"[["general"], 3, null]"#));
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(body["error"]["code"], "invalid_request");
+        assert!(
+            router.agent(&crate::ids::AgentId::new("a1").expect("id")).is_err(),
+            "no agent made"
+        );
+        // Nested settings too: `"sla": [60, 30, 45]` is not an SLA.
+        let (status, body) = call!(svc, put("/v1/skills/s2", r#"{"sla": [60, 30, 45]}"#));
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(
+            router.skill(&crate::ids::SkillId::new("s2").expect("id")).is_err(),
+            "no skill made"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn whole_numbers_may_be_written_with_a_zero_fraction_and_nothing_else() {
+        let (state, _router) = state().await;
+        let svc = init_service(app(state)).await;
+        let (status, body) = call!(
+            svc,
+            put("/v1/agents/a1", r#"{"skills": ["general"], "max_slots": 3.0}"#)
+        );
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["max_slots"], 3);
+        let (status, body) = call!(
+            svc,
+            put("/v1/agents/a2", r#"{"skills": ["general"], "max_slots": 3.5}"#)
+        );
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        let (status, body) = call!(
+            svc,
+            put(
+                "/v1/agents/a2",
+                r#"{"skills": ["general"], "max_slots": 2, "max_open": 0}"#
+            )
+        );
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn who_acts_is_one_shape_per_author_and_a_transfer_names_a_target() {
+        let (state, router) = state().await;
+        let svc = init_service(app(state)).await;
+        let (status, _) = call!(
+            svc,
+            post(
+                "/v1/conversations",
+                r#"{"conversation_id": "c1", "consumer_id": "u1", "skill": "general"}"#
+            )
+        );
+        assert_eq!(status, StatusCode::CREATED);
+        for (path, body, says) in [
+            ("/v1/conversations/c1/messages", r#"{"from": "agent"}"#, "agent_id"),
+            (
+                "/v1/conversations/c1/messages",
+                r#"{"from": "consumer", "agent_id": "a1"}"#,
+                "agent_id",
+            ),
+            ("/v1/conversations/c1/close", r#"{"by": "agent"}"#, "agent_id"),
+            (
+                "/v1/conversations/c1/close",
+                r#"{"by": "system", "agent_id": "a1"}"#,
+                "agent_id",
+            ),
+            ("/v1/conversations/c1/reopen", r#"{"by": "agent"}"#, "agent_id"),
+            ("/v1/conversations/c1/transfer", r#"{}"#, "skill"),
+            ("/v1/conversations/c1/transfer", r#"{"skill": null}"#, "skill"),
+        ] {
+            let (status, body) = call!(svc, post(path, body));
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{path} {body}");
+            let message = body["error"]["message"].as_str().unwrap_or_default();
+            assert!(message.contains(says), "{path}: {message}");
+        }
+        let c = router
+            .conversation(&crate::ids::ConversationId::new("c1").expect("id"))
+            .expect("open");
+        assert!(c.closed.is_none() && c.transfers == 0, "nothing changed");
+        // The message shapes that are right pass.
+        let (status, body) = call!(svc, post("/v1/conversations/c1/messages", r#"{"from": "consumer"}"#));
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let (status, body) = call!(svc, post("/v1/conversations/c1/close", r#"{"by": "system"}"#));
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["closed_by"], "system");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn out_of_range_settings_and_filters_are_refused_not_clamped() {
+        let (state, router) = state().await;
+        let svc = init_service(app(state)).await;
+        let (status, body) = call!(svc, TestRequest::get().uri("/v1/skills/general/queue?limit=10001"));
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        let (status, _) = call!(svc, TestRequest::get().uri("/v1/skills/general/queue?limit=10000"));
+        assert_eq!(status, StatusCode::OK);
+        let (status, body) = call!(
+            svc,
+            put("/v1/skills/general", r#"{"sla": {"urgent_secs": 9223372036854775808}}"#)
+        );
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        let (status, body) = call!(svc, put("/v1/skills/general", r#"{"sla": {"urgent_secs": 31622401}}"#));
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        let skill = router
+            .skill(&crate::ids::SkillId::new("general").expect("id"))
+            .expect("skill");
+        assert_eq!(skill.sla.urgent.as_secs(), 600, "unchanged");
+        let (status, body) = call!(svc, TestRequest::get().uri("/v1/events?type=opened,,closed"));
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        let (status, body) = call!(svc, TestRequest::get().uri("/v1/skills/a%20b"));
+        assert_eq!(status, StatusCode::BAD_REQUEST, "a bad id in the path: {body}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn optional_bodies_may_be_left_out_and_405_names_the_methods() {
+        let (state, _router) = state().await;
+        let svc = init_service(app(state)).await;
+        let (status, body) = call!(svc, TestRequest::put().uri("/v1/skills/fresh"));
+        assert_eq!(status, StatusCode::OK, "every default: {body}");
+        assert_eq!(body["skill_id"], "fresh");
+        let (status, _) = call!(
+            svc,
+            post(
+                "/v1/conversations",
+                r#"{"conversation_id": "c1", "consumer_id": "u1", "skill": "general"}"#
+            )
+        );
+        assert_eq!(status, StatusCode::CREATED);
+        let (status, body) = call!(svc, TestRequest::post().uri("/v1/conversations/c1/urgent"));
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["urgent"], true);
+        let res = call_service(&svc, TestRequest::delete().uri("/v1/conversations/c1").to_request()).await;
+        assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(res.headers().get("allow").and_then(|v| v.to_str().ok()), Some("GET"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_page_and_its_assets_are_served_with_a_policy_that_loads_only_from_here() {
+        let (state, _router) = state().await;
+        let svc = init_service(app(state)).await;
+        for (path, kind) in [
+            ("/", "text/html"),
+            ("/app.js", "text/javascript"),
+            ("/app.css", "text/css"),
+        ] {
+            let res = call_service(&svc, TestRequest::get().uri(path).to_request()).await;
+            assert_eq!(res.status(), StatusCode::OK, "{path}");
+            let header = |name: &str| {
+                res.headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            assert!(header("content-type").starts_with(kind), "{path}");
+            assert!(
+                header("content-security-policy").contains("default-src 'none'"),
+                "{path}"
+            );
+            let body = actix_web::test::read_body(res).await;
+            let text = String::from_utf8(body.to_vec()).expect("utf-8");
+            assert!(
+                !text.contains("http://") && !text.contains("https://"),
+                "{path} names no other origin"
+            );
+        }
+    }
+}
