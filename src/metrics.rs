@@ -19,7 +19,7 @@ use prometheus::{Gauge, GaugeVec};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::domain::agent::AgentStatus;
-use crate::domain::conversation::{Activity, State};
+use crate::domain::conversation::{Activity, Phase};
 use crate::events::{EventKind, RouterEvent};
 use crate::ids::AgentId;
 use crate::Router;
@@ -578,15 +578,15 @@ impl Metrics {
                 .set(h.overdue_assigned as i64);
         }
         // Conversations by state and activity.
-        let mut by_state: HashMap<(String, State, Activity), i64> = HashMap::new();
+        let mut by_state: HashMap<(String, Phase, Activity), i64> = HashMap::new();
         router.visit_conversations(|c| {
-            if c.state != State::Closed {
+            if c.state != Phase::Closed {
                 *by_state.entry((c.skill.to_string(), c.state, c.activity)).or_default() += 1;
             }
         });
         self.conversations.reset();
         for skill in router.skills() {
-            for state in [State::Queued, State::Offered, State::Assigned] {
+            for state in [Phase::Queued, Phase::Offered, Phase::Assigned] {
                 for activity in [Activity::Active, Activity::Inactive] {
                     let n = by_state
                         .get(&(skill.id.to_string(), state, activity))
@@ -658,7 +658,7 @@ fn sla_str(kind: crate::domain::sla::SlaKind) -> &'static str {
     }
 }
 
-fn state_str(s: State) -> &'static str {
+fn state_str(s: Phase) -> &'static str {
     s.as_str()
 }
 

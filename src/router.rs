@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use crate::actors::agent::{AgentMsg, AgentReply};
-use crate::actors::conversation::{recovered_entries, ConvCommand, ConvMsg, ConvReply};
+use crate::actors::conversation::{recovered_entries, ConversationCommand, ConversationMsg, ConversationReply};
 use crate::actors::remote::{shard_of_agent, shard_of_conversation, shard_of_queue, Crossing, Remote};
 use crate::actors::shared::{ConversationHandle, Envelope, Handle, QueueRef, Sent, SentByWay, Shared};
 use crate::actors::skill_queue::QueueMsg;
@@ -20,7 +20,7 @@ use crate::actors::timer::{TimerTarget, Timers};
 use crate::config::{EngineConfig, SkillSpec};
 use crate::domain::agent::{Agent, AgentSpec, AgentStatus, Held};
 use crate::domain::consumer::ConsumerRecord;
-use crate::domain::conversation::{ClosedBy, Conversation, OpenRequest, State};
+use crate::domain::conversation::{ClosedBy, Conversation, OpenRequest, Phase};
 use crate::domain::queue::{QueueEntry, QueueFigures, QueueRow};
 use crate::domain::skill::{RoutingPolicy, Skill};
 use crate::error::RouterError;
@@ -238,7 +238,7 @@ impl Router {
             shared.restore_open();
             recovered.open += 1;
             if let Some(skill) = shared.skill(&conv.skill) {
-                if conv.state == State::Offered {
+                if conv.state == Phase::Offered {
                     // The agent (alive on another node, in a cluster) lets go of the
                     // offer; one rebuilt here has no reservation anyway.
                     if let Some(agent) = &conv.offered_to {
@@ -248,7 +248,7 @@ impl Router {
                     shared.persist(Change::Conversation(Box::new(conv.clone())));
                     recovered.offers_voided += 1;
                 }
-                if let (State::Assigned, Some(agent)) = (conv.state, &conv.agent_id) {
+                if let (Phase::Assigned, Some(agent)) = (conv.state, &conv.agent_id) {
                     held.entry(agent.clone())
                         .or_default()
                         .push((conv.id.clone(), held_by(&conv, &skill, now)));
@@ -322,11 +322,11 @@ impl Router {
                 || shared.serves_elsewhere(shard_of_agent(&agent));
             for (id, _) in conversations {
                 if known {
-                    shared.tell_conversation(&id, ConvMsg::Resync);
+                    shared.tell_conversation(&id, ConversationMsg::Resync);
                 } else {
                     // Assigned to an agent the store does not know: back to the queue.
                     tracing::warn!(conversation = %id, agent = %agent, "recovered conversation held by an unknown agent: queued again");
-                    shared.tell_conversation(&id, ConvMsg::no_room(agent.clone()));
+                    shared.tell_conversation(&id, ConversationMsg::no_room(agent.clone()));
                 }
             }
         }
@@ -399,7 +399,7 @@ impl Router {
             .map(|h| h.key().clone())
             .collect();
         for id in conversations {
-            shared.tell_conversation(&id, ConvMsg::Resync);
+            shared.tell_conversation(&id, ConversationMsg::Resync);
         }
         let agents: Vec<AgentId> = shared
             .agents
@@ -718,8 +718,11 @@ impl Router {
         }
         let actor = self.agent_actor(agent)?;
         let conversation = conversation.clone();
-        self.call(&actor, |reply: ConvReply| AgentMsg::Accept { conversation, reply })
-            .await?
+        self.call(&actor, |reply: ConversationReply| AgentMsg::Accept {
+            conversation,
+            reply,
+        })
+        .await?
     }
 
     /// The agent's actor runs on another node (a cluster): the request came to the
@@ -737,7 +740,7 @@ impl Router {
     ) -> Result<Conversation, RouterError> {
         self.command(
             conversation,
-            ConvCommand::AnswerOffer {
+            ConversationCommand::AnswerOffer {
                 agent: agent.clone(),
                 accept,
             },
@@ -866,7 +869,7 @@ impl Router {
             }
         }
         // The actor announces and queues it.
-        let opened = self.send_command(&handle, ConvCommand::Open).await;
+        let opened = self.send_command(&handle, ConversationCommand::Open).await;
         if opened.is_err() {
             self.shared.conversations.remove(&id);
             self.shared.forget_open();
@@ -874,7 +877,7 @@ impl Router {
         opened
     }
 
-    async fn command(&self, id: &ConversationId, cmd: ConvCommand) -> Result<Conversation, RouterError> {
+    async fn command(&self, id: &ConversationId, cmd: ConversationCommand) -> Result<Conversation, RouterError> {
         let handle = self
             .shared
             .conversation(id)
@@ -884,11 +887,16 @@ impl Router {
 
     /// Sends a command to the conversation (activating it if passive) and waits for
     /// the answer.
-    async fn send_command(&self, handle: &ConversationHandle, cmd: ConvCommand) -> Result<Conversation, RouterError> {
+    async fn send_command(
+        &self,
+        handle: &ConversationHandle,
+        cmd: ConversationCommand,
+    ) -> Result<Conversation, RouterError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let reply: ConvReply = tx.into();
+        let reply: ConversationReply = tx.into();
         self.shared.count_sent(Sent::FacadeTell);
-        self.shared.send_conversation(handle, ConvMsg::Command(cmd, reply));
+        self.shared
+            .send_conversation(handle, ConversationMsg::Command(cmd, reply));
         rx.await
             .map_err(|_| RouterError::Unavailable("the conversation stopped before answering".into()))?
     }
@@ -916,17 +924,17 @@ impl Router {
     }
 
     pub async fn consumer_message(&self, id: &ConversationId) -> Result<Conversation, RouterError> {
-        self.command(id, ConvCommand::ConsumerMessage).await
+        self.command(id, ConversationCommand::ConsumerMessage).await
     }
 
     pub async fn agent_message(&self, id: &ConversationId, agent: &AgentId) -> Result<Conversation, RouterError> {
         self.ensure_agent(agent)?;
-        self.command(id, ConvCommand::AgentMessage { agent: agent.clone() })
+        self.command(id, ConversationCommand::AgentMessage { agent: agent.clone() })
             .await
     }
 
     pub async fn mark_urgent(&self, id: &ConversationId) -> Result<Conversation, RouterError> {
-        self.command(id, ConvCommand::MarkUrgent).await
+        self.command(id, ConversationCommand::MarkUrgent).await
     }
 
     /// A manual SLA: the agent will follow up within `due_in`.
@@ -944,7 +952,7 @@ impl Router {
         }
         self.command(
             id,
-            ConvCommand::FollowUp {
+            ConversationCommand::FollowUp {
                 agent: agent.clone(),
                 due_in,
             },
@@ -954,7 +962,7 @@ impl Router {
 
     pub async fn transfer_to_skill(&self, id: &ConversationId, skill: &SkillId) -> Result<Conversation, RouterError> {
         self.skill(skill)?;
-        self.command(id, ConvCommand::TransferToSkill { skill: skill.clone() })
+        self.command(id, ConversationCommand::TransferToSkill { skill: skill.clone() })
             .await
     }
 
@@ -991,7 +999,7 @@ impl Router {
         }
         self.command(
             id,
-            ConvCommand::TransferToAgent {
+            ConversationCommand::TransferToAgent {
                 agent: agent.clone(),
                 skill: skill.cloned(),
             },
@@ -1019,7 +1027,9 @@ impl Router {
         if !self.shared.admit_open() {
             return Err(RouterError::Overloaded);
         }
-        let result = self.command(id, ConvCommand::Reopen { agent: agent.cloned() }).await;
+        let result = self
+            .command(id, ConversationCommand::Reopen { agent: agent.cloned() })
+            .await;
         if result.is_err() {
             self.shared.forget_open();
         }
@@ -1028,7 +1038,7 @@ impl Router {
 
     pub async fn return_to_queue(&self, id: &ConversationId, agent: &AgentId) -> Result<Conversation, RouterError> {
         self.ensure_agent(agent)?;
-        self.command(id, ConvCommand::ReturnToQueue { agent: agent.clone() })
+        self.command(id, ConversationCommand::ReturnToQueue { agent: agent.clone() })
             .await
     }
 
@@ -1048,7 +1058,7 @@ impl Router {
         }
         self.command(
             id,
-            ConvCommand::Close {
+            ConversationCommand::Close {
                 by,
                 agent: agent.cloned(),
             },
@@ -1170,7 +1180,7 @@ impl Router {
         let mut assigned: HashMap<SkillId, (usize, usize)> = HashMap::new();
         for h in self.shared.conversations.iter() {
             let c = h.lock();
-            if c.state == State::Assigned && wanted(&c.skill) {
+            if c.state == Phase::Assigned && wanted(&c.skill) {
                 let e = assigned.entry(c.skill.clone()).or_default();
                 e.0 += 1;
                 e.1 += usize::from(c.overdue);
@@ -1205,7 +1215,7 @@ impl Router {
     #[cfg(any(test, feature = "fault-injection"))]
     pub fn inject_panic(&self, target: FaultTarget) -> bool {
         use crate::actors::agent::AgentMsg as A;
-        use crate::actors::conversation::ConvMsg as C;
+        use crate::actors::conversation::ConversationMsg as C;
         match target {
             FaultTarget::Conversation(id) => self
                 .shared

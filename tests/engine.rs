@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::*;
 use switchboard::domain::agent::AgentStatus;
-use switchboard::domain::conversation::{Activity, Awaiting, ClosedBy, State};
+use switchboard::domain::conversation::{Activity, Awaiting, ClosedBy, Phase};
 use switchboard::domain::sla::SlaKind;
 use switchboard::events::EventKind;
 
@@ -258,7 +258,7 @@ async fn ignored_or_rejected_offers_go_to_the_next_agent() {
     agent_online(&r, "a2", &["general"], 2).await;
     open(&r, "c1", "u1", "general").await;
     let c = conv(&r, "c1");
-    assert_eq!(c.state, State::Offered);
+    assert_eq!(c.state, Phase::Offered);
     assert_eq!(
         c.offered_to.as_ref().map(|a| a.to_string()).as_deref(),
         Some("a1"),
@@ -284,18 +284,18 @@ async fn ignored_or_rejected_offers_go_to_the_next_agent() {
     settle(&r).await;
     assert_eq!(
         conv(&r, "c1").state,
-        State::Queued,
+        Phase::Queued,
         "both declined: waits for the retry"
     );
     pass(&r, 60 * Duration::from_secs(1)).await;
     assert_eq!(
         conv(&r, "c1").state,
-        State::Offered,
+        Phase::Offered,
         "offered again after offer_retry_after"
     );
     let holder_now = conv(&r, "c1").offered_to.expect("offered");
     let c = r.accept_offer(&cid("c1"), &holder_now).await.expect("accept");
-    assert_eq!(c.state, State::Assigned);
+    assert_eq!(c.state, Phase::Assigned);
     assert_eq!(c.agent_id.as_ref(), Some(&holder_now));
     settle(&r).await;
     assert_eq!(r.agent(&holder_now).expect("agent").conversations.len(), 1);
@@ -686,7 +686,7 @@ async fn auto_close_when_the_consumer_stays_silent() {
     open(&r, "c1", "u1", "general").await;
     r.agent_message(&cid("c1"), &aid("a1")).await.expect("reply");
     pass(&r, 119 * MIN).await;
-    assert_eq!(conv(&r, "c1").state, State::Assigned);
+    assert_eq!(conv(&r, "c1").state, Phase::Assigned);
     pass(&r, MIN).await;
     let c = conv(&r, "c1");
     assert_eq!(c.closed.map(|x| x.by), Some(ClosedBy::System));
@@ -730,7 +730,7 @@ async fn time_in_queue_counts_from_when_the_conversation_became_actionable() {
     let c = conv(&r, "c1");
     assert_eq!(
         (c.state, c.actionable()),
-        (State::Queued, false),
+        (Phase::Queued, false),
         "back in the queue, not actionable before the follow-up comes due"
     );
     pass(&r, 50 * MIN).await;
@@ -783,7 +783,7 @@ async fn by_default_a_silent_consumer_s_conversation_is_closed_after_90_days() {
     r.agent_message(&cid("c1"), &aid("a1")).await.expect("reply");
     let day = 24 * 60 * MIN;
     pass(&r, 89 * day).await;
-    assert_eq!(conv(&r, "c1").state, State::Assigned, "still open after 89 days");
+    assert_eq!(conv(&r, "c1").state, Phase::Assigned, "still open after 89 days");
     pass(&r, day).await;
     assert_eq!(conv(&r, "c1").closed.map(|x| x.by), Some(ClosedBy::System));
 }
@@ -794,7 +794,7 @@ async fn closed_conversations_are_forgotten_after_retention() {
     open(&r, "c1", "u1", "general").await;
     r.close(&cid("c1"), ClosedBy::Consumer, None).await.expect("close");
     pass(&r, 9 * MIN).await;
-    assert_eq!(conv(&r, "c1").state, State::Closed);
+    assert_eq!(conv(&r, "c1").state, Phase::Closed);
     pass(&r, MIN).await;
     assert!(r.conversation(&cid("c1")).is_err(), "memory is bounded");
 }
@@ -907,7 +907,7 @@ async fn closed_conversations_have_no_actor_and_are_bounded_in_count() {
     assert_eq!(r.num_active_conversations(), 0);
     assert_eq!(r.num_closed_retained(), 2);
     assert!(r.conversation(&cid("c1")).is_err(), "the oldest closed one went first");
-    assert_eq!(conv(&r, "c3").state, State::Closed);
+    assert_eq!(conv(&r, "c3").state, Phase::Closed);
     assert_eq!(r.num_open_conversations(), 0);
 }
 
@@ -1019,7 +1019,7 @@ async fn reopen_brings_a_closed_conversation_back_to_its_last_agent() {
 
     pass(&r, 10 * MIN).await;
     let c = r.reopen(&cid("c1"), None, None).await.expect("reopen");
-    assert_eq!((c.state, c.actionable(), c.closed), (State::Queued, true, None));
+    assert_eq!((c.state, c.actionable(), c.closed), (Phase::Queued, true, None));
     assert_eq!(
         c.sla.map(|s| s.due_at),
         Some(r.clock().now().plus(30 * MIN)),

@@ -23,7 +23,7 @@ use switchboard::config::Config;
 use switchboard::domain::agent::{AgentSpec, AgentStatus};
 use switchboard::domain::capacity::Weight;
 use switchboard::domain::conversation::Conversation;
-use switchboard::domain::conversation::{ClosedBy, State};
+use switchboard::domain::conversation::{ClosedBy, Phase};
 use switchboard::events::RouterEvent;
 use switchboard::ids::{AgentId, ConsumerId, ConversationId, SkillId};
 use switchboard::router::{FaultTarget, OpenConversation};
@@ -446,7 +446,7 @@ async fn check_consistency(nodes: &Nodes, world: &World) {
             let conv = nodes.conv(c).conversation(c).expect("reserved conversation exists");
             assert_eq!(
                 conv.state,
-                State::Offered,
+                Phase::Offered,
                 "{id} holds a reservation {res:?} for {c} which is {:?}{}",
                 conv.state,
                 history(world, c)
@@ -476,7 +476,7 @@ async fn check_consistency(nodes: &Nodes, world: &World) {
         };
         let held_by = holders.remove(id).unwrap_or_default();
         match c.state {
-            State::Assigned => {
+            Phase::Assigned => {
                 let a = c.agent_id.as_ref().expect("assigned has an agent").to_string();
                 assert_eq!(
                     held_by,
@@ -485,7 +485,7 @@ async fn check_consistency(nodes: &Nodes, world: &World) {
                     history(world, id)
                 );
             }
-            State::Offered => {
+            Phase::Offered => {
                 let a = c.offered_to.as_ref().expect("offered has an agent").to_string();
                 assert_eq!(
                     held_by,
@@ -494,7 +494,7 @@ async fn check_consistency(nodes: &Nodes, world: &World) {
                     history(world, id)
                 );
             }
-            State::Queued => {
+            Phase::Queued => {
                 let detail: Vec<String> = held_by
                     .iter()
                     .map(|a| {
@@ -515,7 +515,7 @@ async fn check_consistency(nodes: &Nodes, world: &World) {
                 );
                 queued.entry(c.skill.clone()).or_default().push(id.clone());
             }
-            State::Closed => assert!(held_by.is_empty(), "{id} closed but held by {held_by:?}"),
+            Phase::Closed => assert!(held_by.is_empty(), "{id} closed but held by {held_by:?}"),
         }
     }
     assert!(holders.is_empty(), "agents hold unknown conversations: {holders:?}");
@@ -794,8 +794,8 @@ async fn with_a_store_memory_and_record_agree_and_a_recovered_router_keeps_every
                     // An offer made is not written (recovery voids offers): an offered
                     // conversation may be stored as the queued one it was.
                     let mut queued = c.clone();
-                    if c.state == State::Offered {
-                        queued.state = State::Queued;
+                    if c.state == Phase::Offered {
+                        queued.state = Phase::Queued;
                         queued.offered_to = None;
                     }
                     let held = stored.get(id);

@@ -13,13 +13,13 @@ use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, RpcReplyPort};
 
-use crate::actors::conversation::{ConvMsg, ConvReply};
+use crate::actors::conversation::{ConversationMsg, ConversationReply};
 use crate::actors::shared::{AgentHandle, AgentRef, Envelope, InFlight, Shared};
 use crate::actors::skill_queue::QueueMsg;
 use crate::actors::timer::TimerTarget;
 use crate::domain::agent::{Agent, AgentSpec, AgentStatus, Held, Holding, IncomingOffer, Reservation};
 use crate::domain::capacity::{NoRoom, Weight};
-use crate::domain::conversation::State;
+use crate::domain::conversation::Phase;
 use crate::domain::queue::{AgentRoom, Declined};
 use crate::error::RouterError;
 use crate::events::EventKind;
@@ -48,7 +48,7 @@ pub enum AgentMsg {
     /// Offer mode: the agent accepts. The conversation answers `reply`.
     Accept {
         conversation: ConversationId,
-        reply: ConvReply,
+        reply: ConversationReply,
     },
     /// Offer mode: the agent rejects.
     Reject {
@@ -198,7 +198,7 @@ impl Actor for AgentActor {
                     Ok(()) => match offer_timeout {
                         None => shared.tell_conversation(
                             &conversation,
-                            ConvMsg::Assign {
+                            ConversationMsg::Assign {
                                 agent: id.clone(),
                                 epoch,
                                 reply: None,
@@ -207,7 +207,7 @@ impl Actor for AgentActor {
                         Some(t) => {
                             shared.tell_conversation(
                                 &conversation,
-                                ConvMsg::Offered {
+                                ConversationMsg::Offered {
                                     agent: id.clone(),
                                     epoch,
                                 },
@@ -252,7 +252,7 @@ impl Actor for AgentActor {
                     let epoch = r.epoch;
                     shared.tell_conversation(
                         &conversation,
-                        ConvMsg::Assign {
+                        ConversationMsg::Assign {
                             agent: id.clone(),
                             epoch,
                             reply: Some(reply),
@@ -288,13 +288,13 @@ impl Actor for AgentActor {
                 } else if agent.reservations.contains_key(&conversation) {
                     if !agent.confirm(&conversation, holding, assigned_at, policy) {
                         // Heavier than the room taken for it, past the ceiling.
-                        shared.tell_conversation(&conversation, ConvMsg::no_room(id.clone()));
+                        shared.tell_conversation(&conversation, ConversationMsg::no_room(id.clone()));
                     }
                 } else if !agent.hold_unreserved(&conversation, skill, holding, assigned_at) {
                     // Assigned while this actor was not the one that took room for it (it
                     // was rebuilt: a shard move, a restart), and it does not fit now.
                     tracing::warn!(agent = %id, conversation = %conversation, "assigned without a reservation and no room: unassigned");
-                    shared.tell_conversation(&conversation, ConvMsg::no_room(id.clone()));
+                    shared.tell_conversation(&conversation, ConversationMsg::no_room(id.clone()));
                 }
             }
             AgentMsg::Update { conversation, holding } => {
@@ -368,7 +368,7 @@ impl Actor for AgentActor {
                 for u in agent.take_unassignments(now, policy) {
                     shared.tell_conversation(
                         &u.conversation,
-                        ConvMsg::Unassign {
+                        ConversationMsg::Unassign {
                             agent: id.clone(),
                             reason: u.reason,
                             pending_since: Some(u.pending_since),
@@ -390,7 +390,7 @@ impl Actor for AgentActor {
 fn let_go(shared: &Shared, me: &AgentId, conversation: ConversationId, r: &Reservation, reason: Declined) {
     shared.tell_conversation(
         &conversation,
-        ConvMsg::OfferWithdrawn {
+        ConversationMsg::OfferWithdrawn {
             agent: me.clone(),
             epoch: r.epoch,
         },
@@ -415,13 +415,13 @@ impl AgentActor {
         let me = agent.id.clone();
         let state_of = |id: &ConversationId| shared.conversations.get(id).map(|h| h.snapshot());
         agent.conversations.retain(|id, _| {
-            state_of(id).is_some_and(|c| c.state == State::Assigned && c.agent_id.as_ref() == Some(&me))
+            state_of(id).is_some_and(|c| c.state == Phase::Assigned && c.agent_id.as_ref() == Some(&me))
         });
         let mut kept = Vec::new();
         for (id, r) in std::mem::take(&mut agent.reservations) {
             let c = state_of(&id);
             match c {
-                Some(c) if c.state == State::Assigned && c.agent_id.as_ref() == Some(&me) => {
+                Some(c) if c.state == Phase::Assigned && c.agent_id.as_ref() == Some(&me) => {
                     let weight = shared.skill(&c.skill).map_or(r.weight, |s| c.weight(&s));
                     let held = Held {
                         skill: c.skill.clone(),
@@ -432,7 +432,7 @@ impl AgentActor {
                     };
                     agent.conversations.insert(id, held);
                 }
-                Some(c) if c.state == State::Offered && c.offered_to.as_ref() == Some(&me) && c.epoch == r.epoch => {
+                Some(c) if c.state == Phase::Offered && c.offered_to.as_ref() == Some(&me) && c.epoch == r.epoch => {
                     kept.push(id.clone());
                     agent.reservations.insert(id, r);
                 }

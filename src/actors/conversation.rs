@@ -22,11 +22,11 @@ use std::sync::Arc;
 use ractor::{Actor, ActorProcessingErr, RpcReplyPort};
 
 use crate::actors::agent::AgentMsg;
-use crate::actors::shared::{ConvRef, ConversationHandle, Envelope, InFlight, Shared};
+use crate::actors::shared::{ConversationHandle, ConversationRef, Envelope, InFlight, Shared};
 use crate::actors::skill_queue::QueueMsg;
 use crate::actors::timer::TimerTarget;
 use crate::domain::agent::Holding;
-use crate::domain::conversation::{Activity, ClosedBy, Conversation, State, UnassignReason};
+use crate::domain::conversation::{Activity, ClosedBy, Conversation, Phase, UnassignReason};
 use crate::domain::queue::QueueEntry;
 use crate::domain::skill::{RoutingPolicy, Skill};
 use crate::error::RouterError;
@@ -35,11 +35,11 @@ use crate::ids::{AgentId, SkillId};
 use crate::store::Change;
 use crate::time::Timestamp;
 
-pub type ConvReply = RpcReplyPort<Result<Conversation, RouterError>>;
+pub type ConversationReply = RpcReplyPort<Result<Conversation, RouterError>>;
 
 /// A command from the API.
 #[derive(Debug, Clone)]
-pub enum ConvCommand {
+pub enum ConversationCommand {
     /// The conversation was just created: announce it and queue it.
     Open,
     ConsumerMessage,
@@ -82,15 +82,15 @@ pub enum ConvCommand {
 }
 
 #[derive(Debug)]
-pub enum ConvMsg {
+pub enum ConversationMsg {
     /// An API command; the reply carries the conversation after it.
-    Command(ConvCommand, ConvReply),
+    Command(ConversationCommand, ConversationReply),
     /// An agent took room for the conversation: assign it if the offer is current.
     /// `reply` answers the agent's `accept` call in offer mode.
     Assign {
         agent: AgentId,
         epoch: u64,
-        reply: Option<ConvReply>,
+        reply: Option<ConversationReply>,
     },
     /// Offer mode: `agent` holds an offer for this conversation.
     Offered { agent: AgentId, epoch: u64 },
@@ -119,7 +119,7 @@ pub enum ConvMsg {
 pub struct ConversationActor;
 
 #[derive(Debug)]
-pub struct ConvArgs {
+pub struct ConversationArgs {
     pub shared: Arc<Shared>,
     pub handle: ConversationHandle,
     pub spawn_token: InFlight,
@@ -127,11 +127,11 @@ pub struct ConvArgs {
     pub restarted: bool,
 }
 
-impl ConvMsg {
+impl ConversationMsg {
     /// Back to the queue whatever the conversation waits for: its agent has no room for
     /// it (or is not known at all).
-    pub fn no_room(agent: AgentId) -> ConvMsg {
-        ConvMsg::Unassign {
+    pub fn no_room(agent: AgentId) -> ConversationMsg {
+        ConversationMsg::Unassign {
             agent,
             reason: UnassignReason::AgentUnavailable,
             pending_since: None,
@@ -188,9 +188,9 @@ pub(crate) fn recovered_entries(shared: &Shared, conv: &Conversation, skill: &Sk
 /// withdrawn offer is written: the record may hold an offer made in the same step as
 /// another change.)
 fn only_offered(before: &Conversation, conv: &Conversation) -> bool {
-    before.state == State::Queued && conv.state == State::Offered && {
+    before.state == Phase::Queued && conv.state == Phase::Offered && {
         let mut queued = conv.clone();
-        queued.state = State::Queued;
+        queued.state = Phase::Queued;
         queued.offered_to = None;
         queued == *before
     }
@@ -198,19 +198,19 @@ fn only_offered(before: &Conversation, conv: &Conversation) -> bool {
 
 /// The conversation went to an agent (a new one, or its first).
 fn newly_assigned(before: &Conversation, conv: &Conversation) -> bool {
-    conv.state == State::Assigned && (before.state != State::Assigned || before.agent_id != conv.agent_id)
+    conv.state == Phase::Assigned && (before.state != Phase::Assigned || before.agent_id != conv.agent_id)
 }
 
 /// The agent holding the conversation, with its weight and activity.
 fn holder(conv: &Conversation, skill: &Skill) -> Option<(AgentId, Holding)> {
     match (&conv.state, &conv.agent_id) {
-        (State::Assigned, Some(a)) => Some((a.clone(), conv.holding(skill))),
+        (Phase::Assigned, Some(a)) => Some((a.clone(), conv.holding(skill))),
         _ => None,
     }
 }
 
 #[derive(Debug)]
-pub struct ConvState {
+pub struct ConversationState {
     shared: Arc<Shared>,
     handle: ConversationHandle,
     spawn_token: Option<InFlight>,
@@ -225,7 +225,7 @@ pub struct ConvState {
 /// What a handled message asks for besides the state change.
 #[derive(Default)]
 struct Outcome {
-    reply: Option<(ConvReply, Result<(), RouterError>)>,
+    reply: Option<(ConversationReply, Result<(), RouterError>)>,
     unassigned: Option<(AgentId, UnassignReason)>,
     transferred_from: Option<(SkillId, Option<AgentId>)>,
     /// Reopened: by that agent, or by the consumer (`None`).
@@ -240,16 +240,20 @@ struct Outcome {
 }
 
 impl Actor for ConversationActor {
-    type Msg = Envelope<ConvMsg>;
-    type State = ConvState;
-    type Arguments = ConvArgs;
+    type Msg = Envelope<ConversationMsg>;
+    type State = ConversationState;
+    type Arguments = ConversationArgs;
 
-    async fn pre_start(&self, myself: ConvRef, args: ConvArgs) -> Result<ConvState, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        myself: ConversationRef,
+        args: ConversationArgs,
+    ) -> Result<ConversationState, ActorProcessingErr> {
         // Serves the handle at once: what was sent while it started comes first.
         args.handle.attach(myself);
         args.shared.count_activation();
         let now = args.shared.now();
-        Ok(ConvState {
+        Ok(ConversationState {
             shared: args.shared,
             handle: args.handle,
             spawn_token: Some(args.spawn_token),
@@ -259,7 +263,7 @@ impl Actor for ConversationActor {
         })
     }
 
-    async fn post_start(&self, myself: ConvRef, st: &mut ConvState) -> Result<(), ActorProcessingErr> {
+    async fn post_start(&self, myself: ConversationRef, st: &mut ConversationState) -> Result<(), ActorProcessingErr> {
         // Counted as in flight from the spawn until here (see `Supervisor::spawn`).
         let _spawned = st.spawn_token.take();
         let current = st.handle.snapshot();
@@ -281,9 +285,9 @@ impl Actor for ConversationActor {
 
     async fn handle(
         &self,
-        myself: ConvRef,
-        envelope: Envelope<ConvMsg>,
-        st: &mut ConvState,
+        myself: ConversationRef,
+        envelope: Envelope<ConversationMsg>,
+        st: &mut ConversationState,
     ) -> Result<(), ActorProcessingErr> {
         let Envelope { msg, token: _in_flight } = envelope;
         st.handle.taken();
@@ -297,11 +301,11 @@ impl Actor for ConversationActor {
             return Ok(());
         };
         let mut out = Outcome::default();
-        if !matches!(msg, ConvMsg::Tick) {
+        if !matches!(msg, ConversationMsg::Tick) {
             st.last_work_at = now;
         }
         match msg {
-            ConvMsg::Command(ConvCommand::Open, reply) => {
+            ConversationMsg::Command(ConversationCommand::Open, reply) => {
                 // A new conversation: nobody was told anything about it.
                 st.told = Told::default();
                 shared.event(
@@ -318,11 +322,11 @@ impl Actor for ConversationActor {
                 out.created = true;
                 out.reply = Some((reply, Ok(())));
             }
-            ConvMsg::Command(cmd, reply) => {
+            ConversationMsg::Command(cmd, reply) => {
                 let result = self.command(&shared, &mut conv, cmd, now, &skill, &mut out);
                 out.reply = Some((reply, result));
             }
-            ConvMsg::Assign { agent, epoch, reply } => match conv.assign(&agent, epoch, now) {
+            ConversationMsg::Assign { agent, epoch, reply } => match conv.assign(&agent, epoch, now) {
                 Ok(_) => {
                     if let Some(reply) = reply {
                         out.reply = Some((reply, Ok(())));
@@ -335,17 +339,17 @@ impl Actor for ConversationActor {
                     }
                 }
             },
-            ConvMsg::Offered { agent, epoch } => {
+            ConversationMsg::Offered { agent, epoch } => {
                 if conv.offer_made(&agent, epoch).is_err() {
                     out.void_offer = Some((agent, epoch));
                 }
             }
-            ConvMsg::OfferWithdrawn { agent, epoch } => {
+            ConversationMsg::OfferWithdrawn { agent, epoch } => {
                 if conv.offer_withdrawn(&agent, epoch) {
                     out.withdrawn_by = Some(agent);
                 }
             }
-            ConvMsg::Unassign {
+            ConversationMsg::Unassign {
                 agent,
                 reason,
                 pending_since,
@@ -357,14 +361,14 @@ impl Actor for ConversationActor {
                     out.unassigned = Some((agent, reason));
                 }
             }
-            ConvMsg::ActivateFallback { epoch } => {
+            ConversationMsg::ActivateFallback { epoch } => {
                 conv.activate_fallback(epoch);
             }
-            ConvMsg::Resync => st.told = Told::default(),
+            ConversationMsg::Resync => st.told = Told::default(),
             // `settle` applies whatever is due.
-            ConvMsg::Tick => {}
+            ConversationMsg::Tick => {}
             #[cfg(any(test, feature = "fault-injection"))]
-            ConvMsg::Panic => panic!("injected fault in conversation {}", conv.id),
+            ConversationMsg::Panic => panic!("injected fault in conversation {}", conv.id),
         }
         self.settle(&myself, st, &before, conv, out).await;
         Ok(())
@@ -402,25 +406,25 @@ impl ConversationActor {
         &self,
         shared: &Shared,
         conv: &mut Conversation,
-        cmd: ConvCommand,
+        cmd: ConversationCommand,
         now: Timestamp,
         skill: &Skill,
         out: &mut Outcome,
     ) -> Result<(), RouterError> {
         let policy = &shared.policy;
         match cmd {
-            ConvCommand::Open => {}
-            ConvCommand::ConsumerMessage => conv.consumer_message(now, skill)?,
-            ConvCommand::AgentMessage { agent } => conv.agent_message(&agent, now)?,
-            ConvCommand::MarkUrgent => conv.mark_urgent(now, skill)?,
-            ConvCommand::FollowUp { agent, due_in } => conv.set_follow_up(&agent, due_in, now, policy)?,
-            ConvCommand::TransferToSkill { skill: to } => {
+            ConversationCommand::Open => {}
+            ConversationCommand::ConsumerMessage => conv.consumer_message(now, skill)?,
+            ConversationCommand::AgentMessage { agent } => conv.agent_message(&agent, now)?,
+            ConversationCommand::MarkUrgent => conv.mark_urgent(now, skill)?,
+            ConversationCommand::FollowUp { agent, due_in } => conv.set_follow_up(&agent, due_in, now, policy)?,
+            ConversationCommand::TransferToSkill { skill: to } => {
                 let target = transfer_target(shared, skill, &to)?;
                 let from = conv.skill.clone();
                 let previous = conv.transfer_to_skill(&target, now)?;
                 self.note_transfer(out, from, previous, None);
             }
-            ConvCommand::TransferToAgent { agent, skill: to } => {
+            ConversationCommand::TransferToAgent { agent, skill: to } => {
                 let target = match to {
                     Some(to) if to != conv.skill => transfer_target(shared, skill, &to)?,
                     _ => Arc::new(skill.clone()),
@@ -429,19 +433,19 @@ impl ConversationActor {
                 let previous = conv.transfer_to_agent(&agent, now, policy.transfer_to_agent_max_wait, &target)?;
                 self.note_transfer(out, from, previous, Some(agent));
             }
-            ConvCommand::ReturnToQueue { agent } => {
+            ConversationCommand::ReturnToQueue { agent } => {
                 conv.unassign(&agent, UnassignReason::ReturnedByAgent, now, skill)?;
                 out.unassigned = Some((agent, UnassignReason::ReturnedByAgent));
             }
-            ConvCommand::Reopen { agent } => {
+            ConversationCommand::Reopen { agent } => {
                 conv.reopen(agent.as_ref(), now, policy.transfer_to_agent_max_wait, skill)?;
                 out.reopened_by = Some(agent);
             }
-            ConvCommand::Close { by, agent } => {
+            ConversationCommand::Close { by, agent } => {
                 conv.close(by, agent.as_ref(), now)?;
             }
-            ConvCommand::AnswerOffer { agent, accept } => {
-                if conv.state != State::Offered || conv.offered_to.as_ref() != Some(&agent) {
+            ConversationCommand::AnswerOffer { agent, accept } => {
+                if conv.state != Phase::Offered || conv.offered_to.as_ref() != Some(&agent) {
                     return Err(RouterError::Conflict(format!(
                         "agent {agent} has no pending offer for conversation {}",
                         conv.id
@@ -479,8 +483,8 @@ impl ConversationActor {
     /// and passivates a quiet conversation.
     async fn settle(
         &self,
-        myself: &ConvRef,
-        st: &mut ConvState,
+        myself: &ConversationRef,
+        st: &mut ConversationState,
         before: &Conversation,
         mut conv: Conversation,
         out: Outcome,
@@ -538,7 +542,7 @@ impl ConversationActor {
     fn tell_peers(
         &self,
         shared: &Shared,
-        st: &mut ConvState,
+        st: &mut ConversationState,
         before: &Conversation,
         conv: &Conversation,
         skill: &Skill,

@@ -15,7 +15,7 @@
 //! request is forwarded to the owner first) and the timers' ticks (each node's timers
 //! hold the deadlines of what it owns). The one actor-to-actor message with a reply
 //! port, an offer-mode `accept`'s `Assign`, never needs to cross: an accept by an agent
-//! of another node is taken by the conversation itself (`ConvCommand::AnswerOffer`).
+//! of another node is taken by the conversation itself (`ConversationCommand::AnswerOffer`).
 //! Should one try, it is refused with 503.
 
 use serde::{Deserialize, Serialize};
@@ -29,7 +29,7 @@ use crate::ids::{AgentId, ConversationId, SkillId};
 use crate::time::Timestamp;
 
 use super::agent::AgentMsg;
-use super::conversation::ConvMsg;
+use super::conversation::ConversationMsg;
 use super::skill_queue::QueueMsg;
 
 /// Where a node's actors' messages go when their target is another node's.
@@ -109,7 +109,7 @@ pub enum ToAgent {
     Resync,
 }
 
-/// [`ConvMsg`]'s variants that cross nodes.
+/// [`ConversationMsg`]'s variants that cross nodes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum ToConversation {
     Assign {
@@ -242,19 +242,19 @@ impl From<ToAgent> for AgentMsg {
     }
 }
 
-impl TryFrom<ConvMsg> for ToConversation {
-    type Error = ConvMsg;
+impl TryFrom<ConversationMsg> for ToConversation {
+    type Error = ConversationMsg;
 
-    fn try_from(msg: ConvMsg) -> Result<ToConversation, ConvMsg> {
+    fn try_from(msg: ConversationMsg) -> Result<ToConversation, ConversationMsg> {
         Ok(match msg {
-            ConvMsg::Assign {
+            ConversationMsg::Assign {
                 agent,
                 epoch,
                 reply: None,
             } => ToConversation::Assign { agent, epoch },
-            ConvMsg::Offered { agent, epoch } => ToConversation::Offered { agent, epoch },
-            ConvMsg::OfferWithdrawn { agent, epoch } => ToConversation::OfferWithdrawn { agent, epoch },
-            ConvMsg::Unassign {
+            ConversationMsg::Offered { agent, epoch } => ToConversation::Offered { agent, epoch },
+            ConversationMsg::OfferWithdrawn { agent, epoch } => ToConversation::OfferWithdrawn { agent, epoch },
+            ConversationMsg::Unassign {
                 agent,
                 reason,
                 pending_since,
@@ -263,34 +263,34 @@ impl TryFrom<ConvMsg> for ToConversation {
                 reason,
                 pending_since,
             },
-            ConvMsg::ActivateFallback { epoch } => ToConversation::ActivateFallback { epoch },
-            ConvMsg::Resync => ToConversation::Resync,
+            ConversationMsg::ActivateFallback { epoch } => ToConversation::ActivateFallback { epoch },
+            ConversationMsg::Resync => ToConversation::Resync,
             local => return Err(local),
         })
     }
 }
 
-impl From<ToConversation> for ConvMsg {
-    fn from(msg: ToConversation) -> ConvMsg {
+impl From<ToConversation> for ConversationMsg {
+    fn from(msg: ToConversation) -> ConversationMsg {
         match msg {
-            ToConversation::Assign { agent, epoch } => ConvMsg::Assign {
+            ToConversation::Assign { agent, epoch } => ConversationMsg::Assign {
                 agent,
                 epoch,
                 reply: None,
             },
-            ToConversation::Offered { agent, epoch } => ConvMsg::Offered { agent, epoch },
-            ToConversation::OfferWithdrawn { agent, epoch } => ConvMsg::OfferWithdrawn { agent, epoch },
+            ToConversation::Offered { agent, epoch } => ConversationMsg::Offered { agent, epoch },
+            ToConversation::OfferWithdrawn { agent, epoch } => ConversationMsg::OfferWithdrawn { agent, epoch },
             ToConversation::Unassign {
                 agent,
                 reason,
                 pending_since,
-            } => ConvMsg::Unassign {
+            } => ConversationMsg::Unassign {
                 agent,
                 reason,
                 pending_since,
             },
-            ToConversation::ActivateFallback { epoch } => ConvMsg::ActivateFallback { epoch },
-            ToConversation::Resync => ConvMsg::Resync,
+            ToConversation::ActivateFallback { epoch } => ConversationMsg::ActivateFallback { epoch },
+            ToConversation::Resync => ConversationMsg::Resync,
         }
     }
 }
@@ -502,7 +502,10 @@ mod tests {
                     assert_eq!(ToAgent::try_from(AgentMsg::from(wire.clone())).ok(), Some(wire))
                 }
                 Crossing::Conversation { msg: wire, .. } => {
-                    assert_eq!(ToConversation::try_from(ConvMsg::from(wire.clone())).ok(), Some(wire))
+                    assert_eq!(
+                        ToConversation::try_from(ConversationMsg::from(wire.clone())).ok(),
+                        Some(wire)
+                    )
                 }
                 Crossing::Queue { msg: wire, .. } => {
                     assert_eq!(ToQueue::try_from(QueueMsg::from(wire.clone())).ok(), Some(wire))
@@ -514,9 +517,9 @@ mod tests {
     #[test]
     fn messages_with_a_reply_port_or_a_tick_stay_on_their_node() {
         assert!(ToAgent::try_from(AgentMsg::Tick).is_err());
-        assert!(ToConversation::try_from(ConvMsg::Tick).is_err());
+        assert!(ToConversation::try_from(ConversationMsg::Tick).is_err());
         let (tx, _rx) = ractor::concurrency::oneshot();
-        let assign = ConvMsg::Assign {
+        let assign = ConversationMsg::Assign {
             agent: AgentId::new("a1").expect("id"),
             epoch: 1,
             reply: Some(tx.into()),

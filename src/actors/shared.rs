@@ -22,7 +22,7 @@ use tokio::sync::broadcast;
 
 use crate::actors::agent::AgentMsg;
 use crate::actors::consumers::Consumers;
-use crate::actors::conversation::ConvMsg;
+use crate::actors::conversation::ConversationMsg;
 pub use crate::actors::envelope::{Envelope, InFlight};
 use crate::actors::remote::{
     shard_of_agent, shard_of_conversation, shard_of_queue, Crossing, Remote, ToAgent, ToConversation, ToQueue,
@@ -188,10 +188,10 @@ impl<S: Clone, M: Message> Handle<S, M> {
     }
 }
 
-pub type ConvRef = ActorRef<Envelope<ConvMsg>>;
+pub type ConversationRef = ActorRef<Envelope<ConversationMsg>>;
 pub type AgentRef = ActorRef<Envelope<AgentMsg>>;
 pub type QueueRef = ActorRef<Envelope<QueueMsg>>;
-pub type ConversationHandle = Arc<Handle<Conversation, Envelope<ConvMsg>>>;
+pub type ConversationHandle = Arc<Handle<Conversation, Envelope<ConversationMsg>>>;
 pub type AgentHandle = Arc<Handle<Agent, Envelope<AgentMsg>>>;
 
 #[derive(Debug)]
@@ -467,7 +467,7 @@ impl Shared {
     }
 
     /// The live actor of a conversation (none while it is passive).
-    pub fn conversation_actor(&self, id: &ConversationId) -> Option<ConvRef> {
+    pub fn conversation_actor(&self, id: &ConversationId) -> Option<ConversationRef> {
         self.conversations.get(id).and_then(|h| h.actor())
     }
 
@@ -505,7 +505,7 @@ impl Shared {
 
     /// Sends to a conversation (on the node that serves its shard), activating it if it
     /// is passive. Unknown ids (closed and forgotten) drop the message.
-    pub fn tell_conversation(&self, id: &ConversationId, msg: ConvMsg) {
+    pub fn tell_conversation(&self, id: &ConversationId, msg: ConversationMsg) {
         let msg = match self.elsewhere(shard_of_conversation(id)) {
             None => msg,
             Some((remote, node)) => match ToConversation::try_from(msg) {
@@ -519,7 +519,7 @@ impl Shared {
                         },
                     )
                 }
-                Err(ConvMsg::Assign { reply: Some(reply), .. }) => {
+                Err(ConversationMsg::Assign { reply: Some(reply), .. }) => {
                     self.crossings.refused.fetch_add(1, Ordering::Relaxed);
                     let _ = reply.send(Err(RouterError::Unavailable(format!(
                         "accepting an offer for a conversation of another node ({node}) is not supported yet"
@@ -598,7 +598,7 @@ impl Shared {
         )
     }
 
-    pub fn send_conversation(&self, handle: &ConversationHandle, msg: ConvMsg) {
+    pub fn send_conversation(&self, handle: &ConversationHandle, msg: ConversationMsg) {
         self.count_sent(Sent::ToConversation);
         if handle.deliver(self.envelope(msg)) == Delivery::Activate {
             match self.activator.get() {
@@ -644,7 +644,7 @@ impl Shared {
             self.count_sent(Sent::FromTimers);
         }
         match target {
-            TimerTarget::Conversation(id) => self.tell_conversation(&id, ConvMsg::Tick),
+            TimerTarget::Conversation(id) => self.tell_conversation(&id, ConversationMsg::Tick),
             TimerTarget::Agent(id) => self.tell_agent(&id, AgentMsg::Tick),
             TimerTarget::Queue(skill) => self.tell_queue(&skill, QueueMsg::RetryDeclined),
             TimerTarget::ClosedSweep => self.sweep_closed(),

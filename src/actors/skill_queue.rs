@@ -12,7 +12,7 @@ use std::sync::Arc;
 use ractor::{Actor, ActorProcessingErr, RpcReplyPort};
 
 use crate::actors::agent::AgentMsg;
-use crate::actors::conversation::ConvMsg;
+use crate::actors::conversation::ConversationMsg;
 use crate::actors::shared::{Envelope, InFlight, QueueRef, Shared};
 use crate::actors::timer::TimerTarget;
 use crate::domain::queue::{AgentRoom, Declined, QueueEntry, QueueFigures, QueueRow, SkillQueue};
@@ -217,7 +217,10 @@ impl SkillQueueActor {
             && self.has_fallback(shared, &st.queue.skill)
             && !self.has_available_agent(shared, st)
         {
-            shared.tell_conversation(&entry.conversation_id, ConvMsg::ActivateFallback { epoch: entry.epoch });
+            shared.tell_conversation(
+                &entry.conversation_id,
+                ConversationMsg::ActivateFallback { epoch: entry.epoch },
+            );
         }
         st.queue.upsert(entry);
     }
@@ -240,7 +243,7 @@ impl SkillQueueActor {
             return;
         }
         for (id, epoch) in st.queue.fallback_candidates() {
-            shared.tell_conversation(id, ConvMsg::ActivateFallback { epoch });
+            shared.tell_conversation(id, ConversationMsg::ActivateFallback { epoch });
         }
     }
 }

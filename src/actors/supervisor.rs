@@ -17,7 +17,7 @@ use std::time::Duration;
 use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 
 use crate::actors::agent::{AgentActor, AgentArgs, AgentMsg};
-use crate::actors::conversation::{ConvArgs, ConvMsg, ConversationActor};
+use crate::actors::conversation::{ConversationActor, ConversationArgs, ConversationMsg};
 use crate::actors::shared::{AgentHandle, ConversationHandle, Envelope, Shared};
 use crate::actors::skill_queue::{QueueArgs, SkillQueueActor};
 use crate::error::RouterError;
@@ -230,7 +230,7 @@ impl Supervisor {
         restarted: bool,
     ) -> Result<(), RouterError> {
         let id = handle.lock().id.clone();
-        let args = ConvArgs {
+        let args = ConversationArgs {
             shared: Arc::clone(&st.shared),
             handle,
             spawn_token: st.shared.token(),
@@ -253,7 +253,7 @@ impl Supervisor {
             .map(|h| h.key().clone())
             .collect();
         for id in conversations {
-            shared.tell_conversation(&id, ConvMsg::Resync);
+            shared.tell_conversation(&id, ConversationMsg::Resync);
         }
         let agents: Vec<AgentId> = shared
             .agents

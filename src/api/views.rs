@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{SlaSpec, SmartCapacitySpec, WorkingHoursSpec};
 use crate::domain::agent::{Agent, AgentStatus};
-use crate::domain::conversation::{Activity, Awaiting, ClosedBy, Conversation, State};
+use crate::domain::conversation::{Activity, Awaiting, ClosedBy, Conversation, Phase};
 use crate::domain::skill::Skill;
 use crate::domain::sla::{SlaKind, Span};
 use crate::ids::{AgentId, ConsumerId, ConversationId, SkillId};
@@ -25,7 +25,7 @@ pub struct ConversationView {
     pub conversation_id: ConversationId,
     pub consumer_id: ConsumerId,
     pub skill: SkillId,
-    pub state: State,
+    pub state: Phase,
     pub awaiting: Awaiting,
     pub actionable: bool,
     pub activity: Activity,

@@ -27,23 +27,24 @@ use crate::domain::sla::{Sla, SlaKind, SlaPolicy};
 use crate::ids::{AgentId, ConsumerId, ConversationId, SkillId};
 use crate::time::Timestamp;
 
+/// Where a conversation is in its life (the `state` field of the API's view).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum State {
+pub enum Phase {
     Queued,
     Offered,
     Assigned,
     Closed,
 }
 
-impl State {
+impl Phase {
     /// The snake_case name (as serialized), for store columns and metric labels.
     pub fn as_str(self) -> &'static str {
         match self {
-            State::Queued => "queued",
-            State::Offered => "offered",
-            State::Assigned => "assigned",
-            State::Closed => "closed",
+            Phase::Queued => "queued",
+            Phase::Offered => "offered",
+            Phase::Assigned => "assigned",
+            Phase::Closed => "closed",
         }
     }
 }
@@ -149,7 +150,7 @@ pub struct Conversation {
     pub first_time: bool,
     /// Unique, increasing: the rank key's tie-breaker.
     pub seq: u64,
-    pub state: State,
+    pub state: Phase,
     pub awaiting: Awaiting,
     pub activity: Activity,
     pub agent_id: Option<AgentId>,
@@ -218,7 +219,7 @@ impl Conversation {
             urgent: req.urgent,
             first_time: req.first_time,
             seq: req.seq,
-            state: State::Queued,
+            state: Phase::Queued,
             awaiting: Awaiting::Agent,
             activity: Activity::Active,
             agent_id: None,
@@ -253,7 +254,7 @@ impl Conversation {
     }
 
     pub fn is_closed(&self) -> bool {
-        self.state == State::Closed
+        self.state == Phase::Closed
     }
 
     /// Waits for an agent (the consumer wrote last, a follow-up came due, or it was
@@ -280,16 +281,16 @@ impl Conversation {
     /// Such a conversation needs no live actor (it is passivated).
     pub fn is_quiet(&self) -> bool {
         match self.state {
-            State::Closed => true,
-            State::Assigned => self.awaiting == Awaiting::Consumer,
-            State::Queued => !self.actionable(),
-            State::Offered => false,
+            Phase::Closed => true,
+            Phase::Assigned => self.awaiting == Awaiting::Consumer,
+            Phase::Queued => !self.actionable(),
+            Phase::Offered => false,
         }
     }
 
     /// In a queue: unassigned and open.
     pub fn in_queue(&self) -> bool {
-        matches!(self.state, State::Queued | State::Offered)
+        matches!(self.state, Phase::Queued | Phase::Offered)
     }
 
     pub fn weight(&self, skill: &Skill) -> Weight {
@@ -302,7 +303,7 @@ impl Conversation {
     /// follow-up the agent promised is not pending (it stays with its agent, even once
     /// due), nor is a conversation waiting for the consumer.
     pub fn pending_agent_since(&self) -> Option<Timestamp> {
-        if self.state != State::Assigned || self.awaiting != Awaiting::Agent || self.manual_due_at.is_some() {
+        if self.state != Phase::Assigned || self.awaiting != Awaiting::Agent || self.manual_due_at.is_some() {
             return None;
         }
         let waited = self.wait_started_at?;
@@ -328,7 +329,7 @@ impl Conversation {
 
     fn ensure_held_by(&self, agent: &AgentId) -> Result<(), ConversationError> {
         self.ensure_open()?;
-        if self.state == State::Assigned && self.agent_id.as_ref() == Some(agent) {
+        if self.state == Phase::Assigned && self.agent_id.as_ref() == Some(agent) {
             Ok(())
         } else {
             Err(ConversationError::NotHeldBy(agent.clone()))
@@ -369,7 +370,7 @@ impl Conversation {
     }
 
     fn enter_queue(&mut self, now: Timestamp) {
-        self.state = State::Queued;
+        self.state = Phase::Queued;
         self.in_transfer = false;
         self.agent_id = None;
         self.assigned_at = None;
@@ -421,18 +422,18 @@ impl Conversation {
     /// An agent received an offer for this conversation (offer mode).
     pub fn offer_made(&mut self, agent: &AgentId, epoch: u64) -> Result<(), ConversationError> {
         self.ensure_open()?;
-        if self.state != State::Queued || epoch != self.epoch {
+        if self.state != Phase::Queued || epoch != self.epoch {
             return Err(ConversationError::StaleOffer);
         }
-        self.state = State::Offered;
+        self.state = Phase::Offered;
         self.offered_to = Some(agent.clone());
         Ok(())
     }
 
     /// A pending offer was rejected or timed out: back to `queued`, same place.
     pub fn offer_withdrawn(&mut self, agent: &AgentId, epoch: u64) -> bool {
-        if self.state == State::Offered && epoch == self.epoch && self.offered_to.as_ref() == Some(agent) {
-            self.state = State::Queued;
+        if self.state == Phase::Offered && epoch == self.epoch && self.offered_to.as_ref() == Some(agent) {
+            self.state = Phase::Queued;
             self.offered_to = None;
             true
         } else {
@@ -447,11 +448,11 @@ impl Conversation {
         if !self.in_queue() || epoch != self.epoch {
             return Err(ConversationError::StaleOffer);
         }
-        if self.state == State::Offered && self.offered_to.as_ref() != Some(agent) {
+        if self.state == Phase::Offered && self.offered_to.as_ref() != Some(agent) {
             return Err(ConversationError::NoOfferFor(agent.clone()));
         }
         let waited = self.in_line_since().map_or(Duration::ZERO, |q| now.since(q));
-        self.state = State::Assigned;
+        self.state = Phase::Assigned;
         self.in_transfer = false;
         self.was_assigned = true;
         self.agent_id = Some(agent.clone());
@@ -588,7 +589,7 @@ impl Conversation {
             }
         }
         let previous = self.agent_id.clone();
-        self.state = State::Closed;
+        self.state = Phase::Closed;
         self.closed = Some(Closure { by, at: now });
         self.queued_at = None;
         self.offered_to = None;
@@ -844,7 +845,7 @@ impl Conversation {
         }
         let old = self.epoch;
         self.epoch += 1;
-        self.state = State::Queued;
+        self.state = Phase::Queued;
         self.offered_to = None;
         Some(old)
     }

@@ -182,7 +182,7 @@ pub struct SkillQueue {
     /// unique per node, not across a cluster's nodes) are both kept.
     ranked: BTreeMap<(RankKey, ConversationId), ConversationId>,
     targeted: HashMap<AgentId, BTreeMap<(RankKey, ConversationId), ConversationId>>,
-    agents: HashMap<AgentId, AgentView>,
+    agents: HashMap<AgentId, KnownAgent>,
     /// Accepting agents with room, in the order they are chosen (`choice`): lowest
     /// utilization or most free room first, then least recently offered.
     by_room: BTreeSet<(u64, u64, AgentId)>,
@@ -201,13 +201,14 @@ pub struct SkillQueue {
     last_departure: Option<(Timestamp, bool)>,
 }
 
+/// What the queue knows of an agent: its room as last told, and when it was last offered.
 #[derive(Clone, Copy, Debug)]
-struct AgentView {
+struct KnownAgent {
     room: AgentRoom,
     last_offer: u64,
 }
 
-impl AgentView {
+impl KnownAgent {
     fn index_key(&self, id: &AgentId, choice: AgentChoice) -> Option<(u64, u64, AgentId)> {
         let order = match choice {
             AgentChoice::Utilization => self.room.utilization(),
@@ -408,7 +409,7 @@ impl SkillQueue {
         }
     }
 
-    fn put_view(&mut self, agent: &AgentId, view: AgentView) {
+    fn put_view(&mut self, agent: &AgentId, view: KnownAgent) {
         if let Some(k) = self.agents.get(agent).and_then(|old| old.index_key(agent, self.choice)) {
             self.by_room.remove(&k);
         }
@@ -421,7 +422,7 @@ impl SkillQueue {
     /// Records what an agent says about its room.
     pub fn set_agent(&mut self, agent: &AgentId, room: AgentRoom) {
         let last_offer = self.agents.get(agent).map_or(0, |v| v.last_offer);
-        self.put_view(agent, AgentView { room, last_offer });
+        self.put_view(agent, KnownAgent { room, last_offer });
     }
 
     pub fn remove_agent(&mut self, agent: &AgentId) {
@@ -443,7 +444,7 @@ impl SkillQueue {
         };
         self.put_view(
             agent,
-            AgentView {
+            KnownAgent {
                 room,
                 last_offer: self.offer_seq,
             },

@@ -240,7 +240,8 @@ pub async fn reconcile_ledger(url: &str, token: Option<&str>, ledger: &Ledger) -
     Ok(out)
 }
 
-struct Shared {
+/// What the tasks of one load run share.
+struct RunState {
     opts: Options,
     http: reqwest::Client,
     run_id: String,
@@ -255,7 +256,7 @@ struct Shared {
     sla_total: AtomicU64,
 }
 
-impl Shared {
+impl RunState {
     fn url(&self) -> &str {
         let n = self.next_url.fetch_add(1, Ordering::Relaxed);
         &self.opts.urls[n % self.opts.urls.len()]
@@ -368,7 +369,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Summary> {
         .timeout(Duration::from_secs(30))
         .build()?;
     let run_id = format!("lt{:x}", rand::random::<u32>());
-    let shared = Arc::new(Shared {
+    let shared = Arc::new(RunState {
         opts: opts.clone(),
         http,
         run_id: run_id.clone(),
@@ -448,7 +449,7 @@ fn agent(run: &str, i: usize) -> String {
     format!("{run}-agent-{i}")
 }
 
-async fn setup(s: &Shared) -> anyhow::Result<()> {
+async fn setup(s: &RunState) -> anyhow::Result<()> {
     let now = Instant::now();
     for k in 0..s.opts.skills {
         s.call(
@@ -483,7 +484,7 @@ async fn setup(s: &Shared) -> anyhow::Result<()> {
 /// One event stream per agent (spread over the nodes: in a cluster each is passed
 /// through from the agent's node), then every agent goes online. A stream that ends
 /// (its node went down) is opened again on the next node.
-async fn listen(s: &Arc<Shared>) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+async fn listen(s: &Arc<RunState>) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
     let mut handles = Vec::with_capacity(s.opts.agents);
     for a in 0..s.opts.agents {
         let id = agent(&s.run_id, a);
@@ -568,7 +569,7 @@ async fn listen(s: &Arc<Shared>) -> anyhow::Result<Vec<tokio::task::JoinHandle<(
 }
 
 /// A conversation's life: open, wait for the assignment, a few exchanges, close.
-async fn lifecycle(s: Arc<Shared>, i: u64, due: Instant, seed: u64) {
+async fn lifecycle(s: Arc<RunState>, i: u64, due: Instant, seed: u64) {
     let mut rng = SmallRng::seed_from_u64(seed);
     let id = format!("{}-c{i}", s.run_id);
     let (tx, rx) = oneshot::channel();
@@ -662,7 +663,7 @@ async fn lifecycle(s: Arc<Shared>, i: u64, due: Instant, seed: u64) {
 /// stream being opened again on another node misses events), the conversation's own
 /// record, read every 2 s, for up to 30 s.
 async fn wait_for_assignment(
-    s: &Arc<Shared>,
+    s: &Arc<RunState>,
     id: &str,
     mut rx: oneshot::Receiver<(Instant, String)>,
 ) -> Option<(Instant, String)> {
@@ -688,7 +689,7 @@ async fn wait_for_assignment(
 }
 
 /// Every conversation opened, looked up again.
-async fn reconcile(s: &Arc<Shared>) -> BTreeMap<String, u64> {
+async fn reconcile(s: &Arc<RunState>) -> BTreeMap<String, u64> {
     let ids: Vec<String> = s.opened.lock().map(|v| v.clone()).unwrap_or_default();
     let counts: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
     let chunks: Vec<Vec<String>> = ids

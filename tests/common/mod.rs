@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use switchboard::config::Config;
 use switchboard::domain::agent::{AgentSpec, AgentStatus};
-use switchboard::domain::conversation::{Conversation, State};
+use switchboard::domain::conversation::{Conversation, Phase};
 use switchboard::ids::{AgentId, ConsumerId, ConversationId, SkillId};
 use switchboard::router::OpenConversation;
 use switchboard::time::{Clock, Timestamp};
@@ -118,7 +118,7 @@ pub fn conv(r: &Router, id: &str) -> Conversation {
 
 pub fn holder(r: &Router, id: &str) -> Option<String> {
     let c = conv(r, id);
-    (c.state == State::Assigned)
+    (c.state == Phase::Assigned)
         .then(|| c.agent_id.map(|a| a.to_string()))
         .flatten()
 }

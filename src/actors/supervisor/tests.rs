@@ -4,11 +4,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::actors::agent::AgentMsg;
-use crate::actors::conversation::ConvMsg;
+use crate::actors::conversation::ConversationMsg;
 use crate::actors::skill_queue::QueueMsg;
 use crate::config::Config;
 use crate::domain::agent::{AgentSpec, AgentStatus};
-use crate::domain::conversation::{Awaiting, ClosedBy, State};
+use crate::domain::conversation::{Awaiting, ClosedBy, Phase};
 use crate::ids::{AgentId, ConsumerId, ConversationId, SkillId};
 use crate::router::OpenConversation;
 use crate::time::{Clock, Timestamp};
@@ -61,7 +61,7 @@ async fn a_panicking_conversation_actor_loses_neither_the_conversation_nor_its_a
     open(&r, "c1").await;
     let shared = r.shared();
     let before = shared.conversation_actor(&cid("c1")).expect("actor");
-    shared.tell_conversation(&cid("c1"), ConvMsg::Panic);
+    shared.tell_conversation(&cid("c1"), ConversationMsg::Panic);
     settle(&r).await;
     tokio::time::sleep(Duration::from_millis(1)).await;
     settle(&r).await;
@@ -69,7 +69,7 @@ async fn a_panicking_conversation_actor_loses_neither_the_conversation_nor_its_a
     let after = shared.conversation_actor(&cid("c1")).expect("restarted");
     assert_ne!(before.get_id(), after.get_id(), "a new actor serves the conversation");
     let c = r.conversation(&cid("c1")).expect("conversation kept");
-    assert_eq!((c.state, c.agent_id.clone()), (State::Assigned, Some(agent())));
+    assert_eq!((c.state, c.agent_id.clone()), (Phase::Assigned, Some(agent())));
     let a = r.agent(&agent()).expect("agent");
     assert!(a.conversations.contains_key(&cid("c1")), "the agent still holds it");
     assert_eq!(a.busy().as_slots(), 1.0, "and counts it once");
@@ -111,7 +111,7 @@ async fn a_panicking_agent_actor_keeps_its_conversations_and_room() {
     assert!(a.conversations.contains_key(&cid("c1")));
     assert_eq!(
         r.conversation(&cid("c2")).expect("c2").state,
-        State::Queued,
+        Phase::Queued,
         "still no room for c2"
     );
     r.close(&cid("c1"), ClosedBy::Consumer, None).await.expect("close");

@@ -45,7 +45,7 @@ fn assigned(a: &str) -> Conversation {
 #[test]
 fn opens_queued_actionable_with_the_right_sla() {
     let c = open(false);
-    assert_eq!(c.state, State::Queued);
+    assert_eq!(c.state, Phase::Queued);
     assert!(c.actionable());
     assert_eq!(c.sla.map(|s| (s.kind, s.due_at)), Some((SlaKind::Normal, at(60))));
     let c = open(true);
@@ -160,7 +160,7 @@ fn return_to_queue_is_actionable_and_avoids_the_agent() {
     c.agent_message(&agent("a1"), at(2)).expect("held");
     c.unassign(&agent("a1"), UnassignReason::ReturnedByAgent, at(3), &skill())
         .expect("held");
-    assert_eq!(c.state, State::Queued);
+    assert_eq!(c.state, Phase::Queued);
     assert!(c.actionable());
     assert!(c.returned_to_queue);
     assert_eq!(c.route.avoid_agent, Some(agent("a1")));
