@@ -177,9 +177,7 @@ fn links(paths: &mut utoipa::openapi::path::Paths) {
         for op in [&item.get, &item.put, &item.post].into_iter().flatten() {
             if let (Some(id), Some((_, _, param))) = (
                 op.operation_id.as_ref(),
-                makers
-                    .iter()
-                    .find(|(_, _, p)| path.ends_with(&format!("{{{p}}}")) || path.contains(&format!("{{{p}}}/"))),
+                makers.iter().find(|(_, _, p)| path.contains(&format!("{{{p}}}"))),
             ) {
                 users.push((id.clone(), (*param).to_string()));
             }
@@ -289,10 +287,10 @@ pub fn allowed_methods(pattern: &str) -> Option<&'static str> {
     static ALLOW: OnceLock<std::collections::HashMap<String, String>> = OnceLock::new();
     ALLOW
         .get_or_init(|| {
-            ApiDoc::openapi()
+            document()
                 .paths
                 .paths
-                .into_iter()
+                .iter()
                 .map(|(path, item)| {
                     let methods: Vec<&str> = [
                         ("GET", item.get.is_some()),
@@ -302,7 +300,7 @@ pub fn allowed_methods(pattern: &str) -> Option<&'static str> {
                     .into_iter()
                     .filter_map(|(m, has)| has.then_some(m))
                     .collect();
-                    (path, methods.join(", "))
+                    (path.clone(), methods.join(", "))
                 })
                 .collect()
         })
@@ -310,10 +308,16 @@ pub fn allowed_methods(pattern: &str) -> Option<&'static str> {
         .map(String::as_str)
 }
 
+/// The document, made once.
+fn document() -> &'static utoipa::openapi::OpenApi {
+    static DOC: OnceLock<utoipa::openapi::OpenApi> = OnceLock::new();
+    DOC.get_or_init(ApiDoc::openapi)
+}
+
 /// The document as JSON, made once.
 pub fn json() -> &'static str {
-    static DOC: OnceLock<String> = OnceLock::new();
-    DOC.get_or_init(|| ApiDoc::openapi().to_pretty_json().unwrap_or_default())
+    static JSON: OnceLock<String> = OnceLock::new();
+    JSON.get_or_init(|| document().to_pretty_json().unwrap_or_default())
 }
 
 /// `GET /openapi.json`.

@@ -175,6 +175,9 @@ mod handlers {
     use crate::time::Clock;
     use crate::Router;
 
+    /// Opens conversation `c1` in `general`.
+    const OPEN_C1: &str = r#"{"conversation_id": "c1", "consumer_id": "u1", "skill": "general"}"#;
+
     const CONFIG: &str = "[server]\nlisten = \"127.0.0.1:0\"\n[[skills]]\nid = \"general\"\n";
 
     /// The state of a fresh node, ready, and the router to look behind the API with.
@@ -268,13 +271,7 @@ mod handlers {
     async fn who_acts_is_one_shape_per_author_and_a_transfer_names_a_target() {
         let (state, router) = state().await;
         let svc = init_service(app(state)).await;
-        let (status, _) = call!(
-            svc,
-            post(
-                "/v1/conversations",
-                r#"{"conversation_id": "c1", "consumer_id": "u1", "skill": "general"}"#
-            )
-        );
+        let (status, _) = call!(svc, post("/v1/conversations", OPEN_C1));
         assert_eq!(status, StatusCode::CREATED);
         for (path, body, says) in [
             ("/v1/conversations/c1/messages", r#"{"from": "agent"}"#, "agent_id"),
@@ -342,13 +339,7 @@ mod handlers {
         let (status, body) = call!(svc, TestRequest::put().uri("/v1/skills/fresh"));
         assert_eq!(status, StatusCode::OK, "every default: {body}");
         assert_eq!(body["skill_id"], "fresh");
-        let (status, _) = call!(
-            svc,
-            post(
-                "/v1/conversations",
-                r#"{"conversation_id": "c1", "consumer_id": "u1", "skill": "general"}"#
-            )
-        );
+        let (status, _) = call!(svc, post("/v1/conversations", OPEN_C1));
         assert_eq!(status, StatusCode::CREATED);
         let (status, body) = call!(svc, TestRequest::post().uri("/v1/conversations/c1/urgent"));
         assert_eq!(status, StatusCode::OK, "{body}");
