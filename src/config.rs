@@ -16,7 +16,7 @@ use crate::domain::agent::{AgentSpec, AgentStatus};
 use crate::domain::capacity::{WarmupPolicy, Weight};
 use crate::domain::rank::{PriorityRule, RankWeights};
 use crate::domain::skill::{RoutingPolicy, Skill, UnassignPolicy};
-use crate::domain::sla::{SlaPolicy, Span, WorkingHours};
+use crate::domain::sla::{OffHours, SlaPolicy, Span, WorkingHours};
 use crate::ids::{AgentId, SkillId};
 
 /// The configuration the binary starts with when no file is given.
@@ -305,11 +305,17 @@ pub struct SmartCapacitySpec {
     pub inactive_after_secs: Option<u64>,
 }
 
-/// Open hours per weekday as `"HH:MM-HH:MM"` spans (a missing day is closed), special
-/// dates (`"YYYY-MM-DD"`) that replace the weekday, and a fixed offset from UTC.
+/// Open hours per weekday as `"HH:MM-HH:MM"` spans in local time (a missing day is
+/// closed; overlapping spans are merged), special dates (`"YYYY-MM-DD"`) that replace the
+/// weekday, and the time zone: an IANA name (daylight-saving time followed) or a fixed
+/// offset from UTC, not both.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WorkingHoursSpec {
+    /// An IANA time zone such as `Europe/Berlin`; replaces `utc_offset_secs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = "Europe/Berlin")]
+    pub time_zone: Option<String>,
     #[serde(default, deserialize_with = "crate::strict::de")]
     #[schema(minimum = -50_400, maximum = 50_400)]
     pub utc_offset_secs: i32,
@@ -457,7 +463,7 @@ fn finite(field: &str, v: Option<f64>, default: f64) -> Result<f64, ConfigError>
 }
 
 /// The built-in skill defaults: SLA 1 h / 10 min urgent / 30 min first time; weights
-/// 1.0 active, 0.1 inactive after 10 min; auto-close after 24 h; auto-accept.
+/// 1.0 active, 0.1 inactive after 10 min; auto-close after 90 days; auto-accept.
 pub fn builtin_skill_defaults() -> Skill {
     Skill {
         id: SkillId::new("default").unwrap_or_else(|_| unreachable!("valid literal id")),
@@ -477,6 +483,7 @@ pub fn builtin_skill_defaults() -> Skill {
         offer_timeout: None,
         priority_rules: Vec::new(),
         working_hours: None,
+        off_hours: OffHours::default(),
     }
 }
 
@@ -715,6 +722,7 @@ impl SkillSpec {
             },
             priority_rules,
             working_hours,
+            off_hours: OffHours::default(),
         })
     }
 }
@@ -741,11 +749,7 @@ fn parse_spans(field: &str, spans: &[String]) -> Result<Vec<Span>, ConfigError> 
         }
         out.push(Span { start, end });
     }
-    out.sort();
-    if out.windows(2).any(|w| w[0].end > w[1].start) {
-        return Err(ConfigError::new(field, "spans overlap"));
-    }
-    Ok(out)
+    Ok(Span::merged(out))
 }
 
 impl WorkingHoursSpec {
@@ -756,6 +760,21 @@ impl WorkingHoursSpec {
                 "must be within ±14 hours",
             ));
         }
+        let time_zone = match &self.time_zone {
+            None => None,
+            Some(_) if self.utc_offset_secs != 0 => {
+                return Err(ConfigError::new(
+                    format!("{at}.time_zone"),
+                    "set either time_zone or utc_offset_secs, not both",
+                ))
+            }
+            Some(name) => Some(name.parse::<chrono_tz::Tz>().map_err(|_| {
+                ConfigError::new(
+                    format!("{at}.time_zone"),
+                    format!("{name:?} is not an IANA time zone name such as \"Europe/Berlin\""),
+                )
+            })?),
+        };
         let days = [
             ("monday", &self.monday),
             ("tuesday", &self.tuesday),
@@ -780,6 +799,7 @@ impl WorkingHoursSpec {
         }
         Ok(WorkingHours {
             utc_offset_secs: self.utc_offset_secs,
+            time_zone,
             weekly,
             special,
         })
@@ -1056,6 +1076,35 @@ mod tests {
         let e = parse("[[skills]]\nid = \"a\"\n[skills.working_hours]\nmonday = [\"17:00-09:00\"]\n")
             .expect_err("backwards");
         assert_eq!(e.field, "skills[0].working_hours.monday[0]");
+    }
+
+    #[test]
+    fn working_hours_take_a_named_time_zone_and_merge_overlapping_spans() {
+        let hours = |body: &str| parse(&format!("[[skills]]\nid = \"a\"\n[skills.working_hours]\n{body}"));
+        let ok = hours("time_zone = \"Europe/Berlin\"\nmonday = [\"09:00-12:00\", \"11:00-13:00\", \"13:00-14:00\", \"16:00-17:00\"]\n")
+            .expect("valid hours");
+        let h = ok.engine.skills[0].working_hours.clone().expect("hours");
+        assert_eq!(h.time_zone, Some(chrono_tz::Europe::Berlin));
+        assert_eq!(
+            h.weekly[0],
+            vec![
+                Span {
+                    start: 9 * 3600,
+                    end: 14 * 3600
+                },
+                Span {
+                    start: 16 * 3600,
+                    end: 17 * 3600
+                }
+            ],
+            "overlapping and touching spans merged"
+        );
+        let e = hours("time_zone = \"Europe/Bonn\"\nmonday = [\"09:00-17:00\"]\n").expect_err("no such zone");
+        assert_eq!(e.field, "skills[0].working_hours.time_zone");
+        assert!(e.reason.contains("IANA"), "{e}");
+        let e = hours("time_zone = \"Europe/Berlin\"\nutc_offset_secs = 3600\nmonday = [\"09:00-17:00\"]\n")
+            .expect_err("both");
+        assert_eq!(e.field, "skills[0].working_hours.time_zone");
     }
 
     #[test]

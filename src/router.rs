@@ -593,10 +593,43 @@ impl Router {
         Ok(skill)
     }
 
-    /// Creates or replaces a skill.
+    /// Creates or replaces a skill. Its manual off-hours switch stays as it is.
     pub async fn put_skill(&self, id: SkillId, spec: &SkillSpec) -> Result<Arc<Skill>, RouterError> {
-        let skill = self.resolve_skill(id, spec)?;
+        let mut skill = self.resolve_skill(id, spec)?;
+        if let Some(old) = self.shared.skill(&skill.id) {
+            skill.off_hours = old.off_hours.clone();
+        }
         self.install_skill(skill).await
+    }
+
+    /// Switches a skill off hours by hand, or back (LivePerson's shift scheduler in
+    /// manual mode): while off, the SLA clocks of its waits stand still, as outside its
+    /// working hours. Every open conversation of the skill on this node computes its
+    /// deadline again. Switching to what already is changes nothing.
+    pub async fn set_off_hours(&self, id: &SkillId, on: bool) -> Result<Arc<Skill>, RouterError> {
+        let current = self.skill(id)?;
+        let mut skill = (*current).clone();
+        if !skill.off_hours.switch(on, self.shared.now()) {
+            return Ok(current);
+        }
+        let skill = self.install_skill(skill).await?;
+        let all: Vec<(ConversationId, ConversationHandle)> = self
+            .shared
+            .conversations
+            .iter()
+            .map(|h| (h.key().clone(), Arc::clone(h.value())))
+            .collect();
+        for (conversation, handle) in all {
+            let of_skill = {
+                let c = handle.lock();
+                c.skill == *id && !c.is_closed()
+            };
+            if of_skill {
+                self.shared
+                    .tell_conversation(&conversation, ConversationMsg::OpenTimeChanged);
+            }
+        }
+        Ok(skill)
     }
 
     pub async fn install_skill(&self, skill: Skill) -> Result<Arc<Skill>, RouterError> {

@@ -1109,3 +1109,70 @@ async fn an_away_agent_gives_a_reason_from_the_configured_list() {
         .expect("online");
     assert_eq!(a.status_reason, None);
 }
+
+#[tokio::test(start_paused = true)]
+async fn working_hours_in_a_named_zone_and_off_hours_by_hand_stop_the_sla_clock() {
+    let r = router(
+        r#"
+[[skills]]
+id = "general"
+sla = { normal_secs = 3600, first_time_secs = 3600 }
+
+[[skills]]
+id = "ny"
+sla = { normal_secs = 3600, first_time_secs = 3600 }
+working_hours = { time_zone = "America/New_York", monday = ["09:00-17:00"], tuesday = ["09:00-12:00", "11:00-17:00"] }
+"#,
+    )
+    .await;
+    // 10:00 UTC on a Tuesday in November is 05:00 in New York (UTC-5): the clock starts
+    // at the 09:00 opening, 14:00 UTC.
+    open(&r, "ny1", "u0", "ny").await;
+    assert_eq!(
+        conv(&r, "ny1").sla.map(|s| s.due_at),
+        Some(switchboard::time::Timestamp::parse_rfc3339("2026-11-24T15:00:00Z").expect("time"))
+    );
+
+    agent_online(&r, "a1", &["general"], 1).await;
+    open(&r, "c1", "u1", "general").await;
+    open(&r, "c2", "u2", "general").await;
+    assert_eq!(holder(&r, "c1").as_deref(), Some("a1"));
+    assert_eq!(holder(&r, "c2"), None, "queued");
+    let t0 = r.clock().now();
+    pass(&r, 20 * MIN).await;
+    let general = sid("general");
+    let skill = r.set_off_hours(&general, true).await.expect("switch");
+    assert_eq!(skill.off_hours.since(), Some(t0.plus(20 * MIN)));
+    settle(&r).await;
+    for c in ["c1", "c2"] {
+        assert_eq!(conv(&r, c).sla, None, "{c}: no deadline while off hours");
+    }
+    open(&r, "c3", "u3", "general").await;
+    assert_eq!(conv(&r, "c3").sla, None, "a wait that starts off hours has none either");
+    pass(&r, 3 * 60 * MIN).await;
+    for c in ["c1", "c2", "c3"] {
+        assert!(!conv(&r, c).overdue, "{c}: three hours off hours are not late");
+    }
+    // Back: c1 and c2 used 20 minutes before the switch, c3 nothing.
+    let back = r.clock().now();
+    r.set_off_hours(&general, false).await.expect("switch back");
+    settle(&r).await;
+    assert_eq!(conv(&r, "c1").sla.map(|s| s.due_at), Some(back.plus(40 * MIN)));
+    assert_eq!(conv(&r, "c2").sla.map(|s| s.due_at), Some(back.plus(40 * MIN)));
+    assert_eq!(conv(&r, "c3").sla.map(|s| s.due_at), Some(back.plus(60 * MIN)));
+    pass(&r, 40 * MIN - Duration::from_secs(1)).await;
+    assert!(!conv(&r, "c2").overdue);
+    pass(&r, Duration::from_secs(1)).await;
+    assert!(conv(&r, "c1").overdue, "the timer armed again");
+    assert!(conv(&r, "c2").overdue);
+    let first = r.queue(&general, 1).await.expect("queue").conversations[0]
+        .conversation_id
+        .to_string();
+    assert_eq!(first, "c2", "the overdue queued conversation first");
+    // A skill's settings replaced over the API keep the switch.
+    r.set_off_hours(&general, true).await.expect("switch");
+    let spec: switchboard::config::SkillSpec = serde_json::from_str(r#"{"sla": {"normal_secs": 600}}"#).expect("spec");
+    let replaced = r.put_skill(general.clone(), &spec).await.expect("put");
+    assert!(replaced.off_hours.since().is_some());
+    assert!(r.set_off_hours(&sid("nope"), true).await.is_err(), "unknown skill");
+}

@@ -598,6 +598,96 @@ async fn a_closed_conversation_is_reopened_over_http() {
     server.stop().await;
 }
 
+/// Working hours in a named time zone over `PUT /v1/skills/{id}`, and the manual
+/// off-hours switch: while on, the skill's waits have no deadline; switched back, they
+/// have one again. Bad input changes nothing.
+#[tokio::test]
+async fn working_hours_in_a_time_zone_and_the_off_hours_switch_over_http() {
+    let server = start("").await;
+    let api = Api::new(&server);
+    let hours = json!({"working_hours": {"time_zone": "Europe/Berlin", "monday": ["09:00-12:00", "11:00-17:00"]}});
+    let (s, k) = api.put("/v1/skills/berlin", hours).await;
+    assert_eq!(s, StatusCode::OK, "{k}");
+    assert_eq!(k["working_hours"]["time_zone"], "Europe/Berlin", "{k}");
+    assert_eq!(k["working_hours"]["monday"], json!(["09:00-17:00"]), "merged: {k}");
+    let (s, e) = api
+        .put(
+            "/v1/skills/berlin",
+            json!({"working_hours": {"time_zone": "Mars/Olympus", "monday": ["09:00-17:00"]}}),
+        )
+        .await;
+    assert_eq!((s, code(&e)), (StatusCode::BAD_REQUEST, "invalid_request"), "{e}");
+    assert!(
+        e["error"]["message"].as_str().is_some_and(|m| m.contains("time_zone")),
+        "{e}"
+    );
+    let (_, k) = api.get("/v1/skills/berlin").await;
+    assert_eq!(k["working_hours"]["time_zone"], "Europe/Berlin", "unchanged: {k}");
+
+    let (s, o) = api.get("/v1/skills/general/off-hours").await;
+    assert_eq!(s, StatusCode::OK, "{o}");
+    assert_eq!(
+        (&o["off_hours"], &o["since"], &o["open_now"]),
+        (&json!(false), &Value::Null, &json!(true)),
+        "{o}"
+    );
+    api.open("c1", "u1", "general").await;
+    let (_, c1) = api.get("/v1/conversations/c1").await;
+    assert!(c1["sla"]["due_at"].is_string(), "{c1}");
+    for (body, status) in [
+        ("{}", StatusCode::BAD_REQUEST),
+        (r#"{"off_hours": "yes"}"#, StatusCode::BAD_REQUEST),
+        (r#"{"off_hours": true, "until": "tomorrow"}"#, StatusCode::BAD_REQUEST),
+    ] {
+        let (s, e) = api
+            .raw(reqwest::Method::PUT, "/v1/skills/general/off-hours", body)
+            .await;
+        assert_eq!(s, status, "{body}: {e}");
+        let (_, o) = api.get("/v1/skills/general/off-hours").await;
+        assert_eq!(o["off_hours"], false, "{body} changed nothing");
+    }
+    let (s, e) = api.put("/v1/skills/nope/off-hours", json!({"off_hours": true})).await;
+    assert_eq!((s, code(&e)), (StatusCode::NOT_FOUND, "not_found"), "{e}");
+
+    let (s, o) = api
+        .put("/v1/skills/general/off-hours", json!({"off_hours": true}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{o}");
+    assert_eq!((&o["off_hours"], &o["open_now"]), (&json!(true), &json!(false)), "{o}");
+    let since = o["since"].clone();
+    assert!(since.is_string(), "{o}");
+    let (_, again) = api
+        .put("/v1/skills/general/off-hours", json!({"off_hours": true}))
+        .await;
+    assert_eq!(again["since"], since, "switching on again changes nothing");
+    eventually("c1 without a deadline", || async {
+        api.get("/v1/conversations/c1").await.1["sla"].is_null()
+    })
+    .await;
+    // The skill's settings replaced: the switch stays.
+    let (s, _) = api
+        .put("/v1/skills/general", json!({"sla": {"normal_secs": 600}}))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, o) = api.get("/v1/skills/general/off-hours").await;
+    assert_eq!(o["since"], since, "{o}");
+
+    let (s, o) = api
+        .put("/v1/skills/general/off-hours", json!({"off_hours": false}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{o}");
+    assert_eq!(
+        (&o["off_hours"], &o["since"], &o["open_now"]),
+        (&json!(false), &Value::Null, &json!(true)),
+        "{o}"
+    );
+    eventually("c1 with a deadline again", || async {
+        api.get("/v1/conversations/c1").await.1["sla"]["due_at"].is_string()
+    })
+    .await;
+    server.stop().await;
+}
+
 /// `GET /v1/agents` for supervisors: filtered by status and skill, each agent with its
 /// status, reason, time in state, load, open and offered counts, and whether it has an
 /// open event stream (`connected`; the count of those without is a metric). Bad filters

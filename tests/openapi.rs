@@ -47,18 +47,20 @@ fn routes() -> BTreeSet<String> {
     let src = include_str!("../src/api/mod.rs");
     let start = src.find("pub fn routes(").expect("routes()");
     let body = &src[start..start + src[start..].find("\n}\n").expect("end of routes()")];
+    let v1_from = body.find("web::scope(\"/v1\")").expect("the /v1 scope");
     let mut out = BTreeSet::new();
-    let mut in_v1 = false;
-    for line in body.lines() {
-        if line.contains("web::scope(\"/v1\")") {
-            in_v1 = true;
-        }
-        let Some(at) = line.find("resource(\"") else { continue };
-        let rest = &line[at + 10..];
+    // Each `resource("/path")` with the methods chained to it, however rustfmt wraps them.
+    for (at, _) in body.match_indices("resource(\"") {
+        let rest = &body[at + 10..];
         let path = &rest[..rest.find('"').expect("path")];
-        let full = if in_v1 { format!("/v1{path}") } else { path.to_string() };
+        let chained = &rest[..rest.find(".service(").unwrap_or(rest.len())];
+        let full = if at > v1_from {
+            format!("/v1{path}")
+        } else {
+            path.to_string()
+        };
         for method in ["get", "put", "post"] {
-            if line.contains(&format!(".{method}(")) {
+            if chained.contains(&format!(".{method}(")) {
                 out.insert(format!("{} {}", method.to_uppercase(), generic(&full)));
             }
         }

@@ -108,6 +108,8 @@ pub enum ConversationMsg {
     ActivateFallback { epoch: u64 },
     /// Tell the queues and the agent everything again (one of them restarted).
     Resync,
+    /// The skill was switched off hours or back: compute the deadline again.
+    OpenTimeChanged,
     /// The conversation's deadline came due (or may have: a tick is idempotent).
     Tick,
     /// Fault injection for supervision tests.
@@ -365,6 +367,7 @@ impl Actor for ConversationActor {
                 conv.activate_fallback(epoch);
             }
             ConversationMsg::Resync => st.told = Told::default(),
+            ConversationMsg::OpenTimeChanged => conv.open_time_changed(now, &skill),
             // `settle` applies whatever is due.
             ConversationMsg::Tick => {}
             #[cfg(any(test, feature = "fault-injection"))]

@@ -10,11 +10,11 @@ use serde::Deserialize;
 
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::requests::{
-    AgentBody, AgentFilter, CloseBody, Empty, EventQuery, FollowUpBody, MessageBody, PutAgent, QueueQuery, ReopenBody,
-    StatusBody, TransferBody,
+    AgentBody, AgentFilter, CloseBody, Empty, EventQuery, FollowUpBody, MessageBody, OffHoursBody, PutAgent,
+    QueueQuery, ReopenBody, StatusBody, TransferBody,
 };
 use crate::api::views::{
-    AgentList, AgentSummary, AgentView, ConversationView, HealthList, Liveness, SkillList, SkillView,
+    AgentList, AgentSummary, AgentView, ConversationView, HealthList, Liveness, OffHoursView, SkillList, SkillView,
 };
 use crate::api::AppState;
 use crate::config::{validate_agent_spec, SkillSpec};
@@ -190,6 +190,33 @@ pub async fn get_skill(state: Data<AppState>, path: web::Path<SkillId>) -> Resul
     let id = path.into_inner();
     let skill = state.router.skill(&id)?;
     Ok(HttpResponse::Ok().json(SkillView::new(&skill)))
+}
+
+#[utoipa::path(get, path = "/v1/skills/{skill_id}/off-hours", tag = "skills", params(("skill_id" = SkillId, Path, description = "The skill")), responses((status = 200, description = "The skill's manual off-hours switch", body = OffHoursView), (status = 400, description = "A bad id", body = ErrorBody), (status = 404, description = "No such skill", body = ErrorBody)))]
+pub async fn get_off_hours(state: Data<AppState>, path: web::Path<SkillId>) -> Result<HttpResponse> {
+    let skill = state.router.skill(&path.into_inner())?;
+    Ok(HttpResponse::Ok().json(OffHoursView::new(&skill, state.router.clock().now())))
+}
+
+#[utoipa::path(put, path = "/v1/skills/{skill_id}/off-hours", tag = "skills", params(("skill_id" = SkillId, Path, description = "The skill")), request_body = OffHoursBody, responses((status = 200, description = "The switch as it is now (setting what already is changes nothing)", body = OffHoursView), (status = 400, description = "Malformed JSON, an unknown field, a bad id; nothing changed", body = ErrorBody), (status = 404, description = "No such skill", body = ErrorBody)))]
+pub async fn put_off_hours(
+    state: Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<SkillId>,
+    bytes: Bytes,
+) -> Result<HttpResponse> {
+    let id = path.into_inner();
+    let OffHoursBody { off_hours } = body(&bytes)?;
+    let skill = state.router.set_off_hours(&id, off_hours).await?;
+    // Every node switches its own conversations' clocks.
+    for answer in to_peers(&state, &req, reqwest::Method::PUT, bytes).await {
+        if let Err((peer, e)) = answer {
+            return Err(ApiError::Unavailable(format!(
+                "skill {id} is switched on this node but not yet on {peer} ({e}); retry (the request is idempotent)"
+            )));
+        }
+    }
+    Ok(HttpResponse::Ok().json(OffHoursView::new(&skill, state.router.clock().now())))
 }
 
 #[utoipa::path(get, path = "/v1/skills", tag = "skills", responses((status = 200, description = "Every skill", body = SkillList)))]

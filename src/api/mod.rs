@@ -204,6 +204,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .service(resource("/skills").get(h::list_skills))
                 .service(resource("/skills/{skill_id}").put(h::put_skill).get(h::get_skill))
                 .service(resource("/skills/{skill_id}/queue").get(h::get_queue))
+                .service(
+                    resource("/skills/{skill_id}/off-hours")
+                        .put(h::put_off_hours)
+                        .get(h::get_off_hours),
+                )
                 .service(resource("/queue-health").get(h::queue_health))
                 .service(resource("/agents").get(h::list_agents))
                 .service(resource("/events").get(h::platform_events))

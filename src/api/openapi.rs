@@ -32,6 +32,8 @@ use crate::api::handlers;
         handlers::metrics,
         handlers::list_skills,
         handlers::put_skill,
+        handlers::get_off_hours,
+        handlers::put_off_hours,
         handlers::get_skill,
         handlers::get_queue,
         handlers::queue_health,

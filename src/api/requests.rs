@@ -25,6 +25,14 @@ pub struct PutAgent {
     pub max_open: Option<u32>,
 }
 
+/// `PUT /v1/skills/{skill_id}/off-hours`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OffHoursBody {
+    /// true: off hours from now until switched back; false: back to the working hours.
+    pub off_hours: bool,
+}
+
 /// `POST /v1/agents/{agent_id}/status`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -232,6 +232,7 @@ fn spans(v: &[Span]) -> Vec<String> {
 impl SkillView {
     pub fn new(s: &Skill) -> Self {
         let working_hours = s.working_hours.as_ref().map(|h| WorkingHoursSpec {
+            time_zone: h.time_zone.map(|tz| tz.name().to_string()),
             utc_offset_secs: h.utc_offset_secs,
             monday: spans(&h.weekly[0]),
             tuesday: spans(&h.weekly[1]),
@@ -262,6 +263,32 @@ impl SkillView {
             offer_timeout_secs: s.offer_timeout.map(|d| d.as_secs()),
             priority_rules: s.priority_rules.clone(),
             working_hours,
+        }
+    }
+}
+
+/// `GET` and `PUT /v1/skills/{skill_id}/off-hours`: the manual off-hours switch.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct OffHoursView {
+    pub skill_id: SkillId,
+    /// Switched off hours by hand: SLA clocks of the skill stand still.
+    pub off_hours: bool,
+    /// Since when, while `off_hours`.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub since: Option<Timestamp>,
+    /// Whether the skill's SLA clocks run now: inside its working hours (always, without
+    /// them) and not off hours.
+    pub open_now: bool,
+}
+
+impl OffHoursView {
+    pub fn new(s: &Skill, now: Timestamp) -> Self {
+        let since = s.off_hours.since();
+        OffHoursView {
+            skill_id: s.id.clone(),
+            off_hours: since.is_some(),
+            since,
+            open_now: since.is_none() && s.working_hours.as_ref().is_none_or(|h| h.is_open(now)),
         }
     }
 }

@@ -336,13 +336,17 @@ impl Conversation {
         }
     }
 
+    /// The skill's open time changed (switched off hours or back): the running wait's
+    /// deadline is computed again from its start.
+    pub fn open_time_changed(&mut self, now: Timestamp, skill: &Skill) {
+        self.restart_sla(now, skill);
+    }
+
     /// Recomputes the deadline of the current wait (a manual SLA is kept as it is).
     fn restart_sla(&mut self, now: Timestamp, skill: &Skill) {
         if self.manual_due_at.is_none() {
-            self.sla = self.wait_started_at.map(|anchor| {
-                let kind = SlaPolicy::kind_for(self.urgent, self.first_time);
-                skill.sla.due(anchor, kind, skill.working_hours.as_ref())
-            });
+            let kind = SlaPolicy::kind_for(self.urgent, self.first_time);
+            self.sla = self.wait_started_at.and_then(|anchor| skill.due(anchor, kind));
         }
         self.refresh_sla_flags(now, None);
     }

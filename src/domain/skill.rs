@@ -9,8 +9,9 @@ use serde::{Deserialize, Serialize};
 use crate::domain::capacity::{WarmupPolicy, Weight};
 use crate::domain::conversation::Activity;
 use crate::domain::rank::{PriorityRule, RankWeights};
-use crate::domain::sla::{SlaPolicy, WorkingHours};
+use crate::domain::sla::{OffHours, Sla, SlaKind, SlaPolicy, WorkingHours};
 use crate::ids::SkillId;
+use crate::time::Timestamp;
 
 /// One skill: a queue with its SLAs, Smart Capacity weights and priority rules.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -41,6 +42,10 @@ pub struct Skill {
     pub offer_timeout: Option<Duration>,
     pub priority_rules: Vec<PriorityRule>,
     pub working_hours: Option<WorkingHours>,
+    /// Off hours switched by hand (`PUT /v1/skills/{id}/off-hours`): state, not settings,
+    /// so a `PUT /v1/skills/{id}` keeps it.
+    #[serde(default)]
+    pub off_hours: OffHours,
 }
 
 fn yes() -> bool {
@@ -48,6 +53,12 @@ fn yes() -> bool {
 }
 
 impl Skill {
+    /// The deadline of a wait of `kind` that started at `anchor`, in this skill's open
+    /// time; `None` while it is off hours by hand (see [`SlaPolicy::due`]).
+    pub fn due(&self, anchor: Timestamp, kind: SlaKind) -> Option<Sla> {
+        self.sla.due(anchor, kind, self.working_hours.as_ref(), &self.off_hours)
+    }
+
     /// Whether a conversation of this skill may be transferred to `to`.
     pub fn may_transfer_to(&self, to: &SkillId) -> bool {
         self.transfer_to.as_ref().is_none_or(|allowed| allowed.contains(to))
