@@ -148,6 +148,7 @@ impl Router {
     /// status agents set over the API).
     pub async fn install_config(&self, config: EngineConfig) -> Result<(), RouterError> {
         for skill in config.skills {
+            let skill = self.keeping_off_hours(skill);
             self.install_skill(skill).await?;
         }
         for (id, spec, status) in config.agents {
@@ -595,11 +596,17 @@ impl Router {
 
     /// Creates or replaces a skill. Its manual off-hours switch stays as it is.
     pub async fn put_skill(&self, id: SkillId, spec: &SkillSpec) -> Result<Arc<Skill>, RouterError> {
-        let mut skill = self.resolve_skill(id, spec)?;
+        let skill = self.resolve_skill(id, spec)?;
+        let skill = self.keeping_off_hours(skill);
+        self.install_skill(skill).await
+    }
+
+    /// `skill` with the off-hours switch of the skill it replaces: state, not settings.
+    fn keeping_off_hours(&self, mut skill: Skill) -> Skill {
         if let Some(old) = self.shared.skill(&skill.id) {
             skill.off_hours = old.off_hours.clone();
         }
-        self.install_skill(skill).await
+        skill
     }
 
     /// Switches a skill off hours by hand, or back (LivePerson's shift scheduler in

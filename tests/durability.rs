@@ -327,6 +327,9 @@ async fn restart_keeps_every_acknowledged_state(dir: &Path, config: &str, store_
     assert!(before["c-follow"]["follow_up_at"].is_string());
     assert_eq!(before["c-closed"]["state"], "closed");
     assert_eq!(agents_before["a1"]["conversations"].as_array().map(Vec::len), Some(3));
+    // A skill switched off hours by hand stays so, though the config names the skill.
+    let off = api.put("/v1/skills/sales/off-hours", json!({"off_hours": true})).await;
+    assert!(off["since"].is_string(), "{off}");
 
     server.kill9();
     tokio::time::sleep(Duration::from_secs(3).saturating_sub(opened_fast.elapsed()) + Duration::from_millis(300)).await;
@@ -360,6 +363,8 @@ async fn restart_keeps_every_acknowledged_state(dir: &Path, config: &str, store_
             ),
         }
     }
+    let still = api.get("/v1/skills/sales/off-hours").await;
+    assert_eq!((&still["off_hours"], &still["since"]), (&json!(true), &off["since"]), "{still}");
     for id in AGENTS {
         let now = api.get(&format!("/v1/agents/{id}")).await;
         assert_eq!(
