@@ -101,6 +101,7 @@ async fn split(bytes: &Arc<AtomicU64>) -> Vec<Router> {
         let id = AgentId::new(format!("a{a}")).expect("id");
         let r = &nodes[owner_of(id.as_str())];
         let spec = AgentSpec {
+            group: None,
             skills: vec![SkillId::new(format!("s{}", a % SKILLS)).expect("id")],
             max_slots: 100,
             max_open: None,

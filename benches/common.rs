@@ -33,6 +33,7 @@ pub async fn router(agents: usize, max_slots: u32, routing: impl FnOnce(&mut Rou
     for a in 0..agents {
         let id = AgentId::new(format!("a{a}")).expect("id");
         let spec = AgentSpec {
+            group: None,
             skills: vec![SkillId::new(format!("s{}", a % SKILLS)).expect("id")],
             max_slots,
             max_open: None,

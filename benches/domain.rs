@@ -91,6 +91,7 @@ fn main() {
 
     let policy = RoutingPolicy::default();
     let spec = AgentSpec {
+        group: None,
         skills: vec![skill.clone()],
         max_slots: 4,
         max_open: None,

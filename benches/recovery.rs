@@ -65,6 +65,7 @@ fn main() {
         }
         for a in 0..AGENTS {
             let spec = AgentSpec {
+                group: None,
                 skills: vec![SkillId::new(format!("s{}", a % SKILLS)).expect("id")],
                 max_slots: 100_000,
                 max_open: None,

@@ -15,9 +15,9 @@ use serde::{Deserialize, Serialize};
 use crate::domain::agent::{AgentSpec, AgentStatus};
 use crate::domain::capacity::{WarmupPolicy, Weight};
 use crate::domain::rank::{PriorityRule, RankWeights};
-use crate::domain::skill::{RoutingPolicy, Skill, UnassignPolicy};
+use crate::domain::skill::{GroupRouting, RoutingPolicy, Skill, UnassignPolicy};
 use crate::domain::sla::{OffHours, SlaPolicy, Span, WorkingHours};
-use crate::ids::{AgentId, SkillId};
+use crate::ids::{AgentId, GroupId, SkillId};
 
 /// The configuration the binary starts with when no file is given.
 pub const DEFAULT_CONFIG: &str = include_str!("../config/default.toml");
@@ -272,6 +272,76 @@ pub struct SkillSpec {
     pub priority_rules: Option<Vec<PriorityRule>>,
     #[serde(default, deserialize_with = "crate::strict::object")]
     pub working_hours: Option<WorkingHoursSpec>,
+    #[serde(default, deserialize_with = "crate::strict::object")]
+    pub group_routing: Option<GroupRoutingSpec>,
+}
+
+/// How a skill shares conversations among agent groups, one of: `cascade`, groups in
+/// priority order (the next only when the ones before have no agent with room); `split`,
+/// each group's percentage of the conversations (summing to 100). Agents of a group not
+/// listed, or of none, come after every listed group. At most 32 groups.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GroupRoutingSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<crate::ids::GroupId>>, min_items = 1, max_items = 32)]
+    pub cascade: Option<Vec<String>>,
+    /// Group → percent (1 to 100), summing to 100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<BTreeMap<String, u32>>)]
+    pub split: Option<BTreeMap<String, u32>>,
+}
+
+const MAX_GROUPS: usize = 32;
+
+impl GroupRoutingSpec {
+    pub fn validate(&self, at: &str) -> Result<GroupRouting, ConfigError> {
+        let group = |field: String, name: &str| GroupId::new(name).map_err(|e| ConfigError::new(field, e.to_string()));
+        match (&self.cascade, &self.split) {
+            (Some(list), None) => {
+                if list.is_empty() || list.len() > MAX_GROUPS {
+                    return Err(ConfigError::new(format!("{at}.cascade"), "1 to 32 groups"));
+                }
+                let mut out: Vec<GroupId> = Vec::with_capacity(list.len());
+                for (i, name) in list.iter().enumerate() {
+                    let g = group(format!("{at}.cascade[{i}]"), name)?;
+                    if out.contains(&g) {
+                        return Err(ConfigError::new(
+                            format!("{at}.cascade[{i}]"),
+                            format!("{name:?} is listed twice"),
+                        ));
+                    }
+                    out.push(g);
+                }
+                Ok(GroupRouting::Cascade(out))
+            }
+            (None, Some(shares)) => {
+                if shares.is_empty() || shares.len() > MAX_GROUPS {
+                    return Err(ConfigError::new(format!("{at}.split"), "1 to 32 groups"));
+                }
+                let mut out = Vec::with_capacity(shares.len());
+                for (name, &percent) in shares {
+                    let g = group(format!("{at}.split.{name}"), name)?;
+                    if !(1..=100).contains(&percent) {
+                        return Err(ConfigError::new(
+                            format!("{at}.split.{name}"),
+                            "a percentage from 1 to 100",
+                        ));
+                    }
+                    out.push((g, percent));
+                }
+                let total: u32 = out.iter().map(|(_, p)| p).sum();
+                if total != 100 {
+                    return Err(ConfigError::new(
+                        format!("{at}.split"),
+                        format!("the percentages sum to {total}, not 100"),
+                    ));
+                }
+                Ok(GroupRouting::Split(out))
+            }
+            _ => Err(ConfigError::new(at, "set one of cascade and split")),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -354,6 +424,8 @@ pub struct NamedAgent {
     pub max_slots: u32,
     pub max_open: Option<u32>,
     pub status: Option<AgentStatus>,
+    /// The agent's group (`group_routing` of a skill).
+    pub group: Option<String>,
 }
 
 /// The validated engine configuration.
@@ -484,6 +556,7 @@ pub fn builtin_skill_defaults() -> Skill {
         priority_rules: Vec::new(),
         working_hours: None,
         off_hours: OffHours::default(),
+        group_routing: None,
     }
 }
 
@@ -675,6 +748,10 @@ impl SkillSpec {
             None => defaults.working_hours.clone(),
             Some(w) => Some(w.validate(&f("working_hours"))?),
         };
+        let group_routing = match &self.group_routing {
+            None => defaults.group_routing.clone(),
+            Some(g) => Some(g.validate(&f("group_routing"))?),
+        };
         Ok(Skill {
             id,
             sla: SlaPolicy {
@@ -723,6 +800,7 @@ impl SkillSpec {
             priority_rules,
             working_hours,
             off_hours: OffHours::default(),
+            group_routing,
         })
     }
 }
@@ -844,9 +922,13 @@ impl ConfigFile {
         for (i, a) in self.agents.iter().enumerate() {
             let at = format!("agents[{i}]");
             let id = AgentId::new(&a.id).map_err(|e| ConfigError::new(format!("{at}.id"), e.to_string()))?;
-            let spec = validate_agent_spec(&at, &a.skills, a.max_slots, a.max_open, |s| {
+            let mut spec = validate_agent_spec(&at, &a.skills, a.max_slots, a.max_open, |s| {
                 skills.iter().any(|k| &k.id == s)
             })?;
+            spec.group = match &a.group {
+                None => None,
+                Some(g) => Some(GroupId::new(g).map_err(|e| ConfigError::new(format!("{at}.group"), e.to_string()))?),
+            };
             agents.push((id, spec, a.status.unwrap_or(AgentStatus::Offline)));
         }
         let s = self.server;
@@ -969,6 +1051,7 @@ pub fn validate_agent_spec(
         skills: ids,
         max_slots,
         max_open,
+        group: None,
     })
 }
 
@@ -1076,6 +1159,42 @@ mod tests {
         let e = parse("[[skills]]\nid = \"a\"\n[skills.working_hours]\nmonday = [\"17:00-09:00\"]\n")
             .expect_err("backwards");
         assert_eq!(e.field, "skills[0].working_hours.monday[0]");
+    }
+
+    #[test]
+    fn group_routing_is_a_cascade_or_a_split_of_100_percent() {
+        let skill = |body: &str| {
+            parse(&format!("[[skills]]\nid = \"a\"\ngroup_routing = {body}\n[[agents]]\nid = \"x\"\nskills = [\"a\"]\nmax_slots = 2\ngroup = \"vendor\"\n"))
+        };
+        let ok = skill("{ split = { vendor = 60, inhouse = 40 } }").expect("split");
+        assert_eq!(
+            ok.engine.skills[0].group_routing,
+            Some(GroupRouting::Split(vec![
+                (GroupId::new("inhouse").expect("id"), 40),
+                (GroupId::new("vendor").expect("id"), 60)
+            ]))
+        );
+        assert_eq!(ok.engine.agents[0].1.group, Some(GroupId::new("vendor").expect("id")));
+        let ok = skill("{ cascade = [\"inhouse\", \"vendor\"] }").expect("cascade");
+        assert!(matches!(ok.engine.skills[0].group_routing, Some(GroupRouting::Cascade(ref g)) if g.len() == 2));
+        for (body, field) in [
+            (
+                "{ split = { vendor = 60, inhouse = 30 } }",
+                "skills[0].group_routing.split",
+            ),
+            (
+                "{ split = { vendor = 0, inhouse = 100 } }",
+                "skills[0].group_routing.split.vendor",
+            ),
+            ("{ cascade = [\"a\", \"a\"] }", "skills[0].group_routing.cascade[1]"),
+            ("{ cascade = [] }", "skills[0].group_routing.cascade"),
+            ("{ cascade = [\"bad group\"] }", "skills[0].group_routing.cascade[0]"),
+            ("{ cascade = [\"a\"], split = { a = 100 } }", "skills[0].group_routing"),
+            ("{}", "skills[0].group_routing"),
+        ] {
+            let e = skill(body).expect_err(body);
+            assert_eq!(e.field, field, "{body}: {e}");
+        }
     }
 
     #[test]

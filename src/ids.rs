@@ -104,6 +104,11 @@ id_type!(
     AgentId
 );
 id_type!(
+    /// A group of agents (a team, a BPO vendor): skills may route to groups in order or
+    /// by percentage.
+    GroupId
+);
+id_type!(
     /// A skill: one queue, one set of SLA and Smart Capacity settings.
     SkillId
 );

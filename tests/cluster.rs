@@ -401,6 +401,7 @@ fn keepers_ride_out_a_restart_of_postgresql_and_never_serve_a_shard_twice() {
 /// advisory).
 fn agent_change(id: &str) -> Change {
     let spec = AgentSpec {
+        group: None,
         skills: vec![SkillId::new("general").expect("skill id")],
         max_slots: 1,
         max_open: None,

@@ -364,7 +364,11 @@ async fn restart_keeps_every_acknowledged_state(dir: &Path, config: &str, store_
         }
     }
     let still = api.get("/v1/skills/sales/off-hours").await;
-    assert_eq!((&still["off_hours"], &still["since"]), (&json!(true), &off["since"]), "{still}");
+    assert_eq!(
+        (&still["off_hours"], &still["since"]),
+        (&json!(true), &off["since"]),
+        "{still}"
+    );
     for id in AGENTS {
         let now = api.get(&format!("/v1/agents/{id}")).await;
         assert_eq!(

@@ -838,6 +838,7 @@ async fn warm_up_paces_a_fresh_agent() {
 async fn max_open_caps_assignments_whatever_the_weight() {
     let r = router(ONE_SKILL).await;
     let spec = switchboard::domain::agent::AgentSpec {
+        group: None,
         skills: vec![sid("general")],
         max_slots: 4,
         max_open: Some(2),
@@ -1175,4 +1176,66 @@ working_hours = { time_zone = "America/New_York", monday = ["09:00-17:00"], tues
     let replaced = r.put_skill(general.clone(), &spec).await.expect("put");
     assert!(replaced.off_hours.since().is_some());
     assert!(r.set_off_hours(&sid("nope"), true).await.is_err(), "unknown skill");
+}
+
+#[tokio::test(start_paused = true)]
+async fn skills_route_to_agent_groups_by_cascade_or_percentage_split() {
+    let r = router(
+        r#"
+[[skills]]
+id = "split"
+group_routing = { split = { vendor-a = 60, vendor-b = 40 } }
+
+[[skills]]
+id = "cascade"
+group_routing = { cascade = ["inhouse", "vendor-a"] }
+"#,
+    )
+    .await;
+    for (id, group) in [("a1", "vendor-a"), ("b1", "vendor-b")] {
+        agent_in_group(&r, id, &["split"], 100, Some(group)).await;
+        r.set_agent_status(&aid(id), AgentStatus::Online).await.expect("online");
+    }
+    settle(&r).await;
+    for i in 0..50 {
+        open(&r, &format!("s{i}"), &format!("u{i}"), "split").await;
+    }
+    let to_a = (0..50)
+        .filter(|i| holder(&r, &format!("s{i}")).as_deref() == Some("a1"))
+        .count();
+    assert_eq!(to_a, 30, "60% of 50 to vendor-a, the rest to vendor-b");
+
+    // Cascade: the in-house agent (2 slots) first, the vendor only when it is full; an
+    // agent of no listed group after both.
+    agent_in_group(&r, "v1", &["cascade"], 10, Some("vendor-a")).await;
+    agent_in_group(&r, "free", &["cascade"], 10, None).await;
+    agent_in_group(&r, "i1", &["cascade"], 2, Some("inhouse")).await;
+    for id in ["v1", "free", "i1"] {
+        r.set_agent_status(&aid(id), AgentStatus::Online).await.expect("online");
+    }
+    settle(&r).await;
+    for i in 0..4 {
+        open(&r, &format!("c{i}"), &format!("w{i}"), "cascade").await;
+    }
+    let holders: Vec<Option<String>> = (0..4).map(|i| holder(&r, &format!("c{i}"))).collect();
+    assert_eq!(
+        holders,
+        ["i1", "i1", "v1", "v1"].map(|a| Some(a.to_string())).to_vec(),
+        "2 slots + 0.5 overflow hold two active conversations in-house"
+    );
+    // The agent moves to another group: its queues learn it at once.
+    let spec = switchboard::domain::agent::AgentSpec {
+        group: Some(switchboard::ids::GroupId::new("inhouse").expect("id")),
+        skills: vec![sid("cascade")],
+        max_slots: 10,
+        max_open: None,
+    };
+    r.put_agent(aid("free"), spec).await.expect("regroup");
+    settle(&r).await;
+    open(&r, "c9", "w9", "cascade").await;
+    assert_eq!(
+        holder(&r, "c9").as_deref(),
+        Some("free"),
+        "now in-house, before the vendor"
+    );
 }

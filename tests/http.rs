@@ -688,6 +688,95 @@ async fn working_hours_in_a_time_zone_and_the_off_hours_switch_over_http() {
     server.stop().await;
 }
 
+/// Agent groups over HTTP: a skill's `group_routing` (a split, then a cascade), agents
+/// with a `group`, and `GET /v1/agents?group=`. Bad routing changes nothing.
+#[tokio::test]
+async fn skills_route_to_agent_groups_over_http() {
+    let server = start("").await;
+    let api = Api::new(&server);
+    for (body, what) in [
+        (json!({"group_routing": {"split": {"a": 50, "b": 40}}}), "sum 90"),
+        (
+            json!({"group_routing": {"cascade": ["a"], "split": {"a": 100}}}),
+            "both",
+        ),
+        (json!({"group_routing": {"cascade": "a"}}), "not a list"),
+    ] {
+        let (s, e) = api.put("/v1/skills/vendors", body).await;
+        assert_eq!(
+            (s, code(&e)),
+            (StatusCode::BAD_REQUEST, "invalid_request"),
+            "{what}: {e}"
+        );
+        let (s, _) = api.get("/v1/skills/vendors").await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{what} created nothing");
+    }
+    let (s, k) = api
+        .put(
+            "/v1/skills/vendors",
+            json!({"group_routing": {"split": {"a": 50, "b": 50}}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{k}");
+    assert_eq!(k["group_routing"], json!({"split": {"a": 50, "b": 50}}), "{k}");
+    for (id, group) in [("ann", "a"), ("bob", "b")] {
+        let (s, a) = api
+            .put(
+                &format!("/v1/agents/{id}"),
+                json!({"skills": ["vendors"], "max_slots": 10, "group": group}),
+            )
+            .await;
+        assert_eq!((s, &a["group"]), (StatusCode::OK, &json!(group)), "{a}");
+        api.post(&format!("/v1/agents/{id}/status"), json!({"status": "online"}))
+            .await;
+    }
+    let (s, e) = api
+        .put(
+            "/v1/agents/eve",
+            json!({"skills": ["vendors"], "max_slots": 1, "group": "no spaces"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{e}");
+    for i in 0..6 {
+        api.open(&format!("v{i}"), &format!("u{i}"), "vendors").await;
+    }
+    eventually("six assigned, three to each group", || async {
+        let (_, list) = api.get("/v1/agents?skill=vendors").await;
+        let opens: Vec<u64> = list["agents"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|x| x["open"].as_u64()).collect())
+            .unwrap_or_default();
+        opens == vec![3, 3]
+    })
+    .await;
+    let (s, list) = api.get("/v1/agents?group=b").await;
+    assert_eq!(s, StatusCode::OK, "{list}");
+    assert_eq!(list["agents"].as_array().map(Vec::len), Some(1), "{list}");
+    assert_eq!(
+        (&list["agents"][0]["agent_id"], &list["agents"][0]["group"]),
+        (&json!("bob"), &json!("b"))
+    );
+    let (s, e) = api.get("/v1/agents?group=not%20an%20id").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{e}");
+
+    // A cascade: bob's group first, ann only once bob is full.
+    let (s, _) = api
+        .put("/v1/skills/vendors", json!({"group_routing": {"cascade": ["b", "a"]}}))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    for i in 6..14 {
+        api.open(&format!("v{i}"), &format!("u{i}"), "vendors").await;
+    }
+    eventually("bob full (10 slots + 0.5), ann takes the rest", || async {
+        let (_, bob) = api.get("/v1/agents/bob").await;
+        let (_, ann) = api.get("/v1/agents/ann").await;
+        bob["conversations"].as_array().map(Vec::len) == Some(10)
+            && ann["conversations"].as_array().map(Vec::len) == Some(4)
+    })
+    .await;
+    server.stop().await;
+}
+
 /// `GET /v1/agents` for supervisors: filtered by status and skill, each agent with its
 /// status, reason, time in state, load, open and offered counts, and whether it has an
 /// open event stream (`connected`; the count of those without is a metric). Bad filters
@@ -758,7 +847,7 @@ async fn supervisors_list_agents_with_status_reason_load_and_connection() {
     assert_eq!(sales["agents"][0]["agent_id"], "bob");
     for (query, status) in [
         ("/v1/agents?status=lunch", StatusCode::BAD_REQUEST),
-        ("/v1/agents?group=bpo", StatusCode::BAD_REQUEST),
+        ("/v1/agents?group=not%20an%20id", StatusCode::BAD_REQUEST),
         ("/v1/agents?skill=nope", StatusCode::NOT_FOUND),
     ] {
         let (s, e) = api.get(query).await;

@@ -203,6 +203,7 @@ async fn setup(nodes: &Nodes, rng: &mut SmallRng) -> Vec<String> {
         }
         let id = format!("a{i}");
         let spec = AgentSpec {
+            group: None,
             skills,
             max_slots: rng.gen_range(1..=4),
             max_open: rng.gen_bool(0.3).then(|| rng.gen_range(1..=3)),

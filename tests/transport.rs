@@ -204,6 +204,7 @@ impl Engine {
             self.acted = true;
             if self.role == "agent" {
                 let spec = AgentSpec {
+                    group: None,
                     skills: vec![general.clone()],
                     max_slots: 10,
                     max_open: None,

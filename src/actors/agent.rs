@@ -159,6 +159,10 @@ impl Actor for AgentActor {
         match msg {
             // Durable before answered or announced.
             AgentMsg::Configure(spec, reply) => {
+                if spec.group != agent.group {
+                    // Its queues learn the new group with its room, told again.
+                    st.told.clear();
+                }
                 agent.reconfigure(spec, policy);
                 if let Err(lost) = shared.persist_committed(Change::Agent(Box::new(agent.clone()))).await {
                     let _ = reply.send(Err(lost.into()));
@@ -500,6 +504,7 @@ impl AgentActor {
                         QueueMsg::AgentRoom {
                             agent: agent.id.clone(),
                             room,
+                            group: agent.group.clone(),
                         },
                     );
                 }
@@ -510,6 +515,7 @@ impl AgentActor {
                         QueueMsg::AgentRoom {
                             agent: agent.id.clone(),
                             room,
+                            group: agent.group.clone(),
                         },
                     );
                 }

@@ -25,7 +25,7 @@ use crate::domain::agent::Holding;
 use crate::domain::capacity::Weight;
 use crate::domain::conversation::UnassignReason;
 use crate::domain::queue::{AgentRoom, Declined, QueueEntry};
-use crate::ids::{AgentId, ConversationId, SkillId};
+use crate::ids::{AgentId, ConversationId, GroupId, SkillId};
 use crate::time::Timestamp;
 
 use super::agent::AgentMsg;
@@ -146,6 +146,7 @@ pub enum ToQueue {
     AgentRoom {
         agent: AgentId,
         room: AgentRoom,
+        group: Option<GroupId>,
     },
     AgentGone {
         agent: AgentId,
@@ -303,7 +304,7 @@ impl TryFrom<QueueMsg> for ToQueue {
             QueueMsg::Upsert(entry) => ToQueue::Upsert(entry),
             QueueMsg::UpsertMany(entries) => ToQueue::UpsertMany(entries),
             QueueMsg::Remove { conversation } => ToQueue::Remove { conversation },
-            QueueMsg::AgentRoom { agent, room } => ToQueue::AgentRoom { agent, room },
+            QueueMsg::AgentRoom { agent, room, group } => ToQueue::AgentRoom { agent, room, group },
             QueueMsg::AgentGone { agent } => ToQueue::AgentGone { agent },
             QueueMsg::OfferDeclined {
                 conversation,
@@ -332,7 +333,7 @@ impl From<ToQueue> for QueueMsg {
             ToQueue::Upsert(entry) => QueueMsg::Upsert(entry),
             ToQueue::UpsertMany(entries) => QueueMsg::UpsertMany(entries),
             ToQueue::Remove { conversation } => QueueMsg::Remove { conversation },
-            ToQueue::AgentRoom { agent, room } => QueueMsg::AgentRoom { agent, room },
+            ToQueue::AgentRoom { agent, room, group } => QueueMsg::AgentRoom { agent, room, group },
             ToQueue::AgentGone { agent } => QueueMsg::AgentGone { agent },
             ToQueue::OfferDeclined {
                 conversation,
@@ -467,7 +468,11 @@ mod tests {
             queue(ToQueue::Remove {
                 conversation: c.clone(),
             }),
-            queue(ToQueue::AgentRoom { agent: a.clone(), room }),
+            queue(ToQueue::AgentRoom {
+                agent: a.clone(),
+                room,
+                group: Some(GroupId::new("vendor-a").expect("id")),
+            }),
             queue(ToQueue::AgentGone { agent: a.clone() }),
             queue(ToQueue::OfferDeclined {
                 conversation: c.clone(),

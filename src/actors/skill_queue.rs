@@ -16,7 +16,7 @@ use crate::actors::conversation::ConversationMsg;
 use crate::actors::shared::{Envelope, InFlight, QueueRef, Shared};
 use crate::actors::timer::TimerTarget;
 use crate::domain::queue::{AgentRoom, Declined, QueueEntry, QueueFigures, QueueRow, SkillQueue};
-use crate::ids::{AgentId, ConversationId, SkillId};
+use crate::ids::{AgentId, ConversationId, GroupId, SkillId};
 
 #[derive(Debug)]
 pub enum QueueMsg {
@@ -33,6 +33,7 @@ pub enum QueueMsg {
     AgentRoom {
         agent: AgentId,
         room: AgentRoom,
+        group: Option<GroupId>,
     },
     /// The agent no longer has this skill.
     AgentGone {
@@ -136,9 +137,9 @@ impl Actor for SkillQueueActor {
             QueueMsg::Remove { conversation } => {
                 st.queue.remove_at(&conversation, shared.now());
             }
-            QueueMsg::AgentRoom { agent, room } => {
+            QueueMsg::AgentRoom { agent, room, group } => {
                 check_fallback = !room.online;
-                st.queue.set_agent(&agent, room);
+                st.queue.set_agent_in_group(&agent, room, group);
             }
             QueueMsg::AgentGone { agent } => {
                 st.queue.remove_agent(&agent);
@@ -179,6 +180,10 @@ impl Actor for SkillQueueActor {
         }
         if check_fallback && !self.has_available_agent(&shared, st) {
             self.send_to_fallback(&shared, st);
+        }
+        // The skill's group routing as it is now (`PUT /v1/skills` may change it).
+        if let Some(skill) = shared.skill(&st.queue.skill) {
+            st.queue.set_groups(skill.group_routing.as_ref());
         }
         for offer in st.queue.match_offers() {
             // Fallback entries carry their home skill: its offer mode and SLA apply.

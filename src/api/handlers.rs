@@ -277,8 +277,9 @@ pub async fn put_agent(state: Data<AppState>, path: web::Path<AgentId>, bytes: B
     let id = path.into_inner();
     let b: PutAgent = body(&bytes)?;
     // Existence of the skills is the router's to check (404); the shape is checked here.
-    let spec = validate_agent_spec("", &b.skills, b.max_slots, b.max_open, |_| true)
+    let mut spec = validate_agent_spec("", &b.skills, b.max_slots, b.max_open, |_| true)
         .map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
+    spec.group = b.group;
     let agent = state.router.put_agent(id, spec).await?;
     Ok(HttpResponse::Ok().json(AgentView::new(&agent)))
 }
@@ -294,7 +295,7 @@ pub async fn set_status(state: Data<AppState>, path: web::Path<AgentId>, bytes: 
     Ok(HttpResponse::Ok().json(AgentView::new(&agent)))
 }
 
-/// The agents for a supervisor, filtered by status and skill, in id order: this node's,
+/// The agents for a supervisor, filtered by status, skill and group, in id order: this node's,
 /// and in a cluster every other live node's (a node that does not answer makes it 503).
 #[utoipa::path(get, path = "/v1/agents", tag = "agents", params(AgentFilter), responses((status = 200, description = "The agents in id order", body = AgentList), (status = 400, description = "Malformed JSON, an unknown field, a bad id or value; nothing changed", body = ErrorBody), (status = 404, description = "No such skill", body = ErrorBody)))]
 pub async fn list_agents(state: Data<AppState>, req: HttpRequest) -> Result<HttpResponse> {
@@ -307,7 +308,8 @@ pub async fn list_agents(state: Data<AppState>, req: HttpRequest) -> Result<Http
     state.router.visit_agents(|a| {
         let status_ok = filter.status.is_none_or(|s| s == a.status);
         let skill_ok = filter.skill.as_ref().is_none_or(|s| a.skills.contains(s));
-        if status_ok && skill_ok {
+        let group_ok = filter.group.is_none() || filter.group == a.group;
+        if status_ok && skill_ok && group_ok {
             agents.push(AgentSummary::new(a, now, state.streams.connected(&a.id)));
         }
     });

@@ -23,6 +23,8 @@ pub struct PutAgent {
     #[serde(default, deserialize_with = "crate::strict::opt")]
     #[schema(minimum = 1)]
     pub max_open: Option<u32>,
+    /// The agent's group, for skills that route to groups (`group_routing`).
+    pub group: Option<crate::ids::GroupId>,
 }
 
 /// `PUT /v1/skills/{skill_id}/off-hours`.
@@ -169,6 +171,8 @@ pub struct AgentFilter {
     pub status: Option<AgentStatus>,
     /// Only agents with this skill.
     pub skill: Option<SkillId>,
+    /// Only agents of this group.
+    pub group: Option<crate::ids::GroupId>,
 }
 
 /// `GET /v1/events?skill=a,b&type=assigned,closed`.

@@ -4,12 +4,12 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{SlaSpec, SmartCapacitySpec, WorkingHoursSpec};
+use crate::config::{GroupRoutingSpec, SlaSpec, SmartCapacitySpec, WorkingHoursSpec};
 use crate::domain::agent::{Agent, AgentStatus};
 use crate::domain::conversation::{Activity, Awaiting, ClosedBy, Conversation, Phase};
-use crate::domain::skill::Skill;
+use crate::domain::skill::{GroupRouting, Skill};
 use crate::domain::sla::{SlaKind, Span};
-use crate::ids::{AgentId, ConsumerId, ConversationId, SkillId};
+use crate::ids::{AgentId, ConsumerId, ConversationId, GroupId, SkillId};
 use crate::time::Timestamp;
 
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -106,6 +106,8 @@ pub struct AgentView {
     /// Why the agent is away (one of `routing.away_reasons`).
     pub reason: Option<String>,
     pub skills: Vec<SkillId>,
+    /// The agent's group (`group_routing`).
+    pub group: Option<GroupId>,
     pub max_slots: u32,
     pub max_open: Option<u32>,
     /// Σ weights of held conversations.
@@ -129,6 +131,7 @@ impl AgentView {
             status_since: a.status_since,
             reason: a.status_reason.clone(),
             skills: a.skills.clone(),
+            group: a.group.clone(),
             max_slots: a.limits.max_slots,
             max_open: a.limits.max_open,
             busy: a.busy_held().as_slots(),
@@ -175,6 +178,7 @@ pub struct AgentSummary {
     /// `disconnected` to its supervisor.
     pub connected: bool,
     pub skills: Vec<SkillId>,
+    pub group: Option<GroupId>,
     pub max_slots: u32,
     pub busy: f64,
     pub load: f64,
@@ -194,6 +198,7 @@ impl AgentSummary {
             in_status_secs: now.since(a.status_since).as_secs(),
             connected,
             skills: a.skills.clone(),
+            group: a.group.clone(),
             max_slots: a.limits.max_slots,
             busy: a.busy_held().as_slots(),
             load: a.load(),
@@ -219,6 +224,8 @@ pub struct SkillView {
     pub offer_timeout_secs: Option<u64>,
     pub priority_rules: Vec<crate::domain::rank::PriorityRule>,
     pub working_hours: Option<WorkingHoursSpec>,
+    /// Null: agent groups play no part.
+    pub group_routing: Option<GroupRoutingSpec>,
 }
 
 fn hhmm(secs: u32) -> String {
@@ -263,6 +270,16 @@ impl SkillView {
             offer_timeout_secs: s.offer_timeout.map(|d| d.as_secs()),
             priority_rules: s.priority_rules.clone(),
             working_hours,
+            group_routing: s.group_routing.as_ref().map(|g| match g {
+                GroupRouting::Cascade(list) => GroupRoutingSpec {
+                    cascade: Some(list.iter().map(|g| g.to_string()).collect()),
+                    split: None,
+                },
+                GroupRouting::Split(shares) => GroupRoutingSpec {
+                    cascade: None,
+                    split: Some(shares.iter().map(|(g, p)| (g.to_string(), *p)).collect()),
+                },
+            }),
         }
     }
 }

@@ -51,8 +51,9 @@ use crate::actors::remote::{Crossing, Remote};
 /// its busy weight and slots (`AgentRoom`, for the choice by utilization). 4: an agent
 /// is told since when the consumer waits for its answer (`Holding`), and an unassignment
 /// carries its reason and the wait it was asked for (automatic unassignment); an agent's
-/// room says whether it is away (`fallback_when_away`).
-pub const WIRE_VERSION: u16 = 4;
+/// room says whether it is away (`fallback_when_away`). 5: an agent's room comes with
+/// its group (`group_routing`).
+pub const WIRE_VERSION: u16 = 5;
 
 /// The one serialized variant of the gateway's messages, as ractor_cluster names it.
 const FRAME_VARIANT: &str = "switchboard.frame";

@@ -13,7 +13,7 @@ use crate::domain::capacity::{self, CapacityLimits, NoRoom, Warmup, Weight};
 use crate::domain::conversation::{Activity, UnassignReason};
 use crate::domain::queue::AgentRoom;
 use crate::domain::skill::RoutingPolicy;
-use crate::ids::{AgentId, ConversationId, SkillId};
+use crate::ids::{AgentId, ConversationId, GroupId, SkillId};
 use crate::time::Timestamp;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
@@ -125,6 +125,8 @@ pub struct AgentSpec {
     pub skills: Vec<SkillId>,
     pub max_slots: u32,
     pub max_open: Option<u32>,
+    /// The agent's group, for skills that route to groups (`group_routing`).
+    pub group: Option<GroupId>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -141,6 +143,8 @@ pub struct Agent {
     pub reservations: BTreeMap<ConversationId, Reservation>,
     pub warmup: Warmup,
     pub last_assigned_at: Option<Timestamp>,
+    #[serde(default)]
+    pub group: Option<GroupId>,
 }
 
 impl Agent {
@@ -161,11 +165,13 @@ impl Agent {
             reservations: BTreeMap::new(),
             warmup: Warmup::default(),
             last_assigned_at: None,
+            group: spec.group,
         }
     }
 
     pub fn reconfigure(&mut self, spec: AgentSpec, policy: &RoutingPolicy) {
         self.skills = spec.skills;
+        self.group = spec.group;
         self.limits = CapacityLimits {
             max_slots: spec.max_slots,
             overflow: policy.overflow,
@@ -449,6 +455,7 @@ mod tests {
 
     fn agent(max_slots: u32, policy: &RoutingPolicy) -> Agent {
         let spec = AgentSpec {
+            group: None,
             skills: vec![SkillId::new("billing").expect("id")],
             max_slots,
             max_open: None,

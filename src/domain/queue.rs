@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 use crate::domain::capacity::Weight;
 use crate::domain::conversation::RouteHints;
 use crate::domain::rank::RankKey;
-use crate::domain::skill::AgentChoice;
-use crate::ids::{AgentId, ConversationId, SkillId};
+use crate::domain::skill::{AgentChoice, GroupRouting};
+use crate::ids::{AgentId, ConversationId, GroupId, SkillId};
 use crate::time::Timestamp;
 
 /// A conversation as its queue sees it; sent by the conversation whenever it changes.
@@ -183,10 +183,15 @@ pub struct SkillQueue {
     ranked: BTreeMap<(RankKey, ConversationId), ConversationId>,
     targeted: HashMap<AgentId, BTreeMap<(RankKey, ConversationId), ConversationId>>,
     agents: HashMap<AgentId, KnownAgent>,
-    /// Accepting agents with room, in the order they are chosen (`choice`): lowest
-    /// utilization or most free room first, then least recently offered.
-    by_room: BTreeSet<(u64, u64, AgentId)>,
+    /// Accepting agents with room by group tier (see [`SkillQueue::tier_of`]), each
+    /// tier in the order its agents are chosen (`choice`): lowest utilization or most
+    /// free room first, then least recently offered. No empty tier is kept.
+    by_room: BTreeMap<usize, BTreeSet<(u64, u64, AgentId)>>,
     choice: AgentChoice,
+    /// The skill's group routing; `None`: one tier of every agent.
+    groups: Option<GroupRouting>,
+    /// Offers made to the agents of each listed group (the split's tally).
+    group_offers: Vec<u64>,
     offer_seq: u64,
     /// Some entry was passed over because every agent with room had declined it.
     retry_wanted: bool,
@@ -201,11 +206,13 @@ pub struct SkillQueue {
     last_departure: Option<(Timestamp, bool)>,
 }
 
-/// What the queue knows of an agent: its room as last told, and when it was last offered.
-#[derive(Clone, Copy, Debug)]
+/// What the queue knows of an agent: its room as last told, when it was last offered,
+/// and its group.
+#[derive(Clone, Debug)]
 struct KnownAgent {
     room: AgentRoom,
     last_offer: u64,
+    group: Option<GroupId>,
 }
 
 impl KnownAgent {
@@ -232,7 +239,9 @@ impl SkillQueue {
             ranked: BTreeMap::new(),
             targeted: HashMap::new(),
             agents: HashMap::new(),
-            by_room: BTreeSet::new(),
+            by_room: BTreeMap::new(),
+            groups: None,
+            group_offers: Vec::new(),
             offer_seq: 0,
             retry_wanted: false,
             weights: BTreeMap::new(),
@@ -409,34 +418,128 @@ impl SkillQueue {
         }
     }
 
+    /// The tier of an agent of `group`: its group's place in the skill's list, after
+    /// every listed group when not listed (or of no group); 0 without group routing.
+    fn tier_of(&self, group: Option<&GroupId>) -> usize {
+        let Some(routing) = &self.groups else { return 0 };
+        let listed = routing.groups();
+        group
+            .and_then(|g| listed.iter().position(|l| *l == g))
+            .unwrap_or(listed.len())
+    }
+
+    fn unindex_agent(&mut self, agent: &AgentId, view: &KnownAgent) {
+        let tier = self.tier_of(view.group.as_ref());
+        if let (Some(k), Some(set)) = (view.index_key(agent, self.choice), self.by_room.get_mut(&tier)) {
+            set.remove(&k);
+            if set.is_empty() {
+                self.by_room.remove(&tier);
+            }
+        }
+    }
+
     fn put_view(&mut self, agent: &AgentId, view: KnownAgent) {
-        if let Some(k) = self.agents.get(agent).and_then(|old| old.index_key(agent, self.choice)) {
-            self.by_room.remove(&k);
+        if let Some(old) = self.agents.get(agent).cloned() {
+            self.unindex_agent(agent, &old);
         }
         if let Some(k) = view.index_key(agent, self.choice) {
-            self.by_room.insert(k);
+            let tier = self.tier_of(view.group.as_ref());
+            self.by_room.entry(tier).or_default().insert(k);
         }
         self.agents.insert(agent.clone(), view);
     }
 
     /// Records what an agent says about its room.
     pub fn set_agent(&mut self, agent: &AgentId, room: AgentRoom) {
+        let (last_offer, group) = self
+            .agents
+            .get(agent)
+            .map_or((0, None), |v| (v.last_offer, v.group.clone()));
+        self.put_view(
+            agent,
+            KnownAgent {
+                room,
+                last_offer,
+                group,
+            },
+        );
+    }
+
+    /// Records an agent's room and group.
+    pub fn set_agent_in_group(&mut self, agent: &AgentId, room: AgentRoom, group: Option<GroupId>) {
         let last_offer = self.agents.get(agent).map_or(0, |v| v.last_offer);
-        self.put_view(agent, KnownAgent { room, last_offer });
+        self.put_view(
+            agent,
+            KnownAgent {
+                room,
+                last_offer,
+                group,
+            },
+        );
     }
 
     pub fn remove_agent(&mut self, agent: &AgentId) {
-        if let Some(k) = self.agents.remove(agent).and_then(|v| v.index_key(agent, self.choice)) {
-            self.by_room.remove(&k);
+        if let Some(v) = self.agents.remove(agent) {
+            self.unindex_agent(agent, &v);
         }
+    }
+
+    /// The skill's group routing (a no-op when unchanged): the agents are placed in
+    /// their tiers again, and a new routing starts its split's tally afresh.
+    pub fn set_groups(&mut self, groups: Option<&GroupRouting>) {
+        if self.groups.as_ref() == groups {
+            return;
+        }
+        let agents: Vec<(AgentId, KnownAgent)> = self.agents.drain().collect();
+        self.by_room.clear();
+        self.groups = groups.cloned();
+        self.group_offers = vec![0; groups.map_or(0, |g| g.groups().len())];
+        for (id, view) in agents {
+            self.put_view(&id, view);
+        }
+    }
+
+    /// The order in which tiers are tried: a cascade's in its order; a split's furthest
+    /// below its share first (ties in list order); unlisted groups last.
+    fn tier_order(&self) -> Vec<usize> {
+        match &self.groups {
+            None => vec![0],
+            Some(GroupRouting::Cascade(list)) => (0..=list.len()).collect(),
+            Some(GroupRouting::Split(shares)) => {
+                let total: u64 = self.group_offers.iter().sum();
+                let behind = |i: usize| {
+                    let target = i128::from(shares[i].1) * i128::from(total + 1);
+                    target - 100 * i128::from(self.group_offers.get(i).copied().unwrap_or(0))
+                };
+                let mut order: Vec<usize> = (0..shares.len()).collect();
+                order.sort_by_key(|&i| std::cmp::Reverse(behind(i)));
+                order.push(shares.len());
+                order
+            }
+        }
+    }
+
+    /// Offers made to the agents of each listed group since the routing was set.
+    pub fn group_offers(&self) -> Vec<(GroupId, u64)> {
+        let Some(routing) = &self.groups else { return Vec::new() };
+        routing
+            .groups()
+            .into_iter()
+            .cloned()
+            .zip(self.group_offers.iter().copied())
+            .collect()
     }
 
     /// Lowers the view of an agent's room by an offer's weight until the agent answers.
     fn take_room(&mut self, agent: &AgentId, weight: Weight) {
         self.offer_seq += 1;
-        let Some(view) = self.agents.get(agent).copied() else {
+        let Some(view) = self.agents.get(agent).cloned() else {
             return;
         };
+        let tier = self.tier_of(view.group.as_ref());
+        if let Some(n) = self.group_offers.get_mut(tier) {
+            *n += 1;
+        }
         let room = AgentRoom {
             free: view.room.free.saturating_sub(weight),
             busy: view.room.busy + weight,
@@ -447,6 +550,7 @@ impl SkillQueue {
             KnownAgent {
                 room,
                 last_offer: self.offer_seq,
+                group: view.group,
             },
         );
     }
@@ -469,20 +573,25 @@ impl SkillQueue {
             }
         }
         let mut any_fit = false;
-        for (_, _, agent) in &self.by_room {
-            let free = self.agents.get(agent).map_or(Weight::ZERO, |v| v.room.free);
-            if free < weight {
-                match self.choice {
-                    // Ordered by free room: nobody further fits either.
-                    AgentChoice::MostFree => break,
-                    AgentChoice::Utilization => continue,
-                }
-            }
-            any_fit = true;
-            if slot.declined.contains(agent) || e.hints.avoid_agent.as_ref() == Some(agent) {
+        for tier in self.tier_order() {
+            let Some(agents) = self.by_room.get(&tier) else {
                 continue;
+            };
+            for (_, _, agent) in agents {
+                let free = self.agents.get(agent).map_or(Weight::ZERO, |v| v.room.free);
+                if free < weight {
+                    match self.choice {
+                        // Ordered by free room: nobody further in the tier fits either.
+                        AgentChoice::MostFree => break,
+                        AgentChoice::Utilization => continue,
+                    }
+                }
+                any_fit = true;
+                if slot.declined.contains(agent) || e.hints.avoid_agent.as_ref() == Some(agent) {
+                    continue;
+                }
+                return Choice::Agent(agent.clone());
             }
-            return Choice::Agent(agent.clone());
         }
         if let Some(avoided) = &e.hints.avoid_agent {
             if usable(avoided) {

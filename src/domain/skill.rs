@@ -10,7 +10,7 @@ use crate::domain::capacity::{WarmupPolicy, Weight};
 use crate::domain::conversation::Activity;
 use crate::domain::rank::{PriorityRule, RankWeights};
 use crate::domain::sla::{OffHours, Sla, SlaKind, SlaPolicy, WorkingHours};
-use crate::ids::SkillId;
+use crate::ids::{GroupId, SkillId};
 use crate::time::Timestamp;
 
 /// One skill: a queue with its SLAs, Smart Capacity weights and priority rules.
@@ -46,6 +46,33 @@ pub struct Skill {
     /// so a `PUT /v1/skills/{id}` keeps it.
     #[serde(default)]
     pub off_hours: OffHours,
+    /// How conversations are shared among agent groups; `None`: groups play no part.
+    #[serde(default)]
+    pub group_routing: Option<GroupRouting>,
+}
+
+/// How a skill shares its conversations among agent groups (LivePerson's skill routing
+/// configuration, for teams and BPO vendors). Agents of a group not listed, or of none,
+/// come after every listed group.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupRouting {
+    /// In priority order: a group's agents get conversations only when no agent of the
+    /// groups before it has room.
+    Cascade(Vec<GroupId>),
+    /// Percentages of the conversations offered (summing to 100): each goes to the group
+    /// furthest below its share that has an agent with room.
+    Split(Vec<(GroupId, u32)>),
+}
+
+impl GroupRouting {
+    /// The listed groups, in order.
+    pub fn groups(&self) -> Vec<&GroupId> {
+        match self {
+            GroupRouting::Cascade(g) => g.iter().collect(),
+            GroupRouting::Split(g) => g.iter().map(|(g, _)| g).collect(),
+        }
+    }
 }
 
 fn yes() -> bool {

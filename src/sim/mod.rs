@@ -194,6 +194,7 @@ impl World<'_> {
             for i in 0..group.count {
                 let id = AgentId::new(format!("{}-{i}", group.name))?;
                 let spec = AgentSpec {
+                    group: None,
                     skills: group.skills.clone(),
                     max_slots: group.max_slots,
                     max_open: group.max_open,

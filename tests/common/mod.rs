@@ -95,7 +95,13 @@ pub async fn agent_online(r: &Router, id: &str, skills: &[&str], max_slots: u32)
 }
 
 pub async fn agent(r: &Router, id: &str, skills: &[&str], max_slots: u32) {
+    agent_in_group(r, id, skills, max_slots, None).await;
+}
+
+/// Registers an agent of `group` (offline, as every new agent).
+pub async fn agent_in_group(r: &Router, id: &str, skills: &[&str], max_slots: u32, group: Option<&str>) {
     let spec = AgentSpec {
+        group: group.map(|g| switchboard::ids::GroupId::new(g).expect("group id")),
         skills: skills.iter().map(|s| sid(s)).collect(),
         max_slots,
         max_open: None,

@@ -20,6 +20,7 @@ async fn setup(max_slots: u32) -> Router {
         .await
         .expect("start");
     let spec = AgentSpec {
+        group: None,
         skills: vec![skill()],
         max_slots,
         max_open: None,

@@ -383,3 +383,61 @@ fn the_estimated_wait_is_the_line_ahead_over_its_pace() {
     // Older than 15 minutes, departures no longer count.
     assert_eq!(q.estimated_wait(t(60 * 60), one), None);
 }
+
+fn gid(s: &str) -> GroupId {
+    GroupId::new(s).expect("id")
+}
+
+#[test]
+fn a_cascade_fills_its_groups_in_order_and_unlisted_agents_last() {
+    let mut q = SkillQueue::new(skill());
+    q.set_groups(Some(&GroupRouting::Cascade(vec![gid("inhouse"), gid("vendor")])));
+    // The vendor's agent is idle, in-house ones are busier: in-house first all the same.
+    q.set_agent_in_group(&aid("v1"), sized(3.0, 0.0), Some(gid("vendor")));
+    q.set_agent_in_group(&aid("loner"), sized(3.0, 0.0), None);
+    q.set_agent_in_group(&aid("i1"), sized(2.0, 1.0), Some(gid("inhouse")));
+    for i in 1..=5 {
+        q.upsert(entry(&format!("c{i}"), i));
+    }
+    let got: Vec<String> = pairs(&q.match_offers()).into_iter().map(|(_, a)| a).collect();
+    // i1 has 1.5 free (two conversations of weight 1 do not fit: 1 + 0.5 overflow),
+    // then the vendor's 3.5, then the agent of no listed group.
+    assert_eq!(got, vec!["i1", "v1", "v1", "v1", "loner"], "{got:?}");
+    assert_eq!(q.group_offers(), vec![(gid("inhouse"), 1), (gid("vendor"), 3)]);
+}
+
+#[test]
+fn a_split_shares_the_offers_by_percentage_and_spills_over_when_a_group_is_full() {
+    let mut q = SkillQueue::new(skill());
+    q.set_groups(Some(&GroupRouting::Split(vec![(gid("a"), 70), (gid("b"), 30)])));
+    q.set_agent_in_group(&aid("a1"), sized(1000.0, 0.0), Some(gid("a")));
+    q.set_agent_in_group(&aid("b1"), sized(1000.0, 0.0), Some(gid("b")));
+    for i in 1..=100 {
+        q.upsert(entry(&format!("c{i}"), i));
+    }
+    let offers = q.match_offers();
+    assert_eq!(offers.len(), 100);
+    assert_eq!(q.group_offers(), vec![(gid("a"), 70), (gid("b"), 30)]);
+    // Every prefix keeps close to the shares: never more than one offer off.
+    let mut a = 0i64;
+    for (i, o) in offers.iter().enumerate() {
+        a += i64::from(o.agent_id == aid("a1"));
+        let expected = (i as i64 + 1) * 70;
+        assert!((a * 100 - expected).abs() <= 100, "after {} offers, {a} to a", i + 1);
+    }
+    // A group with no room: the other takes the conversations meanwhile.
+    let mut q = SkillQueue::new(skill());
+    q.set_groups(Some(&GroupRouting::Split(vec![(gid("a"), 50), (gid("b"), 50)])));
+    q.set_agent_in_group(&aid("a1"), sized(1000.0, 0.0), Some(gid("a")));
+    q.set_agent_in_group(&aid("b1"), sized(1.0, 1.5), Some(gid("b")));
+    for i in 1..=4 {
+        q.upsert(entry(&format!("c{i}"), i));
+    }
+    assert_eq!(q.match_offers().len(), 4);
+    assert_eq!(q.group_offers(), vec![(gid("a"), 4), (gid("b"), 0)]);
+    // A new routing starts a new tally; an unchanged one keeps it.
+    q.set_groups(Some(&GroupRouting::Split(vec![(gid("a"), 50), (gid("b"), 50)])));
+    assert_eq!(q.group_offers(), vec![(gid("a"), 4), (gid("b"), 0)]);
+    q.set_groups(None);
+    assert!(q.group_offers().is_empty());
+}
