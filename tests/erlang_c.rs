@@ -173,3 +173,64 @@ fn the_same_scenario_and_seed_give_the_same_report() {
     let c = run(&sc);
     assert_ne!(a, c, "another seed gives another day");
 }
+
+/// Agent groups in the simulator: the scenario's `[[agents]]` names are the agents'
+/// groups, so a skill's `group_routing` applies. A cascade keeps the in-house group
+/// busier than the vendor's; a 75/25 split gives the vendor about a quarter of the work.
+#[test]
+fn the_simulator_routes_to_agent_groups() {
+    let run = |routing: &str| {
+        let text = format!(
+            r#"
+duration_secs = 86400
+seed = 7
+sample_every_secs = 600
+
+[[skills]]
+id = "support"
+group_routing = {routing}
+
+[[agents]]
+name = "inhouse"
+count = 4
+skills = ["support"]
+max_slots = 1
+
+[[agents]]
+name = "vendor"
+count = 4
+skills = ["support"]
+max_slots = 1
+
+[[arrivals]]
+skill = "support"
+per_hour = 48
+
+[handling]
+distribution = "exponential"
+mean_secs = 240
+"#
+        );
+        let sc = Scenario::from_toml(&text).expect("valid scenario");
+        let r = switchboard::sim::run(&sc, &mut |_| {}).expect("runs");
+        let busy = |g: &str| r.agent_groups[g].occupancy;
+        eprintln!(
+            "{routing}: in-house occupancy {:.3}, vendor {:.3}",
+            busy("inhouse"),
+            busy("vendor")
+        );
+        (busy("inhouse"), busy("vendor"))
+    };
+    // 48 an hour of 4 minutes each: 3.2 agents busy on average, of 8.
+    let (inhouse, vendor) = run(r#"{ cascade = ["inhouse", "vendor"] }"#);
+    assert!(
+        inhouse > 2.0 * vendor,
+        "cascade: in-house {inhouse:.2}, vendor {vendor:.2}"
+    );
+    let (inhouse, vendor) = run(r#"{ split = { inhouse = 75, vendor = 25 } }"#);
+    let vendor_share = vendor / (inhouse + vendor);
+    assert!(
+        (0.18..0.32).contains(&vendor_share),
+        "split: vendor's share {vendor_share:.2}"
+    );
+}

@@ -26,7 +26,7 @@ use crate::domain::agent::{AgentSpec, AgentStatus};
 use crate::domain::capacity::Weight;
 use crate::domain::conversation::{Activity, ClosedBy};
 use crate::events::{EventKind, RouterEvent};
-use crate::ids::{AgentId, ConsumerId, ConversationId};
+use crate::ids::{AgentId, ConsumerId, ConversationId, GroupId};
 use crate::router::OpenConversation;
 use crate::sim::report::{Collector, Report};
 use crate::sim::scenario::Scenario;
@@ -194,7 +194,8 @@ impl World<'_> {
             for i in 0..group.count {
                 let id = AgentId::new(format!("{}-{i}", group.name))?;
                 let spec = AgentSpec {
-                    group: None,
+                    // The scenario's agent group is the agents' group for `group_routing`.
+                    group: GroupId::new(&group.name).ok(),
                     skills: group.skills.clone(),
                     max_slots: group.max_slots,
                     max_open: group.max_open,
