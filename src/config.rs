@@ -212,6 +212,8 @@ pub struct RoutingSection {
     pub passivate_after_secs: Option<u64>,
     pub agent_choice: Option<crate::domain::skill::AgentChoice>,
     pub backlog_after_secs: Option<u64>,
+    /// An online agent with no open event stream this long is set away. Default: never.
+    pub disconnected_away_after_secs: Option<u64>,
     pub warmup: Option<WarmupSection>,
     pub ranking: Option<RankingSection>,
 }
@@ -661,6 +663,14 @@ impl RoutingSection {
             )?,
             agent_choice: self.agent_choice.unwrap_or(d.agent_choice),
             backlog_after: positive_secs("routing.backlog_after_secs", self.backlog_after_secs, d.backlog_after)?,
+            disconnected_away_after: match self.disconnected_away_after_secs {
+                None => None,
+                s => Some(positive_secs(
+                    "routing.disconnected_away_after_secs",
+                    s,
+                    Duration::ZERO,
+                )?),
+            },
         })
     }
 }

@@ -777,6 +777,44 @@ async fn skills_route_to_agent_groups_over_http() {
     server.stop().await;
 }
 
+/// `routing.disconnected_away_after_secs`: an online agent with no event stream is set
+/// away; one with a stream stays online; the agent's own view says whether it is
+/// connected.
+#[tokio::test]
+async fn an_agent_without_an_event_stream_is_set_away_when_configured() {
+    let server = start("[routing]\ndisconnected_away_after_secs = 1").await;
+    let api = Api::new(&server);
+    api.agent_online("ann", &["general"], 2).await;
+    api.agent_online("bob", &["general"], 2).await;
+    let (_, ann) = api.get("/v1/agents/ann").await;
+    assert_eq!(ann["connected"], false, "{ann}");
+    let resp = api
+        .req(reqwest::Method::GET, "/v1/agents/bob/events")
+        .send()
+        .await
+        .expect("sse");
+    let mut stream = resp.bytes_stream();
+    let mut buf = String::new();
+    let snapshot = next_event(&mut stream, &mut buf, "snapshot").await;
+    assert_eq!(snapshot["connected"], true, "{snapshot}");
+    let (_, bob) = api.get("/v1/agents/bob").await;
+    assert_eq!(bob["connected"], true, "{bob}");
+    eventually("ann away", || async {
+        api.get("/v1/agents/ann").await.1["status"] == "away"
+    })
+    .await;
+    // Well past the second: bob, connected, is still online.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (_, bob) = api.get("/v1/agents/bob").await;
+    assert_eq!(
+        (&bob["status"], &bob["connected"]),
+        (&json!("online"), &json!(true)),
+        "{bob}"
+    );
+    drop(stream);
+    server.stop().await;
+}
+
 /// `GET /v1/agents` for supervisors: filtered by status and skill, each agent with its
 /// status, reason, time in state, load, open and offered counts, and whether it has an
 /// open event stream (`connected`; the count of those without is a metric). Bad filters

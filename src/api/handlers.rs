@@ -281,7 +281,8 @@ pub async fn put_agent(state: Data<AppState>, path: web::Path<AgentId>, bytes: B
         .map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
     spec.group = b.group;
     let agent = state.router.put_agent(id, spec).await?;
-    Ok(HttpResponse::Ok().json(AgentView::new(&agent)))
+    let connected = state.streams.connected(&agent.id);
+    Ok(HttpResponse::Ok().json(AgentView::new(&agent, connected)))
 }
 
 #[utoipa::path(post, path = "/v1/agents/{agent_id}/status", tag = "agents", params(("agent_id" = AgentId, Path, description = "The agent")), request_body = StatusBody, responses((status = 200, description = "The agent in its new status", body = AgentView), (status = 400, description = "Malformed JSON, an unknown field, a bad id or value; nothing changed", body = ErrorBody), (status = 404, description = "No such agent", body = ErrorBody)))]
@@ -292,7 +293,7 @@ pub async fn set_status(state: Data<AppState>, path: web::Path<AgentId>, bytes: 
         .router
         .set_agent_status_with_reason(&id, b.status, b.reason)
         .await?;
-    Ok(HttpResponse::Ok().json(AgentView::new(&agent)))
+    Ok(HttpResponse::Ok().json(AgentView::new(&agent, state.streams.connected(&id))))
 }
 
 /// The agents for a supervisor, filtered by status, skill and group, in id order: this node's,
@@ -326,14 +327,16 @@ pub async fn list_agents(state: Data<AppState>, req: HttpRequest) -> Result<Http
 #[utoipa::path(get, path = "/v1/agents/{agent_id}", tag = "agents", params(("agent_id" = AgentId, Path, description = "The agent")), responses((status = 200, description = "The agent with its conversations and offers", body = AgentView), (status = 400, description = "Malformed JSON, an unknown field, a bad id or value; nothing changed", body = ErrorBody), (status = 404, description = "No such agent", body = ErrorBody)))]
 pub async fn get_agent(state: Data<AppState>, path: web::Path<AgentId>) -> Result<HttpResponse> {
     let id = path.into_inner();
-    Ok(HttpResponse::Ok().json(AgentView::new(&state.router.agent(&id)?)))
+    let agent = state.router.agent(&id)?;
+    Ok(HttpResponse::Ok().json(AgentView::new(&agent, state.streams.connected(&id))))
 }
 
 #[utoipa::path(get, path = "/v1/agents/{agent_id}/events", tag = "agents", params(("agent_id" = AgentId, Path, description = "The agent")), responses((status = 200, description = "First `event: snapshot` (an AgentView), then each event as `event: <type>` with `data:` a RouterEvent; `: keep-alive` every 15 s", body = crate::api::openapi::AgentStreamEvent, content_type = "text/event-stream"), (status = 400, description = "Malformed JSON, an unknown field, a bad id or value; nothing changed", body = ErrorBody), (status = 404, description = "No such agent", body = ErrorBody)))]
 pub async fn agent_events(state: Data<AppState>, path: web::Path<AgentId>) -> Result<HttpResponse> {
     let id = path.into_inner();
     let agent = state.router.agent(&id)?;
-    let snapshot = serde_json::to_string(&AgentView::new(&agent)).unwrap_or_default();
+    // The stream this snapshot opens is the connection.
+    let snapshot = serde_json::to_string(&AgentView::new(&agent, true)).unwrap_or_default();
     let hello = Bytes::from(format!("event: snapshot\ndata: {snapshot}\n\n"));
     let stream = state.streams.open(id, hello);
     Ok(sse(stream))

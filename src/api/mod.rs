@@ -304,6 +304,10 @@ pub async fn start(config: Config, clock: Clock) -> anyhow::Result<RunningServer
     match set_up(&running, config, &metrics).await {
         Ok(()) => {
             running.state.set_ready(true);
+            // Counted from readiness: no client could open a stream before.
+            if let Some(after) = running.router.policy().disconnected_away_after {
+                running.state.streams.spawn_disconnected_away(&running.router, after);
+            }
             tracing::info!(%addr, "ready");
             Ok(running)
         }

@@ -19,6 +19,7 @@ use dashmap::DashMap;
 use futures_util::Stream;
 use tokio::sync::{broadcast, mpsc, watch};
 
+use crate::domain::agent::AgentStatus;
 use crate::events::RouterEvent;
 use crate::ids::AgentId;
 use crate::metrics::Metrics;
@@ -93,6 +94,50 @@ impl EventStreams {
             drop(senders);
             self.streams.remove_if(&agent, |_, v| v.is_empty());
         }
+    }
+
+    /// `routing.disconnected_away_after`: an online agent without an open event stream
+    /// for `after` is set away (an agent that never opened one counts from when this
+    /// task first saw it online). Checks four times per `after`, at most every 5 s.
+    pub fn spawn_disconnected_away(self: &Arc<Self>, router: &Router, after: Duration) -> tokio::task::JoinHandle<()> {
+        let this = Arc::clone(self);
+        let router = router.clone();
+        let mut shutdown = self.shutdown.clone();
+        let every = (after / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
+        tokio::spawn(async move {
+            let mut since: std::collections::HashMap<AgentId, tokio::time::Instant> = Default::default();
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = shutdown.changed() => return,
+                }
+                let now = tokio::time::Instant::now();
+                let mut online = Vec::new();
+                router.visit_agents(|a| {
+                    if a.status == AgentStatus::Online {
+                        online.push(a.id.clone());
+                    }
+                });
+                since.retain(|id, _| online.contains(id));
+                for id in online {
+                    if this.connected(&id) {
+                        since.remove(&id);
+                        continue;
+                    }
+                    let from = *since.entry(id.clone()).or_insert(now);
+                    if now.duration_since(from) >= after {
+                        since.remove(&id);
+                        match router.set_agent_status(&id, AgentStatus::Away).await {
+                            Ok(_) => tracing::info!(agent = %id, "no event stream for {after:?}: set away"),
+                            Err(e) => {
+                                tracing::warn!(agent = %id, error = %e, "could not set a disconnected agent away")
+                            }
+                        }
+                    }
+                }
+            }
+        })
     }
 
     /// Whether `agent` has an open event stream here (a client gone is noticed at the

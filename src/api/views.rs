@@ -108,6 +108,8 @@ pub struct AgentView {
     pub skills: Vec<SkillId>,
     /// The agent's group (`group_routing`).
     pub group: Option<GroupId>,
+    /// Has an open event stream; false: `disconnected` (see `GET /v1/agents`).
+    pub connected: bool,
     pub max_slots: u32,
     pub max_open: Option<u32>,
     /// Σ weights of held conversations.
@@ -124,7 +126,7 @@ pub struct AgentView {
 }
 
 impl AgentView {
-    pub fn new(a: &Agent) -> Self {
+    pub fn new(a: &Agent, connected: bool) -> Self {
         AgentView {
             agent_id: a.id.clone(),
             status: a.status,
@@ -132,6 +134,7 @@ impl AgentView {
             reason: a.status_reason.clone(),
             skills: a.skills.clone(),
             group: a.group.clone(),
+            connected,
             max_slots: a.limits.max_slots,
             max_open: a.limits.max_open,
             busy: a.busy_held().as_slots(),

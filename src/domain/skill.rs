@@ -173,6 +173,9 @@ pub struct RoutingPolicy {
     /// this gives the conversation its inactive weight at once (the consumer has most
     /// likely left), instead of after the skill's `inactive_after`.
     pub backlog_after: Duration,
+    /// An online agent with no open event stream this long is set away; `None`: never.
+    #[serde(default)]
+    pub disconnected_away_after: Option<Duration>,
 }
 
 impl Default for RoutingPolicy {
@@ -196,6 +199,7 @@ impl Default for RoutingPolicy {
             passivate_after: Duration::from_secs(30),
             agent_choice: AgentChoice::Utilization,
             backlog_after: Duration::from_secs(2 * 3600),
+            disconnected_away_after: None,
         }
     }
 }
