@@ -165,8 +165,10 @@ auto_close_after_secs = 3600
 
 [[skills]]
 id = "s0"
+group_routing = {{ split = {{ g0 = 60, g1 = 40 }} }}
 [[skills]]
 id = "s1"
+group_routing = {{ cascade = ["g1", "g0"] }}
 fallback_skill = "s0"
 fallback_after_secs = 300
 [[skills]]
@@ -202,8 +204,10 @@ async fn setup(nodes: &Nodes, rng: &mut SmallRng) -> Vec<String> {
             }
         }
         let id = format!("a{i}");
+        // Groups of the skills' routing, one no skill lists, and none.
+        let group = ["g0", "g1", "g2", ""][rng.gen_range(0..4)];
         let spec = AgentSpec {
-            group: None,
+            group: switchboard::ids::GroupId::new(group).ok(),
             skills,
             max_slots: rng.gen_range(1..=4),
             max_open: rng.gen_bool(0.3).then(|| rng.gen_range(1..=3)),
@@ -355,12 +359,24 @@ impl World {
                     None => false,
                 }
             }
-            94..=95 => {
+            94 => {
                 name = "urgent";
                 match &conv {
                     Some(c) => nodes.conv(c).mark_urgent(c).await.is_ok(),
                     None => false,
                 }
+            }
+            95 => {
+                // A skill switched off hours by hand, or back, on every node (as the
+                // API does): deadlines move under everything else going on.
+                name = "off_hours";
+                let skill = sid(SKILLS[self.rng.gen_range(0..3)]);
+                let on = self.rng.gen_bool(0.5);
+                let mut ok = true;
+                for r in &nodes.engines {
+                    ok &= r.set_off_hours(&skill, on).await.is_ok();
+                }
+                ok
             }
             _ => {
                 name = "time_passes";
