@@ -126,17 +126,22 @@ pub async fn put_skill(
     let id = path.into_inner();
     let spec: SkillSpec = body(&bytes)?;
     let skill = state.router.put_skill(id, &spec).await?;
-    // Skills are the same on every node of a cluster: the node that takes the request
-    // applies it on the others.
-    for answer in to_peers(&state, &req, reqwest::Method::PUT, bytes).await {
+    // Skills are the same on every node of a cluster.
+    on_every_peer(&state, &req, bytes, &format!("skill {} is set", skill.id)).await?;
+    Ok(HttpResponse::Ok().json(SkillView::new(&skill)))
+}
+
+/// Applies an idempotent `PUT` already applied here (`done` says what) on every other
+/// live member of the cluster: 503 naming the first that did not take it.
+async fn on_every_peer(state: &AppState, req: &HttpRequest, bytes: Bytes, done: &str) -> Result<()> {
+    for answer in to_peers(state, req, reqwest::Method::PUT, bytes).await {
         if let Err((peer, e)) = answer {
             return Err(ApiError::Unavailable(format!(
-                "skill {} is set on this node but not yet on {peer} ({e}); retry (the request is idempotent)",
-                skill.id
+                "{done} on this node but not yet on {peer} ({e}); retry (the request is idempotent)"
             )));
         }
     }
-    Ok(HttpResponse::Ok().json(SkillView::new(&skill)))
+    Ok(())
 }
 
 /// Sends the request to every other live member of the cluster, marked as forwarded
@@ -209,13 +214,7 @@ pub async fn put_off_hours(
     let OffHoursBody { off_hours } = body(&bytes)?;
     let skill = state.router.set_off_hours(&id, off_hours).await?;
     // Every node switches its own conversations' clocks.
-    for answer in to_peers(&state, &req, reqwest::Method::PUT, bytes).await {
-        if let Err((peer, e)) = answer {
-            return Err(ApiError::Unavailable(format!(
-                "skill {id} is switched on this node but not yet on {peer} ({e}); retry (the request is idempotent)"
-            )));
-        }
-    }
+    on_every_peer(&state, &req, bytes, &format!("skill {id} is switched")).await?;
     Ok(HttpResponse::Ok().json(OffHoursView::new(&skill, state.router.clock().now())))
 }
 

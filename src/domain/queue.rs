@@ -449,20 +449,10 @@ impl SkillQueue {
         self.agents.insert(agent.clone(), view);
     }
 
-    /// Records what an agent says about its room.
+    /// Records what an agent says about its room (its group as known).
     pub fn set_agent(&mut self, agent: &AgentId, room: AgentRoom) {
-        let (last_offer, group) = self
-            .agents
-            .get(agent)
-            .map_or((0, None), |v| (v.last_offer, v.group.clone()));
-        self.put_view(
-            agent,
-            KnownAgent {
-                room,
-                last_offer,
-                group,
-            },
-        );
+        let group = self.agents.get(agent).and_then(|v| v.group.clone());
+        self.set_agent_in_group(agent, room, group);
     }
 
     /// Records an agent's room and group.
