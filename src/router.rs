@@ -620,21 +620,19 @@ impl Router {
             return Ok(current);
         }
         let skill = self.install_skill(skill).await?;
-        let all: Vec<(ConversationId, ConversationHandle)> = self
+        let open: Vec<ConversationId> = self
             .shared
             .conversations
             .iter()
-            .map(|h| (h.key().clone(), Arc::clone(h.value())))
+            .filter(|h| {
+                let c = h.lock();
+                c.skill == *id && c.closed.is_none()
+            })
+            .map(|h| h.key().clone())
             .collect();
-        for (conversation, handle) in all {
-            let of_skill = {
-                let c = handle.lock();
-                c.skill == *id && !c.is_closed()
-            };
-            if of_skill {
-                self.shared
-                    .tell_conversation(&conversation, ConversationMsg::OpenTimeChanged);
-            }
+        for conversation in open {
+            self.shared
+                .tell_conversation(&conversation, ConversationMsg::OpenTimeChanged);
         }
         Ok(skill)
     }

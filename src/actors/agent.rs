@@ -496,30 +496,18 @@ impl AgentActor {
         });
         for skill in &agent.skills {
             match st.told.iter_mut().find(|(s, _)| s == skill) {
-                Some((_, told)) if *told == room => {}
-                Some((_, told)) => {
-                    *told = room;
-                    shared.tell_queue(
-                        skill,
-                        QueueMsg::AgentRoom {
-                            agent: agent.id.clone(),
-                            room,
-                            group: agent.group.clone(),
-                        },
-                    );
-                }
-                None => {
-                    st.told.push((skill.clone(), room));
-                    shared.tell_queue(
-                        skill,
-                        QueueMsg::AgentRoom {
-                            agent: agent.id.clone(),
-                            room,
-                            group: agent.group.clone(),
-                        },
-                    );
-                }
+                Some((_, told)) if *told == room => continue,
+                Some((_, told)) => *told = room,
+                None => st.told.push((skill.clone(), room)),
             }
+            shared.tell_queue(
+                skill,
+                QueueMsg::AgentRoom {
+                    agent: agent.id.clone(),
+                    room,
+                    group: agent.group.clone(),
+                },
+            );
         }
         let next = agent.next_deadline(now, &shared.policy);
         shared.arm(TimerTarget::Agent(agent.id.clone()), next);

@@ -113,10 +113,10 @@ impl EventStreams {
                     _ = shutdown.changed() => return,
                 }
                 let now = tokio::time::Instant::now();
-                let mut online = Vec::new();
+                let mut online = std::collections::HashSet::new();
                 router.visit_agents(|a| {
                     if a.status == AgentStatus::Online {
-                        online.push(a.id.clone());
+                        online.insert(a.id.clone());
                     }
                 });
                 since.retain(|id, _| online.contains(id));
