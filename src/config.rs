@@ -169,6 +169,8 @@ pub struct StoreSection {
     pub durability: Option<String>,
     pub max_batch: Option<usize>,
     pub gather_ms: Option<u64>,
+    /// The platform stream's events kept in the store (per node); 0 keeps none.
+    pub events_kept: Option<u64>,
 }
 
 /// `[server]`: where and how the HTTP API listens.
@@ -978,6 +980,10 @@ impl ConfigFile {
     }
 }
 
+/// The most events `store.events_kept` may keep: each trim walks that many index
+/// entries.
+pub const MAX_EVENTS_KEPT: u64 = 10_000_000;
+
 impl StoreSection {
     pub fn validate(&self) -> Result<StoreConfig, ConfigError> {
         let d = StoreConfig::default();
@@ -1008,11 +1014,19 @@ impl StoreSection {
         if gather > Duration::from_millis(100) {
             return Err(ConfigError::new("store.gather_ms", "must be at most 100"));
         }
+        let events_kept = self.events_kept.unwrap_or(d.events_kept);
+        if events_kept > MAX_EVENTS_KEPT {
+            return Err(ConfigError::new(
+                "store.events_kept",
+                format!("{events_kept} is more than {MAX_EVENTS_KEPT}"),
+            ));
+        }
         Ok(StoreConfig {
             url: self.url.clone(),
             durability,
             max_batch,
             gather,
+            events_kept,
         })
     }
 }

@@ -241,6 +241,109 @@ fn request(method: reqwest::Method, url: &str, body: Option<&Value>) -> Option<(
     })
 }
 
+/// The cluster's event stream (`GET /v1/events`) read from one node on a thread of its
+/// own: each event's cursor (its `id`), type and conversation.
+struct Following {
+    frames: std::sync::Arc<std::sync::Mutex<Vec<(String, String, String)>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+fn follow(node: &Node, last: Option<&str>) -> Following {
+    use std::sync::atomic::Ordering;
+    let frames = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (url, last) = (format!("{}/v1/events", node.base), last.map(str::to_string));
+    let (out, stopped) = (frames.clone(), stop.clone());
+    let (opened_tx, opened) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            use futures_util::StreamExt;
+            let mut r = reqwest::Client::new().get(&url);
+            if let Some(last) = last {
+                r = r.header("Last-Event-ID", last);
+            }
+            let resp = r.send().await.expect("the cluster stream opens");
+            assert_eq!(resp.status().as_u16(), 200, "{url}");
+            let _ = opened_tx.send(());
+            let mut body = resp.bytes_stream();
+            let mut buf = String::new();
+            while !stopped.load(Ordering::Acquire) {
+                let Ok(chunk) = tokio::time::timeout(Duration::from_millis(200), body.next()).await else {
+                    continue;
+                };
+                let Some(Ok(chunk)) = chunk else { break };
+                buf.push_str(&String::from_utf8_lossy(&chunk));
+                while let Some(at) = buf.find("\n\n") {
+                    let frame: String = buf.drain(..at + 2).collect();
+                    let field = |name: &str| {
+                        frame
+                            .lines()
+                            .find_map(|l| l.strip_prefix(name))
+                            .unwrap_or("")
+                            .to_string()
+                    };
+                    let (id, kind) = (field("id: "), field("event: "));
+                    if !id.is_empty() {
+                        let data: Value = serde_json::from_str(&field("data: ")).unwrap_or_default();
+                        let conversation = data["conversation_id"].as_str().unwrap_or("").to_string();
+                        out.lock().expect("frames").push((id, kind, conversation));
+                    }
+                }
+            }
+        });
+    });
+    opened
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the cluster stream opened within 10 s");
+    Following { frames, stop, thread }
+}
+
+impl Following {
+    fn stop(self) -> Vec<(String, String, String)> {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        self.thread.join().expect("the stream's reader");
+        let frames = self.frames.lock().expect("frames").clone();
+        frames
+    }
+}
+
+/// Each frame's event as `(node, id)`: what its cursor moved from the one before
+/// (starting from `from`, the stream's `Last-Event-ID`).
+fn moved(frames: &[(String, String, String)], from: &str) -> Vec<(String, u64)> {
+    let parse = |c: &str| -> std::collections::BTreeMap<String, u64> {
+        c.split(',')
+            .filter_map(|p| {
+                let (n, i) = p.split_once(':')?;
+                Some((n.to_string(), i.parse().ok()?))
+            })
+            .collect()
+    };
+    let mut before = parse(from);
+    frames
+        .iter()
+        .map(|(cursor, _, _)| {
+            let now = parse(cursor);
+            let changed: Vec<(String, u64)> = now
+                .iter()
+                .filter(|(n, i)| before.get(*n) != Some(i))
+                .map(|(n, i)| (n.clone(), *i))
+                .collect();
+            assert_eq!(
+                changed.len(),
+                1,
+                "one node's position moves per event: {before:?} -> {now:?}"
+            );
+            before = now;
+            changed.into_iter().next().expect("one")
+        })
+        .collect()
+}
+
 fn get(url: &str) -> Option<(u16, String)> {
     request(reqwest::Method::GET, url, None)
 }
@@ -726,6 +829,42 @@ fn errors_share(summary: &Value) -> f64 {
     errors / requests.max(1.0)
 }
 
+/// One node's stream showed every acknowledged conversation of the run opened and
+/// closed, once each, with events of all three nodes; resumed from the cursor halfway,
+/// it gives every event after it again (each node from its own position), none twice.
+fn cluster_stream_carries_every_node_s_events(a: &Node, streamed: &[(String, String, String)], ids: &[String]) {
+    let count = |kind: &str, id: &str| streamed.iter().filter(|f| f.1 == kind && f.2 == id).count();
+    for id in ids {
+        assert_eq!(
+            (count("opened", id), count("closed", id)),
+            (1, 1),
+            "{id} in the cluster stream"
+        );
+    }
+    let events = moved(streamed, "");
+    let nodes: std::collections::BTreeSet<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(nodes.len(), 3, "events of every node: {nodes:?}");
+    let unique: std::collections::BTreeSet<&(String, u64)> = events.iter().collect();
+    assert_eq!(unique.len(), events.len(), "no event twice");
+    let half = streamed.len() / 2;
+    let cursor = streamed[half].0.clone();
+    let again = follow(a, Some(&cursor));
+    std::thread::sleep(Duration::from_secs(2));
+    let resumed = again.stop();
+    let after: std::collections::BTreeSet<(String, u64)> = moved(&resumed, &cursor).into_iter().collect();
+    let missing: Vec<&(String, u64)> = events[half + 1..].iter().filter(|e| !after.contains(*e)).collect();
+    assert!(missing.is_empty(), "resumed from {cursor}, missing {missing:?}");
+    assert!(
+        !after.iter().any(|e| events[..=half].contains(e)),
+        "nothing from before the cursor"
+    );
+    eprintln!(
+        "EVENTS: node-a's stream carried {} events of {nodes:?}; resumed from its halfway cursor, {} again",
+        events.len(),
+        after.len()
+    );
+}
+
 #[test]
 fn three_nodes_act_as_one_router_and_lose_nothing_through_kills_pauses_and_restarts() {
     if std::env::var_os("SWITCHBOARD_SKIP_CLUSTER").is_some() {
@@ -778,9 +917,12 @@ fn three_nodes_act_as_one_router_and_lose_nothing_through_kills_pauses_and_resta
     reconcile(d, &["join"], &[&a, &b, &c]);
 
     // Load across the three: every lifecycle ends, nothing lost, every node reads the
-    // same acknowledged state.
+    // same acknowledged state. node-a's event stream carries the whole cluster's.
+    let following = follow(&a, None);
     let run = load(d, "steady", &[&a, &b, &c], 20, 6);
     let steady = finish(d, "steady", run);
+    std::thread::sleep(Duration::from_secs(1));
+    let streamed = following.stop();
     assert_eq!(steady["lost"], 0);
     assert!(steady["opened"].as_u64().unwrap_or(0) >= 100, "{steady}");
     assert_eq!(
@@ -788,6 +930,7 @@ fn three_nodes_act_as_one_router_and_lose_nothing_through_kills_pauses_and_resta
         "every lifecycle closes: {steady}"
     );
     reconcile(d, &["join", "steady"], &[&a, &b, &c]);
+    cluster_stream_carries_every_node_s_events(&a, &streamed, &acknowledged(d, "steady"));
     let crossed = offers_and_transfers_across_nodes(&pg, &[&a, &b, &c]);
     eprintln!("OFFERS: 6 offers accepted through other nodes ({crossed} with the agent on another node than the conversation), 6 transfers to agents of other nodes, 404 and 409 across nodes");
     assert!(crossed > 0, "some accept crossed nodes");

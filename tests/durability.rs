@@ -210,6 +210,55 @@ impl Api {
     }
 }
 
+/// A frame of the platform stream: its id (none for a `gap`), event name and
+/// conversation id (the `gap`'s data instead).
+type Frame = (Option<u64>, String, String);
+
+/// The platform stream (`GET /v1/events`) resumed after `last`, read until it has been
+/// quiet for 700 ms (the replay comes at once; nothing else happens meanwhile).
+async fn platform_events(api: &Api, last: u64) -> Vec<Frame> {
+    let resp = api
+        .http
+        .get(format!("{}/v1/events", api.base))
+        .header("Last-Event-ID", last.to_string())
+        .send()
+        .await
+        .expect("event stream");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut body = resp.bytes_stream();
+    let mut text = String::new();
+    while let Ok(Some(chunk)) = tokio::time::timeout(Duration::from_millis(700), body.next()).await {
+        text.push_str(&String::from_utf8_lossy(&chunk.expect("chunk")));
+    }
+    let mut frames = Vec::new();
+    for block in text
+        .split("\n\n")
+        .filter(|b| !b.trim().is_empty() && !b.starts_with(':'))
+    {
+        let field = |name: &str| block.lines().find_map(|l| l.strip_prefix(name)).map(str::to_string);
+        let data = field("data: ").unwrap_or_default();
+        let kind = field("event: ").unwrap_or_default();
+        let conversation = match kind.as_str() {
+            "gap" => data,
+            _ => {
+                let v: Value = serde_json::from_str(&data).expect("event JSON");
+                v["conversation_id"].as_str().unwrap_or_default().to_string()
+            }
+        };
+        frames.push((
+            field("id: ").map(|i| i.parse().expect("numeric id")),
+            kind,
+            conversation,
+        ));
+    }
+    frames
+}
+
+/// An event id's era: `id >> 40` (docs/api.md).
+fn era(id: Option<u64>) -> u64 {
+    id.expect("an event with an id") >> 40
+}
+
 /// The fields of a conversation that must read back exactly as acknowledged.
 fn durable_view(v: &Value) -> Value {
     let keys = [
@@ -330,6 +379,18 @@ async fn restart_keeps_every_acknowledged_state(dir: &Path, config: &str, store_
     // A skill switched off hours by hand stays so, though the config names the skill.
     let off = api.put("/v1/skills/sales/off-hours", json!({"off_hours": true})).await;
     assert!(off["since"].is_string(), "{off}");
+    // The platform stream's log: every event of this start, in order, of one era. The
+    // rows are written after the events, within milliseconds: a pause, then the crash.
+    let logged = platform_events(&api, 0).await;
+    assert!(logged.len() > 20, "{logged:?}");
+    assert!(logged.iter().all(|f| f.1 != "gap"), "{logged:?}");
+    assert!(logged.windows(2).all(|w| w[0].0 < w[1].0), "ids grow: {logged:?}");
+    let first_era = era(logged[0].0);
+    assert!(
+        first_era >= 1 && logged.iter().all(|f| era(f.0) == first_era),
+        "{logged:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
 
     server.kill9();
     tokio::time::sleep(Duration::from_secs(3).saturating_sub(opened_fast.elapsed()) + Duration::from_millis(300)).await;
@@ -363,6 +424,30 @@ async fn restart_keeps_every_acknowledged_state(dir: &Path, config: &str, store_
             ),
         }
     }
+    // The platform stream resumes across the crash: the events before it, read back
+    // from the store, exactly as they were streamed, then this start's, of a later era.
+    let resumed = platform_events(&api, 0).await;
+    assert!(resumed.len() > logged.len(), "{resumed:?}");
+    assert_eq!(
+        resumed[..logged.len()],
+        logged[..],
+        "the stored log reads back as streamed"
+    );
+    let now_era = era(resumed[logged.len()].0);
+    assert!(now_era > first_era, "a restart starts a new era");
+    assert!(
+        resumed[logged.len()..].iter().all(|f| era(f.0) == now_era),
+        "{resumed:?}"
+    );
+    // From the middle of the old era: what followed, no more.
+    let middle = logged[logged.len() / 2].0.expect("id");
+    let rest = platform_events(&api, middle).await;
+    assert_eq!(
+        rest[..logged.len() - logged.len() / 2 - 1],
+        logged[logged.len() / 2 + 1..]
+    );
+    assert_eq!(rest.len(), resumed.len() - logged.len() / 2 - 1, "{rest:?}");
+
     let still = api.get("/v1/skills/sales/off-hours").await;
     assert_eq!(
         (&still["off_hours"], &still["since"]),
@@ -505,6 +590,56 @@ async fn postgres_kill_9_and_restart_loses_nothing_acknowledged() {
         String::from_utf8_lossy(&out.stderr)
     );
     drop(pg);
+}
+
+/// The store keeps the newest `store.events_kept` events: a client resuming from
+/// before them after a restart is told of the gap, then gets what is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_log_in_the_store_keeps_its_window_and_says_what_is_missed() {
+    let dir = TempDir::new("event-window");
+    std::fs::write(
+        dir.0.join("config.toml"),
+        format!("{CONFIG}\n[store]\nevents_kept = 20\n"),
+    )
+    .expect("config");
+    let data = dir.0.join("data");
+    let data = data.to_str().expect("utf-8 path").to_string();
+    let server = Server::start(&dir.0, 1, &["--data-dir", &data]).await;
+    let api = Api::new(&server);
+    api.agent("a1", &["general"], 50, "online").await;
+    for n in 0..25 {
+        api.open(&format!("c{n}"), &format!("u{n}"), "general").await;
+    }
+    for n in 0..25 {
+        api.until(&format!("c{n}"), "assigned", |v| v["state"] == "assigned")
+            .await;
+    }
+    let logged = platform_events(&api, 0).await;
+    assert!(logged.len() >= 40, "{logged:?}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.kill9();
+
+    let server = Server::start(&dir.0, 2, &["--data-dir", &data]).await;
+    let api = Api::new(&server);
+    let resumed = platform_events(&api, 0).await;
+    let kept: Vec<&Frame> = resumed
+        .iter()
+        .filter(|f| f.0.is_some_and(|id| id >> 40 == era(logged[0].0)))
+        .collect();
+    // Trimmed every 10 events to the newest 20: 20 to 29 kept, the newest of them.
+    assert!((20..30).contains(&kept.len()), "{resumed:?}");
+    let newest: Vec<&Frame> = logged[logged.len() - kept.len()..].iter().collect();
+    assert_eq!(kept, newest);
+    assert_eq!(resumed[0].1, "gap", "{resumed:?}");
+    let first_kept = kept[0].0.expect("id");
+    assert_eq!(
+        serde_json::from_str::<Value>(&resumed[0].2).expect("gap JSON"),
+        json!({"missed_from": 1, "oldest_kept": first_kept})
+    );
+    // From an id still kept: no gap.
+    let rest = platform_events(&api, first_kept).await;
+    assert_eq!(rest[0], *kept[1], "{rest:?}");
+    drop(server);
 }
 
 /// The store survives a restart of its PostgreSQL: commits fail while it is down

@@ -5,10 +5,12 @@ use std::time::Duration;
 
 use actix_web::web::{self, Bytes, Data};
 use actix_web::{HttpRequest, HttpResponse, Responder};
+use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use crate::api::error::{ApiError, ErrorBody};
+use crate::api::merge::Cursor;
 use crate::api::requests::{
     AgentBody, AgentFilter, CloseBody, Empty, EventQuery, FollowUpBody, MessageBody, OffHoursBody, PutAgent,
     QueueQuery, ReopenBody, StatusBody, TransferBody,
@@ -342,8 +344,9 @@ pub async fn agent_events(state: Data<AppState>, path: web::Path<AgentId>) -> Re
 }
 
 /// `GET /v1/events?skill=a,b&type=assigned,closed`: the platform's stream of every
-/// event of this node, resumable with `Last-Event-ID` within the last events kept.
-#[utoipa::path(get, path = "/v1/events", tag = "operations", params(EventQuery, ("Last-Event-ID" = Option<u64>, Header, nullable = false, description = "Resume after this event id")), responses((status = 200, description = "Every event as `id:`, `event: <type>` and `data:` a RouterEvent; `event: gap` with `{\"missed_from\", \"oldest_kept\"}` first when the log no longer reaches back to `Last-Event-ID`", body = crate::api::openapi::PlatformStreamEvent, content_type = "text/event-stream"), (status = 400, description = "Malformed JSON, an unknown field, a bad id or value; nothing changed", body = ErrorBody), (status = 404, description = "No such skill", body = ErrorBody)))]
+/// event, resumable with `Last-Event-ID` within the last events kept; in a cluster, of
+/// every node ([`crate::api::merge`]).
+#[utoipa::path(get, path = "/v1/events", tag = "operations", params(EventQuery, ("Last-Event-ID" = Option<String>, Header, nullable = false, pattern = r"^([0-9]{1,19}|[A-Za-z0-9._-]{1,64}:[0-9]{1,19}(,[A-Za-z0-9._-]{1,64}:[0-9]{1,19})*)$", description = "Resume after this event: an event's `id` (a node's id, or in a cluster the cursor `node:id,...`)")), responses((status = 200, description = "Every event as `id:`, `event: <type>` and `data:` a RouterEvent; `event: gap` with `{\"missed_from\", \"oldest_kept\"}` (and in a cluster `node`) first when the log no longer reaches back to `Last-Event-ID`", body = crate::api::openapi::PlatformStreamEvent, content_type = "text/event-stream"), (status = 400, description = "Malformed JSON, an unknown field, a bad id or value; nothing changed", body = ErrorBody), (status = 404, description = "No such skill", body = ErrorBody), (status = 503, description = "In a cluster: a node's stream could not be opened; retry", body = ErrorBody)))]
 pub async fn platform_events(state: Data<AppState>, req: HttpRequest) -> Result<HttpResponse> {
     let q: EventQuery = query(&req)?;
     // Absent or empty: no filter; otherwise names separated by single commas.
@@ -375,17 +378,67 @@ pub async fn platform_events(state: Data<AppState>, req: HttpRequest) -> Result<
         }
         filter.types.push(t);
     }
-    let last_id = match req.headers().get("last-event-id") {
+    let last = match req.headers().get("last-event-id") {
         None => None,
         Some(v) => Some(
             v.to_str()
-                .ok()
-                .and_then(|s| s.trim().parse::<u64>().ok())
-                .ok_or_else(|| ApiError::InvalidRequest("Last-Event-ID: not an event id".into()))?,
+                .map_err(|_| ApiError::InvalidRequest("Last-Event-ID: not text".into()))?
+                .to_string(),
         ),
     };
-    let stream = state.streams.open_platform(filter, last_id);
-    Ok(sse(stream))
+    let cursor = |here: &str| -> Result<Cursor> {
+        last.as_deref().map_or(Ok(Cursor::default()), |l| {
+            Cursor::parse(l, here).map_err(|e| ApiError::InvalidRequest(format!("Last-Event-ID: {e}")))
+        })
+    };
+    let node = state
+        .cluster
+        .get()
+        .filter(|_| !req.headers().contains_key(crate::api::forward::HOP));
+    let Some(node) = node else {
+        // One node (or a peer's part of a cluster stream): this node's events. A
+        // single node's own ids are bare; a cluster cursor names no entry of it.
+        let last_id = cursor("")?.0.get("").copied();
+        return Ok(sse(state.streams.open_platform(filter, last_id)));
+    };
+    // A cluster: this node's stream and every live peer's, merged.
+    let here = node.routes.node().to_string();
+    let cursor = cursor(&here)?;
+    let path = req
+        .uri()
+        .path_and_query()
+        .map_or(req.path(), |p| p.as_str())
+        .to_string();
+    let local = state
+        .streams
+        .open_platform(filter, cursor.0.get(&here).copied())
+        .map(|r| r.map_err(|e| e.to_string()))
+        .boxed();
+    let mut sources: Vec<crate::api::merge::Source> = vec![(here.clone(), local)];
+    for (peer, addr) in node.routes.peers() {
+        let mut r = state
+            .http
+            .get(format!("http://{addr}{path}"))
+            .header(crate::api::forward::HOP, here.as_str());
+        if let Some(v) = req.headers().get("authorization") {
+            r = r.header("authorization", v.as_bytes());
+        }
+        if let Some(id) = cursor.0.get(&peer) {
+            r = r.header("last-event-id", id.to_string());
+        }
+        let resp = r
+            .send()
+            .await
+            .map_err(|e| ApiError::Unavailable(format!("the event stream of node {peer}: {e}; retry")))?;
+        if !resp.status().is_success() {
+            return Err(ApiError::Unavailable(format!(
+                "the event stream of node {peer} answered {}; retry",
+                resp.status()
+            )));
+        }
+        sources.push((peer, resp.bytes_stream().map(|r| r.map_err(|e| e.to_string())).boxed()));
+    }
+    Ok(sse(crate::api::merge::merge(sources, cursor)))
 }
 
 // ---- conversations ----

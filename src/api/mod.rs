@@ -8,6 +8,7 @@
 pub mod error;
 pub mod forward;
 pub mod handlers;
+pub mod merge;
 pub mod openapi;
 pub mod page;
 pub mod requests;
@@ -327,10 +328,20 @@ async fn set_up(running: &RunningServer, config: Config, metrics: &Metrics) -> a
     if let Some(url) = config.store.url.clone() {
         let started = Instant::now();
         let store_config = config.store.clone();
-        let (store, snapshot) = tokio::task::spawn_blocking(move || Store::open(&store_config))
-            .await
-            .context("reading the store")??;
+        let (store, snapshot, era) = tokio::task::spawn_blocking(move || {
+            let (store, snapshot) = Store::open(&store_config)?;
+            let era = store.begin_event_era().context("starting the event log's era")?;
+            anyhow::Ok((store, snapshot, era))
+        })
+        .await
+        .context("reading the store")??;
         metrics.register_store(&store.metrics);
+        // Before the engine reads the store back: every event of this start is numbered
+        // in the new era.
+        running
+            .state
+            .streams
+            .attach_store(Arc::clone(&store), era, config.store.events_kept);
         let read = started.elapsed();
         let recovered = router
             .recover(store, snapshot)
@@ -400,6 +411,15 @@ async fn join_cluster(
     .with_context(|| format!("joining the cluster as {}", cluster.node))?;
     metrics.register_store(&node.store.metrics);
     metrics.register_cluster(&node, router);
+    let store = Arc::clone(&node.store);
+    let era = tokio::task::spawn_blocking(move || store.begin_event_era())
+        .await
+        .context("starting the event log's era")?
+        .context("starting the event log's era")?;
+    running
+        .state
+        .streams
+        .attach_store(Arc::clone(&node.store), era, config.store.events_kept);
     for skill in config.engine.skills {
         router
             .install_skill(skill)

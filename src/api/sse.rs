@@ -7,11 +7,12 @@
 //!
 //! `GET /v1/events` is the platform's stream: every event of this node's router, each
 //! with an `id`, filterable by skill and type. The last `EVENT_LOG` events are kept in
-//! memory, so a client that reconnects with `Last-Event-ID` gets what it missed (a
-//! `gap` event says when the log no longer reaches back that far).
+//! memory and, with a store, the last `store.events_kept` in its `events` table, so a
+//! client that reconnects with `Last-Event-ID` gets what it missed, across restarts
+//! too (a `gap` event says when neither reaches back that far).
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use actix_web::web::Bytes;
@@ -23,6 +24,7 @@ use crate::domain::agent::AgentStatus;
 use crate::events::RouterEvent;
 use crate::ids::AgentId;
 use crate::metrics::Metrics;
+use crate::store::{event_follows, Store};
 use crate::Router;
 
 /// Comment lines that keep idle connections (and proxies) alive.
@@ -34,6 +36,8 @@ pub struct EventStreams {
     /// The platform stream's log: the last `EVENT_LOG` events with their ids.
     log: Mutex<EventLog>,
     platform: broadcast::Sender<Arc<(u64, RouterEvent)>>,
+    /// With a store: where the log is kept too, and how many events it keeps.
+    store: OnceLock<(Arc<Store>, u64)>,
     buffer: usize,
     shutdown: watch::Receiver<bool>,
     metrics: Arc<Metrics>,
@@ -45,6 +49,7 @@ impl EventStreams {
             streams: DashMap::new(),
             log: Mutex::new(EventLog::default()),
             platform: broadcast::channel(buffer.max(1024)).0,
+            store: OnceLock::new(),
             buffer,
             shutdown,
             metrics,
@@ -186,8 +191,12 @@ impl EventStreams {
     }
 }
 
-/// Events the platform stream keeps for clients that reconnect.
+/// Events the platform stream keeps in memory for clients that reconnect (with a
+/// store, older ones are read back from it).
 pub const EVENT_LOG: usize = 10_000;
+
+/// Most events a replay reads from the store, or frames, per chunk.
+const REPLAY_PAGE: usize = 1000;
 
 #[derive(Debug, Default)]
 struct EventLog {
@@ -205,18 +214,55 @@ pub struct EventFilter {
 
 impl EventFilter {
     fn wants(&self, e: &RouterEvent) -> bool {
-        (self.skills.is_empty() || e.skill.as_ref().is_some_and(|s| self.skills.contains(s)))
-            && (self.types.is_empty() || self.types.iter().any(|t| t == e.kind.name()))
+        self.wants_raw(e.skill.as_ref().map(|s| s.as_str()), e.kind.name())
+    }
+
+    /// The same, for a stored event's `skill` and `type` columns.
+    fn wants_raw(&self, skill: Option<&str>, kind: &str) -> bool {
+        (self.skills.is_empty() || skill.is_some_and(|s| self.skills.iter().any(|k| k.as_str() == s)))
+            && (self.types.is_empty() || self.types.iter().any(|t| t == kind))
     }
 }
 
+fn push_frame(out: &mut String, id: u64, kind: &str, data: &str) {
+    use std::fmt::Write;
+    let _ = write!(out, "id: {id}\nevent: {kind}\ndata: {data}\n\n");
+}
+
 fn frame(id: u64, e: &RouterEvent) -> Bytes {
-    let data = serde_json::to_string(e).unwrap_or_default();
-    Bytes::from(format!("id: {id}\nevent: {}\ndata: {data}\n\n", e.kind.name()))
+    let mut out = String::new();
+    push_frame(
+        &mut out,
+        id,
+        e.kind.name(),
+        &serde_json::to_string(e).unwrap_or_default(),
+    );
+    Bytes::from(out)
+}
+
+fn push_gap(out: &mut String, missed_from: u64, oldest_kept: u64) {
+    use std::fmt::Write;
+    let _ = write!(
+        out,
+        "event: gap\ndata: {{\"missed_from\": {missed_from}, \"oldest_kept\": {oldest_kept}}}\n\n"
+    );
 }
 
 impl EventStreams {
-    /// Gives the event its id, keeps it in the log and hands it to platform streams.
+    /// Keeps the platform stream's events in `store` too (the newest `keep`; `0` keeps
+    /// none), numbered from `era`'s first id on ([`crate::store::event_era_base`]).
+    /// Called before the engine reads the store back, so every event of this start is
+    /// numbered in the era.
+    pub fn attach_store(&self, store: Arc<Store>, era: u64, keep: u64) {
+        let mut log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+        log.next_id = log.next_id.max(crate::store::event_era_base(era));
+        if keep > 0 {
+            let _ = self.store.set((store, keep));
+        }
+    }
+
+    /// Gives the event its id, keeps it in the log (and the store) and hands it to
+    /// platform streams.
     pub(crate) fn record(&self, e: &RouterEvent) {
         let entry = {
             let mut log = self.log.lock().unwrap_or_else(|p| p.into_inner());
@@ -228,82 +274,175 @@ impl EventStreams {
             log.events.push_back(Arc::clone(&entry));
             entry
         };
+        // Only the fan-out task records: the store receives the events in id order.
+        if let Some((store, keep)) = self.store.get() {
+            store.write_event(entry.0, &entry.1);
+            if entry.0 % (keep / 2).clamp(1, 4096) == 0 {
+                store.trim_events(*keep, entry.0);
+            }
+        }
         let _ = self.platform.send(entry);
     }
 
-    /// A platform stream: first what the log holds after `last_id` (a `gap` event when
-    /// it no longer reaches back that far), then live events; all filtered. A client
-    /// that falls more than the channel behind is cut off, and resumes from its
-    /// `Last-Event-ID`.
+    /// The next chunk of a replay of the events in `after+1..=through`: from memory
+    /// when the log reaches back to `after`, else from the store (a page at a time),
+    /// with a `gap` event where neither holds what follows `after`. Returns the frames
+    /// and the id replayed to.
+    async fn replay_page(&self, filter: &EventFilter, after: u64, through: u64) -> (String, u64) {
+        let mut out = String::new();
+        let oldest = {
+            let log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+            let oldest = log.events.front().map_or(log.next_id + 1, |e| e.0);
+            // Strictly: the first event of a new era follows the last of the one
+            // before only when the store holds nothing between (read below).
+            if after + 1 >= oldest {
+                let mut to = through;
+                let from = log.events.partition_point(|e| e.0 <= after);
+                for (n, e) in log.events.range(from..).take_while(|e| e.0 <= through).enumerate() {
+                    if n == REPLAY_PAGE {
+                        to = e.0 - 1;
+                        break;
+                    }
+                    if filter.wants(&e.1) {
+                        push_frame(
+                            &mut out,
+                            e.0,
+                            e.1.kind.name(),
+                            &serde_json::to_string(&e.1).unwrap_or_default(),
+                        );
+                    }
+                }
+                return (out, to);
+            }
+            oldest
+        };
+        // Memory no longer reaches back: the store, up to what memory holds.
+        let upto = through.min(oldest - 1);
+        let read = match self.store.get() {
+            None => Ok(Vec::new()),
+            Some((store, _)) => {
+                let store = Arc::clone(store);
+                tokio::task::spawn_blocking(move || store.read_events(after, upto, REPLAY_PAGE))
+                    .await
+                    .unwrap_or_else(|e| Err(anyhow::anyhow!("the store read stopped: {e}")))
+            }
+        };
+        match read {
+            Ok(rows) if !rows.is_empty() => {
+                if !event_follows(after, rows[0].id) {
+                    push_gap(&mut out, after + 1, rows[0].id);
+                }
+                for e in &rows {
+                    if filter.wants_raw(e.skill.as_deref(), &e.kind) {
+                        push_frame(&mut out, e.id, &e.kind, &e.record);
+                    }
+                }
+                let last = rows.last().map_or(upto, |e| e.id);
+                (out, last)
+            }
+            read => {
+                if let Err(e) = read {
+                    tracing::warn!(error = %format!("{e:#}"), "could not read events back from the store");
+                }
+                if !event_follows(after, oldest) {
+                    push_gap(&mut out, after + 1, oldest);
+                }
+                (out, upto)
+            }
+        }
+    }
+
+    /// A platform stream: first what the log holds after `last_id` (memory, then the
+    /// store; a `gap` event where neither reaches back that far), then live events; all
+    /// filtered. A client that falls more than the channel behind is cut off, and
+    /// resumes from its `Last-Event-ID`.
     pub fn open_platform(
         self: &Arc<Self>,
         filter: EventFilter,
         last_id: Option<u64>,
     ) -> impl Stream<Item = Result<Bytes, actix_web::Error>> + 'static {
         let live = self.platform.subscribe();
-        let mut first = String::from(": switchboard events\n\n");
-        let replayed_to;
-        {
-            let log = self.log.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(last) = last_id {
-                let oldest = log.events.front().map_or(log.next_id + 1, |e| e.0);
-                if last + 1 < oldest {
-                    first.push_str(&format!(
-                        "event: gap\ndata: {{\"missed_from\": {}, \"oldest_kept\": {oldest}}}\n\n",
-                        last + 1
-                    ));
+        let replayed_to = self.log.lock().unwrap_or_else(|p| p.into_inner()).next_id;
+        self.metrics.sse_streams.inc();
+        let state = Platform {
+            streams: Arc::clone(self),
+            live,
+            shutdown: self.shutdown.clone(),
+            _guard: StreamGuard {
+                metrics: Arc::clone(&self.metrics),
+            },
+            filter,
+            replayed_to,
+            step: PlatformStep::Hello {
+                after: last_id.unwrap_or(replayed_to),
+            },
+        };
+        futures_util::stream::unfold(state, |mut s| async move {
+            loop {
+                if *s.shutdown.borrow() {
+                    return None;
                 }
-                for e in log.events.iter().filter(|e| e.0 > last) {
-                    if filter.wants(&e.1) {
-                        first.push_str(std::str::from_utf8(&frame(e.0, &e.1)).unwrap_or_default());
+                match s.step {
+                    PlatformStep::Hello { after } => {
+                        s.step = PlatformStep::Replay { after };
+                        return Some((Ok(Bytes::from_static(b": switchboard events\n\n")), s));
+                    }
+                    PlatformStep::Replay { after } if after < s.replayed_to => {
+                        let (chunk, to) = s.streams.replay_page(&s.filter, after, s.replayed_to).await;
+                        s.step = PlatformStep::Replay {
+                            after: to.max(after + 1),
+                        };
+                        if !chunk.is_empty() {
+                            return Some((Ok(Bytes::from(chunk)), s));
+                        }
+                    }
+                    PlatformStep::Replay { .. } => s.step = PlatformStep::Live,
+                    PlatformStep::Live => {
+                        tokio::select! {
+                            e = s.live.recv() => match e {
+                                Ok(e) if e.0 > s.replayed_to && s.filter.wants(&e.1) => {
+                                    return Some((Ok(frame(e.0, &e.1)), s));
+                                }
+                                Ok(_) => continue,
+                                // Fell behind, or the server is stopping: the client resumes
+                                // with its Last-Event-ID.
+                                Err(_) => return None,
+                            },
+                            _ = tokio::time::sleep(KEEP_ALIVE) => {
+                                return Some((Ok(Bytes::from_static(b": keep-alive\n\n")), s));
+                            }
+                            _ = s.shutdown.changed() => return None,
+                        }
                     }
                 }
             }
-            replayed_to = log.next_id;
-        }
-        self.metrics.sse_streams.inc();
-        let guard = StreamGuard {
-            metrics: Arc::clone(&self.metrics),
-        };
-        let state = (
-            live,
-            self.shutdown.clone(),
-            guard,
-            Some(Bytes::from(first)),
-            filter,
-            replayed_to,
-        );
-        futures_util::stream::unfold(
-            state,
-            |(mut live, mut shutdown, guard, hello, filter, replayed_to)| async move {
-                if let Some(hello) = hello {
-                    return Some((Ok(hello), (live, shutdown, guard, None, filter, replayed_to)));
-                }
-                loop {
-                    if *shutdown.borrow() {
-                        return None;
-                    }
-                    tokio::select! {
-                        e = live.recv() => match e {
-                            Ok(e) if e.0 > replayed_to && filter.wants(&e.1) => {
-                                let f = frame(e.0, &e.1);
-                                return Some((Ok(f), (live, shutdown, guard, None, filter, replayed_to)));
-                            }
-                            Ok(_) => continue,
-                            // Fell behind, or the server is stopping: the client resumes
-                            // with its Last-Event-ID.
-                            Err(_) => return None,
-                        },
-                        _ = tokio::time::sleep(KEEP_ALIVE) => {
-                            let k = Bytes::from_static(b": keep-alive\n\n");
-                            return Some((Ok(k), (live, shutdown, guard, None, filter, replayed_to)));
-                        }
-                        _ = shutdown.changed() => return None,
-                    }
-                }
-            },
-        )
+        })
     }
+}
+
+/// Where a platform stream is.
+#[derive(Clone, Copy, Debug)]
+enum PlatformStep {
+    /// The opening comment, then a replay from `after`.
+    Hello {
+        after: u64,
+    },
+    /// Replayed up to `after`.
+    Replay {
+        after: u64,
+    },
+    Live,
+}
+
+struct Platform {
+    streams: Arc<EventStreams>,
+    live: broadcast::Receiver<Arc<(u64, RouterEvent)>>,
+    shutdown: watch::Receiver<bool>,
+    _guard: StreamGuard,
+    filter: EventFilter,
+    /// The last id when the stream opened: replayed up to it, live after it.
+    replayed_to: u64,
+    step: PlatformStep,
 }
 
 /// Keeps the open-streams gauge true however a stream ends.

@@ -139,21 +139,45 @@ async fn the_platform_stream_replays_its_log_and_says_when_it_no_longer_reaches_
     for n in 0..(EVENT_LOG as i64 + 5) {
         streams.record(&event(&a, n));
     }
-    let text = |b: Bytes| String::from_utf8(b.to_vec()).expect("utf-8");
-    let mut recent = Box::pin(streams.open_platform(EventFilter::default(), Some(EVENT_LOG as u64 + 2)));
-    let first = text(recent.next().await.expect("frame").expect("bytes"));
-    let ids: Vec<&str> = first.lines().filter_map(|l| l.strip_prefix("id: ")).collect();
+    // What a stream sends up to the frame of event `last` (pages of a replay included).
+    async fn up_to(stream: impl futures_util::Stream<Item = Result<Bytes, actix_web::Error>>, last: usize) -> String {
+        let mut stream = Box::pin(stream);
+        let mut text = String::new();
+        while !text.contains(&format!("id: {last}\n")) {
+            let chunk = tokio::time::timeout(std::time::Duration::from_secs(5), stream.next())
+                .await
+                .expect("a frame within 5 s")
+                .expect("open")
+                .expect("bytes");
+            text.push_str(std::str::from_utf8(&chunk).expect("utf-8"));
+        }
+        text
+    }
+    let recent = up_to(
+        streams.open_platform(EventFilter::default(), Some(EVENT_LOG as u64 + 2)),
+        EVENT_LOG + 5,
+    )
+    .await;
+    let ids: Vec<&str> = recent.lines().filter_map(|l| l.strip_prefix("id: ")).collect();
     let want: Vec<String> = (EVENT_LOG + 3..=EVENT_LOG + 5).map(|i| i.to_string()).collect();
-    assert_eq!(ids, want, "{first}");
-    assert!(!first.contains("event: gap"));
-    let mut old = Box::pin(streams.open_platform(EventFilter::default(), Some(1)));
-    let first = text(old.next().await.expect("frame").expect("bytes"));
+    assert_eq!(ids, want, "{recent}");
+    assert!(!recent.contains("event: gap"));
+    let old = up_to(streams.open_platform(EventFilter::default(), Some(1)), EVENT_LOG + 5).await;
     assert!(
-        first.contains("event: gap\ndata: {\"missed_from\": 2, \"oldest_kept\": 6}"),
+        old.contains("event: gap\ndata: {\"missed_from\": 2, \"oldest_kept\": 6}"),
         "{}",
-        &first[..200]
+        &old[..200]
     );
-    assert_eq!(first.matches("\nevent: reactivated").count(), EVENT_LOG);
+    assert_eq!(old.matches("\nevent: reactivated").count(), EVENT_LOG);
+    let ids: Vec<u64> = old
+        .lines()
+        .filter_map(|l| l.strip_prefix("id: ")?.parse().ok())
+        .collect();
+    assert_eq!(
+        ids,
+        (6..=EVENT_LOG as u64 + 5).collect::<Vec<_>>(),
+        "every kept event once, in order"
+    );
 }
 
 // ---- handlers without a socket (`app()`), one test per kind of input schemathesis

@@ -43,6 +43,7 @@ use crate::domain::agent::Agent;
 use crate::domain::consumer::ConsumerRecord;
 use crate::domain::conversation::Conversation;
 use crate::domain::skill::Skill;
+use crate::events::RouterEvent;
 use crate::ids::{AgentId, ConsumerId, ConversationId, SkillId};
 
 /// When a write counts as done.
@@ -72,6 +73,9 @@ pub struct StoreConfig {
     /// rows. With commit durability every change has a waiter, so the writer commits
     /// at once, and a group is what gathered during the previous commit.
     pub gather: Duration,
+    /// The platform stream's events kept in the store, per node (the newest; `0` keeps
+    /// none): how far back `Last-Event-ID` reaches across a restart.
+    pub events_kept: u64,
 }
 
 impl Default for StoreConfig {
@@ -81,6 +85,7 @@ impl Default for StoreConfig {
             durability: Durability::Commit,
             max_batch: 1024,
             gather: Duration::from_millis(2),
+            events_kept: 100_000,
         }
     }
 }
@@ -96,6 +101,20 @@ pub enum Change {
     Consumer(ConsumerId, ConsumerRecord),
     ForgetConversation(ConversationId),
     ForgetConsumer(ConsumerId),
+    /// An event of the platform stream (`GET /v1/events`), appended under the node's
+    /// name with its id: events are a log, never coalesced.
+    Event {
+        node: Arc<str>,
+        id: u64,
+        event: Box<RouterEvent>,
+    },
+    /// Deletes the node's events but the newest `keep` (the log's bounded window);
+    /// issued after the event `after`.
+    TrimEvents {
+        node: Arc<str>,
+        keep: u64,
+        after: u64,
+    },
 }
 
 /// The table a change goes to, and the row's id: the writer keeps the latest change
@@ -106,6 +125,9 @@ pub enum Key {
     Agent(AgentId),
     Conversation(ConversationId),
     Consumer(ConsumerId),
+    /// Each event and each trim is a key of its own: kept, in order, never merged.
+    Event(u64),
+    TrimEvents(u64),
 }
 
 impl Change {
@@ -116,6 +138,8 @@ impl Change {
             Change::Conversation(c) => Key::Conversation(c.id.clone()),
             Change::Consumer(id, _) | Change::ForgetConsumer(id) => Key::Consumer(id.clone()),
             Change::ForgetConversation(id) => Key::Conversation(id.clone()),
+            Change::Event { id, .. } => Key::Event(*id),
+            Change::TrimEvents { after, .. } => Key::TrimEvents(*after),
         }
     }
 }
@@ -129,6 +153,8 @@ impl Key {
             Key::Agent(id) => id.as_str(),
             Key::Conversation(id) => id.as_str(),
             Key::Consumer(id) => id.as_str(),
+            // Not an entity's row: no shard of its own (and never fenced).
+            Key::Event(_) | Key::TrimEvents(_) => "",
         })
     }
 
@@ -180,6 +206,17 @@ pub enum Row {
     },
     DeleteConversation(String),
     DeleteConsumer(String),
+    Event {
+        node: Arc<str>,
+        id: i64,
+        skill: Option<String>,
+        kind: &'static str,
+        record: String,
+    },
+    TrimEvents {
+        node: Arc<str>,
+        keep: i64,
+    },
 }
 
 impl Row {
@@ -192,6 +229,7 @@ impl Row {
             | Row::Consumer { id, .. }
             | Row::DeleteConversation(id)
             | Row::DeleteConsumer(id) => id,
+            Row::Event { node, .. } | Row::TrimEvents { node, .. } => node,
         }
     }
 
@@ -229,8 +267,53 @@ impl Row {
             },
             Change::ForgetConversation(id) => Row::DeleteConversation(id.to_string()),
             Change::ForgetConsumer(id) => Row::DeleteConsumer(id.to_string()),
+            Change::Event { node, id, event } => Row::Event {
+                node,
+                id: event_id_column(id),
+                skill: event.skill.as_ref().map(|s| s.to_string()),
+                kind: event.kind.name(),
+                record: serde_json::to_string(&event)?,
+            },
+            Change::TrimEvents { node, keep, .. } => Row::TrimEvents {
+                node,
+                keep: event_id_column(keep),
+            },
         })
     }
+}
+
+/// An event id as the `BIGINT` column holds it (ids stay far below `i64::MAX`: see
+/// [`event_era_base`]).
+fn event_id_column(id: u64) -> i64 {
+    i64::try_from(id).unwrap_or(i64::MAX)
+}
+
+/// Bits of an event id that count events within one era: a node's ids are
+/// `era << EVENT_SEQ_BITS | n`, `n` from 1, and each start of a node with a store is a
+/// new era. Ids thus only grow, across restarts and crashes alike (events given an id
+/// but not committed before a crash are never reused for others), and stay below 2^53,
+/// exact as JSON numbers, for 8 191 starts.
+pub const EVENT_SEQ_BITS: u32 = 40;
+
+/// The first id of an era, less one: the node's next event is `base + 1`.
+pub fn event_era_base(era: u64) -> u64 {
+    era << EVENT_SEQ_BITS
+}
+
+/// Whether the event `id` follows `after` with nothing between: the next of the same
+/// era, or the first of a later one (the earlier era ended at a restart).
+pub fn event_follows(after: u64, id: u64) -> bool {
+    let seq = |id: u64| id & ((1 << EVENT_SEQ_BITS) - 1);
+    id == after + 1 || (id >> EVENT_SEQ_BITS > after >> EVENT_SEQ_BITS && seq(id) == 1)
+}
+
+/// A stored event as the platform stream replays it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredEvent {
+    pub id: u64,
+    pub skill: Option<String>,
+    pub kind: String,
+    pub record: String,
 }
 
 /// Everything the store holds, read at start.
@@ -361,6 +444,11 @@ pub trait Backend: Send {
         let _ = ids;
         Ok(Vec::new())
     }
+    /// Starts the node's next event era ([`NEXT_EVENT_ERA`]) and returns it.
+    fn next_event_era(&mut self, node: &str) -> anyhow::Result<u64>;
+    /// The node's stored events with ids in `after+1..=through`, oldest first, at most
+    /// `limit`.
+    fn load_events(&mut self, node: &str, after: u64, through: u64, limit: usize) -> anyhow::Result<Vec<StoredEvent>>;
     /// Writes the rows in one transaction: all or nothing.
     fn commit(&mut self, rows: &[Row]) -> anyhow::Result<()>;
     /// Writes the rows in one transaction if, inside it, `node` still holds every one
@@ -384,6 +472,10 @@ pub const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS conversations (id TEXT PRIMARY KEY, skill TEXT NOT NULL, state TEXT NOT NULL, \
      agent_id TEXT, consumer_id TEXT NOT NULL, record TEXT NOT NULL, shard INTEGER)",
     "CREATE TABLE IF NOT EXISTS consumers (id TEXT PRIMARY KEY, record TEXT NOT NULL, shard INTEGER)",
+    // The platform stream's log: appended, trimmed to a window, never updated. Added to
+    // version 2 as it stands (a table more: a build that does not know it ignores it).
+    "CREATE TABLE IF NOT EXISTS events (node TEXT NOT NULL, id BIGINT NOT NULL, skill TEXT, type TEXT NOT NULL, \
+     record TEXT NOT NULL, PRIMARY KEY (node, id))",
 ];
 
 /// The tables of entities: each has `id`, `record` and `shard`.
@@ -408,6 +500,28 @@ pub const UPSERT_CONVERSATION: &str =
      VALUES ($1, $2, $3, $4, $5, $6, $7) \
      ON CONFLICT (id) DO UPDATE SET skill = excluded.skill, state = excluded.state, agent_id = excluded.agent_id, \
      consumer_id = excluded.consumer_id, record = excluded.record, shard = excluded.shard";
+/// Counts the node's starts (its event era, [`EVENT_SEQ_BITS`]) in `switchboard_meta`
+/// under `event_era:NODE`, returning the new count.
+pub const NEXT_EVENT_ERA: &str = "INSERT INTO switchboard_meta (key, value) VALUES ($1, '1') \
+     ON CONFLICT (key) DO UPDATE SET value = CAST(CAST(switchboard_meta.value AS BIGINT) + 1 AS TEXT) \
+     RETURNING value";
+
+/// The node's events after `$2` up to `$3`, oldest first, at most `$4`.
+pub const SELECT_EVENTS: &str = "SELECT id, skill, type, record FROM events \
+     WHERE node = $1 AND id > $2 AND id <= $3 ORDER BY id LIMIT $4";
+
+/// Keeps the node's newest `$2` events (the `OFFSET` walks the primary key's index).
+pub const TRIM_EVENTS: &str = "DELETE FROM events WHERE node = $1 AND id <= \
+     (SELECT id FROM events WHERE node = $1 ORDER BY id DESC LIMIT 1 OFFSET $2)";
+
+pub const INSERT_EVENT: &str = "INSERT INTO events (node, id, skill, type, record) VALUES ($1, $2, $3, $4, $5) \
+     ON CONFLICT (node, id) DO NOTHING";
+
+/// The key of a node's era in `switchboard_meta`.
+pub fn event_era_key(node: &str) -> String {
+    format!("event_era:{node}")
+}
+
 pub const UPSERT_CONSUMER: &str = "INSERT INTO consumers (id, record, shard) VALUES ($1, $2, $3) \
      ON CONFLICT (id) DO UPDATE SET record = excluded.record, shard = excluded.shard";
 
@@ -565,6 +679,9 @@ pub struct Store {
     pub metrics: StoreMetrics,
     url: String,
     fencing: Option<Fencing>,
+    /// Whose events this store's writer appends: the cluster node's name, empty for a
+    /// single node.
+    node: Arc<str>,
     /// A connection for point reads (consumer records at open), opened on first use
     /// and dropped after an error.
     reader: Mutex<Option<Box<dyn Backend>>>,
@@ -644,25 +761,62 @@ impl Store {
             refusals,
             metrics,
             url,
+            node: store_fencing.as_ref().map_or("", |f| f.node.as_str()).into(),
             fencing: store_fencing,
             reader: Mutex::new(None),
         }))
     }
 
-    /// A consumer's record as stored now (blocking: call it off the async threads).
-    pub fn read_consumer(&self, id: &ConsumerId) -> anyhow::Result<Option<ConsumerRecord>> {
+    /// Runs `read` on the reader connection (opened on first use, dropped after an
+    /// error). Blocking: call it off the async threads.
+    fn read<T>(&self, read: impl FnOnce(&mut dyn Backend) -> anyhow::Result<T>) -> anyhow::Result<T> {
         let mut reader = self.reader.lock().unwrap_or_else(|p| p.into_inner());
         let backend = match reader.as_mut() {
             Some(b) => b,
             None => reader.insert(open(&self.url, self.durability)?),
         };
-        match backend.load_consumer(id.as_str()) {
-            Ok(json) => json.map(|j| decode("consumers", id.as_str(), &j)).transpose(),
-            Err(e) => {
-                *reader = None;
-                Err(e)
-            }
+        let result = read(backend.as_mut());
+        if result.is_err() {
+            *reader = None;
         }
+        result
+    }
+
+    /// A consumer's record as stored now (blocking: call it off the async threads).
+    pub fn read_consumer(&self, id: &ConsumerId) -> anyhow::Result<Option<ConsumerRecord>> {
+        self.read(|b| b.load_consumer(id.as_str()))?
+            .map(|j| decode("consumers", id.as_str(), &j))
+            .transpose()
+    }
+
+    /// Starts this node's next event era (blocking): its events are numbered from
+    /// [`event_era_base`] of it on.
+    pub fn begin_event_era(&self) -> anyhow::Result<u64> {
+        self.read(|b| b.next_event_era(&self.node))
+    }
+
+    /// This node's stored events in `after+1..=through`, oldest first, at most `limit`
+    /// (blocking).
+    pub fn read_events(&self, after: u64, through: u64, limit: usize) -> anyhow::Result<Vec<StoredEvent>> {
+        self.read(|b| b.load_events(&self.node, after, through, limit))
+    }
+
+    /// Queues an event of the platform stream for the log.
+    pub fn write_event(&self, id: u64, event: &RouterEvent) {
+        self.write(Change::Event {
+            node: Arc::clone(&self.node),
+            id,
+            event: Box::new(event.clone()),
+        });
+    }
+
+    /// Queues the trim of this node's events to the newest `keep`, after event `after`.
+    pub fn trim_events(&self, keep: u64, after: u64) {
+        self.write(Change::TrimEvents {
+            node: Arc::clone(&self.node),
+            keep,
+            after,
+        });
     }
 
     pub fn durability(&self) -> Durability {
@@ -998,8 +1152,7 @@ mod tests {
         StoreConfig {
             url: Some(dir.url()),
             durability,
-            max_batch: 1024,
-            gather: Duration::from_millis(2),
+            ..StoreConfig::default()
         }
     }
 

@@ -9,7 +9,8 @@ use postgres::{Client, NoTls};
 
 use crate::cluster::placement::shard_of;
 
-use super::{add_shard_column, decode, Backend, Row, Snapshot, ENTITY_TABLES, SCHEMA, SCHEMA_VERSION};
+use super::{add_shard_column, decode, Backend, Row, Snapshot, StoredEvent, ENTITY_TABLES, SCHEMA, SCHEMA_VERSION};
+use super::{event_era_key, event_id_column, NEXT_EVENT_ERA, SELECT_EVENTS, TRIM_EVENTS};
 use crate::cluster::lease::{fence, Fenced, Lease};
 use crate::domain::conversation::Conversation;
 
@@ -217,6 +218,34 @@ impl Backend for Postgres {
         Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
     }
 
+    fn next_event_era(&mut self, node: &str) -> anyhow::Result<u64> {
+        self.reconnect_if_lost()?;
+        let era: String = self.client.query_one(NEXT_EVENT_ERA, &[&event_era_key(node)])?.get(0);
+        Ok(era.parse()?)
+    }
+
+    fn load_events(&mut self, node: &str, after: u64, through: u64, limit: usize) -> anyhow::Result<Vec<StoredEvent>> {
+        self.reconnect_if_lost()?;
+        let rows = self.client.query(
+            SELECT_EVENTS,
+            &[
+                &node,
+                &event_id_column(after),
+                &event_id_column(through),
+                &(limit as i64),
+            ],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| StoredEvent {
+                id: r.get::<_, i64>(0) as u64,
+                skill: r.get(1),
+                kind: r.get(2),
+                record: r.get(3),
+            })
+            .collect())
+    }
+
     fn commit(&mut self, rows: &[Row]) -> anyhow::Result<()> {
         self.reconnect_if_lost()?;
         let mut tx = self.client.transaction()?;
@@ -256,6 +285,8 @@ fn write_rows(tx: &mut postgres::Transaction<'_>, rows: &[Row]) -> anyhow::Resul
     let (mut skills, mut agents, mut convs, mut consumers) =
         (Columns::new(2), Columns::new(3), Columns::new(6), Columns::new(2));
     let (mut forget_convs, mut forget_consumers) = (Vec::<&str>::new(), Vec::<&str>::new());
+    let mut events = EventColumns::default();
+    let mut trims: Vec<(&str, i64)> = Vec::new();
     for row in rows {
         match row {
             Row::Skill { id, record } => skills.push(&[Some(id), Some(record)], row.shard()),
@@ -281,6 +312,20 @@ fn write_rows(tx: &mut postgres::Transaction<'_>, rows: &[Row]) -> anyhow::Resul
             Row::Consumer { id, record } => consumers.push(&[Some(id), Some(record)], row.shard()),
             Row::DeleteConversation(id) => forget_convs.push(id),
             Row::DeleteConsumer(id) => forget_consumers.push(id),
+            Row::Event {
+                node,
+                id,
+                skill,
+                kind,
+                record,
+            } => {
+                events.node.push(node);
+                events.id.push(*id);
+                events.skill.push(skill.as_deref());
+                events.kind.push(kind);
+                events.record.push(record);
+            }
+            Row::TrimEvents { node, keep } => trims.push((node, *keep)),
         }
     }
     skills.upsert(
@@ -313,7 +358,29 @@ fn write_rows(tx: &mut postgres::Transaction<'_>, rows: &[Row]) -> anyhow::Resul
     if !forget_consumers.is_empty() {
         tx.execute("DELETE FROM consumers WHERE id = ANY($1)", &[&forget_consumers])?;
     }
+    if !events.id.is_empty() {
+        tx.execute(
+            "INSERT INTO events (node, id, skill, type, record) \
+             SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[]) \
+             ON CONFLICT (node, id) DO NOTHING",
+            &[&events.node, &events.id, &events.skill, &events.kind, &events.record],
+        )?;
+    }
+    // After the group's events: a trim keeps the newest, these among them.
+    for (node, keep) in trims {
+        tx.execute(TRIM_EVENTS, &[&node, &keep])?;
+    }
     Ok(())
+}
+
+/// A group's events as arrays for `UNNEST`.
+#[derive(Default)]
+struct EventColumns<'a> {
+    node: Vec<&'a str>,
+    id: Vec<i64>,
+    skill: Vec<Option<&'a str>>,
+    kind: Vec<&'a str>,
+    record: Vec<&'a str>,
 }
 
 /// Connects `client` again if its connection was lost (the database restarted, the

@@ -13,7 +13,8 @@ use rusqlite::{params, Connection, OpenFlags};
 
 use crate::cluster::placement::shard_of;
 
-use super::{add_shard_column, decode, Backend, Durability, Row, Snapshot, ENTITY_TABLES, SCHEMA, SCHEMA_VERSION};
+use super::{add_shard_column, decode, Backend, Durability, Row, Snapshot, StoredEvent, ENTITY_TABLES, SCHEMA};
+use super::{event_era_key, INSERT_EVENT, NEXT_EVENT_ERA, SCHEMA_VERSION, SELECT_EVENTS, TRIM_EVENTS};
 use super::{UPSERT_AGENT, UPSERT_CONSUMER, UPSERT_CONVERSATION, UPSERT_SKILL};
 
 #[derive(Debug)]
@@ -161,6 +162,35 @@ impl Backend for Sqlite {
             .with_context(|| format!("reading shards of the SQLite store {}", self.path.display()))
     }
 
+    fn next_event_era(&mut self, node: &str) -> anyhow::Result<u64> {
+        let era: String = self
+            .conn
+            .query_row(NEXT_EVENT_ERA, params![event_era_key(node)], |r| r.get(0))
+            .with_context(|| format!("counting starts in the SQLite store {}", self.path.display()))?;
+        Ok(era.parse()?)
+    }
+
+    fn load_events(&mut self, node: &str, after: u64, through: u64, limit: usize) -> anyhow::Result<Vec<StoredEvent>> {
+        let mut stmt = self.conn.prepare_cached(SELECT_EVENTS)?;
+        let rows = stmt.query_map(
+            params![
+                node,
+                super::event_id_column(after),
+                super::event_id_column(through),
+                limit as i64
+            ],
+            |r| {
+                Ok(StoredEvent {
+                    id: r.get::<_, i64>(0)? as u64,
+                    skill: r.get(1)?,
+                    kind: r.get(2)?,
+                    record: r.get(3)?,
+                })
+            },
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     fn commit(&mut self, rows: &[Row]) -> anyhow::Result<()> {
         let tx = self.conn.transaction()?;
         {
@@ -170,6 +200,7 @@ impl Backend for Sqlite {
             let mut consumer = tx.prepare_cached(UPSERT_CONSUMER)?;
             let mut forget_conversation = tx.prepare_cached("DELETE FROM conversations WHERE id = $1")?;
             let mut forget_consumer = tx.prepare_cached("DELETE FROM consumers WHERE id = $1")?;
+            let mut event = tx.prepare_cached(INSERT_EVENT)?;
             for row in rows {
                 match row {
                     Row::Skill { id, record } => skill.execute(params![id, record, row.shard()])?,
@@ -185,6 +216,14 @@ impl Backend for Sqlite {
                     Row::Consumer { id, record } => consumer.execute(params![id, record, row.shard()])?,
                     Row::DeleteConversation(id) => forget_conversation.execute(params![id])?,
                     Row::DeleteConsumer(id) => forget_consumer.execute(params![id])?,
+                    Row::Event {
+                        node,
+                        id,
+                        skill,
+                        kind,
+                        record,
+                    } => event.execute(params![&**node, id, skill, kind, record])?,
+                    Row::TrimEvents { node, keep } => tx.execute(TRIM_EVENTS, params![&**node, keep])?,
                 };
             }
         }
