@@ -231,9 +231,10 @@ async fn platform_events(api: &Api, last: u64) -> Vec<Frame> {
         text.push_str(&String::from_utf8_lossy(&chunk.expect("chunk")));
     }
     let mut frames = Vec::new();
+    // Events and gaps (not comments, nor the id-only frame of the position replayed to).
     for block in text
         .split("\n\n")
-        .filter(|b| !b.trim().is_empty() && !b.starts_with(':'))
+        .filter(|b| b.lines().any(|l| l.starts_with("event: ")))
     {
         let field = |name: &str| block.lines().find_map(|l| l.strip_prefix(name)).map(str::to_string);
         let data = field("data: ").unwrap_or_default();

@@ -139,8 +139,8 @@ fn code(v: &Value) -> &str {
     v["error"]["code"].as_str().unwrap_or("<no code>")
 }
 
-/// Reads SSE frames until one of `event` type arrives.
-async fn next_event<S>(stream: &mut S, buf: &mut String, event: &str) -> Value
+/// Reads SSE frames until one with an `event:` line; returns its id, name and data.
+async fn next_frame<S>(stream: &mut S, buf: &mut String) -> (Option<u64>, String, Value)
 where
     S: futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin,
 {
@@ -148,25 +148,39 @@ where
     loop {
         while let Some(end) = buf.find("\n\n") {
             let frame: String = buf.drain(..end + 2).collect();
-            let mut name = "";
-            let mut data = "";
+            let (mut id, mut name, mut data) = (None, None, Value::Null);
             for line in frame.lines() {
-                if let Some(v) = line.strip_prefix("event: ") {
-                    name = v;
+                if let Some(v) = line.strip_prefix("id: ") {
+                    id = v.parse().ok();
+                } else if let Some(v) = line.strip_prefix("event: ") {
+                    name = Some(v.to_string());
                 } else if let Some(v) = line.strip_prefix("data: ") {
-                    data = v;
+                    data = serde_json::from_str(v).expect("event JSON");
                 }
             }
-            if name == event {
-                return serde_json::from_str(data).expect("event JSON");
+            if let Some(name) = name {
+                return (id, name, data);
             }
         }
         let chunk = tokio::time::timeout_at(deadline, stream.next())
             .await
-            .unwrap_or_else(|_| panic!("no {event} event in time"))
+            .expect("an event in time")
             .expect("stream open")
             .expect("chunk");
         buf.push_str(std::str::from_utf8(&chunk).expect("utf-8"));
+    }
+}
+
+/// Reads SSE frames until one of `event` type arrives; its data.
+async fn next_event<S>(stream: &mut S, buf: &mut String, event: &str) -> Value
+where
+    S: futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin,
+{
+    loop {
+        let (_, name, data) = next_frame(stream, buf).await;
+        if name == event {
+            return data;
+        }
     }
 }
 
@@ -911,38 +925,6 @@ async fn supervisors_list_agents_with_status_reason_load_and_connection() {
     server.stop().await;
 }
 
-/// Reads SSE frames until one with an `event:` line; returns its id, name and data.
-async fn next_frame<S>(stream: &mut S, buf: &mut String) -> (Option<u64>, String, Value)
-where
-    S: futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        while let Some(end) = buf.find("\n\n") {
-            let frame: String = buf.drain(..end + 2).collect();
-            let (mut id, mut name, mut data) = (None, None, Value::Null);
-            for line in frame.lines() {
-                if let Some(v) = line.strip_prefix("id: ") {
-                    id = v.parse().ok();
-                } else if let Some(v) = line.strip_prefix("event: ") {
-                    name = Some(v.to_string());
-                } else if let Some(v) = line.strip_prefix("data: ") {
-                    data = serde_json::from_str(v).expect("event JSON");
-                }
-            }
-            if let Some(name) = name {
-                return (id, name, data);
-            }
-        }
-        let chunk = tokio::time::timeout_at(deadline, stream.next())
-            .await
-            .expect("an event in time")
-            .expect("stream open")
-            .expect("chunk");
-        buf.push_str(std::str::from_utf8(&chunk).expect("utf-8"));
-    }
-}
-
 /// `GET /v1/events`: every event of the router with an id, filtered by type (and
 /// skill); a client that reconnects with `Last-Event-ID` gets what it missed, and one
 /// that asks for an id older than the log gets a `gap` event first. Bad filters are 400
@@ -1010,6 +992,21 @@ async fn the_platform_event_stream_filters_and_resumes_with_last_event_id() {
     let (_, name, _) = next_frame(&mut stream, &mut buf).await;
     assert_eq!(name, "closed", "the log reaches back to the first event: no gap");
     drop(stream);
+    // A Last-Event-ID that is not an event's id is 400; a cluster's cursor names no
+    // entry of a single node: its stream starts from now.
+    for (last, status) in [
+        ("yesterday", StatusCode::BAD_REQUEST),
+        ("node-a:", StatusCode::BAD_REQUEST),
+        ("node-a:3,node-b:4", StatusCode::OK),
+    ] {
+        let resp = api
+            .req(reqwest::Method::GET, "/v1/events")
+            .header("Last-Event-ID", last)
+            .send()
+            .await
+            .expect("sse");
+        assert_eq!(resp.status(), status, "{last}");
+    }
     for (query, status) in [
         ("/v1/events?type=nope", StatusCode::BAD_REQUEST),
         ("/v1/events?skill=nope", StatusCode::NOT_FOUND),

@@ -4,7 +4,9 @@
 #   1. --ephemeral (memory only),
 #   2. the embedded SQLite store with durability = "commit" (the default: each answer
 #      waits for its group commit, fsync'd),
-#   3. the same store with durability = "relaxed".
+#   3. the same store with durability = "relaxed",
+#   4. the commit store without the platform stream's event log (events_kept = 0): what
+#      keeping the events in the store costs.
 # Prints each run's rate, p50 and p99, the ratios to the ephemeral run, and the store's
 # commit figures from /metrics.
 #
@@ -28,6 +30,7 @@ echo "== building (release)"
 cargo build --release --quiet --bin switchboard
 # The embedded default config's skills, plus the relaxed store setting.
 { target/release/switchboard default-config; printf '\n[store]\ndurability = "relaxed"\n'; } > "$data/relaxed.toml"
+{ target/release/switchboard default-config; printf '\n[store]\nevents_kept = 0\n'; } > "$data/no-events.toml"
 
 run() {
   local name=$1
@@ -44,11 +47,12 @@ run() {
 run ephemeral --ephemeral
 run commit --data-dir "$data/commit"
 run relaxed --data-dir "$data/relaxed" --config "$data/relaxed.toml"
+run commit-no-events --data-dir "$data/no-events" --config "$data/no-events.toml"
 
 metric() { awk -v k="$1" '$1 == k {print $2}' "$2"; }
 e=$(field requests_per_sec /tmp/sb-wrk-ephemeral.txt)
 echo "== result"
-for m in commit relaxed; do
+for m in commit relaxed commit-no-events; do
   r=$(field requests_per_sec "/tmp/sb-wrk-$m.txt")
   echo "${m}_requests_per_sec $r"
   echo "${m}_p50_ms $(field latency_p50_ms "/tmp/sb-wrk-$m.txt")"
@@ -63,4 +67,5 @@ for m in commit relaxed; do
 done
 echo "ephemeral_requests_per_sec $e"
 echo "ephemeral_p99_ms $(field latency_p99_ms /tmp/sb-wrk-ephemeral.txt)"
+echo "event_log_cost_commit_over_no_events $(awk -v a="$(field requests_per_sec /tmp/sb-wrk-commit.txt)" -v b="$(field requests_per_sec /tmp/sb-wrk-commit-no-events.txt)" 'BEGIN {printf "%.2f", a / b}')"
 echo "store_file_mb $(du -sm "$data/commit" | cut -f1)"

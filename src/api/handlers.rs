@@ -411,11 +411,26 @@ pub async fn platform_events(state: Data<AppState>, req: HttpRequest) -> Result<
         .to_string();
     let local = state
         .streams
-        .open_platform(filter, cursor.0.get(&here).copied())
+        .open_platform(filter.clone(), cursor.0.get(&here).copied())
         .map(|r| r.map_err(|e| e.to_string()))
         .boxed();
     let mut sources: Vec<crate::api::merge::Source> = vec![(here.clone(), local)];
-    for (peer, addr) in node.routes.peers() {
+    // Ends when a node joins or leaves: the client resumes, with the new members.
+    let members = futures_util::stream::once(node.routes.members_changed())
+        .filter_map(|()| async { None::<std::result::Result<Bytes, String>> })
+        .boxed();
+    sources.push(("(members)".to_string(), members));
+    let peers = node.routes.peers();
+    // A node the cursor names that is gone: what it committed after that position.
+    for (gone, &after) in &cursor.0 {
+        if *gone != here && !peers.iter().any(|(p, _)| p == gone) {
+            let stored = state.streams.open_stored(gone.clone(), filter.clone(), after);
+            sources.push((gone.clone(), stored));
+        }
+    }
+    // Every peer's stream at once, each within 5 s (a peer that takes the connection
+    // and never answers must not hold the request).
+    let opening = peers.into_iter().map(|(peer, addr)| {
         let mut r = state
             .http
             .get(format!("http://{addr}{path}"))
@@ -426,17 +441,27 @@ pub async fn platform_events(state: Data<AppState>, req: HttpRequest) -> Result<
         if let Some(id) = cursor.0.get(&peer) {
             r = r.header("last-event-id", id.to_string());
         }
-        let resp = r
-            .send()
-            .await
-            .map_err(|e| ApiError::Unavailable(format!("the event stream of node {peer}: {e}; retry")))?;
-        if !resp.status().is_success() {
-            return Err(ApiError::Unavailable(format!(
-                "the event stream of node {peer} answered {}; retry",
-                resp.status()
-            )));
+        async move {
+            let resp = match tokio::time::timeout(Duration::from_secs(5), r.send()).await {
+                Ok(Ok(resp)) if resp.status().is_success() => resp,
+                Ok(Ok(resp)) => {
+                    return Err(format!(
+                        "the event stream of node {peer} answered {}; retry",
+                        resp.status()
+                    ))
+                }
+                Ok(Err(e)) => return Err(format!("the event stream of node {peer}: {e}; retry")),
+                Err(_) => {
+                    return Err(format!(
+                        "the event stream of node {peer} did not answer within 5 s; retry"
+                    ))
+                }
+            };
+            Ok((peer, resp.bytes_stream().map(|r| r.map_err(|e| e.to_string())).boxed()))
         }
-        sources.push((peer, resp.bytes_stream().map(|r| r.map_err(|e| e.to_string())).boxed()));
+    });
+    for opened in futures_util::future::join_all(opening).await {
+        sources.push(opened.map_err(ApiError::Unavailable)?);
     }
     Ok(sse(crate::api::merge::merge(sources, cursor)))
 }

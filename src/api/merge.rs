@@ -3,14 +3,18 @@
 //! The node opens its own platform stream and each live peer's (forwarded, so the peer
 //! answers with its own events only), and passes their frames on as they come. Each
 //! event's `id` becomes the cluster's cursor after it: every node's last id,
-//! `node-a:17,node-b:9`. A client that resumes with it gets, from each node, what
-//! followed that node's position (from memory or the node's store), and from a node the
-//! cursor does not name, what comes from now on. Order is each node's own; between
+//! `node-a:17,node-b:9`; each node's position enters it after that node's replay (the
+//! node's id-only position frame), before any of its live events. A client that
+//! resumes with it gets, from each node, what followed that node's position (from
+//! memory or the node's store), and from a node the cursor does not name (one that
+//! joined since), what comes from now on. Order is each node's own; between
 //! nodes, as the frames arrive (a conversation whose shard moves to another node may
 //! show its first events there before the old node's last ones).
 //!
-//! When any of the streams ends (a node stops or falls behind) the merged stream ends
-//! too, and the client resumes with its last cursor: nothing is skipped.
+//! When any of the streams ends (a node stops or falls behind, or the members change)
+//! the merged stream ends too, and the client resumes with its last cursor: nothing is
+//! skipped. A node the cursor names that is gone is read from the store the nodes
+//! share, from its position on.
 
 use std::collections::BTreeMap;
 
@@ -58,18 +62,19 @@ impl Cursor {
     }
 }
 
-/// Cuts a byte stream into SSE frames (the text up to a blank line).
+/// Cuts a byte stream into SSE frames (the text up to a blank line), decoding whole
+/// frames only (a character split across two chunks stays whole).
 #[derive(Default)]
 struct Frames {
-    buf: String,
+    buf: Vec<u8>,
 }
 
 impl Frames {
     fn push(&mut self, bytes: &[u8]) -> Vec<String> {
-        self.buf.push_str(&String::from_utf8_lossy(bytes));
+        self.buf.extend_from_slice(bytes);
         let mut frames = Vec::new();
-        while let Some(at) = self.buf.find("\n\n") {
-            frames.push(self.buf[..at].to_string());
+        while let Some(at) = self.buf.windows(2).position(|w| w == b"\n\n") {
+            frames.push(String::from_utf8_lossy(&self.buf[..at]).into_owned());
             self.buf.drain(..at + 2);
         }
         frames
@@ -77,8 +82,9 @@ impl Frames {
 }
 
 /// One node's frame as the merged stream passes it on: an event gets the cursor as its
-/// id, a `gap` the node's name; comments pass only from `keep_comments` (this node's:
-/// the hello and the keep-alives, one of each and not one per node).
+/// id (and so does a node's id-only position frame), a `gap` the node's name; comments
+/// pass only from `keep_comments` (this node's: the hello and the keep-alives, one of
+/// each and not one per node).
 fn relay(frame: &str, node: &str, cursor: &mut Cursor, keep_comments: bool, out: &mut String) {
     if frame.starts_with(':') {
         if keep_comments {

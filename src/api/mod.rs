@@ -396,6 +396,7 @@ async fn join_cluster(
         "a cluster node needs [store] url = \"postgres://...\" (the nodes share it)"
     );
     let streams = Arc::clone(&running.state.streams);
+    let (log, events_kept) = (Arc::clone(&running.state.streams), config.store.events_kept);
     let setup = crate::cluster::node::NodeSetup {
         cluster: cluster.clone(),
         store,
@@ -406,20 +407,18 @@ async fn join_cluster(
         setup,
         router.clone(),
         Arc::new(move |e: crate::events::RouterEvent| streams.dispatch(e)),
+        // Before the node takes a shard: every event of this start is numbered in the
+        // new era.
+        Box::new(move |store: &Arc<Store>| {
+            let era = store.begin_event_era().context("starting the event log's era")?;
+            log.attach_store(Arc::clone(store), era, events_kept);
+            Ok(())
+        }),
     )
     .await
     .with_context(|| format!("joining the cluster as {}", cluster.node))?;
     metrics.register_store(&node.store.metrics);
     metrics.register_cluster(&node, router);
-    let store = Arc::clone(&node.store);
-    let era = tokio::task::spawn_blocking(move || store.begin_event_era())
-        .await
-        .context("starting the event log's era")?
-        .context("starting the event log's era")?;
-    running
-        .state
-        .streams
-        .attach_store(Arc::clone(&node.store), era, config.store.events_kept);
     for skill in config.engine.skills {
         router
             .install_skill(skill)

@@ -287,14 +287,13 @@ impl EventStreams {
     /// The next chunk of a replay of the events in `after+1..=through`: from memory
     /// when the log reaches back to `after`, else from the store (a page at a time),
     /// with a `gap` event where neither holds what follows `after`. Returns the frames
-    /// and the id replayed to.
-    async fn replay_page(&self, filter: &EventFilter, after: u64, through: u64) -> (String, u64) {
+    /// and the id replayed to; an error when the store cannot be read (the stream ends
+    /// and the client resumes: nothing is skipped for a passing failure).
+    async fn replay_page(&self, filter: &EventFilter, after: u64, through: u64) -> anyhow::Result<(String, u64)> {
         let mut out = String::new();
         let oldest = {
             let log = self.log.lock().unwrap_or_else(|p| p.into_inner());
             let oldest = log.events.front().map_or(log.next_id + 1, |e| e.0);
-            // Strictly: the first event of a new era follows the last of the one
-            // before only when the store holds nothing between (read below).
             if after + 1 >= oldest {
                 let mut to = through;
                 let from = log.events.partition_point(|e| e.0 <= after);
@@ -312,50 +311,32 @@ impl EventStreams {
                         );
                     }
                 }
-                return (out, to);
+                return Ok((out, to));
             }
             oldest
         };
         // Memory no longer reaches back: the store, up to what memory holds.
         let upto = through.min(oldest - 1);
-        let read = match self.store.get() {
-            None => Ok(Vec::new()),
-            Some((store, _)) => {
-                let store = Arc::clone(store);
-                tokio::task::spawn_blocking(move || store.read_events(after, upto, REPLAY_PAGE))
-                    .await
-                    .unwrap_or_else(|e| Err(anyhow::anyhow!("the store read stopped: {e}")))
+        let mut anchored = false;
+        if let Some((store, _)) = self.store.get() {
+            let page = stored_page(Arc::clone(store), None, filter.clone(), after, upto).await?;
+            if let Some(last) = page.last {
+                return Ok((page.out, last));
             }
-        };
-        match read {
-            Ok(rows) if !rows.is_empty() => {
-                if !event_follows(after, rows[0].id) {
-                    push_gap(&mut out, after + 1, rows[0].id);
-                }
-                for e in &rows {
-                    if filter.wants_raw(e.skill.as_deref(), &e.kind) {
-                        push_frame(&mut out, e.id, &e.kind, &e.record);
-                    }
-                }
-                let last = rows.last().map_or(upto, |e| e.id);
-                (out, last)
-            }
-            read => {
-                if let Err(e) = read {
-                    tracing::warn!(error = %format!("{e:#}"), "could not read events back from the store");
-                }
-                if !event_follows(after, oldest) {
-                    push_gap(&mut out, after + 1, oldest);
-                }
-                (out, upto)
-            }
+            anchored = page.anchored;
         }
+        if !event_follows(after, oldest, anchored) {
+            push_gap(&mut out, after + 1, oldest);
+        }
+        Ok((out, upto))
     }
 
     /// A platform stream: first what the log holds after `last_id` (memory, then the
-    /// store; a `gap` event where neither reaches back that far), then live events; all
-    /// filtered. A client that falls more than the channel behind is cut off, and
-    /// resumes from its `Last-Event-ID`.
+    /// store; a `gap` event where neither reaches back that far), then an id-only frame
+    /// with the position replayed to (the client's `Last-Event-ID` from then on, though
+    /// its filter passed none of the events), then live events; all filtered. A client
+    /// that falls more than the channel behind is cut off, and resumes from its
+    /// `Last-Event-ID`.
     pub fn open_platform(
         self: &Arc<Self>,
         filter: EventFilter,
@@ -376,6 +357,7 @@ impl EventStreams {
             step: PlatformStep::Hello {
                 after: last_id.unwrap_or(replayed_to),
             },
+            sent_at: tokio::time::Instant::now(),
         };
         futures_util::stream::unfold(state, |mut s| async move {
             loop {
@@ -388,19 +370,38 @@ impl EventStreams {
                         return Some((Ok(Bytes::from_static(b": switchboard events\n\n")), s));
                     }
                     PlatformStep::Replay { after } if after < s.replayed_to => {
-                        let (chunk, to) = s.streams.replay_page(&s.filter, after, s.replayed_to).await;
+                        let (chunk, to) = match s.streams.replay_page(&s.filter, after, s.replayed_to).await {
+                            Ok(page) => page,
+                            Err(e) => {
+                                tracing::warn!(error = %format!("{e:#}"), "could not read events back from the store; ending the stream (the client resumes)");
+                                return None;
+                            }
+                        };
                         s.step = PlatformStep::Replay {
                             after: to.max(after + 1),
                         };
                         if !chunk.is_empty() {
+                            s.sent_at = tokio::time::Instant::now();
                             return Some((Ok(Bytes::from(chunk)), s));
                         }
                     }
-                    PlatformStep::Replay { .. } => s.step = PlatformStep::Live,
+                    PlatformStep::Replay { .. } => {
+                        s.step = PlatformStep::Live;
+                        if s.replayed_to > 0 {
+                            s.sent_at = tokio::time::Instant::now();
+                            let position = format!("id: {}\n\n", s.replayed_to);
+                            return Some((Ok(Bytes::from(position)), s));
+                        }
+                    }
                     PlatformStep::Live => {
+                        // Counted from the last frame sent, not from the last event seen:
+                        // a filter that passes none of a steady flow still keeps the
+                        // connection alive.
+                        let keep_alive = tokio::time::sleep_until(s.sent_at + KEEP_ALIVE);
                         tokio::select! {
                             e = s.live.recv() => match e {
                                 Ok(e) if e.0 > s.replayed_to && s.filter.wants(&e.1) => {
+                                    s.sent_at = tokio::time::Instant::now();
                                     return Some((Ok(frame(e.0, &e.1)), s));
                                 }
                                 Ok(_) => continue,
@@ -408,7 +409,8 @@ impl EventStreams {
                                 // with its Last-Event-ID.
                                 Err(_) => return None,
                             },
-                            _ = tokio::time::sleep(KEEP_ALIVE) => {
+                            _ = keep_alive => {
+                                s.sent_at = tokio::time::Instant::now();
                                 return Some((Ok(Bytes::from_static(b": keep-alive\n\n")), s));
                             }
                             _ = s.shutdown.changed() => return None,
@@ -417,6 +419,85 @@ impl EventStreams {
                 }
             }
         })
+    }
+}
+
+/// A page of stored events as a replay sends it.
+struct StoredPage {
+    /// The frames (a `gap` first when the store's first event does not follow `after`).
+    out: String,
+    /// The last event read; `None`: the store holds nothing after `after` up to the end.
+    last: Option<u64>,
+    /// The store holds `after` itself (so what follows it there follows it).
+    anchored: bool,
+}
+
+/// Reads `node`'s (this node's: `None`) stored events after `after` up to `through`, a
+/// page, with `after` itself when stored: where the store's next event does not follow
+/// it, a `gap` event comes first.
+async fn stored_page(
+    store: Arc<Store>,
+    node: Option<String>,
+    filter: EventFilter,
+    after: u64,
+    through: u64,
+) -> anyhow::Result<StoredPage> {
+    let rows = tokio::task::spawn_blocking(move || {
+        let from = after.saturating_sub(1);
+        match &node {
+            None => store.read_events(from, through, REPLAY_PAGE + 1),
+            Some(node) => store.read_events_of(node, from, through, REPLAY_PAGE + 1),
+        }
+    })
+    .await
+    .unwrap_or_else(|e| Err(anyhow::anyhow!("the store read stopped: {e}")))?;
+    let anchored = after > 0 && rows.first().is_some_and(|e| e.id == after);
+    let rows = &rows[usize::from(anchored)..];
+    let mut out = String::new();
+    if let Some(first) = rows.first() {
+        if !event_follows(after, first.id, anchored) {
+            push_gap(&mut out, after + 1, first.id);
+        }
+    }
+    for e in rows {
+        if filter.wants_raw(e.skill.as_deref(), &e.kind) {
+            push_frame(&mut out, e.id, &e.kind, &e.record);
+        }
+    }
+    Ok(StoredPage {
+        out,
+        last: rows.last().map(|e| e.id),
+        anchored,
+    })
+}
+
+impl EventStreams {
+    /// The stored events of `node`, a cluster node that is no longer live, after
+    /// `after` (a cluster stream resuming where that node was: what it committed before
+    /// it stopped, a `gap` first when the store no longer reaches back to `after`),
+    /// then nothing more. A failed read ends it (and so the cluster stream: the client
+    /// resumes). Nothing without a store.
+    pub fn open_stored(
+        self: &Arc<Self>,
+        node: String,
+        filter: EventFilter,
+        after: u64,
+    ) -> futures_util::stream::BoxStream<'static, Result<Bytes, String>> {
+        use futures_util::StreamExt;
+        let store = self.store.get().map(|(s, _)| Arc::clone(s));
+        let pages = futures_util::stream::unfold(Some(after), move |after| {
+            let (store, node, filter) = (store.clone(), node.clone(), filter.clone());
+            async move {
+                let (after, store) = (after?, store?);
+                match stored_page(store, Some(node), filter, after, i64::MAX as u64).await {
+                    Ok(StoredPage { last: None, .. }) => None,
+                    Ok(page) => Some((Ok(Bytes::from(page.out)), page.last)),
+                    Err(e) => Some((Err(format!("reading a node's events from the store: {e:#}")), None)),
+                }
+            }
+        });
+        // Then quiet: the cluster stream ends when a node's stream ends.
+        pages.chain(futures_util::stream::pending()).boxed()
     }
 }
 
@@ -443,6 +524,8 @@ struct Platform {
     /// The last id when the stream opened: replayed up to it, live after it.
     replayed_to: u64,
     step: PlatformStep,
+    /// When the last frame went out (keep-alives count from it).
+    sent_at: tokio::time::Instant,
 }
 
 /// Keeps the open-streams gauge true however a stream ends.

@@ -140,8 +140,10 @@ async fn the_platform_stream_replays_its_log_and_says_when_it_no_longer_reaches_
         streams.record(&event(&a, n));
     }
     // What a stream sends up to the frame of event `last` (pages of a replay included).
-    async fn up_to(stream: impl futures_util::Stream<Item = Result<Bytes, actix_web::Error>>, last: usize) -> String {
-        let mut stream = Box::pin(stream);
+    async fn up_to(
+        stream: &mut (impl futures_util::Stream<Item = Result<Bytes, actix_web::Error>> + Unpin),
+        last: usize,
+    ) -> String {
         let mut text = String::new();
         while !text.contains(&format!("id: {last}\n")) {
             let chunk = tokio::time::timeout(std::time::Duration::from_secs(5), stream.next())
@@ -153,26 +155,34 @@ async fn the_platform_stream_replays_its_log_and_says_when_it_no_longer_reaches_
         }
         text
     }
-    let recent = up_to(
-        streams.open_platform(EventFilter::default(), Some(EVENT_LOG as u64 + 2)),
-        EVENT_LOG + 5,
-    )
-    .await;
-    let ids: Vec<&str> = recent.lines().filter_map(|l| l.strip_prefix("id: ")).collect();
+    // The ids of the events' frames (not of the id-only position frame).
+    fn event_ids(text: &str) -> Vec<&str> {
+        text.split("\n\n")
+            .filter(|f| f.contains("\nevent: "))
+            .filter_map(|f| f.strip_prefix("id: ")?.lines().next())
+            .collect()
+    }
+    let mut live = Box::pin(streams.open_platform(EventFilter::default(), Some(EVENT_LOG as u64 + 2)));
+    let recent = up_to(&mut live, EVENT_LOG + 5).await;
     let want: Vec<String> = (EVENT_LOG + 3..=EVENT_LOG + 5).map(|i| i.to_string()).collect();
-    assert_eq!(ids, want, "{recent}");
+    assert_eq!(event_ids(&recent), want, "{recent}");
     assert!(!recent.contains("event: gap"));
-    let old = up_to(streams.open_platform(EventFilter::default(), Some(1)), EVENT_LOG + 5).await;
+    // Then the position replayed to, as an id-only frame.
+    let position = tokio::time::timeout(std::time::Duration::from_secs(5), live.next())
+        .await
+        .expect("a frame")
+        .expect("open")
+        .expect("bytes");
+    assert_eq!(&position[..], format!("id: {}\n\n", EVENT_LOG + 5).as_bytes());
+    let mut old = Box::pin(streams.open_platform(EventFilter::default(), Some(1)));
+    let old = up_to(&mut old, EVENT_LOG + 5).await;
     assert!(
         old.contains("event: gap\ndata: {\"missed_from\": 2, \"oldest_kept\": 6}"),
         "{}",
         &old[..200]
     );
     assert_eq!(old.matches("\nevent: reactivated").count(), EVENT_LOG);
-    let ids: Vec<u64> = old
-        .lines()
-        .filter_map(|l| l.strip_prefix("id: ")?.parse().ok())
-        .collect();
+    let ids: Vec<u64> = event_ids(&old).iter().filter_map(|i| i.parse().ok()).collect();
     assert_eq!(
         ids,
         (6..=EVENT_LOG as u64 + 5).collect::<Vec<_>>(),

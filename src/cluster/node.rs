@@ -135,6 +135,21 @@ impl Routes {
             .map(|m| m.http_addr.clone())
     }
 
+    /// Resolves when the set of live members is no longer what it is now (a node
+    /// joined or left), or the node stops.
+    pub fn members_changed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut ownership = self.ownership.clone();
+        let names = |o: &Ownership| -> BTreeSet<String> { o.members.iter().map(|m| m.name.clone()).collect() };
+        let now = names(&ownership.borrow_and_update());
+        async move {
+            while ownership.changed().await.is_ok() {
+                if names(&ownership.borrow_and_update()) != now {
+                    return;
+                }
+            }
+        }
+    }
+
     /// The other live members' names and HTTP addresses.
     pub fn peers(&self) -> Vec<(String, String)> {
         self.ownership
@@ -236,6 +251,10 @@ pub struct NodeStats {
 /// What the node hands its events from other nodes to (the agents' event streams).
 pub type EventSink = Arc<dyn Fn(RouterEvent) + Send + Sync>;
 
+/// What runs on the node's store as soon as it is open, before the node takes any shard
+/// (blocking: it may read the store). The API layer starts its event log's era there.
+pub type OnStore = Box<dyn FnOnce(&Arc<Store>) -> anyhow::Result<()> + Send>;
+
 /// What a node needs beyond its `[cluster]` section.
 #[derive(Clone, Debug)]
 pub struct NodeSetup {
@@ -256,7 +275,12 @@ impl ClusterNode {
     /// Registers the node, opens the fenced store, joins the engine to the transport,
     /// and starts taking shards. Returns once the keeper's first round is adopted (or
     /// after two lease times, if it never comes).
-    pub async fn start(setup: NodeSetup, router: Router, events: EventSink) -> anyhow::Result<Arc<ClusterNode>> {
+    pub async fn start(
+        setup: NodeSetup,
+        router: Router,
+        events: EventSink,
+        on_store: OnStore,
+    ) -> anyhow::Result<Arc<ClusterNode>> {
         let c = &setup.cluster;
         let url = setup
             .store
@@ -274,9 +298,13 @@ impl ClusterNode {
             ownership: ownership.clone(),
         };
         let store_config = setup.store.clone();
-        let store = tokio::task::spawn_blocking(move || Store::open_fenced(&store_config, fencing))
-            .await
-            .context("opening the store")??;
+        let store = tokio::task::spawn_blocking(move || {
+            let store = Store::open_fenced(&store_config, fencing)?;
+            on_store(&store)?;
+            anyhow::Ok(store)
+        })
+        .await
+        .context("opening the store")??;
         router.attach_store(Arc::clone(&store));
         let routes = Arc::new(Routes::new(&c.node, ownership.clone()));
         router

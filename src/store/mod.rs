@@ -300,11 +300,17 @@ pub fn event_era_base(era: u64) -> u64 {
     era << EVENT_SEQ_BITS
 }
 
-/// Whether the event `id` follows `after` with nothing between: the next of the same
-/// era, or the first of a later one (the earlier era ended at a restart).
-pub fn event_follows(after: u64, id: u64) -> bool {
-    let seq = |id: u64| id & ((1 << EVENT_SEQ_BITS) - 1);
-    id == after + 1 || (id >> EVENT_SEQ_BITS > after >> EVENT_SEQ_BITS && seq(id) == 1)
+/// Whether the event `id` follows `after` with nothing between: the next id of the
+/// same era; the first id of a later era when `after` is known to be the last event of
+/// its era (`anchored`: the store holds `after` and nothing of its era after it); and
+/// from the very beginning (`after` 0), a node's first id (1 without a store, era 1's
+/// first with one).
+pub fn event_follows(after: u64, id: u64, anchored: bool) -> bool {
+    let (era, seq) = (
+        |id: u64| id >> EVENT_SEQ_BITS,
+        |id: u64| id & ((1 << EVENT_SEQ_BITS) - 1),
+    );
+    id == after + 1 || (seq(id) == 1 && era(id) > era(after) && (anchored || (after == 0 && era(id) == 1)))
 }
 
 /// A stored event as the platform stream replays it.
@@ -798,7 +804,19 @@ impl Store {
     /// This node's stored events in `after+1..=through`, oldest first, at most `limit`
     /// (blocking).
     pub fn read_events(&self, after: u64, through: u64, limit: usize) -> anyhow::Result<Vec<StoredEvent>> {
-        self.read(|b| b.load_events(&self.node, after, through, limit))
+        self.read_events_of(&self.node, after, through, limit)
+    }
+
+    /// The same for `node`'s events (a cluster node reading those of a node that is
+    /// gone, from the store they share).
+    pub fn read_events_of(
+        &self,
+        node: &str,
+        after: u64,
+        through: u64,
+        limit: usize,
+    ) -> anyhow::Result<Vec<StoredEvent>> {
+        self.read(|b| b.load_events(node, after, through, limit))
     }
 
     /// Queues an event of the platform stream for the log.
