@@ -150,13 +150,15 @@ impl Default for Metrics {
 impl Metrics {
     /// Builds and registers every series. The names are fixed, so registration cannot
     /// fail unless this function registers a name twice (a bug caught by the tests).
-    /// Adds the store's series (commit latency, batch sizes, errors, rows written).
+    /// Adds the store's series (commit latency, batch sizes, errors, rows written, changes
+    /// pending).
     pub fn register_store(&self, store: &crate::store::StoreMetrics) {
         register(&self.registry, store.rows_fenced.clone());
         register(&self.registry, store.commit_seconds.clone());
         register(&self.registry, store.batch_rows.clone());
         register(&self.registry, store.errors.clone());
         register(&self.registry, store.rows_written.clone());
+        register(&self.registry, store.pending.clone());
     }
 
     pub fn new() -> Self {

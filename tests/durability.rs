@@ -199,6 +199,29 @@ impl Api {
         }
     }
 
+    /// Waits until the store's writer has committed every change queued so far
+    /// (`switchboard_store_pending_changes` is 0): what was written without a waiter,
+    /// such as the platform stream's log, is then on disk.
+    async fn store_settled(&self) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let (_, text) = self.send(reqwest::Method::GET, "/metrics", None).await;
+            let text = text.as_str().unwrap_or_default().to_string();
+            let pending = text
+                .lines()
+                .find_map(|l| l.strip_prefix("switchboard_store_pending_changes "))
+                .and_then(|v| v.trim().parse::<f64>().ok());
+            if pending == Some(0.0) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the store's writer still has {pending:?} pending after 5 s"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// The sum of a metric's series that carry `label` (e.g. `skill="fast"`).
     async fn metric(&self, name: &str, label: &str) -> f64 {
         let (_, text) = self.send(reqwest::Method::GET, "/metrics", None).await;
@@ -380,8 +403,9 @@ async fn restart_keeps_every_acknowledged_state(dir: &Path, config: &str, store_
     // A skill switched off hours by hand stays so, though the config names the skill.
     let off = api.put("/v1/skills/sales/off-hours", json!({"off_hours": true})).await;
     assert!(off["since"].is_string(), "{off}");
-    // The platform stream's log: every event of this start, in order, of one era. The
-    // rows are written after the events, within milliseconds: a pause, then the crash.
+    // The platform stream's log: every event of this start, in order, of one era. Their
+    // rows are queued for the writer before the events are streamed, and committed
+    // without anyone waiting: the crash comes once the writer has nothing pending.
     let logged = platform_events(&api, 0).await;
     assert!(logged.len() > 20, "{logged:?}");
     assert!(logged.iter().all(|f| f.1 != "gap"), "{logged:?}");
@@ -391,7 +415,7 @@ async fn restart_keeps_every_acknowledged_state(dir: &Path, config: &str, store_
         first_era >= 1 && logged.iter().all(|f| era(f.0) == first_era),
         "{logged:?}"
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    api.store_settled().await;
 
     server.kill9();
     tokio::time::sleep(Duration::from_secs(3).saturating_sub(opened_fast.elapsed()) + Duration::from_millis(300)).await;
@@ -617,7 +641,7 @@ async fn the_event_log_in_the_store_keeps_its_window_and_says_what_is_missed() {
     }
     let logged = platform_events(&api, 0).await;
     assert!(logged.len() >= 40, "{logged:?}");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    api.store_settled().await;
     server.kill9();
 
     let server = Server::start(&dir.0, 2, &["--data-dir", &data]).await;

@@ -32,7 +32,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use prometheus::{Histogram, HistogramOpts, IntCounter, Opts};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge, Opts};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
@@ -562,6 +562,9 @@ pub struct StoreMetrics {
     pub errors: IntCounter,
     pub rows_written: IntCounter,
     pub rows_fenced: IntCounter,
+    /// Changes queued for the writer and not committed yet: with relaxed durability,
+    /// what a crash would lose; at rest, 0.
+    pub pending: IntGauge,
 }
 
 impl StoreMetrics {
@@ -593,6 +596,11 @@ impl StoreMetrics {
                 "switchboard_store_rows_fenced_total",
                 "Rows refused because the node no longer held their shard's lease (cluster).",
             ),
+            pending: IntGauge::with_opts(Opts::new(
+                "switchboard_store_pending_changes",
+                "Changes queued for the store's writer and not committed yet (with relaxed durability, what a crash would lose).",
+            ))
+            .unwrap_or_else(|e| panic!("switchboard_store_pending_changes: {e}")),
         }
     }
 }
@@ -885,6 +893,7 @@ impl Store {
         // "committed up to n" covers every change numbered n or less.
         sender.next += 1;
         let n = sender.next;
+        self.metrics.pending.inc();
         // The writer only stops when the store is dropped.
         let _ = sender.tx.send((n, change, epoch));
         Ticket { n, shard }
@@ -987,6 +996,7 @@ impl Writer {
                 self.refusals.record(group_first, last, &refused);
             }
             self.progress.send_modify(|p| p.committed = last);
+            self.metrics.pending.sub((last + 1 - group_first) as i64);
         }
     }
 
