@@ -146,6 +146,22 @@ async fn on_every_peer(state: &AppState, req: &HttpRequest, bytes: Bytes, done: 
     Ok(())
 }
 
+/// A request to another node on behalf of `req`: marked as forwarded by `here` (the
+/// peer answers for itself, never forwards again) and carrying the caller's credentials.
+fn peer_request(
+    state: &AppState,
+    req: &HttpRequest,
+    method: reqwest::Method,
+    url: String,
+    here: &str,
+) -> reqwest::RequestBuilder {
+    let r = state.http.request(method, url).header(crate::api::forward::HOP, here);
+    match req.headers().get(actix_web::http::header::AUTHORIZATION) {
+        Some(auth) => r.header("authorization", auth.as_bytes()),
+        None => r,
+    }
+}
+
 /// Sends the request to every other live member of the cluster, marked as forwarded
 /// (none outside a cluster, and none for a request forwarded here). Each answer is
 /// the peer's JSON body, or the peer and what went wrong.
@@ -167,16 +183,17 @@ async fn to_peers(
         .map_or(req.path(), |p| p.as_str())
         .to_string();
     let calls = node.routes.peers().into_iter().map(|(peer, addr)| {
-        let mut r = state
-            .http
-            .request(method.clone(), format!("http://{addr}{path}"))
-            .header(crate::api::forward::HOP, node.routes.node())
-            .timeout(Duration::from_secs(5))
-            .body(body.clone());
-        for name in ["authorization", "content-type"] {
-            if let Some(v) = req.headers().get(name) {
-                r = r.header(name, v.as_bytes());
-            }
+        let mut r = peer_request(
+            state,
+            req,
+            method.clone(),
+            format!("http://{addr}{path}"),
+            node.routes.node(),
+        )
+        .timeout(Duration::from_secs(5))
+        .body(body.clone());
+        if let Some(v) = req.headers().get(actix_web::http::header::CONTENT_TYPE) {
+            r = r.header("content-type", v.as_bytes());
         }
         async move {
             let answer = r.send().await.map_err(|e| (peer.clone(), e.to_string()))?;
@@ -431,13 +448,13 @@ pub async fn platform_events(state: Data<AppState>, req: HttpRequest) -> Result<
     // Every peer's stream at once, each within 5 s (a peer that takes the connection
     // and never answers must not hold the request).
     let opening = peers.into_iter().map(|(peer, addr)| {
-        let mut r = state
-            .http
-            .get(format!("http://{addr}{path}"))
-            .header(crate::api::forward::HOP, here.as_str());
-        if let Some(v) = req.headers().get("authorization") {
-            r = r.header("authorization", v.as_bytes());
-        }
+        let mut r = peer_request(
+            &state,
+            &req,
+            reqwest::Method::GET,
+            format!("http://{addr}{path}"),
+            &here,
+        );
         if let Some(id) = cursor.0.get(&peer) {
             r = r.header("last-event-id", id.to_string());
         }
@@ -554,13 +571,13 @@ async fn remote_agent_skills(state: &AppState, req: &HttpRequest, agent: &AgentI
         return Err(moving());
     };
     let addr = node.routes.http_addr(&owner).ok_or_else(moving)?;
-    let mut ask = state
-        .http
-        .get(format!("http://{addr}/v1/agents/{agent}"))
-        .header(crate::api::forward::HOP, node.routes.node());
-    if let Some(auth) = req.headers().get(actix_web::http::header::AUTHORIZATION) {
-        ask = ask.header("authorization", auth.as_bytes());
-    }
+    let ask = peer_request(
+        state,
+        req,
+        reqwest::Method::GET,
+        format!("http://{addr}/v1/agents/{agent}"),
+        node.routes.node(),
+    );
     let answer = ask.send().await.map_err(|_| moving())?;
     match answer.status().as_u16() {
         200 => {}
