@@ -4,8 +4,11 @@
 //! for their agent (a live actor).
 //!
 //! `cargo bench --bench memory` (N = 1 000 000);
-//! `SWITCHBOARD_BENCH_OPEN=10000000 cargo bench --bench memory -- --only-open
-//! --all-answered` for the 10 M run (RSS of the whole process is printed as it goes).
+//! `SWITCHBOARD_BENCH_OPEN=10000000 SWITCHBOARD_BENCH_AGENTS=100000 cargo bench --bench
+//! memory -- --only-open --all-answered` for the 10 M run (RSS of the whole process is
+//! printed as it goes). `SWITCHBOARD_BENCH_AGENTS` (default 10 000) sets how many agents
+//! share them: an agent's work per message grows with what it holds, so 10 M over
+//! 10 000 agents (1 000 each) measures the agents' maps more than the conversations.
 
 mod common;
 
@@ -132,17 +135,18 @@ async fn per_state() {
     r.shutdown().await;
 }
 
-/// `total` open conversations over 10 000 agents, 90% waiting for the consumer: opened
+/// `total` open conversations over `agents` agents, 90% waiting for the consumer: opened
 /// in batches of 10 000, the agent answering 9 in 10 right after assignment (as agents
 /// do), with 31 s of virtual time every 100 000 so that live actors never pile up
 /// beyond 10 000.
 ///
 /// With `all_answered` every conversation waits for the consumer (no actor at all) and
 /// no virtual time passes: the quick way to open 10 M (`--all-answered`).
-async fn open_mix(total: u64, all_answered: bool) {
-    let agents = 10_000;
+async fn open_mix(total: u64, agents: usize, all_answered: bool) {
     let slots = u32::try_from(total / agents as u64 * 2).unwrap_or(u32::MAX).max(100);
+    let setup = Instant::now();
     let r = router(agents, slots, 0).await;
+    eprintln!("{agents} agents online ({slots} slots each) in {:.0?}", setup.elapsed());
     // RSS deltas mean something only when this runs first (`--only-open`).
     let (h0, rss0) = (heap(), rss_bytes());
     let t = Instant::now();
@@ -203,6 +207,10 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1_000_000);
+    let agents: usize = std::env::var("SWITCHBOARD_BENCH_AGENTS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10_000);
     let only_open = std::env::args().any(|a| a == "--only-open");
     let all_answered = std::env::args().any(|a| a == "--all-answered");
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -214,6 +222,6 @@ fn main() {
         if !only_open {
             per_state().await;
         }
-        open_mix(total, all_answered).await;
+        open_mix(total, agents, all_answered).await;
     });
 }

@@ -138,7 +138,8 @@ impl Actor for AgentActor {
         if st.restarted {
             self.reconcile(&st.shared, &mut agent);
         }
-        self.settle(st, agent);
+        self.settle(st, &agent);
+        st.handle.commit(agent);
         Ok(())
     }
 
@@ -154,11 +155,11 @@ impl Actor for AgentActor {
         let _crash = shared.crash_guard();
         let now = shared.now();
         let policy = &shared.policy;
-        let mut agent = st.handle.snapshot();
-        let id = agent.id.clone();
         match msg {
-            // Durable before answered or announced.
+            // A change of configuration or status is durable before it is answered or
+            // announced: made on a copy, committed once written.
             AgentMsg::Configure(spec, reply) => {
+                let mut agent = st.handle.snapshot();
                 if spec.group != agent.group {
                     // Its queues learn the new group with its room, told again.
                     st.told.clear();
@@ -169,8 +170,11 @@ impl Actor for AgentActor {
                     return Ok(());
                 }
                 let _ = reply.send(Ok(agent.clone()));
+                self.settle(st, &agent);
+                st.handle.commit(agent);
             }
             AgentMsg::SetStatus(status, reason, reply) => {
+                let mut agent = st.handle.snapshot();
                 if status != agent.status || reason != agent.status_reason {
                     agent.set_status(status, now, policy);
                     agent.status_reason = reason;
@@ -178,10 +182,40 @@ impl Actor for AgentActor {
                         let _ = reply.send(Err(lost.into()));
                         return Ok(());
                     }
-                    shared.event(now, EventKind::AgentStatusChanged { status }, None, Some(&id), None);
+                    shared.event(
+                        now,
+                        EventKind::AgentStatusChanged { status },
+                        None,
+                        Some(&agent.id),
+                        None,
+                    );
                 }
                 let _ = reply.send(Ok(agent.clone()));
+                self.settle(st, &agent);
+                st.handle.commit(agent);
             }
+            // Every other message changes the committed state in place, under the
+            // handle's lock (readers see it before or after, never half-way), so an
+            // agent holding hundreds of conversations is not copied for each message.
+            // Nothing in it waits, and nothing it calls takes an agent's lock.
+            msg => {
+                let handle = Arc::clone(&st.handle);
+                let mut agent = handle.lock();
+                self.apply(st, &mut agent, msg, now);
+                self.settle(st, &agent);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl AgentActor {
+    /// A message that does not wait: applied to the agent's committed state in place.
+    fn apply(&self, st: &mut AgentState, agent: &mut Agent, msg: AgentMsg, now: crate::time::Timestamp) {
+        let shared = Arc::clone(&st.shared);
+        let policy = &shared.policy;
+        let id = agent.id.clone();
+        match msg {
             AgentMsg::Offer {
                 conversation,
                 skill,
@@ -272,7 +306,7 @@ impl Actor for AgentActor {
             AgentMsg::Reject { conversation, reply } => {
                 let pending = agent.reservations.get(&conversation).is_some_and(|r| !r.accepted);
                 if pending {
-                    self.withdraw(&shared, &mut agent, &conversation, false);
+                    self.withdraw(&shared, agent, &conversation, false);
                     let _ = reply.send(Ok(()));
                 } else {
                     let _ = reply.send(Err(RouterError::Conflict(format!(
@@ -367,7 +401,7 @@ impl Actor for AgentActor {
             }
             AgentMsg::Tick => {
                 for conversation in agent.expired_offers(now) {
-                    self.withdraw(&shared, &mut agent, &conversation, true);
+                    self.withdraw(&shared, agent, &conversation, true);
                 }
                 for u in agent.take_unassignments(now, policy) {
                     shared.tell_conversation(
@@ -380,11 +414,11 @@ impl Actor for AgentActor {
                     );
                 }
             }
+            // Handled on a copy (`handle`).
+            AgentMsg::Configure(..) | AgentMsg::SetStatus(..) => {}
             #[cfg(any(test, feature = "fault-injection"))]
             AgentMsg::Panic => panic!("injected fault in agent {id}"),
         }
-        self.settle(st, agent);
-        Ok(())
     }
 }
 
@@ -476,8 +510,9 @@ impl AgentActor {
         );
     }
 
-    /// Commits, tells the skill queues about a change of room, re-arms the timer.
-    fn settle(&self, st: &mut AgentState, agent: Agent) {
+    /// Tells the skill queues about a change of room and re-arms the timer (the caller
+    /// commits the state, or changed it in place).
+    fn settle(&self, st: &mut AgentState, agent: &Agent) {
         let shared = Arc::clone(&st.shared);
         let now = shared.now();
         let room = agent.room(now, &shared.policy);
@@ -511,6 +546,5 @@ impl AgentActor {
         }
         let next = agent.next_deadline(now, &shared.policy);
         shared.arm(TimerTarget::Agent(agent.id.clone()), next);
-        st.handle.commit(agent);
     }
 }

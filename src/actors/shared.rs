@@ -98,8 +98,11 @@ impl<S: Clone, M: Message> Handle<S, M> {
     }
 
     pub fn lock(&self) -> MutexGuard<'_, S> {
-        // A panic while the lock is held cannot leave a half-written state: commits
-        // replace the whole value. So a poisoned lock is still sound to read.
+        // A poisoned lock is still sound to read. Conversations commit by replacing the
+        // whole value, so a panic cannot leave one half-written. An agent changes its
+        // state in place under this lock (`AgentActor::apply`): after a panic half-way,
+        // its restart re-derives what it holds and has been offered from the
+        // conversations' own records (`AgentActor::reconcile`).
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
