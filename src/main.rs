@@ -105,9 +105,13 @@ fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
 }
 
 fn main() -> anyhow::Result<()> {
+    // ractor opens an info-level span for every actor it spawns (with its id formatted)
+    // and enters it at every poll: one per conversation activation. Its warnings and
+    // errors are kept; `RUST_LOG` overrides the whole filter.
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,actix_server=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,actix_server=warn,ractor=warn".into()),
         )
         .init();
     let cli = Cli::parse();
