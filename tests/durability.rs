@@ -205,13 +205,8 @@ impl Api {
     async fn store_settled(&self) {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
-            let (_, text) = self.send(reqwest::Method::GET, "/metrics", None).await;
-            let text = text.as_str().unwrap_or_default().to_string();
-            let pending = text
-                .lines()
-                .find_map(|l| l.strip_prefix("switchboard_store_pending_changes "))
-                .and_then(|v| v.trim().parse::<f64>().ok());
-            if pending == Some(0.0) {
+            let pending = self.series("switchboard_store_pending_changes", "").await;
+            if pending == [0.0] {
                 return;
             }
             assert!(
@@ -224,12 +219,18 @@ impl Api {
 
     /// The sum of a metric's series that carry `label` (e.g. `skill="fast"`).
     async fn metric(&self, name: &str, label: &str) -> f64 {
+        self.series(name, label).await.iter().sum()
+    }
+
+    /// The value of each of a metric's series that carry `label` (all of them for "").
+    async fn series(&self, name: &str, label: &str) -> Vec<f64> {
         let (_, text) = self.send(reqwest::Method::GET, "/metrics", None).await;
         let text = text.as_str().unwrap_or_default().to_string();
         text.lines()
-            .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(label))
+            .filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with(['{', ' '])))
+            .filter(|l| l.contains(label))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+            .collect()
     }
 }
 
