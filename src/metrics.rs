@@ -306,13 +306,13 @@ impl Metrics {
             conversation_actors: int_gauge(
                 &r,
                 "switchboard_conversation_actors",
-                "Conversations served by a live actor (the rest are passive records).",
+                "Conversations with a live activation, served or between turns (the rest are passive records).",
             ),
             conversation_activations: register(
                 &r,
                 IntCounter::new(
                     "switchboard_conversation_activations_total",
-                    "Conversation actors started (activations of passive conversations and restarts).",
+                    "Conversation activations started (of passive conversations, and restarts after a crash).",
                 )
                 .unwrap_or_else(|e| panic!("{e}")),
             ),

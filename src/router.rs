@@ -362,9 +362,7 @@ impl Router {
             if handle.lock().closed.is_none() {
                 shared.forget_open();
             }
-            if let Some(actor) = handle.actor() {
-                actor.stop(Some("shard lost".into()));
-            }
+            handle.slot.stop();
         }
         let agents = take_where(&shared.agents, |id| shards.contains(&shard_of_agent(id)));
         for actor in agents.iter().filter_map(|h| h.actor()) {
@@ -1144,12 +1142,12 @@ impl Router {
         self.shared.num_closed()
     }
 
-    /// Conversations served by a live actor right now (the rest are passive).
+    /// Conversations with a live activation right now (the rest are passive).
     pub fn num_active_conversations(&self) -> usize {
-        self.shared.conversations.iter().filter(|h| h.actor().is_some()).count()
+        self.shared.conversations.iter().filter(|h| h.slot.is_live()).count()
     }
 
-    /// Conversation actors started since start (activations and restarts).
+    /// Conversation activations started since start (of passive conversations, and restarts).
     pub fn conversation_activations(&self) -> u64 {
         self.shared.activations()
     }
@@ -1182,6 +1180,16 @@ impl Router {
             .queue(skill)
             .ok_or_else(|| RouterError::not_found("skill", skill))?;
         self.call(&q, QueueMsg::Figures).await
+    }
+
+    /// What `GET /v1/queue-health` would promise a conversation opened now on `skill`:
+    /// the queue's estimate alone, without its figures' scan of the line.
+    pub async fn estimated_wait(&self, skill: &SkillId) -> Result<Option<Duration>, RouterError> {
+        let q = self
+            .shared
+            .queue(skill)
+            .ok_or_else(|| RouterError::not_found("skill", skill))?;
+        self.call(&q, QueueMsg::EstimatedWait).await
     }
 
     async fn queue_health_of(&self, skill: &SkillId) -> Result<QueueHealth, RouterError> {
@@ -1244,6 +1252,7 @@ impl Router {
             store.flush().await;
         }
         self.timers.abort();
+        self.shared.stop_serving();
         for sup in [&self.conversations, &self.agents, &self.queues] {
             sup.stop(None);
         }

@@ -150,7 +150,6 @@ impl Actor for AgentActor {
         st: &mut AgentState,
     ) -> Result<(), ActorProcessingErr> {
         let Envelope { msg, token: _in_flight } = envelope;
-        st.handle.taken();
         let shared = Arc::clone(&st.shared);
         let _crash = shared.crash_guard();
         let now = shared.now();
@@ -321,7 +320,7 @@ impl AgentActor {
                 assigned_at,
             } => {
                 if agent.conversations.contains_key(&conversation) {
-                    // Sent again by a restarted conversation actor.
+                    // Sent again by a restarted conversation activation.
                     agent.update(&conversation, holding);
                 } else if agent.reservations.contains_key(&conversation) {
                     if !agent.confirm(&conversation, holding, assigned_at, policy) {

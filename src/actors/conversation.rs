@@ -1,4 +1,4 @@
-//! `ConversationActor`: serves one conversation while it has work, a virtual actor.
+//! A conversation: a virtual actor, served in turns while it has work.
 //!
 //! In: API commands (`Command`, answered on a reply port), `Assign` / `Offered` /
 //! `OfferWithdrawn` from agents, `Unassign` from an agent going away, `ActivateFallback`
@@ -7,23 +7,32 @@
 //!
 //! Out: `Upsert` / `Remove` to the skill queues it stands in, `Confirmed` / `SetWeight` /
 //! `Release` / `OfferVoid` to agents, and domain events. What it sends is derived by
-//! comparing the new state with what the peers were last told, so a restarted actor
-//! (which has told nobody anything) simply tells everyone again.
+//! comparing the new state with what the peers were last told, so a restarted
+//! activation (which has told nobody anything) simply tells everyone again.
 //!
 //! Lifetime: the conversation is its [`Handle`](super::shared::Handle) in the directory.
-//! A message to a passive conversation starts an actor; after each message, an actor
-//! whose conversation is quiet (see [`Conversation::is_quiet`]), or that has had no
-//! work for `passivate_after`, and whose mailbox is empty stops. What the peers were told is then exactly what the committed state
-//! says, so a new actor derives it instead of keeping it. Its one deadline stays armed
-//! in the timer service and activates it again.
+//! Its messages go to a mailbox ([`Turns`](super::turns::Turns)); a message to a
+//! conversation that nobody serves starts a task ([`serve`]) that handles the mailbox
+//! one message at a time, each turn a pure step of the domain followed by a commit,
+//! and ends when the mailbox is empty. What it keeps between turns is its
+//! [`Activation`]. A conversation that is quiet (see [`Conversation::is_quiet`]), or
+//! that has had no work for `passivate_after`, passivates when its mailbox is empty:
+//! what the peers were told is then exactly what the committed state says, so a new
+//! activation derives it instead of keeping it. Its one deadline stays armed in the
+//! timer service and activates it again. A turn that panics is restarted by the
+//! supervisor from the committed state, with the messages still waiting.
 
 use std::sync::Arc;
 
-use ractor::{Actor, ActorProcessingErr, RpcReplyPort};
+use std::panic::AssertUnwindSafe;
+
+use futures_util::FutureExt;
+use ractor::RpcReplyPort;
 
 use crate::actors::agent::AgentMsg;
-use crate::actors::shared::{ConversationHandle, ConversationRef, Envelope, InFlight, Shared};
+use crate::actors::shared::{ConversationHandle, Envelope, InFlight, Shared};
 use crate::actors::skill_queue::QueueMsg;
+use crate::actors::supervisor::{Child, SupervisorMsg};
 use crate::actors::timer::TimerTarget;
 use crate::domain::agent::Holding;
 use crate::domain::conversation::{Activity, ClosedBy, Conversation, Phase, UnassignReason};
@@ -117,18 +126,6 @@ pub enum ConversationMsg {
     Panic,
 }
 
-#[derive(Debug)]
-pub struct ConversationActor;
-
-#[derive(Debug)]
-pub struct ConversationArgs {
-    pub shared: Arc<Shared>,
-    pub handle: ConversationHandle,
-    pub spawn_token: InFlight,
-    /// A restart after a crash: messages in the old mailbox were lost.
-    pub restarted: bool,
-}
-
 impl ConversationMsg {
     /// Back to the queue whatever the conversation waits for: its agent has no room for
     /// it (or is not known at all).
@@ -211,17 +208,26 @@ fn holder(conv: &Conversation, skill: &Skill) -> Option<(AgentId, Holding)> {
     }
 }
 
+/// What a conversation's activation keeps between its turns; dropped when it
+/// passivates, and derived again from the committed state when it next activates.
 #[derive(Debug)]
-pub struct ConversationState {
-    shared: Arc<Shared>,
-    handle: ConversationHandle,
-    spawn_token: Option<InFlight>,
-    restarted: bool,
+pub struct Activation {
     told: Told,
-    /// When the actor last handled something other than a `Tick`: after
+    /// When the activation last handled something other than a `Tick`: after
     /// `passivate_after` without work, even a conversation that is not quiet (waiting
-    /// in the queue, or for its agent's answer) gives up its actor.
+    /// in the queue, or for its agent's answer) is passivated.
     last_work_at: Timestamp,
+}
+
+/// What the task serving a conversation does after a turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum After {
+    /// Keep the activation for the next message.
+    Stay,
+    /// The conversation is quiet: passivate it, unless a message waits.
+    Passivate,
+    /// Another node holds the conversation now: serve it no more.
+    Stop,
 }
 
 /// What a handled message asks for besides the state change.
@@ -241,75 +247,117 @@ struct Outcome {
     created: bool,
 }
 
-impl Actor for ConversationActor {
-    type Msg = Envelope<ConversationMsg>;
-    type State = ConversationState;
-    type Arguments = ConversationArgs;
+/// Starts a task that serves the conversation's mailbox until it is empty (a
+/// [`Turns`](super::turns::Turns)): a new activation, or the one kept while the mailbox
+/// was idle. `restarted`: after a crash, whatever the mailbox of the crashed task held
+/// was kept, but what it was about to tell its peers may be lost.
+pub(crate) fn serve(shared: Arc<Shared>, handle: ConversationHandle, restarted: bool) {
+    // A restart counts as work in flight until its first turn is done.
+    let token = restarted.then(|| shared.token());
+    tokio::spawn(run(shared, handle, restarted, token));
+}
 
-    async fn pre_start(
-        &self,
-        myself: ConversationRef,
-        args: ConversationArgs,
-    ) -> Result<ConversationState, ActorProcessingErr> {
-        // Serves the handle at once: what was sent while it started comes first.
-        args.handle.attach(myself);
-        args.shared.count_activation();
-        let now = args.shared.now();
-        Ok(ConversationState {
-            shared: args.shared,
-            handle: args.handle,
-            spawn_token: Some(args.spawn_token),
-            restarted: args.restarted,
-            told: Told::default(),
-            last_work_at: now,
-        })
+async fn run(shared: Arc<Shared>, handle: ConversationHandle, restarted: bool, token: Option<InFlight>) {
+    let resumed = if restarted { None } else { handle.slot.resume() };
+    let (mut act, mut after) = match resumed {
+        Some(act) => (act, After::Stay),
+        None => match AssertUnwindSafe(Activation::start(&shared, &handle, restarted))
+            .catch_unwind()
+            .await
+        {
+            Ok(started) => started,
+            Err(_) => return crashed(&shared, &handle),
+        },
+    };
+    drop(token);
+    loop {
+        if after == After::Stop || shared.stopping() {
+            handle.slot.stop();
+            return;
+        }
+        let Some((envelope, next)) = handle.slot.next(act, after == After::Passivate) else {
+            return;
+        };
+        act = next;
+        // Many messages in a row yield to the other tasks now and then.
+        tokio::task::consume_budget().await;
+        match AssertUnwindSafe(act.turn(&shared, &handle, envelope))
+            .catch_unwind()
+            .await
+        {
+            Ok(next) => after = next,
+            Err(_) => return crashed(&shared, &handle),
+        }
     }
+}
 
-    async fn post_start(&self, myself: ConversationRef, st: &mut ConversationState) -> Result<(), ActorProcessingErr> {
-        // Counted as in flight from the spawn until here (see `Supervisor::spawn`).
-        let _spawned = st.spawn_token.take();
-        let current = st.handle.snapshot();
+/// A turn panicked (counted in flight by its crash guard): the supervisor restarts the
+/// conversation from its committed state, with its backoff.
+fn crashed(shared: &Arc<Shared>, handle: &ConversationHandle) {
+    handle.slot.crashed();
+    let id = handle.lock().id.clone();
+    tracing::warn!(conversation = %id, "conversation crashed; restarting from its last state");
+    match shared.activator.get() {
+        Some(supervisor) => shared.tell(supervisor, SupervisorMsg::Restart(Child::Conversation(id))),
+        None => {
+            if handle.slot.restart() {
+                shared.serve_conversation(handle, true);
+            }
+            shared.restart_done();
+        }
+    }
+}
+
+impl Activation {
+    /// A new activation: derives what its peers know, then settles what came due.
+    async fn start(shared: &Arc<Shared>, handle: &ConversationHandle, restarted: bool) -> (Activation, After) {
+        let _crash = shared.crash_guard();
+        shared.count_activation();
+        let mut act = Activation {
+            told: Told::default(),
+            last_work_at: shared.now(),
+        };
+        let current = handle.snapshot();
         let mut conv = current.clone();
-        if st.restarted {
-            // A restarted actor has told nobody anything yet.
-            self.renew_after_restart(&st.shared, &mut conv);
-        } else if let Some(skill) = st.shared.skill(&conv.skill) {
+        if restarted {
+            // A restarted activation has told nobody anything yet.
+            Self::renew_after_restart(shared, &mut conv);
+        } else if let Some(skill) = shared.skill(&conv.skill) {
             // An activated one: its predecessor told the peers what the state says.
             // (Derived with the skill as it is now: a skill replaced over the API while
             // the conversation was passive reaches its queue entry and agent weight when
-            // the conversation next changes; a live actor re-tells them at its next
+            // the conversation next changes; a live activation re-tells them at its next
             // message.)
-            st.told = Told::settled(&conv, &skill, &st.shared.policy);
+            act.told = Told::settled(&conv, &skill, &shared.policy);
         }
-        self.settle(&myself, st, &current, conv, Outcome::default()).await;
-        Ok(())
+        let after = act.settle(shared, handle, &current, conv, Outcome::default()).await;
+        (act, after)
     }
 
-    async fn handle(
-        &self,
-        myself: ConversationRef,
+    /// Handles one message.
+    async fn turn(
+        &mut self,
+        shared: &Arc<Shared>,
+        handle: &ConversationHandle,
         envelope: Envelope<ConversationMsg>,
-        st: &mut ConversationState,
-    ) -> Result<(), ActorProcessingErr> {
+    ) -> After {
         let Envelope { msg, token: _in_flight } = envelope;
-        st.handle.taken();
-        let shared = Arc::clone(&st.shared);
         let _crash = shared.crash_guard();
         let now = shared.now();
-        let before = st.handle.snapshot();
+        let before = handle.snapshot();
         let mut conv = before.clone();
         let Some(skill) = shared.skill(&conv.skill) else {
             tracing::error!(conversation = %conv.id, skill = %conv.skill, "conversation on unknown skill");
-            return Ok(());
+            return After::Passivate;
         };
         let mut out = Outcome::default();
         if !matches!(msg, ConversationMsg::Tick) {
-            st.last_work_at = now;
+            self.last_work_at = now;
         }
         match msg {
             ConversationMsg::Command(ConversationCommand::Open, reply) => {
                 // A new conversation: nobody was told anything about it.
-                st.told = Told::default();
+                self.told = Told::default();
                 shared.event(
                     now,
                     EventKind::Opened {
@@ -325,7 +373,7 @@ impl Actor for ConversationActor {
                 out.reply = Some((reply, Ok(())));
             }
             ConversationMsg::Command(cmd, reply) => {
-                let result = self.command(&shared, &mut conv, cmd, now, &skill, &mut out);
+                let result = Self::command(shared, &mut conv, cmd, now, &skill, &mut out);
                 out.reply = Some((reply, result));
             }
             ConversationMsg::Assign { agent, epoch, reply } => match conv.assign(&agent, epoch, now) {
@@ -366,23 +414,19 @@ impl Actor for ConversationActor {
             ConversationMsg::ActivateFallback { epoch } => {
                 conv.activate_fallback(epoch);
             }
-            ConversationMsg::Resync => st.told = Told::default(),
+            ConversationMsg::Resync => self.told = Told::default(),
             ConversationMsg::OpenTimeChanged => conv.open_time_changed(now, &skill),
             // `settle` applies whatever is due.
             ConversationMsg::Tick => {}
             #[cfg(any(test, feature = "fault-injection"))]
             ConversationMsg::Panic => panic!("injected fault in conversation {}", conv.id),
         }
-        self.settle(&myself, st, &before, conv, out).await;
-        Ok(())
+        self.settle(shared, handle, &before, conv, out).await
     }
-}
-
-impl ConversationActor {
     /// After a crash, an agent's `Assign` or `Offered` may have been lost with the old
     /// mailbox while the agent keeps the room it took. Renew the queue entry (a new
     /// epoch) and void every older offer wherever it may be held.
-    fn renew_after_restart(&self, shared: &Shared, conv: &mut Conversation) {
+    fn renew_after_restart(shared: &Shared, conv: &mut Conversation) {
         conv.renew_queue_entry();
         let old_epoch = conv.epoch.saturating_sub(1);
         let mut skills = vec![conv.skill.clone()];
@@ -406,7 +450,6 @@ impl ConversationActor {
     }
 
     fn command(
-        &self,
         shared: &Shared,
         conv: &mut Conversation,
         cmd: ConversationCommand,
@@ -425,7 +468,7 @@ impl ConversationActor {
                 let target = transfer_target(shared, skill, &to)?;
                 let from = conv.skill.clone();
                 let previous = conv.transfer_to_skill(&target, now)?;
-                self.note_transfer(out, from, previous, None);
+                Self::note_transfer(out, from, previous, None);
             }
             ConversationCommand::TransferToAgent { agent, skill: to } => {
                 let target = match to {
@@ -434,7 +477,7 @@ impl ConversationActor {
                 };
                 let from = conv.skill.clone();
                 let previous = conv.transfer_to_agent(&agent, now, policy.transfer_to_agent_max_wait, &target)?;
-                self.note_transfer(out, from, previous, Some(agent));
+                Self::note_transfer(out, from, previous, Some(agent));
             }
             ConversationCommand::ReturnToQueue { agent } => {
                 conv.unassign(&agent, UnassignReason::ReturnedByAgent, now, skill)?;
@@ -473,7 +516,7 @@ impl ConversationActor {
         Ok(())
     }
 
-    fn note_transfer(&self, out: &mut Outcome, from: SkillId, previous: Option<AgentId>, to_agent: Option<AgentId>) {
+    fn note_transfer(out: &mut Outcome, from: SkillId, previous: Option<AgentId>, to_agent: Option<AgentId>) {
         if let Some(prev) = previous {
             out.unassigned = Some((prev, UnassignReason::Transferred));
         }
@@ -485,19 +528,20 @@ impl ConversationActor {
     /// peers what changed, publishes events, answers the caller, re-arms the deadline,
     /// and passivates a quiet conversation.
     async fn settle(
-        &self,
-        myself: &ConversationRef,
-        st: &mut ConversationState,
+        &mut self,
+        shared: &Arc<Shared>,
+        handle: &ConversationHandle,
         before: &Conversation,
         mut conv: Conversation,
         out: Outcome,
-    ) {
-        let shared = Arc::clone(&st.shared);
+    ) -> After {
         let now = shared.now();
-        let Some(skill) = shared.skill(&conv.skill) else { return };
+        let Some(skill) = shared.skill(&conv.skill) else {
+            return After::Passivate;
+        };
         let has_fallback = shared.has_fallback(&skill);
         conv.tick(now, &skill, has_fallback, &shared.policy);
-        st.handle.commit(conv.clone());
+        handle.commit(conv.clone());
         if let (Some(agent), true) = (&conv.agent_id, newly_assigned(before, &conv)) {
             // The consumer comes back to this agent (written before the conversation,
             // so the conversation's commit covers it).
@@ -514,8 +558,7 @@ impl ConversationActor {
                 if let Some((reply, _)) = out.reply {
                     let _ = reply.send(Err(lost.into()));
                 }
-                myself.stop(None);
-                return;
+                return After::Stop;
             }
         }
 
@@ -524,28 +567,29 @@ impl ConversationActor {
         if let (Some(closure), None) = (conv.closed, before.closed) {
             shared.note_closed(&conv.id, closure.at);
         }
-        self.tell_peers(&shared, st, before, &conv, &skill, &out);
-        self.publish(&shared, before, &conv, now, &out);
+        self.tell_peers(shared, before, &conv, &skill, &out);
+        Self::publish(shared, before, &conv, now, &out);
         if let Some((reply, result)) = out.reply {
             let _ = reply.send(result.map(|()| conv.clone()));
         }
 
-        let idle_at = st.last_work_at.plus(shared.policy.passivate_after);
+        let idle_at = self.last_work_at.plus(shared.policy.passivate_after);
         let passivate = conv.is_quiet() || now >= idle_at;
         let mut next = conv.next_deadline(now, &skill, has_fallback, &shared.policy);
         if !passivate {
             next = Some(next.map_or(idle_at, |t| t.min(idle_at)));
         }
         shared.arm(TimerTarget::Conversation(conv.id.clone()), next);
-        if passivate && st.handle.passivate(myself) {
-            myself.stop(None);
+        if passivate {
+            After::Passivate
+        } else {
+            After::Stay
         }
     }
 
     fn tell_peers(
-        &self,
+        &mut self,
         shared: &Shared,
-        st: &mut ConversationState,
         before: &Conversation,
         conv: &Conversation,
         skill: &Skill,
@@ -555,9 +599,9 @@ impl ConversationActor {
         // offer the conversation to that same agent again.
         let id = &conv.id;
         let holder = holder(conv, skill);
-        match (&st.told.agent, &holder) {
+        match (&self.told.agent, &holder) {
             (Some((old, _)), Some((new, holding))) if old == new => {
-                if st.told.agent.as_ref() != holder.as_ref() {
+                if self.told.agent.as_ref() != holder.as_ref() {
                     shared.tell_agent(
                         new,
                         AgentMsg::Update {
@@ -589,7 +633,7 @@ impl ConversationActor {
                 }
             }
         }
-        st.told.agent = holder;
+        self.told.agent = holder;
 
         // An offer that lost its conversation (assigned elsewhere, closed, moved).
         if let Some(offered) = &before.offered_to {
@@ -617,7 +661,7 @@ impl ConversationActor {
         // Queues: remove from those it left, upsert where the entry changed.
         let wanted = conv.queues(skill);
         let entry = conv.queue_entry(skill, &shared.policy);
-        st.told.queues.retain(|(q, _)| {
+        self.told.queues.retain(|(q, _)| {
             let keep = wanted.contains(q);
             if !keep {
                 shared.tell_queue(
@@ -631,14 +675,14 @@ impl ConversationActor {
         });
         if let Some(entry) = entry {
             for q in wanted {
-                match st.told.queues.iter_mut().find(|(s, _)| *s == q) {
+                match self.told.queues.iter_mut().find(|(s, _)| *s == q) {
                     Some((_, told)) if *told == entry => {}
                     Some((_, told)) => {
                         *told = entry.clone();
                         shared.tell_queue(&q, QueueMsg::Upsert(entry.clone()));
                     }
                     None => {
-                        st.told.queues.push((q.clone(), entry.clone()));
+                        self.told.queues.push((q.clone(), entry.clone()));
                         shared.tell_queue(&q, QueueMsg::Upsert(entry.clone()));
                     }
                 }
@@ -646,7 +690,7 @@ impl ConversationActor {
         }
     }
 
-    fn publish(&self, shared: &Shared, before: &Conversation, conv: &Conversation, now: Timestamp, out: &Outcome) {
+    fn publish(shared: &Shared, before: &Conversation, conv: &Conversation, now: Timestamp, out: &Outcome) {
         let id = Some(&conv.id);
         let skill = Some(&conv.skill);
         let agent = conv.agent_id.as_ref();

@@ -1,6 +1,7 @@
 //! The actor shell around the domain core. One file per actor:
 //!
-//! - [`conversation`]: `ConversationActor`, one per open conversation, with its timer.
+//! - [`conversation`]: the conversations, virtual actors served in turns while they have work.
+//! - [`turns`]: a conversation's mailbox, and who serves it.
 //! - [`agent`]: `AgentActor`, one per agent, the authority on its room.
 //! - [`skill_queue`]: `SkillQueueActor`, one per skill: ranking and matching.
 //! - [`supervisor`]: spawns the above and restarts them from their last state.
@@ -23,3 +24,4 @@ pub mod shared;
 pub mod skill_queue;
 pub mod supervisor;
 pub mod timer;
+pub mod turns;

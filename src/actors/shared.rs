@@ -8,13 +8,13 @@
 //! snapshots without a round trip through the actor's mailbox.
 //!
 //! Conversations are virtual actors, as Orleans' grains: the handle is the
-//! conversation, and an actor serves it only while it has work. A message to a passive
-//! conversation activates one ([`Shared::tell_conversation`]); a quiet one passivates
-//! ([`Handle::passivate`]); its deadlines wait in the [`Timers`].
+//! conversation, and a task serves its mailbox ([`Turns`]) only while it has work. A
+//! message to a passive conversation activates it ([`Shared::tell_conversation`]); a
+//! quiet one passivates; its deadlines wait in the [`Timers`].
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
 use dashmap::DashMap;
 use ractor::{ActorRef, Message};
@@ -22,7 +22,7 @@ use tokio::sync::broadcast;
 
 use crate::actors::agent::AgentMsg;
 use crate::actors::consumers::Consumers;
-use crate::actors::conversation::ConversationMsg;
+use crate::actors::conversation::{Activation, ConversationMsg};
 pub use crate::actors::envelope::{Envelope, InFlight};
 use crate::actors::remote::{
     shard_of_agent, shard_of_conversation, shard_of_queue, Crossing, Remote, ToAgent, ToConversation, ToQueue,
@@ -30,6 +30,7 @@ use crate::actors::remote::{
 use crate::actors::skill_queue::QueueMsg;
 use crate::actors::supervisor::SupervisorMsg;
 use crate::actors::timer::{TimerTarget, Timers};
+pub use crate::actors::turns::{Delivery, Turns};
 use crate::cluster::lease::Fenced;
 use crate::domain::agent::Agent;
 use crate::domain::conversation::Conversation;
@@ -40,58 +41,25 @@ use crate::ids::{AgentId, ConversationId, SkillId};
 use crate::store::{Change, Store, Ticket};
 use crate::time::{Clock, Timestamp};
 
-/// Where a handle's messages go.
+/// Where an agent's messages go: the actor that serves it (agents are always live).
 #[derive(Debug)]
-enum Slot<M: Message> {
-    /// No actor: the next message activates one.
-    Passive,
-    /// An actor is being started; messages wait here, in order, until it attaches.
+pub enum ActorSlot<M: Message> {
+    /// The actor is being started; messages wait here, in order, until it attaches.
     Activating(Vec<M>),
     Active(ActorRef<M>),
 }
 
-/// The committed state of one conversation or agent, and where its messages go: a
-/// virtual actor. The state outlives any actor that serves it (a restart after a crash
-/// resumes from it, a passivated conversation is nothing else), and the API reads it
-/// without a round trip through a mailbox.
+/// The committed state of one conversation or agent, and where its messages go (`T`:
+/// a conversation's [`Turns`], an agent's actor). The state outlives whatever serves it
+/// (a restart after a crash resumes from it, a passive conversation is nothing else),
+/// and the API reads it without a round trip through a mailbox.
 #[derive(Debug)]
-pub struct Handle<S, M: Message> {
+pub struct Handle<S, T> {
     state: Mutex<S>,
-    slot: Mutex<Slot<M>>,
-    /// Messages cast to the live actor and not yet taken out of its mailbox: an actor
-    /// may passivate only when this is zero (checked under the `slot` lock, which every
-    /// cast also holds), so no message is ever left in a stopping actor's mailbox.
-    pending: AtomicU32,
+    pub(crate) slot: T,
 }
 
-/// What [`Handle::deliver`] did with a message.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Delivery {
-    /// Cast to the live actor, or buffered for the one being started.
-    Queued,
-    /// Buffered: the handle was passive, and the caller must start an actor.
-    Activate,
-}
-
-impl<S: Clone, M: Message> Handle<S, M> {
-    /// A handle whose actor the caller is about to spawn (messages wait for it).
-    pub fn spawning(state: S) -> Arc<Self> {
-        Self::with_slot(state, Slot::Activating(Vec::new()))
-    }
-
-    /// A handle with no actor: the first message activates one.
-    pub fn passive(state: S) -> Arc<Self> {
-        Self::with_slot(state, Slot::Passive)
-    }
-
-    fn with_slot(state: S, slot: Slot<M>) -> Arc<Self> {
-        Arc::new(Handle {
-            state: Mutex::new(state),
-            slot: Mutex::new(slot),
-            pending: AtomicU32::new(0),
-        })
-    }
-
+impl<S: Clone, T> Handle<S, T> {
     /// A copy of the last committed state.
     pub fn snapshot(&self) -> S {
         self.lock().clone()
@@ -109,93 +77,71 @@ impl<S: Clone, M: Message> Handle<S, M> {
     pub fn commit(&self, state: S) {
         *self.lock() = state;
     }
+}
 
-    fn slot(&self) -> MutexGuard<'_, Slot<M>> {
+impl<S, M, A> Handle<S, Turns<M, A>> {
+    /// A conversation with no activation: the first message starts one.
+    pub fn passive(state: S) -> Arc<Self> {
+        Arc::new(Handle {
+            state: Mutex::new(state),
+            slot: Turns::default(),
+        })
+    }
+}
+
+impl<S, M: Message> Handle<S, Mutex<ActorSlot<M>>> {
+    /// A handle whose actor the caller is about to spawn (messages wait for it).
+    pub fn spawning(state: S) -> Arc<Self> {
+        Arc::new(Handle {
+            state: Mutex::new(state),
+            slot: Mutex::new(ActorSlot::Activating(Vec::new())),
+        })
+    }
+
+    fn actor_slot(&self) -> MutexGuard<'_, ActorSlot<M>> {
         // Every transition below is a single assignment.
         self.slot.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The live actor, if any.
+    /// The live actor, if started.
     pub fn actor(&self) -> Option<ActorRef<M>> {
-        match &*self.slot() {
-            Slot::Active(a) => Some(a.clone()),
-            _ => None,
+        match &*self.actor_slot() {
+            ActorSlot::Active(a) => Some(a.clone()),
+            ActorSlot::Activating(_) => None,
         }
     }
 
     /// Sends `msg` to the live actor, or buffers it for the one being started. A cast
     /// refused by a dead actor (crashed, its restart pending) drops the message: the
     /// restart reconciles what such messages would have said.
-    pub fn deliver(&self, msg: M) -> Delivery {
-        let mut slot = self.slot();
-        match &mut *slot {
-            Slot::Active(actor) => {
-                self.pending.fetch_add(1, Ordering::AcqRel);
+    pub fn deliver(&self, msg: M) {
+        match &mut *self.actor_slot() {
+            ActorSlot::Active(actor) => {
                 let _ = actor.cast(msg);
-                Delivery::Queued
             }
-            Slot::Activating(buffer) => {
-                buffer.push(msg);
-                Delivery::Queued
-            }
-            Slot::Passive => {
-                *slot = Slot::Activating(vec![msg]);
-                Delivery::Activate
-            }
+            ActorSlot::Activating(buffer) => buffer.push(msg),
         }
     }
 
     /// A new actor serves this handle from now on (called in its `pre_start`): the
     /// messages buffered for it go first into its mailbox, in order.
     pub fn attach(&self, actor: ActorRef<M>) {
-        let mut slot = self.slot();
-        let buffered = match std::mem::replace(&mut *slot, Slot::Active(actor.clone())) {
-            Slot::Activating(buffered) => buffered,
+        let mut slot = self.actor_slot();
+        let buffered = match std::mem::replace(&mut *slot, ActorSlot::Active(actor.clone())) {
+            ActorSlot::Activating(buffered) => buffered,
             // A restart: what the dead actor's mailbox held is lost.
-            Slot::Active(_) | Slot::Passive => Vec::new(),
+            ActorSlot::Active(_) => Vec::new(),
         };
-        self.pending.store(buffered.len() as u32, Ordering::Release);
         for msg in buffered {
             let _ = actor.cast(msg);
         }
     }
-
-    /// An activation failed: the buffered messages are dropped (a caller waiting on a
-    /// reply port gets an error) and the handle is passive again.
-    pub fn abandon_activation(&self) {
-        let mut slot = self.slot();
-        if matches!(&*slot, Slot::Activating(_)) {
-            *slot = Slot::Passive;
-        }
-    }
-
-    /// The actor took one message out of its mailbox.
-    pub fn taken(&self) {
-        let _ = self
-            .pending
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
-    }
-
-    /// The actor `me` may stop: nothing is in its mailbox and it is still the one
-    /// serving this handle. On `true` the handle is passive, and the next message
-    /// starts a new actor; the caller must stop without handling anything else.
-    pub fn passivate(&self, me: &ActorRef<M>) -> bool {
-        let mut slot = self.slot();
-        let mine = matches!(&*slot, Slot::Active(a) if a.get_id() == me.get_id());
-        if mine && self.pending.load(Ordering::Acquire) == 0 {
-            *slot = Slot::Passive;
-            true
-        } else {
-            false
-        }
-    }
 }
 
-pub type ConversationRef = ActorRef<Envelope<ConversationMsg>>;
 pub type AgentRef = ActorRef<Envelope<AgentMsg>>;
 pub type QueueRef = ActorRef<Envelope<QueueMsg>>;
-pub type ConversationHandle = Arc<Handle<Conversation, Envelope<ConversationMsg>>>;
-pub type AgentHandle = Arc<Handle<Agent, Envelope<AgentMsg>>>;
+pub type ConversationHandle = Arc<Handle<Conversation, Turns<Envelope<ConversationMsg>, Activation>>>;
+pub type AgentHandle = Arc<Handle<Agent, Mutex<ActorSlot<Envelope<AgentMsg>>>>>;
 
 #[derive(Debug)]
 pub struct Shared {
@@ -209,8 +155,12 @@ pub struct Shared {
     pub timers: Arc<Timers>,
     /// The durable record, when the node has one (set before any actor starts).
     pub store: OnceLock<Arc<Store>>,
-    /// Starts the actors of passive conversations (set once the supervisor runs).
+    /// Restarts the activations of crashed conversations (set once the supervisor runs).
     pub(crate) activator: OnceLock<ActorRef<Envelope<SupervisorMsg>>>,
+    /// This, for the tasks that serve conversations.
+    me: Weak<Shared>,
+    /// The router is shutting down: conversations are no longer served.
+    stopping: AtomicBool,
     /// Where messages for other nodes' actors go (a cluster node); none on a single node.
     pub(crate) remote: OnceLock<Arc<dyn Remote>>,
     crossings: Crossings,
@@ -228,7 +178,7 @@ pub struct Shared {
     sent_total: AtomicU64,
     /// Messages sent since start by way (see [`Sent`]).
     sent: [AtomicU64; Sent::WAYS],
-    /// Conversation actors started (activations and restarts) since start.
+    /// Conversation activations started (of passive conversations, and restarts) since start.
     activations: AtomicU64,
     seq: AtomicU64,
 }
@@ -291,7 +241,9 @@ impl Shared {
     pub fn new(clock: Clock, policy: RoutingPolicy, event_capacity: usize) -> Arc<Self> {
         let (events, _) = broadcast::channel(event_capacity.max(16));
         let consumers = Consumers::new(policy.max_consumers);
-        Arc::new(Shared {
+        Arc::new_cyclic(|me| Shared {
+            me: me.clone(),
+            stopping: AtomicBool::new(false),
             clock,
             policy,
             skills: DashMap::new(),
@@ -469,11 +421,6 @@ impl Shared {
         self.conversations.get(id).map(|h| Arc::clone(&h))
     }
 
-    /// The live actor of a conversation (none while it is passive).
-    pub fn conversation_actor(&self, id: &ConversationId) -> Option<ConversationRef> {
-        self.conversations.get(id).and_then(|h| h.actor())
-    }
-
     pub fn agent_actor(&self, id: &AgentId) -> Option<AgentRef> {
         self.agents.get(id).and_then(|h| h.actor())
     }
@@ -603,12 +550,24 @@ impl Shared {
 
     pub fn send_conversation(&self, handle: &ConversationHandle, msg: ConversationMsg) {
         self.count_sent(Sent::ToConversation);
-        if handle.deliver(self.envelope(msg)) == Delivery::Activate {
-            match self.activator.get() {
-                Some(supervisor) => self.tell(supervisor, SupervisorMsg::Activate(Arc::clone(handle))),
-                None => handle.abandon_activation(),
-            }
+        if handle.slot.deliver(self.envelope(msg)) == Delivery::Serve {
+            self.serve_conversation(handle, false);
         }
+    }
+
+    /// Starts a task that serves the conversation's mailbox (see [`Turns`]).
+    pub(crate) fn serve_conversation(&self, handle: &ConversationHandle, restarted: bool) {
+        let Some(me) = self.me.upgrade() else { return };
+        crate::actors::conversation::serve(me, Arc::clone(handle), restarted);
+    }
+
+    /// The router stops: conversation tasks end after their turn.
+    pub(crate) fn stop_serving(&self) {
+        self.stopping.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
     }
 
     /// Sends to an agent (on the node that serves its shard).
@@ -636,8 +595,7 @@ impl Shared {
         if let Some(handle) = self.agents.get(id).map(|h| Arc::clone(&h)) {
             self.count_sent(Sent::ToAgent);
             // Agents are never passive: their handle is created spawning.
-            let delivery = handle.deliver(self.envelope(msg));
-            debug_assert_eq!(delivery, Delivery::Queued);
+            handle.deliver(self.envelope(msg));
         }
     }
 

@@ -64,6 +64,8 @@ pub enum QueueMsg {
         reply: RpcReplyPort<Vec<QueueRow>>,
     },
     Figures(RpcReplyPort<QueueFigures>),
+    /// Only the estimated wait of a new conversation (no scan of the line).
+    EstimatedWait(RpcReplyPort<Option<std::time::Duration>>),
     /// Offers declined by every agent are tried again.
     RetryDeclined,
     #[cfg(any(test, feature = "fault-injection"))]
@@ -165,10 +167,13 @@ impl Actor for SkillQueueActor {
                 return Ok(());
             }
             QueueMsg::Figures(reply) => {
-                let weight = shared
-                    .skill(&st.queue.skill)
-                    .map_or(crate::domain::capacity::Weight::from_slots(1.0), |s| s.active_weight);
+                let weight = new_weight(&shared, &st.queue.skill);
                 let _ = reply.send(st.queue.figures(shared.now(), weight));
+                return Ok(());
+            }
+            QueueMsg::EstimatedWait(reply) => {
+                let weight = new_weight(&shared, &st.queue.skill);
+                let _ = reply.send(st.queue.estimated_wait(shared.now(), weight));
                 return Ok(());
             }
             QueueMsg::RetryDeclined => {
@@ -251,4 +256,11 @@ impl SkillQueueActor {
             shared.tell_conversation(id, ConversationMsg::ActivateFallback { epoch });
         }
     }
+}
+
+/// What a new conversation of `skill` weighs (its active weight).
+fn new_weight(shared: &Shared, skill: &SkillId) -> crate::domain::capacity::Weight {
+    shared
+        .skill(skill)
+        .map_or(crate::domain::capacity::Weight::from_slots(1.0), |s| s.active_weight)
 }

@@ -1,11 +1,12 @@
-//! Supervisors: spawn the conversation, agent and skill-queue actors linked to
-//! themselves, and restart one that crashed from its last committed state.
+//! Supervisors: spawn the agent and skill-queue actors linked to themselves, and
+//! restart one that crashed from its last committed state; restart a conversation whose
+//! turn panicked (conversations have no actor: see [`conversation`](super::conversation)).
 //!
 //! Conversations and agents keep their state in a [`Handle`](super::shared::Handle)
-//! outside the actor, so the new actor starts where the old one stopped and re-tells its
-//! peers. The conversations' supervisor also activates passive conversations
-//! (`Activate`): the handle buffers what is sent to it until the new actor attaches. A skill queue's state is derived: a restarted queue starts empty and every
-//! conversation and agent of the skill re-sends its entry or room (`Resync`).
+//! outside the actor, so the new actor (or activation) starts where the old one stopped
+//! and re-tells its peers. A skill queue's state is derived: a restarted queue starts
+//! empty and every conversation and agent of the skill re-sends its entry or room
+//! (`Resync`).
 //!
 //! A supervisor never exits while the router runs: in ractor, an exiting actor takes its
 //! linked children with it.
@@ -17,8 +18,8 @@ use std::time::Duration;
 use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 
 use crate::actors::agent::{AgentActor, AgentArgs, AgentMsg};
-use crate::actors::conversation::{ConversationActor, ConversationArgs, ConversationMsg};
-use crate::actors::shared::{AgentHandle, ConversationHandle, Envelope, Shared};
+use crate::actors::conversation::ConversationMsg;
+use crate::actors::shared::{AgentHandle, Envelope, Shared};
 use crate::actors::skill_queue::{QueueArgs, SkillQueueActor};
 use crate::error::RouterError;
 use crate::ids::{AgentId, ConversationId, SkillId};
@@ -37,8 +38,8 @@ type SpawnReply = RpcReplyPort<Result<(), RouterError>>;
 
 #[derive(Debug)]
 pub enum SupervisorMsg {
-    /// A message reached a passive conversation: start an actor to serve it.
-    Activate(ConversationHandle),
+    /// A conversation's turn panicked: restart it (after a backoff if it keeps crashing).
+    Crashed(Child),
     /// Restart a crashed child after its backoff delay.
     Restart(Child),
     SpawnAgent(AgentHandle, SpawnReply),
@@ -87,11 +88,8 @@ impl Actor for Supervisor {
     ) -> Result<(), ActorProcessingErr> {
         let Envelope { msg, token: _in_flight } = envelope;
         let (child, reply) = match msg {
-            SupervisorMsg::Activate(handle) => {
-                if let Err(e) = self.spawn_conversation(&myself, st, handle.clone(), false).await {
-                    tracing::error!(error = %e, "conversation activation failed");
-                    handle.abandon_activation();
-                }
+            SupervisorMsg::Crashed(child) => {
+                self.crashed(&myself, st, child).await;
                 return Ok(());
             }
             SupervisorMsg::SpawnAgent(handle, reply) => {
@@ -121,22 +119,9 @@ impl Actor for Supervisor {
                     return Ok(());
                 };
                 tracing::warn!(?child, error = %err, "actor crashed; restarting from its last state");
-                match self.backoff(st, &child) {
-                    None => self.restart(&myself, st, child).await,
-                    Some(delay) => {
-                        tracing::error!(?child, ?delay, "actor keeps crashing; restarting after a delay");
-                        // The crash stays counted in flight until the restart is done.
-                        let supervisor = myself.clone();
-                        let shared = Arc::clone(&st.shared);
-                        tokio::spawn(async move {
-                            tokio::time::sleep(delay).await;
-                            shared.tell(&supervisor, SupervisorMsg::Restart(child));
-                        });
-                    }
-                }
+                self.crashed(&myself, st, child).await;
             }
             SupervisionEvent::ActorTerminated(cell, _, _) => {
-                // A passivated conversation: its handle is already passive.
                 st.children.remove(&cell.get_id());
             }
             _ => {}
@@ -164,6 +149,23 @@ impl Supervisor {
         entry.1 += 1;
         let excess = entry.1.checked_sub(MAX_RESTARTS + 1)?;
         Some(BACKOFF_FIRST.saturating_mul(1 << excess.min(16)).min(BACKOFF_MAX))
+    }
+
+    /// A child crashed: restart it now, or after a delay if it keeps crashing.
+    async fn crashed(&self, myself: &ActorRef<Envelope<SupervisorMsg>>, st: &mut SupervisorState, child: Child) {
+        match self.backoff(st, &child) {
+            None => self.restart(myself, st, child).await,
+            Some(delay) => {
+                tracing::error!(?child, ?delay, "actor keeps crashing; restarting after a delay");
+                // The crash stays counted in flight until the restart is done.
+                let supervisor = myself.clone();
+                let shared = Arc::clone(&st.shared);
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    shared.tell(&supervisor, SupervisorMsg::Restart(child));
+                });
+            }
+        }
     }
 
     /// Restarts a crashed child from its last committed state.
@@ -196,7 +198,11 @@ impl Supervisor {
                 let handle = shared
                     .conversation(id)
                     .ok_or_else(|| RouterError::not_found("conversation", id))?;
-                return self.spawn_conversation(myself, st, handle, restarted).await;
+                // Served by a task of its own again (its mailbox kept what waited).
+                if handle.slot.restart() {
+                    shared.serve_conversation(&handle, restarted);
+                }
+                return Ok(());
             }
             Child::Agent(id) => {
                 let handle = shared.agents.get(id).map(|h| Arc::clone(&h));
@@ -219,25 +225,6 @@ impl Supervisor {
             }
         };
         st.children.insert(spawned.get_id(), child);
-        Ok(())
-    }
-
-    async fn spawn_conversation(
-        &self,
-        myself: &ActorRef<Envelope<SupervisorMsg>>,
-        st: &mut SupervisorState,
-        handle: ConversationHandle,
-        restarted: bool,
-    ) -> Result<(), RouterError> {
-        let id = handle.lock().id.clone();
-        let args = ConversationArgs {
-            shared: Arc::clone(&st.shared),
-            handle,
-            spawn_token: st.shared.token(),
-            restarted,
-        };
-        let spawned = spawn_linked(ConversationActor, args, myself.get_cell()).await?;
-        st.children.insert(spawned.get_id(), Child::Conversation(id));
         Ok(())
     }
 

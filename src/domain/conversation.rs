@@ -278,7 +278,7 @@ impl Conversation {
 
     /// Nothing will happen until the consumer writes or a deadline comes due: closed,
     /// waiting for the consumer while assigned, or in the queue but not actionable.
-    /// Such a conversation needs no live actor (it is passivated).
+    /// Such a conversation needs no live activation (it is passivated).
     pub fn is_quiet(&self) -> bool {
         match self.state {
             Phase::Closed => true,

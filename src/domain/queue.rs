@@ -352,8 +352,8 @@ impl SkillQueue {
             self.departures.pop_front();
         }
         let ahead = self.ranked.len();
-        let room = self.agents.values().any(|v| v.room.accepting && v.room.free >= weight);
-        if ahead == 0 && room {
+        // Room is looked for only when nobody waits ahead (a scan of the agents).
+        if ahead == 0 && self.agents.values().any(|v| v.room.accepting && v.room.free >= weight) {
             return Some(Duration::ZERO);
         }
         let (busy_n, busy_secs) = self

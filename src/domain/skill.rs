@@ -163,8 +163,8 @@ pub struct RoutingPolicy {
     /// Consumers remembered (first-time SLA, return to the same agent); past this
     /// many, the least recently seen is forgotten.
     pub max_consumers: usize,
-    /// A conversation actor with no work for this long stops, whatever the state (a
-    /// quiet conversation stops at once); the next message starts a new one.
+    /// A conversation activation with no work for this long is passivated, whatever
+    /// the state (a quiet conversation at once); the next message activates it again.
     pub passivate_after: Duration,
     /// Which agent with room gets a conversation.
     #[serde(default)]

@@ -399,8 +399,9 @@ impl World<'_> {
         if measured {
             self.waiting_measured += 1;
             // What `GET /v1/queue-health` would have promised this consumer.
-            let figures = self.router.queue_figures(&arrivals.skill).await.unwrap_or_default();
-            self.convs[n].estimated_wait = figures.estimated_wait_secs.map(Duration::from_secs);
+            let estimate = self.router.estimated_wait(&arrivals.skill).await.ok().flatten();
+            // Whole seconds, as the endpoint reports it.
+            self.convs[n].estimated_wait = estimate.map(|d| Duration::from_secs(d.as_secs()));
         }
         if self.router.open_conversation(req).await.is_err() {
             self.engine_errors += 1;
