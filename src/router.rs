@@ -308,10 +308,9 @@ impl Router {
             agent.reservations.clear();
             recovered.agents += 1;
             let id = agent.id.clone();
-            let handle = Handle::spawning(agent);
+            let handle = Handle::passive(agent);
             shared.agents.insert(id, Arc::clone(&handle));
-            self.call_supervisor(&self.agents, |reply| SupervisorMsg::SpawnAgent(handle, reply))
-                .await?;
+            shared.start_agent(&handle);
         }
         for (agent, conversations) in held {
             // Held by an agent of another node, or one running here already: the
@@ -365,8 +364,8 @@ impl Router {
             handle.slot.stop();
         }
         let agents = take_where(&shared.agents, |id| shards.contains(&shard_of_agent(id)));
-        for actor in agents.iter().filter_map(|h| h.actor()) {
-            actor.stop(Some("shard lost".into()));
+        for handle in &agents {
+            handle.slot.stop();
         }
         for queue in take_where(&shared.queues, |skill| shards.contains(&shard_of_queue(skill))) {
             queue.stop(Some("shard lost".into()));
@@ -664,13 +663,14 @@ impl Router {
         if let Some(missing) = spec.skills.iter().find(|s| !self.shared.skills.contains_key(*s)) {
             return Err(RouterError::not_found("skill", missing));
         }
-        if let Some(actor) = self.shared.agent_actor(&id) {
+        if self.shared.agents.contains_key(&id) {
             return self
-                .call(&actor, |reply: AgentReply| AgentMsg::Configure(spec, reply))
+                .shared
+                .call_agent(&id, |reply: AgentReply| AgentMsg::Configure(spec, reply))
                 .await?;
         }
         let agent = Agent::new(id.clone(), spec, self.shared.now(), &self.shared.policy);
-        let handle = Handle::spawning(agent.clone());
+        let handle = Handle::passive(agent.clone());
         match self.shared.agents.entry(id.clone()) {
             dashmap::Entry::Occupied(_) => return Err(RouterError::Conflict(format!("agent {id} is being created"))),
             dashmap::Entry::Vacant(v) => {
@@ -682,22 +682,8 @@ impl Router {
             self.shared.agents.remove(&id);
             return Err(lost.into());
         }
-        if let Err(e) = self
-            .call_supervisor(&self.agents, |reply| {
-                SupervisorMsg::SpawnAgent(Arc::clone(&handle), reply)
-            })
-            .await
-        {
-            self.shared.agents.remove(&id);
-            return Err(e);
-        }
+        self.shared.start_agent(&handle);
         Ok(handle.snapshot())
-    }
-
-    fn agent_actor(&self, id: &AgentId) -> Result<crate::actors::shared::AgentRef, RouterError> {
-        self.shared
-            .agent_actor(id)
-            .ok_or_else(|| RouterError::not_found("agent", id))
     }
 
     pub async fn set_agent_status(&self, id: &AgentId, status: AgentStatus) -> Result<Agent, RouterError> {
@@ -725,8 +711,8 @@ impl Router {
                 )));
             }
         }
-        let actor = self.agent_actor(id)?;
-        self.call(&actor, |reply: AgentReply| AgentMsg::SetStatus(status, reason, reply))
+        self.shared
+            .call_agent(id, |reply: AgentReply| AgentMsg::SetStatus(status, reason, reply))
             .await?
     }
 
@@ -752,13 +738,13 @@ impl Router {
         if self.agent_elsewhere(agent) {
             return self.answer_at_conversation(conversation, agent, true).await;
         }
-        let actor = self.agent_actor(agent)?;
         let conversation = conversation.clone();
-        self.call(&actor, |reply: ConversationReply| AgentMsg::Accept {
-            conversation,
-            reply,
-        })
-        .await?
+        self.shared
+            .call_agent(agent, |reply: ConversationReply| AgentMsg::Accept {
+                conversation,
+                reply,
+            })
+            .await?
     }
 
     /// The agent's actor runs on another node (a cluster): the request came to the
@@ -794,13 +780,13 @@ impl Router {
         if self.agent_elsewhere(agent) {
             return self.answer_at_conversation(conversation, agent, false).await;
         }
-        let actor = self.agent_actor(agent)?;
         let id = conversation.clone();
-        self.call(&actor, |reply| AgentMsg::Reject {
-            conversation: id,
-            reply,
-        })
-        .await??;
+        self.shared
+            .call_agent(agent, |reply| AgentMsg::Reject {
+                conversation: id,
+                reply,
+            })
+            .await??;
         self.conversation(conversation)
     }
 

@@ -1,4 +1,4 @@
-//! `AgentActor`: owns one agent and is the only authority on whether it has room.
+//! An agent: a virtual actor served in turns, the only authority on whether it has room.
 //!
 //! In: `Offer` from skill queues (reserve room or decline), `Accept` / `Reject` from the
 //! API (offer mode), `Confirmed` / `Update` / `Release` / `OfferVoid` from
@@ -11,11 +11,15 @@
 
 use std::sync::Arc;
 
-use ractor::{Actor, ActorProcessingErr, RpcReplyPort};
+use std::panic::AssertUnwindSafe;
+
+use futures_util::FutureExt;
+use ractor::RpcReplyPort;
 
 use crate::actors::conversation::{ConversationMsg, ConversationReply};
-use crate::actors::shared::{AgentHandle, AgentRef, Envelope, InFlight, Shared};
+use crate::actors::shared::{AgentHandle, Envelope, InFlight, Shared};
 use crate::actors::skill_queue::QueueMsg;
+use crate::actors::supervisor::{Child, SupervisorMsg};
 use crate::actors::timer::TimerTarget;
 use crate::domain::agent::{Agent, AgentSpec, AgentStatus, Held, Holding, IncomingOffer, Reservation};
 use crate::domain::capacity::{NoRoom, Weight};
@@ -92,65 +96,111 @@ pub enum AgentMsg {
     Panic,
 }
 
-#[derive(Debug)]
-pub struct AgentActor;
-
-#[derive(Debug)]
-pub struct AgentArgs {
-    pub shared: Arc<Shared>,
-    pub handle: AgentHandle,
-    pub spawn_token: InFlight,
-    /// A restart after a crash: messages in the old mailbox were lost.
-    pub restarted: bool,
-}
-
-#[derive(Debug)]
-pub struct AgentState {
-    shared: Arc<Shared>,
-    handle: AgentHandle,
-    spawn_token: Option<InFlight>,
-    restarted: bool,
-    /// What each skill queue was last told.
+/// What an agent's activation keeps between its turns: what each skill queue was last
+/// told. An agent is served in turns, as a conversation is (see
+/// [`Turns`](super::turns::Turns)), but never passivates while it is in the directory.
+#[derive(Debug, Default)]
+pub struct AgentActivation {
     told: Vec<(SkillId, AgentRoom)>,
 }
 
-impl Actor for AgentActor {
-    type Msg = Envelope<AgentMsg>;
-    type State = AgentState;
-    type Arguments = AgentArgs;
+/// What a turn works with.
+struct AgentState<'a> {
+    shared: &'a Arc<Shared>,
+    handle: &'a AgentHandle,
+    told: &'a mut Vec<(SkillId, AgentRoom)>,
+}
 
-    async fn pre_start(&self, myself: AgentRef, args: AgentArgs) -> Result<AgentState, ActorProcessingErr> {
-        // Serves the handle at once: what was sent while it started comes first.
-        args.handle.attach(myself);
-        Ok(AgentState {
-            shared: args.shared,
-            handle: args.handle,
-            spawn_token: Some(args.spawn_token),
-            restarted: args.restarted,
-            told: Vec::new(),
-        })
-    }
+/// The agent's behaviour (its turns), a namespace.
+#[derive(Debug)]
+pub struct AgentActor;
 
-    async fn post_start(&self, _myself: AgentRef, st: &mut AgentState) -> Result<(), ActorProcessingErr> {
-        // Counted as in flight from the spawn until here (see `Supervisor::spawn`).
-        let _spawned = st.spawn_token.take();
-        let mut agent = st.handle.snapshot();
-        if st.restarted {
-            self.reconcile(&st.shared, &mut agent);
+/// Starts a task that serves the agent's mailbox until it is empty: a new activation
+/// (the agent was just created or read back, or `restarted` after a crash), or the one
+/// kept while the mailbox was idle.
+pub(crate) fn serve(shared: Arc<Shared>, handle: AgentHandle, restarted: bool) {
+    // Counted as work in flight until a new activation has told its queues its room.
+    let token = shared.token();
+    tokio::spawn(run(shared, handle, restarted, token));
+}
+
+async fn run(shared: Arc<Shared>, handle: AgentHandle, restarted: bool, token: InFlight) {
+    let resumed = if restarted { None } else { handle.slot.resume() };
+    let mut act = match resumed {
+        Some(act) => act,
+        None => match std::panic::catch_unwind(AssertUnwindSafe(|| AgentActor.start(&shared, &handle, restarted))) {
+            Ok(act) => act,
+            Err(_) => return crashed(&shared, &handle),
+        },
+    };
+    drop(token);
+    loop {
+        if shared.stopping() {
+            handle.slot.stop();
+            return;
         }
-        self.settle(st, &agent);
-        st.handle.commit(agent);
-        Ok(())
+        let Some((envelope, next)) = handle.slot.next(act, false) else {
+            return;
+        };
+        act = next;
+        // Many messages in a row yield to the other tasks now and then.
+        tokio::task::consume_budget().await;
+        let mut st = AgentState {
+            shared: &shared,
+            handle: &handle,
+            told: &mut act.told,
+        };
+        if AssertUnwindSafe(AgentActor.handle(envelope, &mut st))
+            .catch_unwind()
+            .await
+            .is_err()
+        {
+            return crashed(&shared, &handle);
+        }
+    }
+}
+
+/// A turn panicked (counted in flight by its crash guard): the supervisor restarts the
+/// agent from its committed state, with its backoff.
+fn crashed(shared: &Arc<Shared>, handle: &AgentHandle) {
+    handle.slot.crashed();
+    let id = handle.lock().id.clone();
+    tracing::warn!(agent = %id, "agent crashed; restarting from its last state");
+    match shared.activator.get() {
+        Some(supervisor) => shared.tell(supervisor, SupervisorMsg::Restart(Child::Agent(id))),
+        None => {
+            if handle.slot.claim() {
+                shared.serve_agent(handle, true);
+            }
+            shared.restart_done();
+        }
+    }
+}
+
+impl AgentActor {
+    /// A new activation: after a crash, what the agent holds is reconciled with the
+    /// conversations' records; then its room is told to its queues.
+    fn start(&self, shared: &Arc<Shared>, handle: &AgentHandle, restarted: bool) -> AgentActivation {
+        let _crash = shared.crash_guard();
+        shared.count_agent_activation();
+        let mut act = AgentActivation::default();
+        let mut agent = handle.snapshot();
+        if restarted {
+            self.reconcile(shared, &mut agent);
+        }
+        let mut st = AgentState {
+            shared,
+            handle,
+            told: &mut act.told,
+        };
+        self.settle(&mut st, &agent);
+        handle.commit(agent);
+        act
     }
 
-    async fn handle(
-        &self,
-        _myself: AgentRef,
-        envelope: Envelope<AgentMsg>,
-        st: &mut AgentState,
-    ) -> Result<(), ActorProcessingErr> {
+    async fn handle(&self, envelope: Envelope<AgentMsg>, st: &mut AgentState<'_>) -> Result<(), RouterError> {
         let Envelope { msg, token: _in_flight } = envelope;
-        let shared = Arc::clone(&st.shared);
+        let shared = Arc::clone(st.shared);
         let _crash = shared.crash_guard();
         let now = shared.now();
         let policy = &shared.policy;
@@ -198,7 +248,7 @@ impl Actor for AgentActor {
             // agent holding hundreds of conversations is not copied for each message.
             // Nothing in it waits, and nothing it calls takes an agent's lock.
             msg => {
-                let handle = Arc::clone(&st.handle);
+                let handle = Arc::clone(st.handle);
                 let mut agent = handle.lock();
                 self.apply(st, &mut agent, msg, now);
                 self.settle(st, &agent);
@@ -206,12 +256,10 @@ impl Actor for AgentActor {
         }
         Ok(())
     }
-}
 
-impl AgentActor {
     /// A message that does not wait: applied to the agent's committed state in place.
-    fn apply(&self, st: &mut AgentState, agent: &mut Agent, msg: AgentMsg, now: crate::time::Timestamp) {
-        let shared = Arc::clone(&st.shared);
+    fn apply(&self, st: &mut AgentState<'_>, agent: &mut Agent, msg: AgentMsg, now: crate::time::Timestamp) {
+        let shared = Arc::clone(st.shared);
         let policy = &shared.policy;
         let id = agent.id.clone();
         match msg {
@@ -511,8 +559,8 @@ impl AgentActor {
 
     /// Tells the skill queues about a change of room and re-arms the timer (the caller
     /// commits the state, or changed it in place).
-    fn settle(&self, st: &mut AgentState, agent: &Agent) {
-        let shared = Arc::clone(&st.shared);
+    fn settle(&self, st: &mut AgentState<'_>, agent: &Agent) {
+        let shared = Arc::clone(st.shared);
         let now = shared.now();
         let room = agent.room(now, &shared.policy);
         // Skills it left: the queue forgets the agent.

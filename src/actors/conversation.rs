@@ -300,7 +300,7 @@ fn crashed(shared: &Arc<Shared>, handle: &ConversationHandle) {
     match shared.activator.get() {
         Some(supervisor) => shared.tell(supervisor, SupervisorMsg::Restart(Child::Conversation(id))),
         None => {
-            if handle.slot.restart() {
+            if handle.slot.claim() {
                 shared.serve_conversation(handle, true);
             }
             shared.restart_done();

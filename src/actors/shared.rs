@@ -17,10 +17,10 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
 use dashmap::DashMap;
-use ractor::{ActorRef, Message};
+use ractor::ActorRef;
 use tokio::sync::broadcast;
 
-use crate::actors::agent::AgentMsg;
+use crate::actors::agent::{AgentActivation, AgentMsg};
 use crate::actors::consumers::Consumers;
 use crate::actors::conversation::{Activation, ConversationMsg};
 pub use crate::actors::envelope::{Envelope, InFlight};
@@ -40,14 +40,6 @@ use crate::events::{EventKind, RouterEvent};
 use crate::ids::{AgentId, ConversationId, SkillId};
 use crate::store::{Change, Store, Ticket};
 use crate::time::{Clock, Timestamp};
-
-/// Where an agent's messages go: the actor that serves it (agents are always live).
-#[derive(Debug)]
-pub enum ActorSlot<M: Message> {
-    /// The actor is being started; messages wait here, in order, until it attaches.
-    Activating(Vec<M>),
-    Active(ActorRef<M>),
-}
 
 /// The committed state of one conversation or agent, and where its messages go (`T`:
 /// a conversation's [`Turns`], an agent's actor). The state outlives whatever serves it
@@ -80,7 +72,8 @@ impl<S: Clone, T> Handle<S, T> {
 }
 
 impl<S, M, A> Handle<S, Turns<M, A>> {
-    /// A conversation with no activation: the first message starts one.
+    /// A conversation or agent with no activation: the first message starts one (or,
+    /// for an agent, its creator: see [`Shared::start_agent`]).
     pub fn passive(state: S) -> Arc<Self> {
         Arc::new(Handle {
             state: Mutex::new(state),
@@ -89,59 +82,9 @@ impl<S, M, A> Handle<S, Turns<M, A>> {
     }
 }
 
-impl<S, M: Message> Handle<S, Mutex<ActorSlot<M>>> {
-    /// A handle whose actor the caller is about to spawn (messages wait for it).
-    pub fn spawning(state: S) -> Arc<Self> {
-        Arc::new(Handle {
-            state: Mutex::new(state),
-            slot: Mutex::new(ActorSlot::Activating(Vec::new())),
-        })
-    }
-
-    fn actor_slot(&self) -> MutexGuard<'_, ActorSlot<M>> {
-        // Every transition below is a single assignment.
-        self.slot.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The live actor, if started.
-    pub fn actor(&self) -> Option<ActorRef<M>> {
-        match &*self.actor_slot() {
-            ActorSlot::Active(a) => Some(a.clone()),
-            ActorSlot::Activating(_) => None,
-        }
-    }
-
-    /// Sends `msg` to the live actor, or buffers it for the one being started. A cast
-    /// refused by a dead actor (crashed, its restart pending) drops the message: the
-    /// restart reconciles what such messages would have said.
-    pub fn deliver(&self, msg: M) {
-        match &mut *self.actor_slot() {
-            ActorSlot::Active(actor) => {
-                let _ = actor.cast(msg);
-            }
-            ActorSlot::Activating(buffer) => buffer.push(msg),
-        }
-    }
-
-    /// A new actor serves this handle from now on (called in its `pre_start`): the
-    /// messages buffered for it go first into its mailbox, in order.
-    pub fn attach(&self, actor: ActorRef<M>) {
-        let mut slot = self.actor_slot();
-        let buffered = match std::mem::replace(&mut *slot, ActorSlot::Active(actor.clone())) {
-            ActorSlot::Activating(buffered) => buffered,
-            // A restart: what the dead actor's mailbox held is lost.
-            ActorSlot::Active(_) => Vec::new(),
-        };
-        for msg in buffered {
-            let _ = actor.cast(msg);
-        }
-    }
-}
-
-pub type AgentRef = ActorRef<Envelope<AgentMsg>>;
 pub type QueueRef = ActorRef<Envelope<QueueMsg>>;
 pub type ConversationHandle = Arc<Handle<Conversation, Turns<Envelope<ConversationMsg>, Activation>>>;
-pub type AgentHandle = Arc<Handle<Agent, Mutex<ActorSlot<Envelope<AgentMsg>>>>>;
+pub type AgentHandle = Arc<Handle<Agent, Turns<Envelope<AgentMsg>, AgentActivation>>>;
 
 #[derive(Debug)]
 pub struct Shared {
@@ -155,7 +98,7 @@ pub struct Shared {
     pub timers: Arc<Timers>,
     /// The durable record, when the node has one (set before any actor starts).
     pub store: OnceLock<Arc<Store>>,
-    /// Restarts the activations of crashed conversations (set once the supervisor runs).
+    /// Restarts crashed conversations and agents (set once the supervisor runs).
     pub(crate) activator: OnceLock<ActorRef<Envelope<SupervisorMsg>>>,
     /// This, for the tasks that serve conversations.
     me: Weak<Shared>,
@@ -180,6 +123,8 @@ pub struct Shared {
     sent: [AtomicU64; Sent::WAYS],
     /// Conversation activations started (of passive conversations, and restarts) since start.
     activations: AtomicU64,
+    /// Agent activations started (creations, recoveries and restarts) since start.
+    agent_activations: AtomicU64,
     seq: AtomicU64,
 }
 
@@ -264,6 +209,7 @@ impl Shared {
             sent_total: AtomicU64::new(0),
             sent: Default::default(),
             activations: AtomicU64::new(0),
+            agent_activations: AtomicU64::new(0),
             seq: AtomicU64::new(0),
         })
     }
@@ -333,6 +279,16 @@ impl Shared {
 
     pub(crate) fn count_activation(&self) {
         self.activations.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Agent activations started since start: one per agent created or read back, and
+    /// one per restart after a crash.
+    pub fn agent_activations(&self) -> u64 {
+        self.agent_activations.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_agent_activation(&self) {
+        self.agent_activations.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Wraps a message with its in-flight token.
@@ -419,10 +375,6 @@ impl Shared {
 
     pub fn conversation(&self, id: &ConversationId) -> Option<ConversationHandle> {
         self.conversations.get(id).map(|h| Arc::clone(&h))
-    }
-
-    pub fn agent_actor(&self, id: &AgentId) -> Option<AgentRef> {
-        self.agents.get(id).and_then(|h| h.actor())
     }
 
     /// Sends to a skill queue (on the node that serves its shard).
@@ -594,9 +546,42 @@ impl Shared {
     fn tell_local_agent(&self, id: &AgentId, msg: AgentMsg) {
         if let Some(handle) = self.agents.get(id).map(|h| Arc::clone(&h)) {
             self.count_sent(Sent::ToAgent);
-            // Agents are never passive: their handle is created spawning.
-            handle.deliver(self.envelope(msg));
+            if handle.slot.deliver(self.envelope(msg)) == Delivery::Serve {
+                self.serve_agent(&handle, false);
+            }
         }
+    }
+
+    /// Sends a message that carries a reply port to an agent of this node, and waits
+    /// for the answer.
+    pub(crate) async fn call_agent<T: Send + 'static>(
+        &self,
+        id: &AgentId,
+        msg: impl FnOnce(ractor::RpcReplyPort<T>) -> AgentMsg,
+    ) -> Result<T, RouterError> {
+        let handle = self.agents.get(id).map(|h| Arc::clone(&h));
+        let handle = handle.ok_or_else(|| RouterError::not_found("agent", id))?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.count_sent(Sent::FacadeCall);
+        if handle.slot.deliver(self.envelope(msg(tx.into()))) == Delivery::Serve {
+            self.serve_agent(&handle, false);
+        }
+        rx.await
+            .map_err(|_| RouterError::Unavailable("the agent stopped before answering".into()))
+    }
+
+    /// A new agent (created, or read back from the store) starts: its first activation
+    /// tells its skill queues its room.
+    pub(crate) fn start_agent(&self, handle: &AgentHandle) {
+        if handle.slot.claim() {
+            self.serve_agent(handle, false);
+        }
+    }
+
+    /// Starts a task that serves the agent's mailbox (see [`Turns`]).
+    pub(crate) fn serve_agent(&self, handle: &AgentHandle, restarted: bool) {
+        let Some(me) = self.me.upgrade() else { return };
+        crate::actors::agent::serve(me, Arc::clone(handle), restarted);
     }
 
     /// A deadline from the [`Timers`] came due.

@@ -1,6 +1,6 @@
-//! Supervisors: spawn the agent and skill-queue actors linked to themselves, and
-//! restart one that crashed from its last committed state; restart a conversation whose
-//! turn panicked (conversations have no actor: see [`conversation`](super::conversation)).
+//! Supervisors: spawn the skill-queue actors linked to themselves and restart one that
+//! crashed; restart a conversation or agent whose turn panicked (they have no actor of
+//! their own: see [`turns`](super::turns)), all from their last committed state.
 //!
 //! Conversations and agents keep their state in a [`Handle`](super::shared::Handle)
 //! outside the actor, so the new actor (or activation) starts where the old one stopped
@@ -17,9 +17,9 @@ use std::time::Duration;
 
 use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 
-use crate::actors::agent::{AgentActor, AgentArgs, AgentMsg};
+use crate::actors::agent::AgentMsg;
 use crate::actors::conversation::ConversationMsg;
-use crate::actors::shared::{AgentHandle, Envelope, Shared};
+use crate::actors::shared::{Envelope, Shared};
 use crate::actors::skill_queue::{QueueArgs, SkillQueueActor};
 use crate::error::RouterError;
 use crate::ids::{AgentId, ConversationId, SkillId};
@@ -42,7 +42,6 @@ pub enum SupervisorMsg {
     Crashed(Child),
     /// Restart a crashed child after its backoff delay.
     Restart(Child),
-    SpawnAgent(AgentHandle, SpawnReply),
     SpawnQueue(SkillId, SpawnReply),
 }
 
@@ -91,10 +90,6 @@ impl Actor for Supervisor {
             SupervisorMsg::Crashed(child) => {
                 self.crashed(&myself, st, child).await;
                 return Ok(());
-            }
-            SupervisorMsg::SpawnAgent(handle, reply) => {
-                let id = handle.lock().id.clone();
-                (Child::Agent(id), reply)
             }
             SupervisorMsg::SpawnQueue(skill, reply) => (Child::Queue(skill), reply),
             SupervisorMsg::Restart(child) => {
@@ -199,21 +194,19 @@ impl Supervisor {
                     .conversation(id)
                     .ok_or_else(|| RouterError::not_found("conversation", id))?;
                 // Served by a task of its own again (its mailbox kept what waited).
-                if handle.slot.restart() {
+                if handle.slot.claim() {
                     shared.serve_conversation(&handle, restarted);
                 }
                 return Ok(());
             }
             Child::Agent(id) => {
+                drop(spawn_token);
                 let handle = shared.agents.get(id).map(|h| Arc::clone(&h));
                 let handle = handle.ok_or_else(|| RouterError::not_found("agent", id))?;
-                let args = AgentArgs {
-                    shared: Arc::clone(shared),
-                    handle,
-                    spawn_token,
-                    restarted,
-                };
-                spawn_linked(AgentActor, args, cell).await?
+                if handle.slot.claim() {
+                    shared.serve_agent(&handle, restarted);
+                }
+                return Ok(());
             }
             Child::Queue(skill) => {
                 let args = QueueArgs {

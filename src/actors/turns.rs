@@ -121,7 +121,7 @@ impl<M, A> Turns<M, A> {
     }
 
     /// The serving task panicked: the activation is gone, and messages wait in the
-    /// mailbox for [`Turns::restart`].
+    /// mailbox for [`Turns::claim`].
     pub fn crashed(&self) {
         if let Some(l) = self.lock().as_deref_mut() {
             if l.run != Run::Stopped {
@@ -131,16 +131,17 @@ impl<M, A> Turns<M, A> {
         }
     }
 
-    /// The supervisor restarts a crashed mailbox: true if the caller must start a task
-    /// to serve it (with a new activation).
-    pub fn restart(&self) -> bool {
+    /// Someone (the supervisor after a crash, or whoever just created the actor) wants
+    /// a new activation to serve the mailbox: true if the caller must start a task with
+    /// one. False if a task serves it already or will, or if it was stopped.
+    pub fn claim(&self) -> bool {
         let mut live = self.lock();
         match live.as_deref_mut() {
             Some(l) if l.run == Run::Crashed => {
                 l.run = Run::Running;
                 true
             }
-            // A crash restarted twice, or a conversation that left: nothing to do.
+            // Served (a crash restarted twice), or stopped: nothing to do.
             Some(_) => false,
             None => {
                 *live = Some(Box::new(Live {
@@ -215,8 +216,8 @@ mod tests {
         assert_eq!(t.next("act", false), Some((1, "act")));
         t.crashed();
         assert_eq!(t.deliver(3), Delivery::Queued, "no server until the restart");
-        assert!(t.restart());
-        assert!(!t.restart(), "one restart per crash");
+        assert!(t.claim());
+        assert!(!t.claim(), "one restart per crash");
         assert_eq!(t.resume(), None, "the activation died with the task");
         assert_eq!(t.next("new", false), Some((2, "new")));
         assert_eq!(t.next("new", false), Some((3, "new")));
@@ -231,7 +232,7 @@ mod tests {
         assert_eq!(t.next("act", false), None, "the serving task ends");
         assert_eq!(t.deliver(2), Delivery::Queued);
         assert!(!t.is_live());
-        assert!(!t.restart());
+        assert!(!t.claim());
         let passive: Turns<u32, &str> = Turns::default();
         passive.stop();
         assert_eq!(passive.deliver(1), Delivery::Queued, "dropped");

@@ -96,19 +96,20 @@ async fn a_panicking_conversation_loses_neither_the_conversation_nor_its_assignm
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_panicking_agent_actor_keeps_its_conversations_and_room() {
+async fn a_panicking_agent_keeps_its_conversations_and_room() {
     let r = setup(1).await;
     open(&r, "c1").await;
     open(&r, "c2").await;
     let shared = r.shared();
-    let before = shared.agent_actor(&agent()).expect("actor");
+    let before = shared.agent_activations();
     shared.tell_agent(&agent(), AgentMsg::Panic);
     settle(&r).await;
     tokio::time::sleep(Duration::from_millis(1)).await;
     settle(&r).await;
-    assert_ne!(
-        shared.agent_actor(&agent()).expect("restarted").get_id(),
-        before.get_id()
+    assert_eq!(
+        shared.agent_activations(),
+        before + 1,
+        "a new activation serves the agent"
     );
     let a = r.agent(&agent()).expect("agent");
     assert_eq!(a.status, AgentStatus::Online);
@@ -159,13 +160,14 @@ async fn an_actor_that_keeps_crashing_is_restarted_after_a_backoff() {
     let r = setup(2).await;
     open(&r, "c1").await;
     let shared = r.shared();
+    let before = shared.agent_activations();
     for _ in 0..8 {
         shared.tell_agent(&agent(), AgentMsg::Panic);
         // The restarts past the budget wait their backoff in virtual time.
         tokio::time::sleep(Duration::from_secs(6)).await;
         settle(&r).await;
     }
-    assert!(shared.agent_actor(&agent()).is_some(), "restarted every time");
+    assert_eq!(shared.agent_activations(), before + 8, "restarted every time");
     r.close(&cid("c1"), ClosedBy::Consumer, None).await.expect("close");
     open(&r, "c2").await;
     settle(&r).await;
