@@ -704,13 +704,19 @@ async fn reconcile(s: &Arc<RunState>) -> BTreeMap<String, u64> {
             for id in chunk {
                 let state = match s.get_moving_on(&format!("/v1/conversations/{id}")).await {
                     Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND => "lost".to_string(),
-                    Ok(r) => r
-                        .json::<Value>()
-                        .await
-                        .ok()
-                        .and_then(|v| v["state"].as_str().map(str::to_owned))
-                        .unwrap_or_else(|| "unreadable".into()),
-                    Err(_) => "unreadable".into(),
+                    // An answer without a state is counted under its status (and
+                    // a failed request under its kind), so a report says which.
+                    Ok(r) => {
+                        let status = r.status();
+                        r.json::<Value>()
+                            .await
+                            .ok()
+                            .and_then(|v| v["state"].as_str().map(str::to_owned))
+                            .unwrap_or_else(|| format!("unreadable (HTTP {})", status.as_u16()))
+                    }
+                    Err(e) if e.is_timeout() => "unreadable (timeout)".into(),
+                    Err(e) if e.is_connect() => "unreadable (connect)".into(),
+                    Err(_) => "unreadable (request failed)".into(),
                 };
                 if let Ok(mut c) = counts.lock() {
                     *c.entry(state).or_default() += 1;
