@@ -106,8 +106,9 @@ pub struct Router {
     /// The timer service's driver task.
     timers: Arc<tokio::task::JoinHandle<()>>,
     skill_defaults: Arc<Skill>,
-    conversations: ActorRef<Envelope<SupervisorMsg>>,
-    agents: ActorRef<Envelope<SupervisorMsg>>,
+    /// Restarts crashed conversations and agents (served in turns, without an actor).
+    restarter: ActorRef<Envelope<SupervisorMsg>>,
+    /// Spawns the skill queues and restarts one that crashed.
     queues: ActorRef<Envelope<SupervisorMsg>>,
 }
 
@@ -130,12 +131,11 @@ impl Router {
                 .map(|(a, _)| a)
                 .map_err(|e| RouterError::Unavailable(e.to_string()))
         };
-        let conversations = spawn(Arc::clone(&shared)).await?;
-        let _ = shared.activator.set(conversations.clone());
+        let restarter = spawn(Arc::clone(&shared)).await?;
+        let _ = shared.restarter.set(restarter.clone());
         Ok(Router {
             timers: Arc::new(Timers::start(&shared)),
-            conversations,
-            agents: spawn(Arc::clone(&shared)).await?,
+            restarter,
             queues: spawn(Arc::clone(&shared)).await?,
             skill_defaults: Arc::new(config.skill_defaults.clone()),
             shared,
@@ -1239,7 +1239,7 @@ impl Router {
         }
         self.timers.abort();
         self.shared.stop_serving();
-        for sup in [&self.conversations, &self.agents, &self.queues] {
+        for sup in [&self.restarter, &self.queues] {
             sup.stop(None);
         }
     }

@@ -19,7 +19,7 @@ use ractor::RpcReplyPort;
 use crate::actors::conversation::{ConversationMsg, ConversationReply};
 use crate::actors::shared::{AgentHandle, Envelope, InFlight, Shared};
 use crate::actors::skill_queue::QueueMsg;
-use crate::actors::supervisor::{Child, SupervisorMsg};
+use crate::actors::supervisor::Child;
 use crate::actors::timer::TimerTarget;
 use crate::domain::agent::{Agent, AgentSpec, AgentStatus, Held, Holding, IncomingOffer, Reservation};
 use crate::domain::capacity::{NoRoom, Weight};
@@ -166,15 +166,7 @@ fn crashed(shared: &Arc<Shared>, handle: &AgentHandle) {
     handle.slot.crashed();
     let id = handle.lock().id.clone();
     tracing::warn!(agent = %id, "agent crashed; restarting from its last state");
-    match shared.activator.get() {
-        Some(supervisor) => shared.tell(supervisor, SupervisorMsg::Restart(Child::Agent(id))),
-        None => {
-            if handle.slot.claim() {
-                shared.serve_agent(handle, true);
-            }
-            shared.restart_done();
-        }
-    }
+    shared.restart_crashed(Child::Agent(id));
 }
 
 impl AgentActor {

@@ -32,7 +32,7 @@ use ractor::RpcReplyPort;
 use crate::actors::agent::AgentMsg;
 use crate::actors::shared::{ConversationHandle, Envelope, InFlight, Shared};
 use crate::actors::skill_queue::QueueMsg;
-use crate::actors::supervisor::{Child, SupervisorMsg};
+use crate::actors::supervisor::Child;
 use crate::actors::timer::TimerTarget;
 use crate::domain::agent::Holding;
 use crate::domain::conversation::{Activity, ClosedBy, Conversation, Phase, UnassignReason};
@@ -297,15 +297,7 @@ fn crashed(shared: &Arc<Shared>, handle: &ConversationHandle) {
     handle.slot.crashed();
     let id = handle.lock().id.clone();
     tracing::warn!(conversation = %id, "conversation crashed; restarting from its last state");
-    match shared.activator.get() {
-        Some(supervisor) => shared.tell(supervisor, SupervisorMsg::Restart(Child::Conversation(id))),
-        None => {
-            if handle.slot.claim() {
-                shared.serve_conversation(handle, true);
-            }
-            shared.restart_done();
-        }
-    }
+    shared.restart_crashed(Child::Conversation(id));
 }
 
 impl Activation {

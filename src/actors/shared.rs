@@ -28,7 +28,7 @@ use crate::actors::remote::{
     shard_of_agent, shard_of_conversation, shard_of_queue, Crossing, Remote, ToAgent, ToConversation, ToQueue,
 };
 use crate::actors::skill_queue::QueueMsg;
-use crate::actors::supervisor::SupervisorMsg;
+use crate::actors::supervisor::{Child, SupervisorMsg};
 use crate::actors::timer::{TimerTarget, Timers};
 pub use crate::actors::turns::{Delivery, Turns};
 use crate::cluster::lease::Fenced;
@@ -99,7 +99,7 @@ pub struct Shared {
     /// The durable record, when the node has one (set before any actor starts).
     pub store: OnceLock<Arc<Store>>,
     /// Restarts crashed conversations and agents (set once the supervisor runs).
-    pub(crate) activator: OnceLock<ActorRef<Envelope<SupervisorMsg>>>,
+    pub(crate) restarter: OnceLock<ActorRef<Envelope<SupervisorMsg>>>,
     /// This, for the tasks that serve conversations.
     me: Weak<Shared>,
     /// The router is shutting down: conversations are no longer served.
@@ -198,7 +198,7 @@ impl Shared {
             consumers,
             timers: Arc::new(Timers::default()),
             store: OnceLock::new(),
-            activator: OnceLock::new(),
+            restarter: OnceLock::new(),
             remote: OnceLock::new(),
             crossings: Crossings::default(),
             closed: Mutex::new(VecDeque::new()),
@@ -511,6 +511,45 @@ impl Shared {
     pub(crate) fn serve_conversation(&self, handle: &ConversationHandle, restarted: bool) {
         let Some(me) = self.me.upgrade() else { return };
         crate::actors::conversation::serve(me, Arc::clone(handle), restarted);
+    }
+
+    /// A conversation's or agent's turn panicked (its mailbox is marked crashed and the
+    /// crash counted in flight): the supervisor serves it again, with its backoff.
+    /// Before the supervisor runs (a router booting), it is served again at once.
+    pub(crate) fn restart_crashed(&self, child: Child) {
+        match self.restarter.get() {
+            Some(supervisor) => self.tell(supervisor, SupervisorMsg::Crashed(child)),
+            None => {
+                if let Err(e) = self.serve_again(&child) {
+                    tracing::error!(?child, error = %e, "restart failed");
+                }
+                self.restart_done();
+            }
+        }
+    }
+
+    /// Serves a crashed conversation or agent again, from its committed state; its
+    /// mailbox kept what waited. A queue is an actor: its supervisor spawns it.
+    pub(crate) fn serve_again(&self, child: &Child) -> Result<(), RouterError> {
+        match child {
+            Child::Conversation(id) => {
+                let handle = self
+                    .conversation(id)
+                    .ok_or_else(|| RouterError::not_found("conversation", id))?;
+                if handle.slot.claim() {
+                    self.serve_conversation(&handle, true);
+                }
+            }
+            Child::Agent(id) => {
+                let handle = self.agents.get(id).map(|h| Arc::clone(&h));
+                let handle = handle.ok_or_else(|| RouterError::not_found("agent", id))?;
+                if handle.slot.claim() {
+                    self.serve_agent(&handle, true);
+                }
+            }
+            Child::Queue(_) => {}
+        }
+        Ok(())
     }
 
     /// The router stops: conversation tasks end after their turn.

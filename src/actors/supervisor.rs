@@ -38,7 +38,8 @@ type SpawnReply = RpcReplyPort<Result<(), RouterError>>;
 
 #[derive(Debug)]
 pub enum SupervisorMsg {
-    /// A conversation's turn panicked: restart it (after a backoff if it keeps crashing).
+    /// A conversation's or agent's turn panicked: restart it (after a backoff if it
+    /// keeps crashing).
     Crashed(Child),
     /// Restart a crashed child after its backoff delay.
     Restart(Child),
@@ -97,7 +98,7 @@ impl Actor for Supervisor {
                 return Ok(());
             }
         };
-        let result = self.spawn(&myself, st, child, false).await;
+        let result = self.spawn(&myself, st, child).await;
         let _ = reply.send(result);
         Ok(())
     }
@@ -165,7 +166,7 @@ impl Supervisor {
 
     /// Restarts a crashed child from its last committed state.
     async fn restart(&self, myself: &ActorRef<Envelope<SupervisorMsg>>, st: &mut SupervisorState, child: Child) {
-        if let Err(e) = self.spawn(myself, st, child.clone(), true).await {
+        if let Err(e) = self.spawn(myself, st, child.clone()).await {
             tracing::error!(?child, error = %e, "restart failed");
         }
         if let Child::Queue(skill) = &child {
@@ -179,7 +180,6 @@ impl Supervisor {
         myself: &ActorRef<Envelope<SupervisorMsg>>,
         st: &mut SupervisorState,
         child: Child,
-        restarted: bool,
     ) -> Result<(), RouterError> {
         let shared = &Arc::clone(&st.shared);
         let cell: ActorCell = myself.get_cell();
@@ -188,25 +188,10 @@ impl Supervisor {
         let spawn_token = shared.token();
         // Each actor puts itself in its directory in `pre_start`.
         let spawned = match &child {
-            Child::Conversation(id) => {
+            // Served in turns (no actor): a task serves its mailbox again.
+            Child::Conversation(_) | Child::Agent(_) => {
                 drop(spawn_token);
-                let handle = shared
-                    .conversation(id)
-                    .ok_or_else(|| RouterError::not_found("conversation", id))?;
-                // Served by a task of its own again (its mailbox kept what waited).
-                if handle.slot.claim() {
-                    shared.serve_conversation(&handle, restarted);
-                }
-                return Ok(());
-            }
-            Child::Agent(id) => {
-                drop(spawn_token);
-                let handle = shared.agents.get(id).map(|h| Arc::clone(&h));
-                let handle = handle.ok_or_else(|| RouterError::not_found("agent", id))?;
-                if handle.slot.claim() {
-                    shared.serve_agent(&handle, restarted);
-                }
-                return Ok(());
+                return shared.serve_again(&child);
             }
             Child::Queue(skill) => {
                 let args = QueueArgs {

@@ -161,9 +161,16 @@ async fn an_actor_that_keeps_crashing_is_restarted_after_a_backoff() {
     open(&r, "c1").await;
     let shared = r.shared();
     let before = shared.agent_activations();
-    for _ in 0..8 {
+    for crash in 0..8u64 {
         shared.tell_agent(&agent(), AgentMsg::Panic);
-        // The restarts past the budget wait their backoff in virtual time.
+        // Within the budget (5 in a window) a crash is restarted at once; past it,
+        // after a backoff (100 ms, then doubling), waited in virtual time.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(
+            shared.agent_activations() == before + crash + 1,
+            crash < 5,
+            "crash {crash}: restarted at once only within the budget"
+        );
         tokio::time::sleep(Duration::from_secs(6)).await;
         settle(&r).await;
     }
