@@ -120,7 +120,7 @@ pub struct AgentActor;
 /// kept while the mailbox was idle.
 pub(crate) fn serve(shared: Arc<Shared>, handle: AgentHandle, restarted: bool) {
     // Counted as work in flight until a new activation has told its queues its room.
-    let token = shared.token();
+    let token = shared.work();
     tokio::spawn(run(shared, handle, restarted, token));
 }
 

@@ -253,7 +253,7 @@ struct Outcome {
 /// was kept, but what it was about to tell its peers may be lost.
 pub(crate) fn serve(shared: Arc<Shared>, handle: ConversationHandle, restarted: bool) {
     // A restart counts as work in flight until its first turn is done.
-    let token = restarted.then(|| shared.token());
+    let token = restarted.then(|| shared.work());
     tokio::spawn(run(shared, handle, restarted, token));
 }
 

@@ -247,6 +247,12 @@ impl Shared {
     /// A token that counts as one message in flight until dropped.
     pub fn token(&self) -> InFlight {
         self.sent_total.fetch_add(1, Ordering::Relaxed);
+        self.work()
+    }
+
+    /// Work in flight that is not a message (an activation starting): the engine is
+    /// not quiet until it is dropped, and it is not counted in `sent_total`.
+    pub(crate) fn work(&self) -> InFlight {
         InFlight::new(&self.in_flight)
     }
 
