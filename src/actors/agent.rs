@@ -163,10 +163,7 @@ async fn run(shared: Arc<Shared>, handle: AgentHandle, restarted: bool, token: I
 /// A turn panicked (counted in flight by its crash guard): the supervisor restarts the
 /// agent from its committed state, with its backoff.
 fn crashed(shared: &Arc<Shared>, handle: &AgentHandle) {
-    handle.slot.crashed();
-    let id = handle.lock().id.clone();
-    tracing::warn!(agent = %id, "agent crashed; restarting from its last state");
-    shared.restart_crashed(Child::Agent(id));
+    shared.restart_crashed(&handle.slot, Child::Agent(handle.lock().id.clone()));
 }
 
 impl AgentActor {

@@ -294,10 +294,7 @@ async fn run(shared: Arc<Shared>, handle: ConversationHandle, restarted: bool, t
 /// A turn panicked (counted in flight by its crash guard): the supervisor restarts the
 /// conversation from its committed state, with its backoff.
 fn crashed(shared: &Arc<Shared>, handle: &ConversationHandle) {
-    handle.slot.crashed();
-    let id = handle.lock().id.clone();
-    tracing::warn!(conversation = %id, "conversation crashed; restarting from its last state");
-    shared.restart_crashed(Child::Conversation(id));
+    shared.restart_crashed(&handle.slot, Child::Conversation(handle.lock().id.clone()));
 }
 
 impl Activation {

@@ -519,10 +519,13 @@ impl Shared {
         crate::actors::conversation::serve(me, Arc::clone(handle), restarted);
     }
 
-    /// A conversation's or agent's turn panicked (its mailbox is marked crashed and the
-    /// crash counted in flight): the supervisor serves it again, with its backoff.
-    /// Before the supervisor runs (a router booting), it is served again at once.
-    pub(crate) fn restart_crashed(&self, child: Child) {
+    /// A conversation's or agent's turn panicked (the crash is counted in flight): its
+    /// mailbox is marked crashed, keeping what waited, and the supervisor serves it
+    /// again, with its backoff. Before the supervisor runs (a router booting), it is
+    /// served again at once.
+    pub(crate) fn restart_crashed<M, A>(&self, slot: &Turns<M, A>, child: Child) {
+        slot.crashed();
+        tracing::warn!(?child, "crashed; restarting from its last state");
         match self.restarter.get() {
             Some(supervisor) => self.tell(supervisor, SupervisorMsg::Crashed(child)),
             None => {
