@@ -7,9 +7,9 @@
 //! Map of the crate:
 //! - [`domain`]: the pure core — conversation state machine, Smart Capacity, rank key,
 //!   SLAs and working hours, skill-queue matching. No actors, no clock: `now` is passed in.
-//! - [`actors`]: the actor shell — conversations as virtual actors served in turns,
-//!   one ractor actor per agent and skill queue, supervisors that restart them from
-//!   their last state.
+//! - [`actors`]: the actor shell — conversations (virtual actors) and agents served in
+//!   turns on tokio tasks, one ractor actor per skill queue, supervisors that restart
+//!   them from their last state.
 //! - [`router`]: the [`Router`] facade used by the API, the simulator and the load tool.
 //! - [`api`]: the HTTP/JSON API (actix-web), agent event streams (SSE).
 //! - [`metrics`]: Prometheus series.

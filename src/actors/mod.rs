@@ -1,10 +1,12 @@
 //! The actor shell around the domain core. One file per actor:
 //!
 //! - [`conversation`]: the conversations, virtual actors served in turns while they have work.
-//! - [`turns`]: a conversation's mailbox, and who serves it.
-//! - [`agent`]: `AgentActor`, one per agent, the authority on its room.
-//! - [`skill_queue`]: `SkillQueueActor`, one per skill: ranking and matching.
-//! - [`supervisor`]: spawns the above and restarts them from their last state.
+//! - [`turns`]: a conversation's or agent's mailbox, and who serves it.
+//! - [`agent`]: the agents, served in turns like conversations (never passivated), each
+//!   the authority on its room.
+//! - [`skill_queue`]: `SkillQueueActor`, a ractor actor per skill: ranking and matching.
+//! - [`supervisor`]: spawns the skill queues, and restarts a crashed queue,
+//!   conversation or agent from its last state.
 //! - [`shared`]: the handles (virtual actors) and directories, clock, policy, event bus.
 //! - [`consumers`]: the consumer directory, bounded in count.
 //! - [`timer`]: the node's one timer service, which holds every deadline.
