@@ -34,7 +34,16 @@ const RESTART_WINDOW_SECS: u64 = 60;
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
+/// Past this many children with a restart count, those whose window has passed are
+/// forgotten: every conversation that ever crashed would otherwise stay in the map.
+const FORGET_ABOVE: usize = 1024;
+
 type SpawnReply = RpcReplyPort<Result<(), RouterError>>;
+
+/// Drops the restart counts whose window has passed (a new crash starts a new window).
+fn forget_past_windows(restarts: &mut HashMap<Child, (Timestamp, u32)>, now: Timestamp, window: Duration) {
+    restarts.retain(|_, (since, _)| now < since.plus(window));
+}
 
 #[derive(Debug)]
 pub enum SupervisorMsg {
@@ -138,6 +147,9 @@ impl Supervisor {
     fn backoff(&self, st: &mut SupervisorState, child: &Child) -> Option<Duration> {
         let now = st.shared.now();
         let window = Duration::from_secs(RESTART_WINDOW_SECS);
+        if st.restarts.len() >= FORGET_ABOVE {
+            forget_past_windows(&mut st.restarts, now, window);
+        }
         let entry = st.restarts.entry(child.clone()).or_insert((now, 0));
         if now >= entry.0.plus(window) {
             *entry = (now, 0);

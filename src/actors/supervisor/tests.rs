@@ -185,3 +185,21 @@ async fn an_actor_that_keeps_crashing_is_restarted_after_a_backoff() {
     );
     assert_eq!(r.conversation(&cid("c2")).expect("c2").agent_id, Some(agent()));
 }
+
+/// Restart counts are kept per child only while their window runs: a node whose
+/// conversations crash now and then does not keep an entry for each of them forever.
+#[test]
+fn restart_counts_past_their_window_are_forgotten() {
+    use super::{forget_past_windows, Child};
+    use std::collections::HashMap;
+    let window = Duration::from_secs(60);
+    let mut restarts = HashMap::new();
+    restarts.insert(Child::Conversation(cid("old")), (Timestamp::from_millis(0), 3));
+    restarts.insert(Child::Conversation(cid("recent")), (Timestamp::from_millis(50_000), 1));
+    forget_past_windows(&mut restarts, Timestamp::from_millis(70_000), window);
+    assert_eq!(
+        restarts.keys().collect::<Vec<_>>(),
+        vec![&Child::Conversation(cid("recent"))],
+        "the old window (0-60 s) has passed at 70 s; the recent one (50-110 s) runs"
+    );
+}
