@@ -12,6 +12,8 @@
 #
 #   benches/http/durability.sh                     # 2 threads, 64 connections, 20 s each
 #   DURATION=60s benches/http/durability.sh
+#   BIN=/tmp/old/switchboard benches/http/durability.sh   # another build, no cargo build
+#   RUNS="ephemeral commit" benches/http/durability.sh    # only these runs
 #
 # Needs wrk. Listens on 127.0.0.1 only; the data directory is a temp dir, removed after.
 set -euo pipefail
@@ -26,11 +28,14 @@ ADDR=127.0.0.1:18194
 need_wrk
 data=$(mktemp -d)
 trap 'cleanup; rm -rf "$data"' EXIT
-echo "== building (release)"
-cargo build --release --quiet --bin switchboard
+if [ "$BIN" = target/release/switchboard ]; then
+  echo "== building (release)"
+  cargo build --release --quiet --bin switchboard
+fi
 # The embedded default config's skills, plus the relaxed store setting.
-{ target/release/switchboard default-config; printf '\n[store]\ndurability = "relaxed"\n'; } > "$data/relaxed.toml"
-{ target/release/switchboard default-config; printf '\n[store]\nevents_kept = 0\n'; } > "$data/no-events.toml"
+{ "$BIN" default-config; printf '\n[store]\ndurability = "relaxed"\n'; } > "$data/relaxed.toml"
+{ "$BIN" default-config; printf '\n[store]\nevents_kept = 0\n'; } > "$data/no-events.toml"
+RUNS=${RUNS:-ephemeral commit relaxed commit-no-events}
 
 run() {
   local name=$1
@@ -44,20 +49,24 @@ run() {
   echo "$name requests_per_sec $(field requests_per_sec "/tmp/sb-wrk-$name.txt") p50_ms $(field latency_p50_ms "/tmp/sb-wrk-$name.txt") p99_ms $(field latency_p99_ms "/tmp/sb-wrk-$name.txt") non2xx $(field errors_non2xx "/tmp/sb-wrk-$name.txt")"
 }
 
-run ephemeral --ephemeral
-run commit --data-dir "$data/commit"
-run relaxed --data-dir "$data/relaxed" --config "$data/relaxed.toml"
-run commit-no-events --data-dir "$data/no-events" --config "$data/no-events.toml"
+wanted() { [[ " $RUNS " == *" $1 "* ]]; }
+rm -f /tmp/sb-wrk-{ephemeral,commit,relaxed,commit-no-events}.txt
+wanted ephemeral && run ephemeral --ephemeral
+wanted commit && run commit --data-dir "$data/commit"
+wanted relaxed && run relaxed --data-dir "$data/relaxed" --config "$data/relaxed.toml"
+wanted commit-no-events && run commit-no-events --data-dir "$data/no-events" --config "$data/no-events.toml"
 
 metric() { awk -v k="$1" '$1 == k {print $2}' "$2"; }
-e=$(field requests_per_sec /tmp/sb-wrk-ephemeral.txt)
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a == "" || b == "") print "n/a"; else printf "%.2f", a / b}'; }
+e=$(field requests_per_sec /tmp/sb-wrk-ephemeral.txt 2>/dev/null || true)
 echo "== result"
 for m in commit relaxed commit-no-events; do
+  wanted "$m" || continue
   r=$(field requests_per_sec "/tmp/sb-wrk-$m.txt")
   echo "${m}_requests_per_sec $r"
   echo "${m}_p50_ms $(field latency_p50_ms "/tmp/sb-wrk-$m.txt")"
   echo "${m}_p99_ms $(field latency_p99_ms "/tmp/sb-wrk-$m.txt")"
-  echo "${m}_over_ephemeral $(awk -v a="$r" -v b="$e" 'BEGIN {printf "%.2f", a / b}')"
+  echo "${m}_over_ephemeral $(ratio "$r" "$e")"
   commits=$(metric switchboard_store_commit_seconds_count "/tmp/sb-metrics-$m.txt")
   secs=$(metric switchboard_store_commit_seconds_sum "/tmp/sb-metrics-$m.txt")
   rows=$(metric switchboard_store_batch_rows_sum "/tmp/sb-metrics-$m.txt")
@@ -65,7 +74,13 @@ for m in commit relaxed commit-no-events; do
   echo "${m}_mean_commit_ms $(awk -v s="$secs" -v c="$commits" 'BEGIN {printf "%.2f", 1000 * s / c}')"
   echo "${m}_mean_rows_per_commit $(awk -v r="$rows" -v c="$commits" 'BEGIN {printf "%.1f", r / c}')"
 done
-echo "ephemeral_requests_per_sec $e"
-echo "ephemeral_p99_ms $(field latency_p99_ms /tmp/sb-wrk-ephemeral.txt)"
-echo "event_log_cost_commit_over_no_events $(awk -v a="$(field requests_per_sec /tmp/sb-wrk-commit.txt)" -v b="$(field requests_per_sec /tmp/sb-wrk-commit-no-events.txt)" 'BEGIN {printf "%.2f", a / b}')"
-echo "store_file_mb $(du -sm "$data/commit" | cut -f1)"
+if wanted ephemeral; then
+  echo "ephemeral_requests_per_sec $e"
+  echo "ephemeral_p99_ms $(field latency_p99_ms /tmp/sb-wrk-ephemeral.txt)"
+fi
+if wanted commit && wanted commit-no-events; then
+  echo "event_log_cost_commit_over_no_events $(ratio "$(field requests_per_sec /tmp/sb-wrk-commit.txt)" "$(field requests_per_sec /tmp/sb-wrk-commit-no-events.txt)")"
+fi
+if wanted commit; then
+  echo "store_file_mb $(du -sm "$data/commit" | cut -f1)"
+fi

@@ -1,6 +1,9 @@
 # Shared by benches/http/run.sh and soak.sh: start and stop servers, read figures.
 
 LUA=benches/http/lifecycle.lua
+# The server binary: BIN=path runs another build (e.g. an older commit's, to compare
+# two builds in one sitting); run.sh, soak.sh and durability.sh then build no server.
+BIN=${BIN:-target/release/switchboard}
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
@@ -16,7 +19,7 @@ field() { awk -v k="$1" '$1 == k {print $2}' "$2"; }
 start_switchboard() {
   local addr=$1 agents=$2
   shift 2
-  target/release/switchboard serve --listen "$addr" "$@" >/dev/null 2>&1 &
+  "$BIN" serve --listen "$addr" "$@" >/dev/null 2>&1 &
   SB_PID=$!
   pids+=("$SB_PID")
   wait_up "$addr" /readyz

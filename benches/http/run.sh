@@ -21,7 +21,11 @@ SB_ADDR=127.0.0.1:18191
 
 need_wrk
 echo "== building (release)"
-cargo build --release --quiet --bin switchboard --example http_echo
+if [ "$BIN" = target/release/switchboard ]; then
+  cargo build --release --quiet --bin switchboard --example http_echo
+else
+  cargo build --release --quiet --example http_echo
+fi
 
 echo "== floor: bare actix-web JSON echo"
 target/release/examples/http_echo "$ECHO_ADDR" 2>/dev/null &

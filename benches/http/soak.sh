@@ -19,7 +19,7 @@ CONNECTIONS=${CONNECTIONS:-64}
 AGENTS=${AGENTS:-200}
 ADDR=127.0.0.1:18193
 need_wrk
-cargo build --release --quiet --bin switchboard
+[ "$BIN" = target/release/switchboard ] && cargo build --release --quiet --bin switchboard
 if [ "${STORE:-0}" = 1 ]; then
   data=$(mktemp -d)
   trap 'cleanup; rm -rf "$data"' EXIT
