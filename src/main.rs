@@ -87,6 +87,11 @@ enum Command {
         /// conversation exists, acknowledged closes hold, none held by two agents).
         #[arg(long, requires = "ledger")]
         reconcile_only: bool,
+        /// With several --url: send a conversation's requests to the node that served
+        /// its last one (the answer's x-switchboard-served-by header, when it names one
+        /// of the --url), instead of round robin, saving the forwarding hop.
+        #[arg(long)]
+        follow_owner: bool,
     },
     /// Print the embedded default configuration.
     DefaultConfig,
@@ -152,6 +157,7 @@ fn main() -> anyhow::Result<()> {
             drain,
             ledger,
             reconcile_only,
+            follow_owner,
         } => {
             let token = token.or_else(|| std::env::var("SWITCHBOARD_API_TOKEN").ok());
             let urls: Vec<String> = url.iter().map(|u| u.trim_end_matches('/').to_string()).collect();
@@ -204,6 +210,7 @@ fn main() -> anyhow::Result<()> {
                 seed,
                 drain,
                 ledger,
+                follow_owner,
             };
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             let summary = runtime.block_on(switchboard::loadtest::run(opts))?;

@@ -26,6 +26,7 @@ async fn a_short_load_test_loses_nothing_and_reports_latencies() {
         seed: 5,
         drain: Duration::from_secs(15),
         ledger: None,
+        follow_owner: false,
     };
     let summary = run(opts).await.expect("load test runs");
     assert_eq!(summary.opened, 80);
@@ -67,6 +68,7 @@ async fn a_wrong_token_fails_at_setup_with_a_clear_error() {
         seed: 1,
         drain: Duration::from_secs(1),
         ledger: None,
+        follow_owner: false,
     };
     let err = run(opts).await.expect_err("unauthorized");
     assert!(format!("{err:#}").contains("creating skill"), "{err:#}");

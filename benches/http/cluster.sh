@@ -26,6 +26,7 @@
 #   benches/http/cluster.sh                     # 64 connections, 20 s each setup
 #   DURATION=60s CONNECTIONS=96 AGENTS=200 benches/http/cluster.sh
 #   NO_BUILD=1 BIN=target/release/switchboard benches/http/cluster.sh   # no cargo build
+#   LOADTEST_FLAGS=--follow-owner benches/http/cluster.sh   # flags for the fixed-rate pass's loadtest
 #
 # THREADS (default 2) is wrk's thread count against the one node; each of the three wrk
 # gets THREADS/3 threads (at least 1). AGENTS (default 200) agents are put online on
@@ -93,6 +94,7 @@ AGENTS=${AGENTS:-200}
 BIN=${BIN:-target/release/switchboard}
 RATE=${RATE:-200}
 FIXED_DURATION=${FIXED_DURATION:-20s}
+LOADTEST_FLAGS=${LOADTEST_FLAGS:-}
 . benches/http/lib.sh
 need_wrk
 command -v jq >/dev/null || { echo "jq is missing: apt-get install jq" >&2; exit 1; }
@@ -282,11 +284,11 @@ run_fixed() {
   for a in "${node_addrs[@]}"; do urls+=(--url "http://$a"); done
   sleep 2 # the wrk run's last commits settle
   for k in "${!node_addrs[@]}"; do metric_of "${node_addrs[$k]}" > "$work/m-fixed-$name-$((k + 1))-before.txt"; done
-  echo "loadtest: $RATE conversations/s for $FIXED_DURATION (open loop), ${#node_addrs[@]} url(s) round robin, 100 agents, 2 skills, drain 10s"
+  echo "loadtest: $RATE conversations/s for $FIXED_DURATION (open loop), ${#node_addrs[@]} url(s) round robin, 100 agents, 2 skills, drain 10s ${LOADTEST_FLAGS}"
   for k in "${!node_pids[@]}"; do c0[$k]=$(cpu_ticks "${node_pids[$k]}"); done
   p0=$(pg_ticks); m0=($(machine_ticks)); w0=$(date +%s.%N); l0=$(cpu_ticks $$ children)
   timeout -k 5 "$FIXED_LIMIT" "$BIN" loadtest "${urls[@]}" --rate "$RATE" --duration "$FIXED_DURATION" \
-    --agents 100 --skills 2 --drain 10s --seed 3 --json "$work/fixed-$name.json" >"$work/fixed-$name.txt" 2>&1 || rc=$?
+    --agents 100 --skills 2 --drain 10s --seed 3 $LOADTEST_FLAGS --json "$work/fixed-$name.json" >"$work/fixed-$name.txt" 2>&1 || rc=$?
   l1=$(cpu_ticks $$ children); w1=$(date +%s.%N); m1=($(machine_ticks)); p1=$(pg_ticks)
   for k in "${!node_pids[@]}"; do c1[$k]=$(cpu_ticks "${node_pids[$k]}"); done
   for k in "${!node_addrs[@]}"; do metric_of "${node_addrs[$k]}" > "$work/m-fixed-$name-$((k + 1))-after.txt"; done

@@ -7,7 +7,13 @@
 //!
 //! Requests that name nothing (`POST /v1/conversations` without an id, the lists) are
 //! served where they arrive: a node opens a new conversation with an id of one of its
-//! own shards. `PUT /v1/skills/{id}` is applied on every node (skills are replicated),
+//! own shards.
+//!
+//! Every answer served by a node (not passed back from another) names it in
+//! [`SERVED_BY`], its HTTP address as the other nodes reach it: a client that can
+//! reach that address sends the conversation's next requests there and saves the hop
+//! (`switchboard loadtest --follow-owner`). It is a hint: a node that no longer serves
+//! the shard forwards the request, as any node does. `PUT /v1/skills/{id}` is applied on every node (skills are replicated),
 //! and `GET /v1/queue-health` gathers every node's part ([`super::handlers`]).
 
 use actix_web::body::{BoxBody, MessageBody};
@@ -25,6 +31,9 @@ use crate::cluster::placement::shard_of;
 
 /// The header a forwarded request carries: the forwarding node's name.
 pub const HOP: &str = "x-switchboard-forwarded-by";
+
+/// The header of an answer that names the node that served it (its HTTP address).
+pub const SERVED_BY: &str = "x-switchboard-served-by";
 
 /// What a request is about, for placement.
 #[derive(Debug, PartialEq, Eq)]
@@ -70,11 +79,11 @@ pub async fn forward(
         }
     };
     let Some(shard) = shard else {
-        return Ok(next.call(req).await?.map_into_boxed_body());
+        return served_here(&node.http_addr, next.call(req).await?);
     };
     let hopped = req.headers().contains_key(HOP);
     match node.routes.owner(shard) {
-        Owner::Here => Ok(next.call(req).await?.map_into_boxed_body()),
+        Owner::Here => served_here(&node.http_addr, next.call(req).await?),
         Owner::Node(owner) if !hopped => {
             let Some(addr) = node.routes.http_addr(&owner) else {
                 return Err(moving(shard).into());
@@ -91,6 +100,18 @@ pub async fn forward(
         // leases differ for a moment), or the shard is between owners.
         Owner::Node(_) | Owner::Moving | Owner::Nobody => Err(moving(shard).into()),
     }
+}
+
+/// Names this node in the answer ([`SERVED_BY`]).
+fn served_here(
+    http_addr: &str,
+    mut res: ServiceResponse<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    if let Ok(v) = actix_web::http::header::HeaderValue::from_str(http_addr) {
+        res.headers_mut()
+            .insert(actix_web::http::header::HeaderName::from_static(SERVED_BY), v);
+    }
+    Ok(res.map_into_boxed_body())
 }
 
 fn moving(shard: u16) -> ApiError {

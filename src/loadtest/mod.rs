@@ -43,6 +43,9 @@ pub struct Options {
     pub drain: Duration,
     /// Where to write what the server acknowledged (see [`Ledger`]).
     pub ledger: Option<std::path::PathBuf>,
+    /// Send a conversation's requests to the node that named itself in the last
+    /// answer about it ([`crate::api::forward::SERVED_BY`]), when it is one of `urls`.
+    pub follow_owner: bool,
 }
 
 /// What the server acknowledged with a 2xx during a run: `loadtest --ledger FILE`
@@ -250,6 +253,9 @@ struct RunState {
     waiting: DashMap<String, oneshot::Sender<(Instant, String)>>,
     /// The next URL to use (round robin over `opts.urls`).
     next_url: std::sync::atomic::AtomicUsize,
+    /// With `follow_owner`: the index in `opts.urls` of the node that served each
+    /// open conversation's last request.
+    owners: DashMap<String, usize>,
     opened: Mutex<Vec<String>>,
     closed: Mutex<Vec<String>>,
     sla_met: AtomicU64,
@@ -276,10 +282,17 @@ impl RunState {
 
     /// A GET that, with several nodes, moves on to the next one while a node refuses
     /// the connection or answers 503 (for up to 20 s).
-    async fn get_moving_on(&self, path: &str) -> reqwest::Result<reqwest::Response> {
+    async fn get_moving_on(&self, id: &str, path: &str) -> reqwest::Result<reqwest::Response> {
         let give_up = Instant::now() + Duration::from_secs(20);
+        let mut owner = self.owner(id);
         loop {
-            let sent = self.req(reqwest::Method::GET, path).send().await;
+            let sent = match owner.take() {
+                Some(k) => self.req_at(&self.opts.urls[k], reqwest::Method::GET, path),
+                None => self.req(reqwest::Method::GET, path),
+            }
+            .send()
+            .await;
+            self.learn_owner(id, &sent);
             let again = match &sent {
                 Err(e) => e.is_connect(),
                 Ok(r) => r.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE,
@@ -291,9 +304,49 @@ impl RunState {
         }
     }
 
-    /// Sends a request and records its latency from `due` under `endpoint`.
+    /// The index in `opts.urls` of the node an answer names in its `SERVED_BY` header.
+    fn served_by(&self, resp: &reqwest::Response) -> Option<usize> {
+        let addr = resp.headers().get(crate::api::forward::SERVED_BY)?.to_str().ok()?;
+        self.opts.urls.iter().position(|u| {
+            let authority = u.split_once("://").map_or(u.as_str(), |(_, rest)| rest);
+            authority.trim_end_matches('/') == addr
+        })
+    }
+
+    /// With `follow_owner`: the node that served conversation `id` last, if known.
+    fn owner(&self, id: &str) -> Option<usize> {
+        if !self.opts.follow_owner || id.is_empty() {
+            return None;
+        }
+        self.owners.get(id).map(|o| *o)
+    }
+
+    /// With `follow_owner`: remembers which node served a request about `id` (a 2xx
+    /// naming one of `urls`), or forgets it.
+    fn learn_owner(&self, id: &str, sent: &reqwest::Result<reqwest::Response>) {
+        if !self.opts.follow_owner || id.is_empty() {
+            return;
+        }
+        match sent
+            .as_ref()
+            .ok()
+            .filter(|r| r.status().is_success())
+            .and_then(|r| self.served_by(r))
+        {
+            Some(k) => {
+                self.owners.insert(id.to_string(), k);
+            }
+            None => {
+                self.owners.remove(id);
+            }
+        }
+    }
+
+    /// Sends a request about conversation `id` (empty: none) and records its latency
+    /// from `due` under `endpoint`.
     async fn call(
         &self,
+        id: &str,
         endpoint: &'static str,
         due: Instant,
         method: reqwest::Method,
@@ -302,15 +355,21 @@ impl RunState {
     ) -> Option<Value> {
         // With several nodes, one that refuses the connection (down) or answers 503 (a
         // shard moving between nodes, a backlog) did not act: the request goes to the
-        // next node, for up to 20 s.
+        // next node, for up to 20 s. With `follow_owner` the first try goes to the
+        // node that served the conversation last, if known.
         let give_up = Instant::now() + Duration::from_secs(20);
         let mut attempt = 0;
+        let mut owner = self.owner(id);
         let sent = loop {
-            let mut r = self.req(method.clone(), path);
+            let mut r = match owner.take() {
+                Some(k) => self.req_at(&self.opts.urls[k], method.clone(), path),
+                None => self.req(method.clone(), path),
+            };
             if let Some(b) = &body {
                 r = r.json(b);
             }
             let sent = r.send().await;
+            self.learn_owner(id, &sent);
             let again = match &sent {
                 Err(e) => e.is_connect(),
                 Ok(resp) => resp.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE,
@@ -376,6 +435,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Summary> {
         rec: Recorder::default(),
         waiting: DashMap::new(),
         next_url: std::sync::atomic::AtomicUsize::new(0),
+        owners: DashMap::new(),
         opened: Mutex::new(Vec::new()),
         closed: Mutex::new(Vec::new()),
         sla_met: AtomicU64::new(0),
@@ -453,6 +513,7 @@ async fn setup(s: &RunState) -> anyhow::Result<()> {
     let now = Instant::now();
     for k in 0..s.opts.skills {
         s.call(
+            "",
             "setup",
             now,
             reqwest::Method::PUT,
@@ -469,6 +530,7 @@ async fn setup(s: &RunState) -> anyhow::Result<()> {
         }
         let id = agent(&s.run_id, a);
         s.call(
+            "",
             "setup",
             now,
             reqwest::Method::PUT,
@@ -556,6 +618,7 @@ async fn listen(s: &Arc<RunState>) -> anyhow::Result<Vec<tokio::task::JoinHandle
     for a in 0..s.opts.agents {
         let id = agent(&s.run_id, a);
         s.call(
+            "",
             "setup",
             now,
             reqwest::Method::POST,
@@ -582,6 +645,7 @@ async fn lifecycle(s: Arc<RunState>, i: u64, due: Instant, seed: u64) {
     });
     let Some(opened) = s
         .call(
+            &id,
             "POST /v1/conversations",
             due,
             reqwest::Method::POST,
@@ -601,6 +665,7 @@ async fn lifecycle(s: Arc<RunState>, i: u64, due: Instant, seed: u64) {
         .and_then(|d| chrono::DateTime::parse_from_rfc3339(d).ok());
     let Some((assigned_at, agent)) = wait_for_assignment(&s, &id, rx).await else {
         s.waiting.remove(&id);
+        s.owners.remove(&id);
         s.rec.error("assignment timeout (30 s)".to_string());
         return;
     };
@@ -612,6 +677,7 @@ async fn lifecycle(s: Arc<RunState>, i: u64, due: Instant, seed: u64) {
         tokio::time::sleep_until(at.into()).await;
         let reply = s
             .call(
+                &id,
                 "POST /messages (agent)",
                 at,
                 reqwest::Method::POST,
@@ -633,6 +699,7 @@ async fn lifecycle(s: Arc<RunState>, i: u64, due: Instant, seed: u64) {
         let at = Instant::now() + Duration::from_millis(rng.gen_range(500..3000));
         tokio::time::sleep_until(at.into()).await;
         s.call(
+            &id,
             "POST /messages (consumer)",
             at,
             reqwest::Method::POST,
@@ -645,6 +712,7 @@ async fn lifecycle(s: Arc<RunState>, i: u64, due: Instant, seed: u64) {
     tokio::time::sleep_until(at.into()).await;
     let closed = s
         .call(
+            &id,
             "POST /close",
             at,
             reqwest::Method::POST,
@@ -652,6 +720,7 @@ async fn lifecycle(s: Arc<RunState>, i: u64, due: Instant, seed: u64) {
             Some(json!({"by": "agent", "agent_id": agent})),
         )
         .await;
+    s.owners.remove(&id);
     if closed.is_some() {
         if let Ok(mut v) = s.closed.lock() {
             v.push(id);
@@ -675,7 +744,7 @@ async fn wait_for_assignment(
             Err(_) if Instant::now() >= give_up => return None,
             Err(_) => {}
         }
-        let read = s.get_moving_on(&format!("/v1/conversations/{id}")).await;
+        let read = s.get_moving_on(id, &format!("/v1/conversations/{id}")).await;
         if let Ok(r) = read {
             if let Ok(v) = r.json::<Value>().await {
                 if v["state"] == "assigned" {
@@ -702,7 +771,7 @@ async fn reconcile(s: &Arc<RunState>) -> BTreeMap<String, u64> {
         let counts = Arc::clone(&counts);
         set.spawn(async move {
             for id in chunk {
-                let state = match s.get_moving_on(&format!("/v1/conversations/{id}")).await {
+                let state = match s.get_moving_on("", &format!("/v1/conversations/{id}")).await {
                     Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND => "lost".to_string(),
                     // An answer without a state is counted under its status (and
                     // a failed request under its kind), so a report says which.
