@@ -987,8 +987,9 @@ fn three_nodes_act_as_one_router_and_lose_nothing_through_kills_pauses_and_resta
     eprintln!(
         "FORWARDED: {steady_share:.2} of the load tool's requests round robin, {owner_share:.2} with --follow-owner"
     );
-    // Opens are still forwarded (their node is not known before), and so are a few
-    // requests the tool makes besides (agents, their streams): 0.36 against 0.94 here.
+    // Opens are still forwarded (their node is not known before), and so are the
+    // tool's setup and its final read of every conversation; those reads are not in
+    // the summary's endpoint counts, which lifts both shares: 0.36 against 0.94 here.
     assert!(
         owner_share < steady_share * 0.6,
         "following the owner forwards far fewer: {owner_share:.2} against {steady_share:.2}"
@@ -999,10 +1000,7 @@ fn three_nodes_act_as_one_router_and_lose_nothing_through_kills_pauses_and_resta
     assert!(crossed > 0, "some accept crossed nodes");
     let (from, to) = a_returning_consumer_on_another_node(&pg, &[&a, &b, &c]);
     eprintln!("CONSUMER: a returning consumer's record written on {from} read on {to}: not first-time, offered to their last agent");
-    let forwarded: f64 = [&a, &b, &c]
-        .iter()
-        .filter_map(|n| n.metric("switchboard_http_forwarded_total"))
-        .sum();
+    let forwarded = forwarded_total(&[&a, &b, &c]);
     assert!(forwarded > 0.0, "requests were forwarded to their shard's node");
 
     // 1. kill -9 of node-c under load.

@@ -7,14 +7,14 @@
 //!
 //! Requests that name nothing (`POST /v1/conversations` without an id, the lists) are
 //! served where they arrive: a node opens a new conversation with an id of one of its
-//! own shards.
+//! own shards. `PUT /v1/skills/{id}` is applied on every node (skills are replicated),
+//! and `GET /v1/queue-health` gathers every node's part ([`super::handlers`]).
 //!
 //! Every answer served by a node (not passed back from another) names it in
 //! [`SERVED_BY`], its HTTP address as the other nodes reach it: a client that can
 //! reach that address sends the conversation's next requests there and saves the hop
 //! (`switchboard loadtest --follow-owner`). It is a hint: a node that no longer serves
-//! the shard forwards the request, as any node does. `PUT /v1/skills/{id}` is applied on every node (skills are replicated),
-//! and `GET /v1/queue-health` gathers every node's part ([`super::handlers`]).
+//! the shard forwards the request, as any node does.
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
@@ -79,11 +79,11 @@ pub async fn forward(
         }
     };
     let Some(shard) = shard else {
-        return served_here(&node.http_addr, next.call(req).await?);
+        return Ok(served_here(&state, next.call(req).await?));
     };
     let hopped = req.headers().contains_key(HOP);
     match node.routes.owner(shard) {
-        Owner::Here => served_here(&node.http_addr, next.call(req).await?),
+        Owner::Here => Ok(served_here(&state, next.call(req).await?)),
         Owner::Node(owner) if !hopped => {
             let Some(addr) = node.routes.http_addr(&owner) else {
                 return Err(moving(shard).into());
@@ -102,16 +102,13 @@ pub async fn forward(
     }
 }
 
-/// Names this node in the answer ([`SERVED_BY`]).
-fn served_here(
-    http_addr: &str,
-    mut res: ServiceResponse<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    if let Ok(v) = actix_web::http::header::HeaderValue::from_str(http_addr) {
+/// Names this node in the answer ([`SERVED_BY`]; its value is made once, at join).
+fn served_here(state: &AppState, mut res: ServiceResponse<impl MessageBody + 'static>) -> ServiceResponse<BoxBody> {
+    if let Some(v) = state.served_by.get() {
         res.headers_mut()
-            .insert(actix_web::http::header::HeaderName::from_static(SERVED_BY), v);
+            .insert(actix_web::http::header::HeaderName::from_static(SERVED_BY), v.clone());
     }
-    Ok(res.map_into_boxed_body())
+    res.map_into_boxed_body()
 }
 
 fn moving(shard: u16) -> ApiError {

@@ -49,6 +49,9 @@ pub struct AppState {
     ready: AtomicBool,
     /// Set when this node is one of a cluster.
     pub cluster: std::sync::OnceLock<Arc<crate::cluster::node::ClusterNode>>,
+    /// With `cluster`: this node's HTTP address as the other nodes reach it, the
+    /// value of the `x-switchboard-served-by` header its answers carry (made once).
+    pub served_by: std::sync::OnceLock<actix_web::http::header::HeaderValue>,
     /// The client requests are forwarded to other nodes with.
     pub http: reqwest::Client,
 }
@@ -71,6 +74,7 @@ impl AppState {
             max_body_bytes: server.max_body_bytes,
             ready: AtomicBool::new(false),
             cluster: std::sync::OnceLock::new(),
+            served_by: std::sync::OnceLock::new(),
             http: reqwest::Client::builder()
                 .connect_timeout(std::time::Duration::from_secs(2))
                 .build()
@@ -390,6 +394,8 @@ async fn join_cluster(
         ),
         None => running.addr.to_string(),
     };
+    let served_by = actix_web::http::header::HeaderValue::from_str(&http_addr)
+        .with_context(|| format!("[cluster] advertise_http {http_addr:?} is not a valid HTTP header value"))?;
     let store = config.store.clone();
     anyhow::ensure!(
         store.url.as_deref().is_some_and(|u| u.starts_with("postgres")),
@@ -432,6 +438,7 @@ async fn join_cluster(
         shards = node.routes.adopted().len(),
         "joined the cluster"
     );
+    let _ = running.state.served_by.set(served_by);
     let _ = running.state.cluster.set(node);
     Ok(())
 }

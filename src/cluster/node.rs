@@ -221,8 +221,6 @@ impl Remote for Outbound {
 /// A running cluster node (the engine, its HTTP server and metrics are the caller's).
 pub struct ClusterNode {
     pub routes: Arc<Routes>,
-    /// This node's HTTP address, as the other nodes reach it (`NodeSetup::http_addr`).
-    pub http_addr: String,
     pub store: Arc<Store>,
     keeper: Mutex<Option<Keeper>>,
     transport: Mutex<Option<Transport>>,
@@ -388,7 +386,6 @@ impl ClusterNode {
         let _ = tokio::time::timeout(c.lease * 2, first_rx.wait_for(|d| *d)).await;
         Ok(Arc::new(ClusterNode {
             routes,
-            http_addr: setup.http_addr.clone(),
             store,
             keeper: Mutex::new(Some(keeper)),
             transport: Mutex::new(Some(transport)),

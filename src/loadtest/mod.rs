@@ -286,12 +286,7 @@ impl RunState {
         let give_up = Instant::now() + Duration::from_secs(20);
         let mut owner = self.owner(id);
         loop {
-            let sent = match owner.take() {
-                Some(k) => self.req_at(&self.opts.urls[k], reqwest::Method::GET, path),
-                None => self.req(reqwest::Method::GET, path),
-            }
-            .send()
-            .await;
+            let sent = self.req_to(&mut owner, reqwest::Method::GET, path).send().await;
             self.learn_owner(id, &sent);
             let again = match &sent {
                 Err(e) => e.is_connect(),
@@ -311,6 +306,15 @@ impl RunState {
             let authority = u.split_once("://").map_or(u.as_str(), |(_, rest)| rest);
             authority.trim_end_matches('/') == addr
         })
+    }
+
+    /// A request to `owner` if it is given (taken: a retry goes round robin), else to
+    /// the next node round robin.
+    fn req_to(&self, owner: &mut Option<usize>, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        match owner.take() {
+            Some(k) => self.req_at(&self.opts.urls[k], method, path),
+            None => self.req(method, path),
+        }
     }
 
     /// With `follow_owner`: the node that served conversation `id` last, if known.
@@ -361,10 +365,7 @@ impl RunState {
         let mut attempt = 0;
         let mut owner = self.owner(id);
         let sent = loop {
-            let mut r = match owner.take() {
-                Some(k) => self.req_at(&self.opts.urls[k], method.clone(), path),
-                None => self.req(method.clone(), path),
-            };
+            let mut r = self.req_to(&mut owner, method.clone(), path);
             if let Some(b) = &body {
                 r = r.json(b);
             }
