@@ -12,6 +12,7 @@ use crate::time::Timestamp;
 /// The last agent who served a consumer.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConsumerRecord {
+    #[serde(default)]
     pub last_agent: Option<(AgentId, Timestamp)>,
 }
 

@@ -104,11 +104,15 @@ impl UnassignReason {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RouteHints {
     /// The consumer's last agent: preferred while they have room.
+    #[serde(default)]
     pub preferred_agent: Option<AgentId>,
     /// The agent that gave the conversation back: another agent is preferred.
+    #[serde(default)]
     pub avoid_agent: Option<AgentId>,
     /// A transfer to a named agent: only that agent, until `target_until`.
+    #[serde(default)]
     pub target_agent: Option<AgentId>,
+    #[serde(default)]
     pub target_until: Option<Timestamp>,
 }
 
@@ -138,44 +142,68 @@ pub struct Closure {
     pub at: Timestamp,
 }
 
-/// One conversation. Plain data: journal, snapshot, move between nodes, show in the API.
+/// One conversation. Plain data: the store's record, read back at recovery and by a
+/// node taking its shard over; shown in the API through a view of its own.
+///
+/// Its JSON form is the store's record (`conversations.record`), every field written.
+/// Every field but the ids, `seq`, the phases, `opened_at`, `last_consumer_message_at`
+/// and `epoch` also reads when left out (as its default: `null`, `false`, `0`,
+/// empty), so that a later build may write compact records (about 500 B instead of
+/// 900 B, the defaults left out) without stopping this one from reading them: a
+/// cluster upgraded node by node has both builds reading the same rows. This build
+/// still writes every field; see BENCHMARKS.md, "A compact record", for why not yet.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Conversation {
     pub id: ConversationId,
     pub consumer_id: ConsumerId,
     pub skill: SkillId,
+    #[serde(default)]
     pub attributes: BTreeMap<String, String>,
+    #[serde(default)]
     pub urgent: bool,
     /// The consumer's first conversation (first-time SLA).
+    #[serde(default)]
     pub first_time: bool,
     /// Unique, increasing: the rank key's tie-breaker.
     pub seq: u64,
     pub state: Phase,
     pub awaiting: Awaiting,
     pub activity: Activity,
+    #[serde(default)]
     pub agent_id: Option<AgentId>,
     /// The agent holding a pending offer (state `offered`).
+    #[serde(default)]
     pub offered_to: Option<AgentId>,
     pub opened_at: Timestamp,
     /// When the current stay in the queue began; kept through consumer messages so a
     /// conversation never loses its place. `None` while assigned or closed.
+    #[serde(default)]
     pub queued_at: Option<Timestamp>,
     pub last_consumer_message_at: Timestamp,
+    #[serde(default)]
     pub last_agent_message_at: Option<Timestamp>,
     /// Start of the current wait for an agent: the anchor of the SLA.
+    #[serde(default)]
     pub wait_started_at: Option<Timestamp>,
+    #[serde(default)]
     pub sla: Option<Sla>,
+    #[serde(default)]
     pub soon_overdue: bool,
+    #[serde(default)]
     pub overdue: bool,
     /// A follow-up promised by the agent.
+    #[serde(default)]
     pub manual_due_at: Option<Timestamp>,
     /// The follow-up was far enough away to release the conversation's weight.
+    #[serde(default)]
     pub manual_release: bool,
     /// When the agent set the pending follow-up: a consumer message after it makes the
     /// conversation active (not actionable) until the agent answers.
     #[serde(default)]
     pub follow_up_set_at: Option<Timestamp>,
+    #[serde(default)]
     pub transfers: u32,
+    #[serde(default)]
     pub returned_to_queue: bool,
     /// Transferred (without a pending follow-up) and not assigned since: actionable even
     /// while it waits for the consumer (an agent transfer when the agent wrote last
@@ -185,11 +213,15 @@ pub struct Conversation {
     /// Assigned at least once: it no longer falls back to the fallback skill.
     #[serde(default)]
     pub was_assigned: bool,
+    #[serde(default)]
     pub route: RouteHints,
     /// Also queued on the skill's fallback skill.
+    #[serde(default)]
     pub fallback_active: bool,
     pub epoch: u64,
+    #[serde(default)]
     pub first_response_at: Option<Timestamp>,
+    #[serde(default)]
     pub closed: Option<Closure>,
     /// When the current agent got it (recovery gives the agent back this time).
     #[serde(default)]

@@ -436,3 +436,109 @@ fn pending_for_the_agent_counts_from_the_assignment_at_the_earliest() {
     c.consumer_message(at(7), &s).expect("open");
     assert_eq!(c.pending_agent_since(), Some(at(7)));
 }
+
+/// Leaves out of a JSON record every field at its default (`null`, `false`, `0`, empty),
+/// inner objects too: the compact record a later build may write.
+fn compact(v: serde_json::Value) -> serde_json::Value {
+    match v {
+        serde_json::Value::Object(fields) => serde_json::Value::Object(
+            fields
+                .into_iter()
+                .map(|(k, v)| (k, compact(v)))
+                .filter(|(_, v)| match v {
+                    serde_json::Value::Null | serde_json::Value::Bool(false) => false,
+                    serde_json::Value::Number(n) => n.as_u64() != Some(0),
+                    serde_json::Value::Object(o) => !o.is_empty(),
+                    _ => true,
+                })
+                .collect(),
+        ),
+        v => v,
+    }
+}
+
+/// The stored record reads back whole, and also reads with every field at its default
+/// left out (how a later build may write it: a cluster upgraded node by node has old
+/// and new builds reading the same rows).
+#[test]
+fn the_stored_record_reads_with_its_defaults_left_out() {
+    // A record as this build writes it, every field present.
+    let full = r#"{"id":"c1","consumer_id":"u1","skill":"general","attributes":{},"urgent":false,"first_time":true,"seq":1,"state":"queued","awaiting":"agent","activity":"active","agent_id":null,"offered_to":null,"opened_at":"2026-12-04T15:45:02.539Z","queued_at":"2026-12-04T15:45:02.539Z","last_consumer_message_at":"2026-12-04T15:45:02.558Z","last_agent_message_at":null,"wait_started_at":"2026-12-04T15:45:02.539Z","sla":{"kind":"first_time","due_at":"2026-12-04T16:15:02.539Z"},"soon_overdue":false,"overdue":false,"manual_due_at":null,"manual_release":false,"follow_up_set_at":null,"transfers":0,"returned_to_queue":false,"in_transfer":false,"was_assigned":false,"route":{"preferred_agent":null,"avoid_agent":null,"target_agent":null,"target_until":null},"fallback_active":false,"epoch":1,"first_response_at":null,"closed":null,"assigned_at":null}"#;
+    let read: Conversation = serde_json::from_str(full).expect("a full record");
+    assert_eq!(serde_json::to_string(&read).expect("json"), full, "written as read");
+    let short = compact(serde_json::from_str(full).expect("json")).to_string();
+    assert!(
+        short.len() * 5 < full.len() * 3,
+        "{} B against {} B: {short}",
+        short.len(),
+        full.len()
+    );
+    assert_eq!(
+        serde_json::from_str::<Conversation>(&short).expect("a compact record"),
+        read
+    );
+
+    // Every optional field set, then each of them back at its default in turn: the
+    // compact form of each reads back as the conversation.
+    let mut set = assigned("a1");
+    set.attributes.insert("tier".into(), "gold".into());
+    set.urgent = true;
+    set.offered_to = Some(agent("a2"));
+    set.queued_at = Some(at(2));
+    set.last_agent_message_at = Some(at(3));
+    set.soon_overdue = true;
+    set.overdue = true;
+    set.manual_due_at = Some(at(90));
+    set.manual_release = true;
+    set.follow_up_set_at = Some(at(4));
+    set.transfers = 2;
+    set.returned_to_queue = true;
+    set.in_transfer = true;
+    set.route = RouteHints {
+        preferred_agent: Some(agent("a3")),
+        avoid_agent: Some(agent("a4")),
+        target_agent: Some(agent("a5")),
+        target_until: Some(at(9)),
+    };
+    set.fallback_active = true;
+    set.first_response_at = Some(at(5));
+    set.closed = Some(Closure {
+        by: ClosedBy::Agent,
+        at: at(6),
+    });
+    let mut variants = vec![set.clone(), open(false)];
+    for field in 0..20 {
+        let mut c = set.clone();
+        match field {
+            0 => c.attributes.clear(),
+            1 => c.urgent = false,
+            2 => c.offered_to = None,
+            3 => c.queued_at = None,
+            4 => c.last_agent_message_at = None,
+            5 => c.soon_overdue = false,
+            6 => c.manual_due_at = None,
+            7 => c.manual_release = false,
+            8 => c.follow_up_set_at = None,
+            9 => c.transfers = 0,
+            10 => c.returned_to_queue = false,
+            11 => c.in_transfer = false,
+            12 => c.route = RouteHints::default(),
+            13 => c.route.target_until = None,
+            14 => c.fallback_active = false,
+            15 => c.first_response_at = None,
+            16 => c.closed = None,
+            17 => c.agent_id = None,
+            18 => c.sla = None,
+            _ => c.assigned_at = None,
+        }
+        variants.push(c);
+    }
+    for c in variants {
+        let short = compact(serde_json::to_value(&c).expect("json")).to_string();
+        assert_eq!(
+            serde_json::from_str::<Conversation>(&short).expect(&short),
+            c,
+            "{short}"
+        );
+    }
+}
