@@ -8,6 +8,10 @@
 #   ROUNDS=3 ROUND=20s benches/http/soak.sh
 #   STORE=1 benches/http/soak.sh          # with the embedded store (durability = commit),
 #                                         # printing its size on disk each round
+#   STORE=1 ROUTING='max_consumers = 100000' benches/http/soak.sh
+#                                         # lines added to the default config's [routing]
+#                                         # (e.g. lower bounds, to see the store level off
+#                                         # within minutes)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . benches/http/lib.sh
@@ -20,21 +24,36 @@ AGENTS=${AGENTS:-200}
 ADDR=127.0.0.1:18193
 need_wrk
 [ "$BIN" = target/release/switchboard ] && cargo build --release --quiet --bin switchboard
+config=$(mktemp)
+trap 'cleanup; rm -f "$config"' EXIT
+"$BIN" default-config | awk -v extra="${ROUTING:-}" '{print} /^\[routing\]$/ && extra != "" {print extra}' > "$config"
 if [ "${STORE:-0}" = 1 ]; then
   data=$(mktemp -d)
-  trap 'cleanup; rm -rf "$data"' EXIT
-  start_switchboard "$ADDR" "$AGENTS" --data-dir "$data"
+  trap 'cleanup; rm -rf "$data" "$config"' EXIT
+  start_switchboard "$ADDR" "$AGENTS" --data-dir "$data" --config "$config"
 else
   data=
-  start_switchboard "$ADDR" "$AGENTS" --ephemeral
+  start_switchboard "$ADDR" "$AGENTS" --ephemeral --config "$config"
 fi
 store_mb() { if [ -n "$data" ]; then du -sm "$data" | cut -f1; else echo -; fi; }
-echo "round requests_per_sec p50_ms p99_ms non2xx rss_mb store_mb"
+# Rows of the store's tables (conversations, consumers, events), if sqlite3 is there.
+store_rows() {
+  if [ -n "$data" ] && command -v sqlite3 >/dev/null; then
+    sqlite3 "$data/switchboard.db" "SELECT (SELECT count(*) FROM conversations) || '/' || (SELECT count(*) FROM consumers) || '/' || (SELECT count(*) FROM events)"
+  else echo -; fi
+}
+# Group commits that took over a second so far (a stalled disk shows here first).
+slow_commits() {
+  if [ -n "$data" ]; then
+    curl -s "http://$ADDR/metrics" | awk '$1 == "switchboard_store_commit_seconds_count" {n = $2} $1 == "switchboard_store_commit_seconds_bucket{le=\"1\"}" {b = $2} END {print n - b}'
+  else echo -; fi
+}
+echo "round requests_per_sec p50_ms p99_ms non2xx rss_mb store_mb conversations/consumers/events commits_over_1s"
 out=$(mktemp)
 : > /tmp/sb-soak.txt
 for r in $(seq 1 "$ROUNDS"); do
   wrk -t"$THREADS" -c"$CONNECTIONS" -d"$ROUND" -s "$LUA" "http://$ADDR" -- "r$r-" > "$out"
-  line="$r $(field requests_per_sec "$out") $(field latency_p50_ms "$out") $(field latency_p99_ms "$out") $(field errors_non2xx "$out") $(( $(rss_kb "$SB_PID") / 1024 )) $(store_mb)"
+  line="$r $(field requests_per_sec "$out") $(field latency_p50_ms "$out") $(field latency_p99_ms "$out") $(field errors_non2xx "$out") $(( $(rss_kb "$SB_PID") / 1024 )) $(store_mb) $(store_rows) $(slow_commits)"
   echo "$line" | tee -a /tmp/sb-soak.txt
 done
 half=$(( ROUNDS / 2 ))
