@@ -980,8 +980,8 @@ impl ConfigFile {
     }
 }
 
-/// The most events `store.events_kept` may keep: each trim walks that many index
-/// entries.
+/// The most events `store.events_kept` may keep: a trim early in a node's era (its
+/// first `events_kept` events after a start) walks that many index entries.
 pub const MAX_EVENTS_KEPT: u64 = 10_000_000;
 
 impl StoreSection {
