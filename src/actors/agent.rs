@@ -268,6 +268,20 @@ impl AgentActor {
                     epoch,
                     offer_timeout,
                 };
+                if let Some(old) = agent.supersede(&conversation, epoch) {
+                    // The conversation entered a queue again since the old offer (which
+                    // it voids): that queue's entry, if it still has it, moved on.
+                    shared.tell_queue(
+                        &old.queue,
+                        QueueMsg::OfferDeclined {
+                            conversation: conversation.clone(),
+                            epoch: old.epoch,
+                            agent: id.clone(),
+                            reason: Declined::Stale,
+                            room: None,
+                        },
+                    );
+                }
                 match agent.reserve(&offer, now, policy) {
                     Ok(()) => match offer_timeout {
                         None => shared.tell_conversation(

@@ -227,7 +227,23 @@ impl Agent {
         }
     }
 
-    /// Takes room for an offer, or says why there is none.
+    /// An offer of a conversation for a newer queue entry (a higher epoch) than the one
+    /// the agent has a reservation for: the conversation has entered a queue again
+    /// since (a transfer, a fallback entry), so the old offer can never be confirmed
+    /// (the conversation voids the old epoch). Removes and returns that reservation, for
+    /// its queue to be told; the new offer is then judged on its own
+    /// ([`Agent::reserve`]), not refused as a duplicate.
+    pub fn supersede(&mut self, conversation: &ConversationId, epoch: u64) -> Option<Reservation> {
+        if self.reservations.get(conversation).is_some_and(|r| r.epoch < epoch) {
+            self.reservations.remove(conversation)
+        } else {
+            None
+        }
+    }
+
+    /// Takes room for an offer, or says why there is none. An older reservation of the
+    /// same conversation is [`Agent::supersede`]d first (by the caller, which tells its
+    /// queue); one for the same or a newer epoch is a duplicate.
     pub fn reserve(&mut self, offer: &IncomingOffer, now: Timestamp, policy: &RoutingPolicy) -> Result<(), NoRoom> {
         let id = &offer.conversation;
         if self.conversations.contains_key(id) || self.reservations.contains_key(id) {
@@ -480,6 +496,36 @@ mod tests {
         assert!(a.confirm(&ids("c1"), holding(one, Activity::Active), now, &policy));
         assert!(a.update(&ids("c1"), holding(Weight::from_slots(0.1), Activity::Inactive)));
         assert!(a.reserve(&offer(&ids("c2"), one, 1, None), now, &policy).is_ok());
+    }
+
+    /// A conversation transferred while an offer of it was on its way to the agent is
+    /// offered again for its new queue entry: the old reservation gives way (it could
+    /// never be confirmed) instead of making the new offer look refused, which held
+    /// the conversation back from an agent with room until the decline's retry (the
+    /// rare backlog failure of the concurrent invariant test).
+    #[test]
+    fn an_offer_for_a_newer_queue_entry_supersedes_the_old_reservation() {
+        let policy = RoutingPolicy::default();
+        let mut a = agent(1, &policy);
+        let now = Timestamp::from_millis(0);
+        let one = Weight::from_slots(1.0);
+        a.reserve(&offer(&ids("c1"), one, 1, None), now, &policy).expect("room");
+        // The same entry offered again (a fallback queue's duplicate): refused, kept.
+        assert_eq!(a.supersede(&ids("c1"), 1), None);
+        assert_eq!(
+            a.reserve(&offer(&ids("c1"), one, 1, None), now, &policy),
+            Err(NoRoom::AlreadyHeld)
+        );
+        // A newer entry: the old reservation goes, and its weight with it.
+        let old = a.supersede(&ids("c1"), 2).expect("superseded");
+        assert_eq!(old.epoch, 1);
+        a.reserve(&offer(&ids("c1"), one, 2, None), now, &policy)
+            .expect("room for the new offer: the old one no longer counts");
+        assert_eq!(a.reservations.get(&ids("c1")).map(|r| r.epoch), Some(2));
+        assert_eq!(a.busy(), one, "one reservation's weight, not two");
+        // An older one never displaces a newer one.
+        assert_eq!(a.supersede(&ids("c1"), 1), None);
+        assert_eq!(a.reservations.get(&ids("c1")).map(|r| r.epoch), Some(2));
     }
 
     #[test]
