@@ -41,6 +41,10 @@ const SKILLS: [&str; 3] = ["s0", "s1", "s2"];
 struct Nodes {
     engines: Vec<Router>,
     names: Vec<String>,
+    /// What the engines' [`Loopback`]s reach each other through (they hold it weakly:
+    /// the engines hold their loopbacks, so a strong hold would be a cycle, and every
+    /// seed's three engines would stay in memory, about 24 MB a seed).
+    _joined: Option<Arc<std::sync::OnceLock<Vec<Router>>>>,
 }
 
 impl Nodes {
@@ -48,6 +52,7 @@ impl Nodes {
         Nodes {
             engines: vec![r.clone()],
             names: vec!["n0".into()],
+            _joined: None,
         }
     }
 
@@ -96,7 +101,8 @@ impl Nodes {
 struct Loopback {
     me: usize,
     names: Vec<String>,
-    engines: Arc<std::sync::OnceLock<Vec<Router>>>,
+    /// Weak: see [`Nodes::_joined`].
+    engines: std::sync::Weak<std::sync::OnceLock<Vec<Router>>>,
 }
 
 impl Remote for Loopback {
@@ -119,7 +125,10 @@ impl Remote for Loopback {
             panic!("a frame decodes")
         };
         let to = self.names.iter().position(|n| n == node).expect("a node");
-        self.engines.get().expect("engines")[to].deliver_crossing(msg);
+        // After the seed the engines are gone: what is still sent is dropped with them.
+        if let Some(engines) = self.engines.upgrade() {
+            engines.get().expect("engines")[to].deliver_crossing(msg);
+        }
     }
 }
 
@@ -133,13 +142,17 @@ async fn split(toml: &str, n: usize) -> Nodes {
         r.join_cluster(Arc::new(Loopback {
             me,
             names: names.clone(),
-            engines: Arc::clone(&shared),
+            engines: Arc::downgrade(&shared),
         }))
         .expect("join");
         engines.push(r);
     }
     shared.set(engines.clone()).expect("once");
-    Nodes { engines, names }
+    Nodes {
+        engines,
+        names,
+        _joined: Some(shared),
+    }
 }
 
 fn config(equal_weights: bool) -> String {
