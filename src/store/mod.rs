@@ -215,13 +215,38 @@ pub enum Row {
     },
     TrimEvents {
         node: Arc<str>,
-        keep: i64,
-        /// The last id to delete, when it is known without a search: the trim's event
-        /// and the `keep` before it are all of one era, whose ids have no gaps
-        /// ([`TRIM_EVENTS_THROUGH`]). `None` early in an era, when older eras' events
-        /// are among the newest `keep` ([`TRIM_EVENTS`]).
-        through: Option<i64>,
+        trim: Trim,
     },
+}
+
+/// How a trim of the event log finds what it deletes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trim {
+    /// Everything but the newest this many, searched for ([`TRIM_EVENTS`]): early in
+    /// an era, when older eras' events are among the newest.
+    Keep(i64),
+    /// Everything up to this id ([`TRIM_EVENTS_THROUGH`]): the trim's event and the
+    /// window before it are all of one era, whose ids have no gaps.
+    Through(i64),
+}
+
+impl Trim {
+    /// The window of `keep` events that ends at event `after`.
+    fn after(after: u64, keep: u64) -> Trim {
+        if event_seq(after) > keep {
+            Trim::Through(event_id_column(after - keep))
+        } else {
+            Trim::Keep(event_id_column(keep))
+        }
+    }
+
+    /// The statement and its `$2` (`$1` is the node).
+    pub fn statement(self) -> (&'static str, i64) {
+        match self {
+            Trim::Keep(keep) => (TRIM_EVENTS, keep),
+            Trim::Through(last) => (TRIM_EVENTS_THROUGH, last),
+        }
+    }
 }
 
 impl Row {
@@ -281,8 +306,7 @@ impl Row {
             },
             Change::TrimEvents { node, keep, after } => Row::TrimEvents {
                 node,
-                keep: event_id_column(keep),
-                through: (after & ((1 << EVENT_SEQ_BITS) - 1) > keep).then(|| event_id_column(after - keep)),
+                trim: Trim::after(after, keep),
             },
         })
     }
@@ -312,11 +336,13 @@ pub fn event_era_base(era: u64) -> u64 {
 /// from the very beginning (`after` 0), a node's first id (1 without a store, era 1's
 /// first with one).
 pub fn event_follows(after: u64, id: u64, anchored: bool) -> bool {
-    let (era, seq) = (
-        |id: u64| id >> EVENT_SEQ_BITS,
-        |id: u64| id & ((1 << EVENT_SEQ_BITS) - 1),
-    );
-    id == after + 1 || (seq(id) == 1 && era(id) > era(after) && (anchored || (after == 0 && era(id) == 1)))
+    let era = |id: u64| id >> EVENT_SEQ_BITS;
+    id == after + 1 || (event_seq(id) == 1 && era(id) > era(after) && (anchored || (after == 0 && era(id) == 1)))
+}
+
+/// An event id's count within its era ([`EVENT_SEQ_BITS`]).
+fn event_seq(id: u64) -> u64 {
+    id & ((1 << EVENT_SEQ_BITS) - 1)
 }
 
 /// A stored event as the platform stream replays it.
@@ -529,7 +555,7 @@ pub const TRIM_EVENTS: &str = "DELETE FROM events WHERE node = $1 AND id <= \
      (SELECT id FROM events WHERE node = $1 ORDER BY id DESC LIMIT 1 OFFSET $2)";
 
 /// Deletes the node's events up to id `$2`: what [`TRIM_EVENTS`] does, without the
-/// search, when the id is known (`Row::TrimEvents::through`).
+/// search, when the id is known ([`Trim::Through`]).
 pub const TRIM_EVENTS_THROUGH: &str = "DELETE FROM events WHERE node = $1 AND id <= $2";
 
 pub const INSERT_EVENT: &str = "INSERT INTO events (node, id, skill, type, record) VALUES ($1, $2, $3, $4, $5) \
@@ -1295,17 +1321,17 @@ mod tests {
             keep,
             after,
         }) {
-            Ok(Row::TrimEvents { through, .. }) => through,
+            Ok(Row::TrimEvents { trim, .. }) => trim,
             other => panic!("{other:?}"),
         };
         let era = |e: u64| event_era_base(e);
         // The window lies within the trim's era, whose ids have no gaps.
-        assert_eq!(trim(20, era(1) + 30), Some(event_id_column(era(1) + 10)));
-        assert_eq!(trim(20, era(3) + 21), Some(event_id_column(era(3) + 1)));
+        assert_eq!(trim(20, era(1) + 30), Trim::Through(event_id_column(era(1) + 10)));
+        assert_eq!(trim(20, era(3) + 21), Trim::Through(event_id_column(era(3) + 1)));
         // Early in an era the newest `keep` reach into older eras: searched for.
-        assert_eq!(trim(20, era(1) + 20), None);
-        assert_eq!(trim(20, era(2) + 5), None);
-        assert_eq!(trim(0, era(2) + 5), Some(event_id_column(era(2) + 5)));
+        assert_eq!(trim(20, era(1) + 20), Trim::Keep(20));
+        assert_eq!(trim(20, era(2) + 5), Trim::Keep(20));
+        assert_eq!(trim(0, era(2) + 5), Trim::Through(event_id_column(era(2) + 5)));
     }
 
     #[test]

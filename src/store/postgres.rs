@@ -10,7 +10,7 @@ use postgres::{Client, NoTls};
 use crate::cluster::placement::shard_of;
 
 use super::{add_shard_column, decode, Backend, Row, Snapshot, StoredEvent, ENTITY_TABLES, SCHEMA, SCHEMA_VERSION};
-use super::{event_era_key, event_id_column, NEXT_EVENT_ERA, SELECT_EVENTS, TRIM_EVENTS, TRIM_EVENTS_THROUGH};
+use super::{event_era_key, event_id_column, Trim, NEXT_EVENT_ERA, SELECT_EVENTS};
 use crate::cluster::lease::{fence, Fenced, Lease};
 use crate::domain::conversation::Conversation;
 
@@ -286,7 +286,7 @@ fn write_rows(tx: &mut postgres::Transaction<'_>, rows: &[Row]) -> anyhow::Resul
         (Columns::new(2), Columns::new(3), Columns::new(6), Columns::new(2));
     let (mut forget_convs, mut forget_consumers) = (Vec::<&str>::new(), Vec::<&str>::new());
     let mut events = EventColumns::default();
-    let mut trims: Vec<(&str, i64, Option<i64>)> = Vec::new();
+    let mut trims: Vec<(&str, Trim)> = Vec::new();
     for row in rows {
         match row {
             Row::Skill { id, record } => skills.push(&[Some(id), Some(record)], row.shard()),
@@ -325,7 +325,7 @@ fn write_rows(tx: &mut postgres::Transaction<'_>, rows: &[Row]) -> anyhow::Resul
                 events.kind.push(kind);
                 events.record.push(record);
             }
-            Row::TrimEvents { node, keep, through } => trims.push((node, *keep, *through)),
+            Row::TrimEvents { node, trim } => trims.push((node, *trim)),
         }
     }
     skills.upsert(
@@ -367,11 +367,9 @@ fn write_rows(tx: &mut postgres::Transaction<'_>, rows: &[Row]) -> anyhow::Resul
         )?;
     }
     // After the group's events: a trim keeps the newest, these among them.
-    for (node, keep, through) in trims {
-        match through {
-            Some(last) => tx.execute(TRIM_EVENTS_THROUGH, &[&node, &last])?,
-            None => tx.execute(TRIM_EVENTS, &[&node, &keep])?,
-        };
+    for (node, trim) in trims {
+        let (sql, bound) = trim.statement();
+        tx.execute(sql, &[&node, &bound])?;
     }
     Ok(())
 }

@@ -14,9 +14,7 @@ use rusqlite::{params, Connection, OpenFlags};
 use crate::cluster::placement::shard_of;
 
 use super::{add_shard_column, decode, Backend, Durability, Row, Snapshot, StoredEvent, ENTITY_TABLES, SCHEMA};
-use super::{
-    event_era_key, INSERT_EVENT, NEXT_EVENT_ERA, SCHEMA_VERSION, SELECT_EVENTS, TRIM_EVENTS, TRIM_EVENTS_THROUGH,
-};
+use super::{event_era_key, INSERT_EVENT, NEXT_EVENT_ERA, SCHEMA_VERSION, SELECT_EVENTS};
 use super::{UPSERT_AGENT, UPSERT_CONSUMER, UPSERT_CONVERSATION, UPSERT_SKILL};
 
 #[derive(Debug)]
@@ -225,10 +223,10 @@ impl Backend for Sqlite {
                         kind,
                         record,
                     } => event.execute(params![&**node, id, skill, kind, record])?,
-                    Row::TrimEvents { node, keep, through } => match through {
-                        Some(last) => tx.execute(TRIM_EVENTS_THROUGH, params![&**node, last])?,
-                        None => tx.execute(TRIM_EVENTS, params![&**node, keep])?,
-                    },
+                    Row::TrimEvents { node, trim } => {
+                        let (sql, bound) = trim.statement();
+                        tx.execute(sql, params![&**node, bound])?
+                    }
                 };
             }
         }
