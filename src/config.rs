@@ -171,6 +171,12 @@ pub struct StoreSection {
     pub gather_ms: Option<u64>,
     /// The platform stream's events kept in the store (per node); 0 keeps none.
     pub events_kept: Option<u64>,
+    /// SQLite with commit durability: commit to a change log, apply to the tables in
+    /// the background. Default true.
+    pub change_log: Option<bool>,
+    /// How long the change log's groups wait to be applied to the tables, ms.
+    /// Default 250.
+    pub apply_ms: Option<u64>,
 }
 
 /// `[server]`: where and how the HTTP API listens.
@@ -1021,12 +1027,18 @@ impl StoreSection {
                 format!("{events_kept} is more than {MAX_EVENTS_KEPT}"),
             ));
         }
+        let apply_every = Duration::from_millis(self.apply_ms.unwrap_or(d.apply_every.as_millis() as u64));
+        if !(Duration::from_millis(10)..=Duration::from_secs(60)).contains(&apply_every) {
+            return Err(ConfigError::new("store.apply_ms", "must be between 10 and 60000"));
+        }
         Ok(StoreConfig {
             url: self.url.clone(),
             durability,
             max_batch,
             gather,
             events_kept,
+            change_log: self.change_log.unwrap_or(d.change_log),
+            apply_every,
         })
     }
 }

@@ -151,7 +151,7 @@ impl Metrics {
     /// Builds and registers every series. The names are fixed, so registration cannot
     /// fail unless this function registers a name twice (a bug caught by the tests).
     /// Adds the store's series (commit latency, batch sizes, errors, rows written, changes
-    /// pending).
+    /// pending, the change log's applies and size).
     pub fn register_store(&self, store: &crate::store::StoreMetrics) {
         register(&self.registry, store.rows_fenced.clone());
         register(&self.registry, store.commit_seconds.clone());
@@ -159,6 +159,9 @@ impl Metrics {
         register(&self.registry, store.errors.clone());
         register(&self.registry, store.rows_written.clone());
         register(&self.registry, store.pending.clone());
+        register(&self.registry, store.apply_seconds.clone());
+        register(&self.registry, store.apply_rows.clone());
+        register(&self.registry, store.log_bytes.clone());
     }
 
     pub fn new() -> Self {

@@ -3,10 +3,13 @@
 # by wrk against `switchboard serve` three times in one run, with the same settings:
 #   1. --ephemeral (memory only),
 #   2. the embedded SQLite store with durability = "commit" (the default: each answer
-#      waits for its group commit, fsync'd),
+#      waits for its group commit, appended to the change log and fsync'd; the tables
+#      are brought up to date from the log every 250 ms),
 #   3. the same store with durability = "relaxed",
 #   4. the commit store without the platform stream's event log (events_kept = 0): what
-#      keeping the events in the store costs.
+#      keeping the events in the store costs,
+#   5. (commit-tables) the commit store without the change log (change_log = false):
+#      each group commit goes to the tables.
 # Prints each run's rate, p50 and p99, the ratios to the ephemeral run, and the store's
 # commit figures from /metrics.
 #
@@ -35,7 +38,8 @@ fi
 # The embedded default config's skills, plus the relaxed store setting.
 { "$BIN" default-config; printf '\n[store]\ndurability = "relaxed"\n'; } > "$data/relaxed.toml"
 { "$BIN" default-config; printf '\n[store]\nevents_kept = 0\n'; } > "$data/no-events.toml"
-RUNS=${RUNS:-ephemeral commit relaxed commit-no-events}
+{ "$BIN" default-config; printf '\n[store]\nchange_log = false\n'; } > "$data/tables.toml"
+RUNS=${RUNS:-ephemeral commit relaxed commit-no-events commit-tables}
 
 run() {
   local name=$1
@@ -50,17 +54,18 @@ run() {
 }
 
 wanted() { [[ " $RUNS " == *" $1 "* ]]; }
-rm -f /tmp/sb-wrk-{ephemeral,commit,relaxed,commit-no-events}.txt
+rm -f /tmp/sb-wrk-{ephemeral,commit,relaxed,commit-no-events,commit-tables}.txt
 wanted ephemeral && run ephemeral --ephemeral
 wanted commit && run commit --data-dir "$data/commit"
 wanted relaxed && run relaxed --data-dir "$data/relaxed" --config "$data/relaxed.toml"
 wanted commit-no-events && run commit-no-events --data-dir "$data/no-events" --config "$data/no-events.toml"
+wanted commit-tables && run commit-tables --data-dir "$data/tables" --config "$data/tables.toml"
 
 metric() { awk -v k="$1" '$1 == k {print $2}' "$2"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a == "" || b == "") print "n/a"; else printf "%.2f", a / b}'; }
 e=$(field requests_per_sec /tmp/sb-wrk-ephemeral.txt 2>/dev/null || true)
 echo "== result"
-for m in commit relaxed commit-no-events; do
+for m in commit relaxed commit-no-events commit-tables; do
   wanted "$m" || continue
   r=$(field requests_per_sec "/tmp/sb-wrk-$m.txt")
   echo "${m}_requests_per_sec $r"
@@ -73,6 +78,14 @@ for m in commit relaxed commit-no-events; do
   echo "${m}_commits $commits"
   echo "${m}_mean_commit_ms $(awk -v s="$secs" -v c="$commits" 'BEGIN {printf "%.2f", 1000 * s / c}')"
   echo "${m}_mean_rows_per_commit $(awk -v r="$rows" -v c="$commits" 'BEGIN {printf "%.1f", r / c}')"
+  applies=$(metric switchboard_store_apply_seconds_count "/tmp/sb-metrics-$m.txt")
+  if [ -n "$applies" ] && [ "$applies" != 0 ]; then
+    asecs=$(metric switchboard_store_apply_seconds_sum "/tmp/sb-metrics-$m.txt")
+    arows=$(metric switchboard_store_apply_rows_sum "/tmp/sb-metrics-$m.txt")
+    echo "${m}_applies $applies"
+    echo "${m}_mean_apply_ms $(awk -v s="$asecs" -v c="$applies" 'BEGIN {printf "%.1f", 1000 * s / c}')"
+    echo "${m}_rows_applied_per_row_logged $(awk -v a="$arows" -v r="$rows" 'BEGIN {printf "%.2f", a / r}')"
+  fi
 done
 if wanted ephemeral; then
   echo "ephemeral_requests_per_sec $e"

@@ -14,6 +14,8 @@
 //! [`Durability::Commit`] an actor waits for its number to be committed before it
 //! answers or tells anyone ([`Store::committed`]); with [`Durability::Relaxed`] it goes
 //! on at once and the writer commits within milliseconds, as Redis' `everysec`.
+//! With SQLite and commit durability, a group commit is a record appended to a change
+//! log and synced, and the tables follow a fraction of a second behind ([`log`]).
 //!
 //! Why these crates: the writer is one thread running one transaction at a time, so
 //! synchronous clients fit it exactly. `rusqlite` is the reference SQLite binding and
@@ -22,9 +24,11 @@
 //! a connection pool and an async driver that this single writer does not use (its
 //! SQLite driver runs a worker thread of its own anyway).
 
+pub mod log;
 pub mod postgres;
 pub mod sqlite;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -76,6 +80,13 @@ pub struct StoreConfig {
     /// The platform stream's events kept in the store, per node (the newest; `0` keeps
     /// none): how far back `Last-Event-ID` reaches across a restart.
     pub events_kept: u64,
+    /// With SQLite and commit durability, commit groups to a change log and bring the
+    /// tables up to date from it in the background ([`log`]); off, each group is
+    /// committed to the tables.
+    pub change_log: bool,
+    /// How long the change log's groups wait to be applied to the tables (their
+    /// latest row per entity in one transaction).
+    pub apply_every: Duration,
 }
 
 impl Default for StoreConfig {
@@ -86,6 +97,8 @@ impl Default for StoreConfig {
             max_batch: 1024,
             gather: Duration::from_millis(2),
             events_kept: 100_000,
+            change_log: true,
+            apply_every: Duration::from_millis(250),
         }
     }
 }
@@ -180,8 +193,8 @@ impl Key {
 /// store without fencing.
 pub const UNFENCED: u16 = u16::MAX;
 
-/// A row as the backends write it.
-#[derive(Clone, Debug)]
+/// A row as the backends write it (and as the change log holds it, [`log`]).
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Row {
     Skill {
         id: String,
@@ -189,13 +202,13 @@ pub enum Row {
     },
     Agent {
         id: String,
-        status: &'static str,
+        status: Cow<'static, str>,
         record: String,
     },
     Conversation {
         id: String,
         skill: String,
-        state: &'static str,
+        state: Cow<'static, str>,
         agent_id: Option<String>,
         consumer_id: String,
         record: String,
@@ -210,17 +223,20 @@ pub enum Row {
         node: Arc<str>,
         id: i64,
         skill: Option<String>,
-        kind: &'static str,
+        kind: Cow<'static, str>,
         record: String,
     },
     TrimEvents {
         node: Arc<str>,
         trim: Trim,
     },
+    /// The change log's groups through this one are in the tables
+    /// (`switchboard_meta.change_log_applied`, [`log`]).
+    LogApplied(u64),
 }
 
 /// How a trim of the event log finds what it deletes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Trim {
     /// Everything but the newest this many, searched for ([`TRIM_EVENTS`]): early in
     /// an era, when older eras' events are among the newest.
@@ -260,6 +276,19 @@ impl Row {
             | Row::DeleteConversation(id)
             | Row::DeleteConsumer(id) => id,
             Row::Event { node, .. } | Row::TrimEvents { node, .. } => node,
+            Row::LogApplied(_) => "",
+        }
+    }
+
+    /// The table and id of the entity the row holds the latest state of (a later row
+    /// of the same replaces it); `None` for what is never merged (events, trims).
+    pub fn entity(&self) -> Option<(u8, String)> {
+        match self {
+            Row::Skill { id, .. } => Some((0, id.clone())),
+            Row::Agent { id, .. } => Some((1, id.clone())),
+            Row::Conversation { id, .. } | Row::DeleteConversation(id) => Some((2, id.clone())),
+            Row::Consumer { id, .. } | Row::DeleteConsumer(id) => Some((3, id.clone())),
+            Row::Event { .. } | Row::TrimEvents { .. } | Row::LogApplied(_) => None,
         }
     }
 
@@ -279,14 +308,14 @@ impl Row {
                 a.reservations.clear();
                 Row::Agent {
                     id: a.id.to_string(),
-                    status: a.status.as_str(),
+                    status: Cow::Borrowed(a.status.as_str()),
                     record: serde_json::to_string(&a)?,
                 }
             }
             Change::Conversation(c) => Row::Conversation {
                 id: c.id.to_string(),
                 skill: c.skill.to_string(),
-                state: c.state.as_str(),
+                state: Cow::Borrowed(c.state.as_str()),
                 agent_id: c.agent_id.as_ref().map(|a| a.to_string()),
                 consumer_id: c.consumer_id.to_string(),
                 record: serde_json::to_string(&c)?,
@@ -301,7 +330,7 @@ impl Row {
                 node,
                 id: event_id_column(id),
                 skill: event.skill.as_ref().map(|s| s.to_string()),
-                kind: event.kind.name(),
+                kind: Cow::Borrowed(event.kind.name()),
                 record: serde_json::to_string(&event)?,
             },
             Change::TrimEvents { node, keep, after } => Row::TrimEvents {
@@ -566,6 +595,10 @@ pub fn event_era_key(node: &str) -> String {
     format!("event_era:{node}")
 }
 
+/// Records the change log's last group in the tables ([`Row::LogApplied`]).
+pub const SET_LOG_APPLIED: &str = "INSERT INTO switchboard_meta (key, value) VALUES ('change_log_applied', $1) \
+     ON CONFLICT (key) DO UPDATE SET value = excluded.value";
+
 pub const UPSERT_CONSUMER: &str = "INSERT INTO consumers (id, record, shard) VALUES ($1, $2, $3) \
      ON CONFLICT (id) DO UPDATE SET record = excluded.record, shard = excluded.shard";
 
@@ -603,6 +636,11 @@ pub struct StoreMetrics {
     /// Changes queued for the writer and not committed yet: with relaxed durability,
     /// what a crash would lose; at rest, 0.
     pub pending: IntGauge,
+    /// The change log ([`log`]): time and rows of each transaction that brings the
+    /// tables up to date, and the log's bytes on disk.
+    pub apply_seconds: Histogram,
+    pub apply_rows: Histogram,
+    pub log_bytes: IntGauge,
 }
 
 impl StoreMetrics {
@@ -639,6 +677,21 @@ impl StoreMetrics {
                 "Changes queued for the store's writer and not committed yet (with relaxed durability, what a crash would lose).",
             ))
             .unwrap_or_else(|e| panic!("switchboard_store_pending_changes: {e}")),
+            apply_seconds: histogram(
+                "switchboard_store_apply_seconds",
+                "Time to bring the tables up to date from the change log (one transaction).",
+                vec![0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5],
+            ),
+            apply_rows: histogram(
+                "switchboard_store_apply_rows",
+                "Rows written per transaction from the change log (the latest state per entity over `store.apply_ms`).",
+                vec![10.0, 100.0, 1000.0, 5000.0, 10000.0, 25000.0, 50000.0],
+            ),
+            log_bytes: IntGauge::with_opts(Opts::new(
+                "switchboard_store_change_log_bytes",
+                "Bytes of the change log on disk (its segments are deleted once applied to the tables).",
+            ))
+            .unwrap_or_else(|e| panic!("switchboard_store_change_log_bytes: {e}")),
         }
     }
 }
@@ -737,6 +790,9 @@ pub struct Store {
     /// A connection for point reads (consumer records at open), opened on first use
     /// and dropped after an error.
     reader: Mutex<Option<Box<dyn Backend>>>,
+    /// With a change log: its applier, asked to bring the tables up to date before
+    /// they are read.
+    applier: Option<mpsc::Sender<log::Apply>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -755,9 +811,22 @@ impl Store {
             .url
             .clone()
             .ok_or_else(|| anyhow::anyhow!("no store url configured"))?;
-        let mut backend = open(&url, config.durability)?;
+        let (mut backend, log) = match url.strip_prefix("sqlite://") {
+            Some(path) => {
+                let path = std::path::Path::new(path);
+                let mut sqlite = sqlite::Sqlite::open(path, config.durability)?;
+                // Whatever this start's settings, a log left by the last one holds
+                // acknowledged changes.
+                let recovered = log::recover(path, &mut sqlite)?;
+                let log = (config.change_log && config.durability == Durability::Commit)
+                    .then(|| log::ChangeLog::create(path, recovered.next).map(|log| (log, path.to_path_buf())))
+                    .transpose()?;
+                (Box::new(sqlite) as Box<dyn Backend>, log)
+            }
+            None => (open(&url, config.durability)?, None),
+        };
         let snapshot = backend.load()?;
-        Ok((Store::start(backend, config, url, None)?, snapshot))
+        Ok((Store::start(backend, log, config, url, None)?, snapshot))
     }
 
     /// Opens the store with its writes fenced by `fencing`'s leases (a cluster node).
@@ -768,11 +837,12 @@ impl Store {
             .clone()
             .ok_or_else(|| anyhow::anyhow!("no store url configured"))?;
         let backend = open(&url, config.durability)?;
-        Store::start(backend, config, url, Some(fencing))
+        Store::start(backend, None, config, url, Some(fencing))
     }
 
     fn start(
         backend: Box<dyn Backend>,
+        log: Option<(log::ChangeLog, std::path::PathBuf)>,
         config: &StoreConfig,
         url: String,
         fencing: Option<Fencing>,
@@ -786,8 +856,33 @@ impl Store {
             node: fencing.as_ref().map(|f| f.node.clone()).unwrap_or_default(),
         });
         let store_fencing = fencing.clone();
+        let (sink, applier) = match log {
+            None => (Sink::Tables(backend), None),
+            Some((log, db)) => {
+                let (apply_tx, apply_rx) = mpsc::channel();
+                let applier = log::Applier {
+                    db,
+                    backend,
+                    rx: apply_rx,
+                    every: config.apply_every,
+                    metrics: metrics.clone(),
+                    healthy: Arc::clone(&healthy),
+                };
+                std::thread::Builder::new()
+                    .name("switchboard-apply".into())
+                    .spawn(move || applier.run())
+                    .context("starting the store's applier thread")?;
+                (
+                    Sink::Log {
+                        log,
+                        applier: apply_tx.clone(),
+                    },
+                    Some(apply_tx),
+                )
+            }
+        };
         let writer = Writer {
-            backend,
+            sink,
             rx,
             progress: progress_tx,
             healthy: Arc::clone(&healthy),
@@ -816,6 +911,7 @@ impl Store {
             node: store_fencing.as_ref().map_or("", |f| f.node.as_str()).into(),
             fencing: store_fencing,
             reader: Mutex::new(None),
+            applier,
         }))
     }
 
@@ -862,7 +958,19 @@ impl Store {
         through: u64,
         limit: usize,
     ) -> anyhow::Result<Vec<StoredEvent>> {
+        self.settle_blocking();
         self.read(|b| b.load_events(node, after, through, limit))
+    }
+
+    /// With a change log, brings the tables up to date with every group committed so
+    /// far (blocking: call it off the async threads).
+    fn settle_blocking(&self) {
+        if let Some(applier) = &self.applier {
+            let (done, wait) = tokio::sync::oneshot::channel();
+            if applier.send(log::Apply::Settle(done)).is_ok() {
+                let _ = wait.blocking_recv();
+            }
+        }
     }
 
     /// Queues an event of the platform stream for the log.
@@ -968,11 +1076,29 @@ impl Store {
     pub async fn flush(&self) {
         let last = self.sender.lock().unwrap_or_else(|p| p.into_inner()).next;
         self.wait_for(last).await;
+        // The tables too, so that a clean stop leaves no log to replay.
+        if let Some(applier) = &self.applier {
+            let (done, wait) = tokio::sync::oneshot::channel();
+            if applier.send(log::Apply::Settle(done)).is_ok() {
+                let _ = wait.await;
+            }
+        }
     }
 }
 
+/// Where the writer commits its groups.
+enum Sink {
+    /// To the tables.
+    Tables(Box<dyn Backend>),
+    /// To the change log, whose applier brings the tables up to date ([`log`]).
+    Log {
+        log: log::ChangeLog,
+        applier: mpsc::Sender<log::Apply>,
+    },
+}
+
 struct Writer {
-    backend: Box<dyn Backend>,
+    sink: Sink,
     rx: mpsc::Receiver<(u64, Change, Option<i64>)>,
     progress: watch::Sender<Progress>,
     healthy: Arc<AtomicBool>,
@@ -1046,6 +1172,11 @@ impl Writer {
     fn commit(&mut self, rows: Vec<((u16, Option<i64>), Row)>) -> BTreeSet<u16> {
         let mut refused = BTreeSet::new();
         let (tagged, mut rows): (Vec<(u16, Option<i64>)>, Vec<Row>) = rows.into_iter().unzip();
+        if let Sink::Log { .. } = self.sink {
+            // Only the embedded store has a change log, and it is never fenced.
+            self.append(rows);
+            return refused;
+        }
         let Some(fencing) = self.fencing.clone() else {
             let _ = self.commit_with(&rows, |backend, rows| backend.commit(rows).map(Ok));
             return refused;
@@ -1123,6 +1254,36 @@ impl Writer {
         }
     }
 
+    /// Appends a group to the change log, retrying with a doubling pause until it
+    /// succeeds, then hands its rows to the applier.
+    fn append(&mut self, rows: Vec<Row>) {
+        let Sink::Log { log, applier } = &mut self.sink else {
+            return;
+        };
+        let mut pause = Duration::from_millis(50);
+        loop {
+            let started = Instant::now();
+            match log.append(&rows) {
+                Ok(n) => {
+                    self.metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
+                    self.metrics.batch_rows.observe(rows.len() as f64);
+                    self.metrics.rows_written.inc_by(rows.len() as u64);
+                    self.healthy.store(true, Ordering::Release);
+                    // The applier stops only with the store.
+                    let _ = applier.send(log::Apply::Group(n, rows));
+                    return;
+                }
+                Err(e) => {
+                    self.metrics.errors.inc();
+                    self.healthy.store(false, Ordering::Release);
+                    tracing::error!(error = %format!("{e:#}"), rows = rows.len(), retry_in_ms = pause.as_millis() as u64, "store commit failed");
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
     /// Runs `commit` until the database answers, with a doubling pause between
     /// attempts; a refusal by fencing is an answer.
     fn commit_with(
@@ -1133,7 +1294,10 @@ impl Writer {
         let mut pause = Duration::from_millis(50);
         loop {
             let started = Instant::now();
-            match commit(self.backend.as_mut(), rows) {
+            let Sink::Tables(backend) = &mut self.sink else {
+                return Ok(());
+            };
+            match commit(backend.as_mut(), rows) {
                 Ok(Ok(())) => {
                     self.metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
                     self.metrics.batch_rows.observe(rows.len() as f64);
@@ -1237,11 +1401,43 @@ mod tests {
         store.write(Change::Conversation(Box::new(gone.clone())));
         let n = store.write(Change::ForgetConversation(gone.id.clone()));
         store.committed(n).await.expect("not fenced");
+        // With the change log (the default), the tables are brought up to date from it.
+        store.flush().await;
 
         let mut backend = open(&dir.url(), Durability::Commit).expect("reopen");
         let read = backend.load().expect("load");
         assert_eq!(read.skills.len(), 1);
         assert_eq!(read.conversations, vec![c], "the latest state, and only it");
+    }
+
+    #[tokio::test]
+    async fn a_crash_before_the_tables_are_brought_up_to_date_loses_nothing_committed() {
+        let dir = TempDir::new("log-crash");
+        let config = StoreConfig {
+            apply_every: Duration::from_secs(3600),
+            ..config(&dir, Durability::Commit)
+        };
+        let (store, _) = Store::open(&config).expect("open");
+        let skill = Arc::new(EngineConfig::default().skill_defaults);
+        let mut c = conversation("c1", &skill);
+        store.write(Change::Skill(Arc::clone(&skill)));
+        store.write(Change::Conversation(Box::new(c.clone())));
+        c.urgent = true;
+        let n = store.write(Change::Conversation(Box::new(c.clone())));
+        store.committed(n).await.expect("not fenced");
+        let tables = open(&dir.url(), Durability::Commit)
+            .expect("reopen")
+            .load()
+            .expect("load");
+        assert!(
+            tables.conversations.is_empty(),
+            "committed to the log, not yet to the tables"
+        );
+        // A crash: the writer and the applier never finish.
+        std::mem::forget(store);
+        let (_store, snapshot) = Store::open(&config).expect("recovers");
+        assert_eq!(snapshot.conversations, vec![c], "the latest state committed");
+        assert_eq!(snapshot.skills.len(), 1);
     }
 
     #[tokio::test]

@@ -287,6 +287,7 @@ fn write_rows(tx: &mut postgres::Transaction<'_>, rows: &[Row]) -> anyhow::Resul
     let (mut forget_convs, mut forget_consumers) = (Vec::<&str>::new(), Vec::<&str>::new());
     let mut events = EventColumns::default();
     let mut trims: Vec<(&str, Trim)> = Vec::new();
+    let mut log_applied = None;
     for row in rows {
         match row {
             Row::Skill { id, record } => skills.push(&[Some(id), Some(record)], row.shard()),
@@ -326,6 +327,7 @@ fn write_rows(tx: &mut postgres::Transaction<'_>, rows: &[Row]) -> anyhow::Resul
                 events.record.push(record);
             }
             Row::TrimEvents { node, trim } => trims.push((node, *trim)),
+            Row::LogApplied(n) => log_applied = Some(n.to_string()),
         }
     }
     skills.upsert(
@@ -370,6 +372,9 @@ fn write_rows(tx: &mut postgres::Transaction<'_>, rows: &[Row]) -> anyhow::Resul
     for (node, trim) in trims {
         let (sql, bound) = trim.statement();
         tx.execute(sql, &[&node, &bound])?;
+    }
+    if let Some(n) = log_applied {
+        tx.execute(super::SET_LOG_APPLIED, &[&n])?;
     }
     Ok(())
 }

@@ -1,7 +1,9 @@
 //! The embedded backend: one SQLite file in WAL mode (readers never block the writer).
-//! `synchronous = FULL` with commit durability (each group commit reaches the disk
-//! before anyone is answered), `NORMAL` with relaxed durability (survives a crash of
-//! the process; a power cut may lose the last commits). Checkpoints are SQLite's
+//! `synchronous = FULL` with commit durability (each commit reaches the disk before it
+//! returns: a group commit before anyone is answered, or, with the change log
+//! ([`super::log`]), the applier's transaction before the log behind it is cut),
+//! `NORMAL` with relaxed durability (survives a crash of the process; a power cut may
+//! lose the last commits). Checkpoints are SQLite's
 //! automatic ones (every 1 000 WAL pages, in the commit that crosses the threshold):
 //! a checkpoint thread of our own was tried and let the WAL grow without bound under
 //! sustained writes (a `PASSIVE` checkpoint never catches up with a busy writer).
@@ -125,6 +127,26 @@ impl Sqlite {
         })
     }
 
+    /// The change log's last group applied to the tables ([`super::log`]); 0 for none.
+    pub fn log_applied(&self) -> anyhow::Result<u64> {
+        let value: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT value FROM switchboard_meta WHERE key = 'change_log_applied'",
+                [],
+                |r| r.get(0),
+            )
+            .or_else(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                e => Err(e),
+            })
+            .with_context(|| format!("reading the SQLite store {}", self.path.display()))?;
+        value.map_or(Ok(0), |v| {
+            v.parse()
+                .with_context(|| format!("change_log_applied {v:?} in the SQLite store {}", self.path.display()))
+        })
+    }
+
     fn rows<T: Send>(
         &self,
         sql: &str,
@@ -227,6 +249,7 @@ impl Backend for Sqlite {
                         let (sql, bound) = trim.statement();
                         tx.execute(sql, params![&**node, bound])?
                     }
+                    Row::LogApplied(n) => tx.execute(super::SET_LOG_APPLIED, params![n.to_string()])?,
                 };
             }
         }
