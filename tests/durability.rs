@@ -556,6 +556,34 @@ async fn sqlite_kill_9_and_restart_loses_nothing_acknowledged() {
     let data = data.to_str().expect("utf-8 path");
     restart_keeps_every_acknowledged_state(&dir.0, CONFIG, &["--data-dir", data]).await;
     assert!(dir.0.join("data/switchboard.db").exists());
+    assert_eq!(
+        change_log_segments(&dir.0.join("data")),
+        1,
+        "the default writes a change log"
+    );
+}
+
+/// The change log's segments in a data directory.
+fn change_log_segments(data: &Path) -> usize {
+    std::fs::read_dir(data)
+        .expect("data dir")
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.file_name().to_string_lossy().contains("-changes."))
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_without_the_change_log_kill_9_and_restart_loses_nothing_acknowledged() {
+    // The default commits groups to the change log; this is the path that commits
+    // them to the tables (`[store] change_log = false`).
+    let dir = TempDir::new("restart-sqlite-tables");
+    let data = dir.0.join("data");
+    let data = data.to_str().expect("utf-8 path");
+    let config = format!("{CONFIG}\n[store]\nchange_log = false\n");
+    restart_keeps_every_acknowledged_state(&dir.0, &config, &["--data-dir", data]).await;
+    assert_eq!(change_log_segments(&dir.0.join("data")), 0, "no change log is written");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

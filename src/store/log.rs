@@ -44,6 +44,9 @@ const MAX_PENDING_ROWS: usize = 50_000;
 
 const HEADER: usize = 8;
 
+/// Groups logged and not yet taken by the applier, at most (then the writer waits).
+pub(super) const APPLY_QUEUE: usize = 16_384;
+
 #[derive(Serialize)]
 struct GroupRef<'a> {
     n: u64,
@@ -324,6 +327,7 @@ pub(super) struct Applier {
     pub rx: mpsc::Receiver<Apply>,
     pub every: Duration,
     pub metrics: StoreMetrics,
+    /// False while its last transaction failed.
     pub healthy: Arc<AtomicBool>,
 }
 
@@ -379,6 +383,7 @@ impl Applier {
                 Ok(()) => {
                     self.metrics.apply_seconds.observe(started.elapsed().as_secs_f64());
                     self.metrics.apply_rows.observe((rows.len() - 1) as f64);
+                    self.healthy.store(true, Ordering::Release);
                     break;
                 }
                 Err(e) => {

@@ -792,7 +792,9 @@ pub struct Store {
     reader: Mutex<Option<Box<dyn Backend>>>,
     /// With a change log: its applier, asked to bring the tables up to date before
     /// they are read.
-    applier: Option<mpsc::Sender<log::Apply>>,
+    applier: Option<mpsc::SyncSender<log::Apply>>,
+    /// False while the applier's last transaction failed (it retries).
+    tables_healthy: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Store {
@@ -850,6 +852,7 @@ impl Store {
         let (tx, rx) = mpsc::channel();
         let (progress_tx, progress) = watch::channel(Progress::default());
         let healthy = Arc::new(AtomicBool::new(true));
+        let tables_healthy = Arc::new(AtomicBool::new(true));
         let metrics = StoreMetrics::new();
         let refusals = Arc::new(Refusals {
             recent: Mutex::default(),
@@ -859,14 +862,17 @@ impl Store {
         let (sink, applier) = match log {
             None => (Sink::Tables(backend), None),
             Some((log, db)) => {
-                let (apply_tx, apply_rx) = mpsc::channel();
+                // Bounded: if the tables cannot be written for long, the writer waits
+                // for the applier (and requests for the writer), as with a failing
+                // commit, instead of queueing groups in memory without end.
+                let (apply_tx, apply_rx) = mpsc::sync_channel(log::APPLY_QUEUE);
                 let applier = log::Applier {
                     db,
                     backend,
                     rx: apply_rx,
                     every: config.apply_every,
                     metrics: metrics.clone(),
-                    healthy: Arc::clone(&healthy),
+                    healthy: Arc::clone(&tables_healthy),
                 };
                 std::thread::Builder::new()
                     .name("switchboard-apply".into())
@@ -912,6 +918,7 @@ impl Store {
             fencing: store_fencing,
             reader: Mutex::new(None),
             applier,
+            tables_healthy,
         }))
     }
 
@@ -1016,7 +1023,7 @@ impl Store {
 
     /// False while the last commit failed (the writer retries).
     pub fn is_healthy(&self) -> bool {
-        self.healthy.load(Ordering::Acquire)
+        self.healthy.load(Ordering::Acquire) && self.tables_healthy.load(Ordering::Acquire)
     }
 
     /// Queues a change; returns its ticket for [`Store::committed`].
@@ -1079,8 +1086,20 @@ impl Store {
         // The tables too, so that a clean stop leaves no log to replay.
         if let Some(applier) = &self.applier {
             let (done, wait) = tokio::sync::oneshot::channel();
-            if applier.send(log::Apply::Settle(done)).is_ok() {
-                let _ = wait.await;
+            let mut settle = log::Apply::Settle(done);
+            // Never blocks the async thread on a full queue.
+            loop {
+                match applier.try_send(settle) {
+                    Ok(()) => {
+                        let _ = wait.await;
+                        break;
+                    }
+                    Err(mpsc::TrySendError::Full(again)) => {
+                        settle = again;
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    Err(mpsc::TrySendError::Disconnected(_)) => break,
+                }
             }
         }
     }
@@ -1093,7 +1112,7 @@ enum Sink {
     /// To the change log, whose applier brings the tables up to date ([`log`]).
     Log {
         log: log::ChangeLog,
-        applier: mpsc::Sender<log::Apply>,
+        applier: mpsc::SyncSender<log::Apply>,
     },
 }
 
