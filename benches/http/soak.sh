@@ -48,12 +48,18 @@ slow_commits() {
     curl -s "http://$ADDR/metrics" | awk '$1 == "switchboard_store_commit_seconds_count" {n = $2} $1 == "switchboard_store_commit_seconds_bucket{le=\"1\"}" {b = $2} END {print n - b}'
   else echo -; fi
 }
-echo "round requests_per_sec p50_ms p99_ms non2xx rss_mb store_mb conversations/consumers/events commits_over_1s"
+# The change log's bytes on disk, MB (its segments are deleted once applied).
+log_mb() {
+  if [ -n "$data" ]; then
+    curl -s "http://$ADDR/metrics" | awk '$1 == "switchboard_store_change_log_bytes" {printf "%.0f", $2 / 1048576}'
+  else echo -; fi
+}
+echo "round requests_per_sec p50_ms p99_ms non2xx rss_mb store_mb conversations/consumers/events commits_over_1s change_log_mb"
 out=$(mktemp)
 : > /tmp/sb-soak.txt
 for r in $(seq 1 "$ROUNDS"); do
   wrk -t"$THREADS" -c"$CONNECTIONS" -d"$ROUND" -s "$LUA" "http://$ADDR" -- "r$r-" > "$out"
-  line="$r $(field requests_per_sec "$out") $(field latency_p50_ms "$out") $(field latency_p99_ms "$out") $(field errors_non2xx "$out") $(( $(rss_kb "$SB_PID") / 1024 )) $(store_mb) $(store_rows) $(slow_commits)"
+  line="$r $(field requests_per_sec "$out") $(field latency_p50_ms "$out") $(field latency_p99_ms "$out") $(field errors_non2xx "$out") $(( $(rss_kb "$SB_PID") / 1024 )) $(store_mb) $(store_rows) $(slow_commits) $(log_mb)"
   echo "$line" | tee -a /tmp/sb-soak.txt
 done
 half=$(( ROUNDS / 2 ))
