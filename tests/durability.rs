@@ -556,14 +556,13 @@ async fn sqlite_kill_9_and_restart_loses_nothing_acknowledged() {
     let data = data.to_str().expect("utf-8 path");
     restart_keeps_every_acknowledged_state(&dir.0, CONFIG, &["--data-dir", data]).await;
     assert!(dir.0.join("data/switchboard.db").exists());
-    assert_eq!(
-        change_log_segments(&dir.0.join("data")),
-        1,
+    assert!(
+        change_log_segments(&dir.0.join("data")) >= 1,
         "the default writes a change log"
     );
 }
 
-/// The change log's segments in a data directory.
+/// The change log's files (its segments and spare) in a data directory.
 fn change_log_segments(data: &Path) -> usize {
     std::fs::read_dir(data)
         .expect("data dir")

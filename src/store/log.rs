@@ -20,7 +20,16 @@
 //!
 //! File format: segments `<db>-changes.<first group, 20 digits>` beside the database;
 //! a record is `len: u32 LE`, `crc32(payload): u32 LE`, then the payload, a
-//! [`bincode`] (standard configuration) encoding of the group's number and rows.
+//! [`bincode`] (standard configuration) encoding of the group's number and rows. A
+//! segment's records are numbered from its name on, one by one; the first record that
+//! is not the next number (a segment is written over an old, applied one: its stale
+//! records follow the live ones) or is all zeros (a new segment is zero-filled) ends it.
+//!
+//! Segments are written in place, never grown: a `fdatasync` of a write that grows a
+//! file also writes its inode, which doubled a group commit's time. So the applier
+//! keeps a spare segment ready (`<db>-changes.spare`): a segment it has wholly applied,
+//! renamed, or at first a zero-filled one; the writer renames the spare when it starts
+//! a segment (and without one, makes a file that grows).
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -91,6 +100,13 @@ fn segments(db: &Path) -> anyhow::Result<Vec<(u64, PathBuf)>> {
     Ok(found)
 }
 
+/// The spare segment, ready for the writer's next one.
+fn spare_path(db: &Path) -> PathBuf {
+    let mut name = db.file_name().unwrap_or_default().to_os_string();
+    name.push("-changes.spare");
+    db.with_file_name(name)
+}
+
 /// Makes a file's creation or removal in the directory of `db` durable.
 fn sync_dir(db: &Path) -> std::io::Result<()> {
     match db.parent() {
@@ -102,7 +118,7 @@ fn sync_dir(db: &Path) -> std::io::Result<()> {
 /// The next record of `bytes`: `Ok(None)` at the end, `Err` for a record cut short or
 /// damaged.
 fn parse(bytes: &[u8]) -> Result<Option<(Group, usize)>, String> {
-    if bytes.is_empty() {
+    if bytes.is_empty() || bytes.iter().take(HEADER).all(|b| *b == 0) {
         return Ok(None);
     }
     if bytes.len() < HEADER {
@@ -159,8 +175,9 @@ pub struct Recovered {
     /// Groups applied to the tables at start (after the last one applied before).
     pub groups: u64,
     pub rows: usize,
-    /// Bytes of a record the crash cut short, dropped.
-    pub torn_bytes: usize,
+    /// Bytes after the segments' last records: of a write the crash cut short, or of
+    /// older segments written over.
+    pub ignored_bytes: usize,
     /// The log's next group number.
     pub next: u64,
 }
@@ -173,14 +190,18 @@ pub fn recover(db: &Path, sqlite: &mut Sqlite) -> anyhow::Result<Recovered> {
     let mut last = applied;
     let mut seen = applied;
     let mut recovered = Recovered::default();
-    for (i, (_, path)) in found.iter().enumerate() {
+    for (i, (first, path)) in found.iter().enumerate() {
         let bytes = std::fs::read(path).with_context(|| format!("reading the change log {}", path.display()))?;
         let mut at = 0;
+        let mut expected = *first;
         loop {
             match parse(&bytes[at..]) {
                 Ok(None) => break,
+                // A stale record of the segment this one was written over.
+                Ok(Some((group, _))) if group.n != expected => break,
                 Ok(Some((group, used))) => {
                     at += used;
+                    expected += 1;
                     seen = seen.max(group.n);
                     if group.n > applied {
                         last = last.max(group.n);
@@ -192,10 +213,10 @@ pub fn recover(db: &Path, sqlite: &mut Sqlite) -> anyhow::Result<Recovered> {
                     }
                 }
                 Err(why) => {
-                    // Only a write the crash interrupted, never acknowledged, can be
-                    // damaged: the end of the last segment, or of one whose successor
-                    // starts with the very next group (a write that failed, after which
-                    // the writer began a new segment).
+                    // What follows a segment's last record: what is left of the older
+                    // segment it was written over, or a write the crash interrupted
+                    // (never acknowledged), at the end of the last segment or of one
+                    // whose successor starts with the very next group.
                     let next_first = found.get(i + 1).map(|(first, _)| *first);
                     if next_first.is_some_and(|f| f != seen + 1) {
                         anyhow::bail!(
@@ -204,13 +225,8 @@ pub fn recover(db: &Path, sqlite: &mut Sqlite) -> anyhow::Result<Recovered> {
                             path.display()
                         );
                     }
-                    recovered.torn_bytes += bytes.len() - at;
-                    tracing::warn!(
-                        file = %path.display(),
-                        at,
-                        bytes = bytes.len() - at,
-                        "the change log ends with a write cut short by a crash (never acknowledged); dropped"
-                    );
+                    recovered.ignored_bytes += bytes.len() - at;
+                    tracing::debug!(file = %path.display(), at, why, "the change log's segment ends");
                     break;
                 }
             }
@@ -223,14 +239,23 @@ pub fn recover(db: &Path, sqlite: &mut Sqlite) -> anyhow::Result<Recovered> {
             .commit(&rows)
             .with_context(|| format!("applying the change log to {}", db.display()))?;
     }
-    for (_, path) in &found {
-        std::fs::remove_file(path).with_context(|| format!("removing the applied change log {}", path.display()))?;
+    // All applied: the last (the largest, if it was grown) becomes the spare if there
+    // is none, the others are deleted.
+    let spare = spare_path(db);
+    for (i, (_, path)) in found.iter().enumerate() {
+        if i + 1 == found.len() && !spare.exists() {
+            std::fs::rename(path, &spare)
+        } else {
+            std::fs::remove_file(path)
+        }
+        .with_context(|| format!("removing the applied change log {}", path.display()))?;
     }
     if !found.is_empty() {
         sync_dir(db).with_context(|| format!("syncing the directory of {}", db.display()))?;
         tracing::info!(
             groups = recovered.groups,
             rows = recovered.rows,
+            ignored_bytes = recovered.ignored_bytes,
             "change log applied to the tables"
         );
     }
@@ -243,6 +268,10 @@ pub fn recover(db: &Path, sqlite: &mut Sqlite) -> anyhow::Result<Recovered> {
 pub(super) struct ChangeLog {
     db: PathBuf,
     file: File,
+    /// Held while the spare segment is taken or put back.
+    spare: Arc<std::sync::Mutex<()>>,
+    /// Bytes written to the current segment, for the applier.
+    position: Arc<std::sync::atomic::AtomicU64>,
     /// Bytes in the current segment.
     len: u64,
     next: u64,
@@ -251,25 +280,32 @@ pub(super) struct ChangeLog {
 
 impl ChangeLog {
     /// Starts the log at group `next` (after [`recover`]: no segment is left).
-    pub fn create(db: &Path, next: u64) -> anyhow::Result<ChangeLog> {
-        let file = Self::segment(db, next)?;
+    pub fn create(db: &Path, next: u64, shared: &Shared) -> anyhow::Result<ChangeLog> {
+        let file = Self::segment(db, next, &shared.spare)?;
         Ok(ChangeLog {
             db: db.to_path_buf(),
             file,
+            spare: Arc::clone(&shared.spare),
+            position: Arc::clone(&shared.position),
             len: 0,
             next,
             buf: Vec::with_capacity(64 * 1024),
         })
     }
 
-    fn segment(db: &Path, first: u64) -> anyhow::Result<File> {
+    /// Starts the segment of group `first`: the spare renamed, or a new file.
+    fn segment(db: &Path, first: u64, spare: &std::sync::Mutex<()>) -> anyhow::Result<File> {
         let path = segment_path(db, first);
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .write(true)
-            .open(&path)
-            .with_context(|| format!("creating the change log {}", path.display()))?;
+        let recycled = {
+            let _spare = spare.lock().unwrap_or_else(|p| p.into_inner());
+            std::fs::rename(spare_path(db), &path).is_ok()
+        };
+        let file = if recycled {
+            OpenOptions::new().write(true).open(&path)
+        } else {
+            OpenOptions::new().create(true).truncate(true).write(true).open(&path)
+        }
+        .with_context(|| format!("creating the change log {}", path.display()))?;
         sync_dir(db).with_context(|| format!("syncing the directory of {}", path.display()))?;
         Ok(file)
     }
@@ -288,22 +324,25 @@ impl ChangeLog {
         self.buf[0..4].copy_from_slice(&len.to_le_bytes());
         self.buf[4..8].copy_from_slice(&crc.to_le_bytes());
         if self.len > 0 && self.len + self.buf.len() as u64 > SEGMENT_BYTES {
-            self.file = Self::segment(&self.db, n)?;
+            self.file = Self::segment(&self.db, n, &self.spare)?;
             self.len = 0;
         }
-        let written = self.file.write_all(&self.buf).and_then(|()| self.file.sync_data());
+        // In place (a recycled or zero-filled segment is not grown by it).
+        let written = std::os::unix::fs::FileExt::write_all_at(&self.file, &self.buf, self.len)
+            .and_then(|()| self.file.sync_data());
         if let Err(e) = written {
-            // Whatever reached the file of this group is cut off; the next attempt
-            // starts a segment of its own (after a failed sync the file's state is
-            // not to be trusted).
-            let _ = self.file.set_len(self.len);
-            if let Ok(file) = Self::segment(&self.db, n) {
+            // The next attempt starts a segment of its own (after a failed sync the
+            // file's state is not to be trusted); whatever of this group reached the
+            // old one is a damaged record at its end that recovery drops, since the
+            // next segment starts with the same group.
+            if let Ok(file) = Self::segment(&self.db, n, &self.spare) {
                 self.file = file;
                 self.len = 0;
             }
             return Err(anyhow::Error::new(e).context(format!("appending to the change log of {}", self.db.display())));
         }
         self.len += self.buf.len() as u64;
+        self.position.store(self.len, Ordering::Relaxed);
         self.next += 1;
         Ok(n)
     }
@@ -329,10 +368,24 @@ pub(super) struct Applier {
     pub metrics: StoreMetrics,
     /// False while its last transaction failed.
     pub healthy: Arc<AtomicBool>,
+    /// What the writer shares with it.
+    pub shared: Shared,
+}
+
+/// What the log's writer and its applier share.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Shared {
+    /// Held while the spare segment is taken or put back.
+    spare: Arc<std::sync::Mutex<()>>,
+    /// Bytes the writer has written to its current segment.
+    position: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Applier {
     pub fn run(mut self) {
+        if let Err(e) = self.cut(0) {
+            tracing::warn!(error = %format!("{e:#}"), "no spare segment for the change log");
+        }
         let mut pending = Coalesced::default();
         let mut last: Option<u64> = None;
         let mut due: Option<Instant> = None;
@@ -400,20 +453,50 @@ impl Applier {
         }
     }
 
-    /// Deletes the segments whose groups are all applied (through `n`), and counts the
-    /// bytes left.
+    /// Removes the segments whose groups are all applied (through `n`): one becomes
+    /// the spare if there is none, the others are deleted. Counts the bytes left.
     fn cut(&self, n: u64) -> anyhow::Result<()> {
         let found = segments(&self.db)?;
+        let spare = spare_path(&self.db);
         let mut left = 0;
         for (i, (_, path)) in found.iter().enumerate() {
             match found.get(i + 1) {
-                Some((next_first, _)) if *next_first <= n + 1 => std::fs::remove_file(path)?,
+                Some((next_first, _)) if *next_first <= n + 1 => {
+                    let _spare = self.shared.spare.lock().unwrap_or_else(|p| p.into_inner());
+                    if spare.exists() {
+                        std::fs::remove_file(path)?;
+                    } else {
+                        std::fs::rename(path, &spare)?;
+                    }
+                }
                 _ => left += std::fs::metadata(path).map_or(0, |m| m.len()),
             }
         }
         self.metrics.log_bytes.set(i64::try_from(left).unwrap_or(i64::MAX));
+        // None recycled by the time the writer is halfway through its segment (the
+        // first, or a burst): one is made, off the writer's path.
+        if !spare.exists() && self.shared.position.load(Ordering::Relaxed) > SEGMENT_BYTES / 2 {
+            zero_filled(&spare)?;
+        }
         Ok(())
     }
+}
+
+/// Writes a zero-filled segment at `path` (under a temporary name, renamed when
+/// synced, so that a crash never leaves a short spare).
+fn zero_filled(path: &Path) -> anyhow::Result<()> {
+    let mut tmp = path.as_os_str().to_os_string();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut file = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..SEGMENT_BYTES / zeros.len() as u64 {
+        file.write_all(&zeros)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+    }
+    file.sync_all().with_context(|| format!("syncing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming {}", tmp.display()))?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -465,7 +548,7 @@ mod tests {
         let dir = Dir::new("torn");
         let db = dir.db();
         let mut sqlite = Sqlite::open(&db, Durability::Commit).expect("open");
-        let mut log = ChangeLog::create(&db, 1).expect("log");
+        let mut log = ChangeLog::create(&db, 1, &Shared::default()).expect("log");
         assert_eq!(
             log.append(&[consumer("u1", "\"v1\""), consumer("u2", "\"v1\"")])
                 .expect("append"),
@@ -491,7 +574,7 @@ mod tests {
             Recovered {
                 groups: 1,
                 rows: 2,
-                torn_bytes: 10,
+                ignored_bytes: 10,
                 next: 3
             },
             "group 1, already applied, is skipped"
@@ -503,6 +586,7 @@ mod tests {
             segments(&db).expect("list").is_empty(),
             "the log is applied and removed"
         );
+        assert!(spare_path(&db).exists(), "its segment is the spare");
         // Nothing to do the next time.
         assert_eq!(recover(&db, &mut sqlite).expect("again").groups, 0);
     }
@@ -512,7 +596,7 @@ mod tests {
         let dir = Dir::new("damaged");
         let db = dir.db();
         let mut sqlite = Sqlite::open(&db, Durability::Commit).expect("open");
-        let mut log = ChangeLog::create(&db, 1).expect("log");
+        let mut log = ChangeLog::create(&db, 1, &Shared::default()).expect("log");
         log.append(&[consumer("u1", "\"v1\"")]).expect("append");
         log.append(&[consumer("u1", "\"v2\"")]).expect("append");
         drop(log);
@@ -522,7 +606,7 @@ mod tests {
         let last = bytes.len() - 1;
         bytes[last] ^= 1;
         std::fs::write(&first, &bytes).expect("write");
-        let mut next = ChangeLog::create(&db, 3).expect("log");
+        let mut next = ChangeLog::create(&db, 3, &Shared::default()).expect("log");
         next.append(&[consumer("u1", "\"v3\"")]).expect("append");
 
         let e = format!("{:#}", recover(&db, &mut sqlite).expect_err("refused"));
@@ -533,10 +617,54 @@ mod tests {
 
         // The same damage where the next segment starts with the very next group (a
         // write that failed, retried in a new segment) is a write never acknowledged.
-        std::fs::rename(segment_path(&db, 3), segment_path(&db, 2)).expect("rename");
+        std::fs::remove_file(segment_path(&db, 3)).expect("remove");
+        let mut next = ChangeLog::create(&db, 2, &Shared::default()).expect("log");
+        next.append(&[consumer("u1", "\"v3\"")]).expect("append");
         let recovered = recover(&db, &mut sqlite).expect("recovers");
-        assert_eq!((recovered.groups, recovered.next), (2, 4));
+        assert_eq!((recovered.groups, recovered.next), (2, 3));
         assert_eq!(stored(&db, "u1").as_deref(), Some("\"v3\""));
+    }
+
+    #[test]
+    fn a_segment_written_over_an_old_one_ends_at_its_last_record() {
+        let dir = Dir::new("recycled");
+        let db = dir.db();
+        let mut sqlite = Sqlite::open(&db, Durability::Commit).expect("open");
+        let shared = Shared::default();
+        let mut log = ChangeLog::create(&db, 1, &shared).expect("log");
+        for v in 1..=3 {
+            log.append(&[consumer(&format!("old{v}"), "\"v1\"")]).expect("append");
+        }
+        sqlite.commit(&[Row::LogApplied(3)]).expect("applied");
+        // The applier recycles the applied segment; the next segment the writer starts
+        // is written over it. Its first record is not as long as the old ones: what
+        // follows it is the middle of an old record.
+        std::fs::rename(segment_path(&db, 1), spare_path(&db)).expect("recycle");
+        let mut log = ChangeLog::create(&db, 4, &shared).expect("log");
+        assert!(!spare_path(&db).exists(), "the spare is taken");
+        log.append(&[consumer("n", "\"v\"")]).expect("append");
+        drop(log);
+        let size = std::fs::metadata(segment_path(&db, 4)).expect("segment").len();
+        let recovered = recover(&db, &mut sqlite).expect("recovers");
+        assert_eq!((recovered.groups, recovered.next), (1, 5), "group 4 only");
+        assert!(recovered.ignored_bytes > 0 && (recovered.ignored_bytes as u64) < size);
+        assert_eq!(stored(&db, "n").as_deref(), Some("\"v\""));
+        assert_eq!(stored(&db, "old2"), None, "stale records are not applied");
+
+        // An old record that is whole and where a record begins: its number ends it.
+        let mut log = ChangeLog::create(&db, 5, &shared).expect("log");
+        for v in 5..=7 {
+            log.append(&[consumer("same", &format!("\"{v}\""))]).expect("append");
+        }
+        drop(log);
+        sqlite.commit(&[Row::LogApplied(7)]).expect("applied");
+        std::fs::rename(segment_path(&db, 5), spare_path(&db)).expect("recycle");
+        let mut log = ChangeLog::create(&db, 8, &shared).expect("log");
+        log.append(&[consumer("same", "\"8\"")]).expect("append");
+        drop(log);
+        let recovered = recover(&db, &mut sqlite).expect("recovers");
+        assert_eq!((recovered.groups, recovered.next, recovered.ignored_bytes), (1, 9, 0));
+        assert_eq!(stored(&db, "same").as_deref(), Some("\"8\""), "not the stale 6 or 7");
     }
 
     #[test]
@@ -553,14 +681,15 @@ mod tests {
             every: Duration::from_secs(3600),
             metrics: metrics.clone(),
             healthy: Arc::new(AtomicBool::new(true)),
+            shared: Shared::default(),
         };
         let thread = std::thread::spawn(move || applier.run());
         // Two segments: the first wholly applied after the settle, then cut.
-        let mut log = ChangeLog::create(&db, 1).expect("log");
+        let mut log = ChangeLog::create(&db, 1, &Shared::default()).expect("log");
         let rows = vec![consumer("u1", "\"v1\""), consumer("u2", "\"v1\"")];
         tx.send(Apply::Group(log.append(&rows).expect("append"), rows))
             .expect("send");
-        let mut log = ChangeLog::create(&db, 2).expect("log");
+        let mut log = ChangeLog::create(&db, 2, &Shared::default()).expect("log");
         let rows = vec![consumer("u1", "\"v2\""), Row::DeleteConsumer("u2".into())];
         tx.send(Apply::Group(log.append(&rows).expect("append"), rows))
             .expect("send");
@@ -575,8 +704,9 @@ mod tests {
         assert_eq!(
             left,
             vec![2],
-            "the segment wholly applied is deleted, the one written to is kept"
+            "the segment wholly applied is cut, the one written to is kept"
         );
+        assert!(spare_path(&db).exists(), "the segment cut is the spare");
         drop(tx);
         thread.join().expect("the applier stops with its senders");
     }

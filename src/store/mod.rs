@@ -821,7 +821,11 @@ impl Store {
                 // acknowledged changes.
                 let recovered = log::recover(path, &mut sqlite)?;
                 let log = (config.change_log && config.durability == Durability::Commit)
-                    .then(|| log::ChangeLog::create(path, recovered.next).map(|log| (log, path.to_path_buf())))
+                    .then(|| {
+                        let shared = log::Shared::default();
+                        log::ChangeLog::create(path, recovered.next, &shared)
+                            .map(|log| (log, path.to_path_buf(), shared))
+                    })
                     .transpose()?;
                 (Box::new(sqlite) as Box<dyn Backend>, log)
             }
@@ -844,7 +848,7 @@ impl Store {
 
     fn start(
         backend: Box<dyn Backend>,
-        log: Option<(log::ChangeLog, std::path::PathBuf)>,
+        log: Option<(log::ChangeLog, std::path::PathBuf, log::Shared)>,
         config: &StoreConfig,
         url: String,
         fencing: Option<Fencing>,
@@ -861,7 +865,7 @@ impl Store {
         let store_fencing = fencing.clone();
         let (sink, applier) = match log {
             None => (Sink::Tables(backend), None),
-            Some((log, db)) => {
+            Some((log, db, shared)) => {
                 // Bounded: if the tables cannot be written for long, the writer waits
                 // for the applier (and requests for the writer), as with a failing
                 // commit, instead of queueing groups in memory without end.
@@ -873,6 +877,7 @@ impl Store {
                     every: config.apply_every,
                     metrics: metrics.clone(),
                     healthy: Arc::clone(&tables_healthy),
+                    shared,
                 };
                 std::thread::Builder::new()
                     .name("switchboard-apply".into())
