@@ -429,25 +429,21 @@ impl Applier {
         let Some(n) = last.take() else { return };
         let mut rows = pending.take();
         rows.push(Row::LogApplied(n));
-        let mut pause = Duration::from_millis(50);
-        loop {
-            let started = Instant::now();
-            match self.backend.commit(&rows) {
-                Ok(()) => {
-                    self.metrics.apply_seconds.observe(started.elapsed().as_secs_f64());
-                    self.metrics.apply_rows.observe((rows.len() - 1) as f64);
-                    self.healthy.store(true, Ordering::Release);
-                    break;
-                }
-                Err(e) => {
-                    self.metrics.errors.inc();
-                    self.healthy.store(false, Ordering::Release);
-                    tracing::error!(error = %format!("{e:#}"), rows = rows.len(), retry_in_ms = pause.as_millis() as u64, "applying the change log to the tables failed");
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(Duration::from_secs(5));
-                }
-            }
-        }
+        let backend = &mut self.backend;
+        let took = super::retry(
+            "applying the change log to the tables failed",
+            rows.len(),
+            &self.metrics,
+            &self.healthy,
+            || {
+                let started = Instant::now();
+                backend.commit(&rows)?;
+                Ok(started.elapsed())
+            },
+        );
+        self.metrics.apply_seconds.observe(took.as_secs_f64());
+        self.metrics.apply_rows.observe((rows.len() - 1) as f64);
+        self.healthy.store(true, Ordering::Release);
         if let Err(e) = self.cut(n) {
             tracing::warn!(error = %format!("{e:#}"), "the change log could not be cut (it is cut after the next apply)");
         }

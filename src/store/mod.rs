@@ -1284,28 +1284,14 @@ impl Writer {
         let Sink::Log { log, applier } = &mut self.sink else {
             return;
         };
-        let mut pause = Duration::from_millis(50);
-        loop {
+        let (n, took) = retry("store commit failed", rows.len(), &self.metrics, &self.healthy, || {
             let started = Instant::now();
-            match log.append(&rows) {
-                Ok(n) => {
-                    self.metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
-                    self.metrics.batch_rows.observe(rows.len() as f64);
-                    self.metrics.rows_written.inc_by(rows.len() as u64);
-                    self.healthy.store(true, Ordering::Release);
-                    // The applier stops only with the store.
-                    let _ = applier.send(log::Apply::Group(n, rows));
-                    return;
-                }
-                Err(e) => {
-                    self.metrics.errors.inc();
-                    self.healthy.store(false, Ordering::Release);
-                    tracing::error!(error = %format!("{e:#}"), rows = rows.len(), retry_in_ms = pause.as_millis() as u64, "store commit failed");
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(Duration::from_secs(5));
-                }
-            }
-        }
+            Ok((log.append(&rows)?, started.elapsed()))
+        });
+        self.metrics.committed(rows.len(), took);
+        self.healthy.store(true, Ordering::Release);
+        // The applier stops only with the store.
+        let _ = applier.send(log::Apply::Group(n, rows));
     }
 
     /// Runs `commit` until the database answers, with a doubling pause between
@@ -1315,33 +1301,54 @@ impl Writer {
         rows: &[Row],
         commit: impl Fn(&mut dyn Backend, &[Row]) -> anyhow::Result<Result<(), Fenced>>,
     ) -> Result<(), Fenced> {
-        let mut pause = Duration::from_millis(50);
-        loop {
+        // Only called with the tables as the sink ([`Writer::commit`] sends the log's
+        // groups to [`Writer::append`]).
+        let Sink::Tables(backend) = &mut self.sink else {
+            return Ok(());
+        };
+        let (answer, took) = retry("store commit failed", rows.len(), &self.metrics, &self.healthy, || {
             let started = Instant::now();
-            let Sink::Tables(backend) = &mut self.sink else {
-                return Ok(());
-            };
-            match commit(backend.as_mut(), rows) {
-                Ok(Ok(())) => {
-                    self.metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
-                    self.metrics.batch_rows.observe(rows.len() as f64);
-                    self.metrics.rows_written.inc_by(rows.len() as u64);
-                    self.healthy.store(true, Ordering::Release);
-                    return Ok(());
-                }
-                Ok(Err(fenced)) => {
-                    self.healthy.store(true, Ordering::Release);
-                    return Err(fenced);
-                }
-                Err(e) => {
-                    self.metrics.errors.inc();
-                    self.healthy.store(false, Ordering::Release);
-                    tracing::error!(error = %format!("{e:#}"), rows = rows.len(), retry_in_ms = pause.as_millis() as u64, "store commit failed");
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(Duration::from_secs(5));
-                }
+            Ok((commit(backend.as_mut(), rows)?, started.elapsed()))
+        });
+        if answer.is_ok() {
+            self.metrics.committed(rows.len(), took);
+        }
+        self.healthy.store(true, Ordering::Release);
+        answer
+    }
+}
+
+/// Runs `attempt` until it succeeds, with a doubling pause between attempts (50 ms to
+/// 5 s): a change is never dropped. Each failure is counted in
+/// `switchboard_store_errors_total`, logged as `what`, and leaves `healthy` false.
+pub(crate) fn retry<T>(
+    what: &str,
+    rows: usize,
+    metrics: &StoreMetrics,
+    healthy: &AtomicBool,
+    mut attempt: impl FnMut() -> anyhow::Result<T>,
+) -> T {
+    let mut pause = Duration::from_millis(50);
+    loop {
+        match attempt() {
+            Ok(done) => return done,
+            Err(e) => {
+                metrics.errors.inc();
+                healthy.store(false, Ordering::Release);
+                tracing::error!(error = %format!("{e:#}"), rows, retry_in_ms = pause.as_millis() as u64, "{what}");
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_secs(5));
             }
         }
+    }
+}
+
+impl StoreMetrics {
+    /// A group of `rows` committed in `took`.
+    fn committed(&self, rows: usize, took: Duration) {
+        self.commit_seconds.observe(took.as_secs_f64());
+        self.batch_rows.observe(rows as f64);
+        self.rows_written.inc_by(rows as u64);
     }
 }
 

@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use rusqlite::{params, Connection, OpenFlags};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
 use crate::cluster::placement::shard_of;
 
@@ -60,16 +60,7 @@ impl Sqlite {
         for statement in SCHEMA {
             tx.execute(statement, [])?;
         }
-        let version: Option<String> = tx
-            .query_row(
-                "SELECT value FROM switchboard_meta WHERE key = 'schema_version'",
-                [],
-                |r| r.get(0),
-            )
-            .or_else(|e| match e {
-                rusqlite::Error::QueryReturnedNoRows => Ok(None),
-                e => Err(e),
-            })?;
+        let version = meta(&tx, "schema_version")?;
         match version.as_deref() {
             None => {
                 tx.execute(
@@ -129,17 +120,7 @@ impl Sqlite {
 
     /// The change log's last group applied to the tables ([`super::log`]); 0 for none.
     pub fn log_applied(&self) -> anyhow::Result<u64> {
-        let value: Option<String> = self
-            .conn
-            .query_row(
-                "SELECT value FROM switchboard_meta WHERE key = 'change_log_applied'",
-                [],
-                |r| r.get(0),
-            )
-            .or_else(|e| match e {
-                rusqlite::Error::QueryReturnedNoRows => Ok(None),
-                e => Err(e),
-            })
+        let value = meta(&self.conn, "change_log_applied")
             .with_context(|| format!("reading the SQLite store {}", self.path.display()))?;
         value.map_or(Ok(0), |v| {
             v.parse()
@@ -170,6 +151,14 @@ impl Sqlite {
         });
         super::decode_rows(read, decode_row).with_context(|| format!("in table {table}"))
     }
+}
+
+/// The value under `key` in `switchboard_meta`, if any.
+fn meta(conn: &Connection, key: &str) -> rusqlite::Result<Option<String>> {
+    conn.query_row("SELECT value FROM switchboard_meta WHERE key = $1", params![key], |r| {
+        r.get(0)
+    })
+    .optional()
 }
 
 impl Backend for Sqlite {
