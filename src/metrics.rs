@@ -89,6 +89,7 @@ struct ClusterSeries {
     peer_timeouts: IntGaugeVec,
     frames_refused: IntGauge,
     messages: IntCounterVec,
+    frames_sent: IntCounter,
     shards_moved: IntCounterVec,
     adoption_seconds: Gauge,
 }
@@ -475,6 +476,14 @@ impl Metrics {
                 "Engine messages between nodes: sent to another node, delivered from one, refused (node-local messages for another node's actor).",
                 &["way"],
             ),
+            frames_sent: register(
+                r,
+                IntCounter::new(
+                    "switchboard_cluster_frames_sent_total",
+                    "Frames sent to other nodes' gateways: each carries the messages, notes and pings gathered for one peer since the last (one write on the link; pings are about two frames per peer per ping interval).",
+                )
+                .unwrap_or_else(|e| panic!("{e}")),
+            ),
             shards_moved: counter(
                 r,
                 "switchboard_cluster_shards_moved_total",
@@ -502,6 +511,8 @@ impl Metrics {
             let m = c.messages.with_label_values(&[way]);
             m.inc_by(now.saturating_sub(m.get()));
         }
+        let frames = crate::cluster::transport::frames_sent(c.node.routes.node());
+        c.frames_sent.inc_by(frames.saturating_sub(c.frames_sent.get()));
         for (way, now) in [
             ("taken", c.node.stats.shards_adopted.load(Relaxed)),
             ("lost", c.node.stats.shards_dropped.load(Relaxed)),

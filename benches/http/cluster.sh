@@ -10,7 +10,8 @@
 # Each setup gets a fresh database. Prints each run's requests/s, p50, p99 and non-2xx
 # (three nodes: the sum of the three wrk rates, the worst p50 and p99), the ratio
 # three_nodes/one_node, the cross-node engine messages sent per lifecycle (sum over the
-# nodes of switchboard_cluster_engine_messages_total{way="out"}), the requests forwarded
+# nodes of switchboard_cluster_engine_messages_total{way="out"}) and the frames that carried them
+# (switchboard_cluster_frames_sent_total), the requests forwarded
 # per request (switchboard_http_forwarded_total), the CPU seconds each switchboard
 # process (and PostgreSQL) used during the run, and CPU µs per lifecycle. A lifecycle is
 # 3 requests of lifecycle.lua (open, message, close). CPU per lifecycle is the figure
@@ -436,7 +437,7 @@ echo "one_node_postgres_cpu_us_per_lifecycle $(us_per "$one_pg" "$one_life")"
 store_figures one_node "$work/m-one-before.txt" "$work/m-one-after.txt"
 
 three_rps=0 three_req=0 three_non2xx=0 three_sock=0 p50=0 p99=0 three_cpu=0
-closed=0 out=0 msg_in=0 refused=0 fwd=0
+closed=0 out=0 msg_in=0 refused=0 frames=0 fwd=0
 for i in 1 2 3; do
   w=$work/wrk-three-$i.txt
   b=$work/m-three-$i-before.txt a=$work/m-three-$i-after.txt
@@ -452,6 +453,7 @@ for i in 1 2 3; do
   out=$(( out + $(delta switchboard_cluster_engine_messages_total 'way="out"' "$b" "$a") ))
   msg_in=$(( msg_in + $(delta switchboard_cluster_engine_messages_total 'way="in"' "$b" "$a") ))
   refused=$(( refused + $(delta switchboard_cluster_engine_messages_total 'way="refused"' "$b" "$a") ))
+  frames=$(( frames + $(delta switchboard_cluster_frames_sent_total "" "$b" "$a") ))
   f=$(delta switchboard_http_forwarded_total "" "$b" "$a")
   fwd=$(( fwd + f ))
   echo "three_nodes_node${i}_requests_per_sec $(field requests_per_sec "$w")"
@@ -478,6 +480,8 @@ echo "three_nodes_engine_messages_out $out"
 echo "three_nodes_engine_messages_in $msg_in"
 echo "three_nodes_engine_messages_refused $refused"
 echo "three_nodes_engine_messages_per_lifecycle $(ratio "$out" "$three_life")"
+echo "three_nodes_frames_sent $frames"
+echo "three_nodes_frames_per_lifecycle $(ratio "$frames" "$three_life")"
 echo "three_nodes_forwarded_per_request $(ratio "$fwd" "$three_req" %.3f)"
 echo "three_nodes_over_one_node $(ratio "$three_rps" "$one_rps")"
 echo "cpu_per_lifecycle_three_nodes_over_one_node $(ratio "$(us_per "$three_cpu" "$three_life")" "$(us_per "$one_cpu" "$one_life")")"
@@ -501,7 +505,7 @@ for i in 1 2 3; do report_non2xx "three_nodes_node$i" "$work/m-three-$i-before.t
 # fixed_figures NAME NODES: the fixed-rate pass NAME's figures, from the loadtest's
 # summary and the NODES nodes' /metrics; sets FX_LIFE (the lifecycles completed).
 fixed_figures() {
-  local name=$1 n=$2 j=$work/fixed-$1.json p=fixed_$1 k b a f life reqs=0 fwd=0 closed=0 out=0 msg_in=0 refused=0
+  local name=$1 n=$2 j=$work/fixed-$1.json p=fixed_$1 k b a f life reqs=0 fwd=0 closed=0 out=0 msg_in=0 refused=0 frames=0
   life=$(jq -r '.states.closed // 0' "$j")
   FX_LIFE=$life
   echo "${p}_target_rate $RATE"
@@ -529,6 +533,7 @@ fixed_figures() {
     out=$(( out + $(delta switchboard_cluster_engine_messages_total 'way="out"' "$b" "$a") ))
     msg_in=$(( msg_in + $(delta switchboard_cluster_engine_messages_total 'way="in"' "$b" "$a") ))
     refused=$(( refused + $(delta switchboard_cluster_engine_messages_total 'way="refused"' "$b" "$a") ))
+    frames=$(( frames + $(delta switchboard_cluster_frames_sent_total "" "$b" "$a") ))
     if [ "$n" -gt 1 ]; then
       echo "${p}_node${k}_forwarded $f"
       echo "${p}_node${k}_cpu_s $(secs_of "${fx[${name}_cpu_$k]}")"
@@ -553,6 +558,8 @@ fixed_figures() {
     echo "${p}_engine_messages_in $msg_in"
     echo "${p}_engine_messages_refused $refused"
     echo "${p}_engine_messages_per_lifecycle $(ratio "$out" "$life")"
+    echo "${p}_frames_sent $frames"
+    echo "${p}_frames_per_lifecycle $(ratio "$frames" "$life")"
     echo "${p}_forwarded $fwd"
     echo "${p}_forwarded_per_request $(ratio "$fwd" "$reqs" %.3f)"
     echo "${p}_forwarded_per_lifecycle $(ratio "$fwd" "$life")"

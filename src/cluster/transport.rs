@@ -52,8 +52,8 @@ use crate::actors::remote::{Crossing, Remote};
 /// is told since when the consumer waits for its answer (`Holding`), and an unassignment
 /// carries its reason and the wait it was asked for (automatic unassignment); an agent's
 /// room says whether it is away (`fallback_when_away`). 5: an agent's room comes with
-/// its group (`group_routing`).
-pub const WIRE_VERSION: u16 = 5;
+/// its group (`group_routing`). 6: a frame may carry a batch of bodies ([`Body::Batch`]).
+pub const WIRE_VERSION: u16 = 6;
 
 /// The one serialized variant of the gateway's messages, as ractor_cluster names it.
 const FRAME_VARIANT: &str = "switchboard.frame";
@@ -79,6 +79,9 @@ pub enum Body {
     Engine(Crossing),
     /// A note from the sender's cluster layer ([`Note`]).
     Note(Note),
+    /// What one node had for another by the time its link's flush ran, in the order it
+    /// was sent ([`send_frame`]): never nested, never empty.
+    Batch(Vec<Body>),
 }
 
 /// What one node's cluster layer tells the others' (not the engine's actors).
@@ -352,18 +355,108 @@ impl Remote for Outbound {
     }
 }
 
-/// Sends a frame from this process's node `from` to `to`'s gateway; false if there is
-/// no link to it (the frame is dropped: a lost message, which the engine reconciles).
+/// What one node of this process has for another, not yet flushed.
+#[derive(Default)]
+struct Outbox {
+    /// The peer's gateway as last found (looked up again once it stops running).
+    gateway: Option<ractor::ActorCell>,
+    bodies: Vec<Body>,
+    /// A flush is spawned and has not run yet.
+    flushing: bool,
+}
+
+/// Every link's outbox in this process, by (from, to) node.
+static OUTBOXES: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<(String, String), Outbox>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// Frames sent by each node of this process, since start.
+static FRAMES_SENT: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<String, u64>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// Frames this process's node `node` has sent to other nodes' gateways, since start.
+pub fn frames_sent(node: &str) -> u64 {
+    FRAMES_SENT
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(node)
+        .copied()
+        .unwrap_or(0)
+}
+
+/// Sends `body` from this process's node `from` to `to`'s gateway; false if there is no
+/// link to it (the body is dropped: a lost message, which the engine reconciles).
+///
+/// Bodies are gathered per link: the first one into an empty outbox spawns its flush,
+/// and whatever joins it before the flush runs (the other messages of an actor's turn,
+/// of the turns run meanwhile) leaves in the same frame, one write on the link instead
+/// of one each. Order per link is kept: a flush takes and sends under the outboxes'
+/// lock.
 pub fn send_frame(from: &str, to: &str, body: Body) -> bool {
-    let Some(cell) = gateway_of(to) else {
-        tracing::debug!(node = to, "no link to the node: message dropped");
-        return false;
-    };
-    let frame = Frame {
-        from: from.to_string(),
-        body,
-    };
-    cell.send_message(GatewayMsg::Frame(frame.encode())).is_ok()
+    let mut boxes = OUTBOXES.lock().unwrap_or_else(|p| p.into_inner());
+    let key = (from.to_string(), to.to_string());
+    let outbox = boxes.entry(key.clone()).or_default();
+    let running = |c: &ractor::ActorCell| c.get_status() == ractor::ActorStatus::Running;
+    if !outbox.gateway.as_ref().is_some_and(running) {
+        outbox.gateway = gateway_of(to);
+        if outbox.gateway.is_none() {
+            tracing::debug!(node = to, "no link to the node: message dropped");
+            return false;
+        }
+    }
+    outbox.bodies.push(body);
+    if outbox.flushing {
+        return true;
+    }
+    outbox.flushing = true;
+    drop(boxes);
+    // The flush runs when the guard drops: in the task once it is polled, or at once
+    // if the task is dropped unpolled (a runtime shutting down), or here outside a
+    // runtime. Never with the lock held: a drop inside `spawn` would take it again.
+    let guard = Flush(key);
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(async move { drop(guard) });
+    }
+    true
+}
+
+/// Bodies per frame at most: a burst (a node re-telling a peer about every agent it
+/// took) leaves as several frames, far below ractor_cluster's 16 MiB frame limit.
+const BATCH: usize = 128;
+
+/// Flushes its link when dropped.
+struct Flush((String, String));
+
+impl Drop for Flush {
+    /// Sends what the link has gathered, in frames of at most [`BATCH`] bodies.
+    fn drop(&mut self) {
+        let (from, _) = &self.0;
+        let mut boxes = OUTBOXES.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(outbox) = boxes.get_mut(&self.0) else { return };
+        outbox.flushing = false;
+        let mut bodies = std::mem::take(&mut outbox.bodies).into_iter().peekable();
+        let mut sent = 0;
+        while bodies.peek().is_some() {
+            let mut chunk: Vec<Body> = bodies.by_ref().take(BATCH).collect();
+            let body = match chunk.len() {
+                1 => chunk.pop().expect("one body"),
+                _ => Body::Batch(chunk),
+            };
+            let Some(gateway) = &outbox.gateway else { return };
+            let frame = Frame {
+                from: from.clone(),
+                body,
+            };
+            match gateway.send_message(GatewayMsg::Frame(frame.encode())) {
+                Ok(()) => sent += 1,
+                Err(e) => tracing::debug!("cluster frame not sent: {e}"),
+            }
+        }
+        *FRAMES_SENT
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(from.clone())
+            .or_default() += sent;
+    }
 }
 
 impl std::fmt::Debug for Transport {
@@ -585,21 +678,9 @@ impl Gateway {
         self.config.node.as_str() > peer
     }
 
+    /// Pings and pongs go through the link's outbox too, behind what was sent before.
     fn send(&self, peer: &str, body: Body) -> bool {
-        let Some(cell) = gateway_of(peer) else {
-            return false;
-        };
-        let frame = Frame {
-            from: self.config.node.clone(),
-            body,
-        };
-        match cell.send_message(GatewayMsg::Frame(frame.encode())) {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::debug!(%peer, "cluster frame not sent: {e}");
-                false
-            }
-        }
+        send_frame(&self.config.node, peer, body)
     }
 
     /// Stops every session with `peer` (by name, or by address for a dial not yet
@@ -732,30 +813,45 @@ impl Gateway {
                 }
             }
             p.link = Link::Up { last: now };
-            if let Body::Pong { seq } = frame.body {
+        }
+        match frame.body {
+            Body::Batch(bodies) => {
+                for body in bodies {
+                    self.body(st, &frame.from, body, now);
+                }
+            }
+            body => self.body(st, &frame.from, body, now),
+        }
+    }
+
+    /// One body of a frame from `from`, received at `now`.
+    fn body(&self, st: &mut GatewayState, from: &str, body: Body, now: Instant) {
+        match body {
+            Body::Ping { seq } => {
+                self.send(from, Body::Pong { seq });
+            }
+            Body::Pong { seq } => {
                 if let Some((at, reply)) = st.asked.remove(&seq) {
                     let _ = reply.send(Some(now.duration_since(at)));
                 }
-                if let Some((sent_seq, at)) = p.ping {
-                    if sent_seq == seq {
-                        p.rtt = Some(now.duration_since(at));
+                if let Some(p) = st.peers.get_mut(from) {
+                    if let Some((sent_seq, at)) = p.ping {
+                        if sent_seq == seq {
+                            p.rtt = Some(now.duration_since(at));
+                        }
                     }
                 }
-            }
-        }
-        match frame.body {
-            Body::Ping { seq } => {
-                self.send(&frame.from, Body::Pong { seq });
             }
             Body::Engine(msg) => match &self.config.inbound {
                 Some(inbound) => (inbound.0)(msg),
                 None => st.refused += 1,
             },
             Body::Note(note) => match &self.config.notes {
-                Some(notes) => (notes.0)(&frame.from, note),
+                Some(notes) => (notes.0)(from, note),
                 None => st.refused += 1,
             },
-            Body::Pong { .. } => {}
+            // Never sent nested: refused like a frame that does not decode.
+            Body::Batch(_) => st.refused += 1,
         }
     }
 }
@@ -873,6 +969,11 @@ mod tests {
             Body::Pong { seq: u64::MAX },
             Body::Note(Note::Adopted(vec![(0, 1), (255, i64::MAX)])),
             Body::Note(Note::Event(r#"{"type":"assigned"}"#.into())),
+            Body::Batch(vec![
+                Body::Ping { seq: 1 },
+                Body::Note(Note::Adopted(vec![(3, 4)])),
+                Body::Pong { seq: 2 },
+            ]),
         ] {
             let f = Frame {
                 from: "node-a".into(),
@@ -900,6 +1001,76 @@ mod tests {
         let mut garbage = WIRE_VERSION.to_le_bytes().to_vec();
         garbage.extend([0xff, 0xff]);
         assert!(matches!(Frame::decode(&garbage), Err(FrameError::Decode(_))));
+    }
+
+    /// Stands in for a peer's gateway: hands over every frame it gets.
+    struct Collector(tokio::sync::mpsc::UnboundedSender<Vec<u8>>);
+
+    impl Actor for Collector {
+        type Msg = GatewayMsg;
+        type State = ();
+        type Arguments = ();
+
+        async fn pre_start(&self, myself: ActorRef<GatewayMsg>, _: ()) -> Result<(), ActorProcessingErr> {
+            ractor::pg::join(GATEWAYS.to_string(), vec![myself.get_cell()]);
+            Ok(())
+        }
+
+        async fn handle(&self, _: ActorRef<GatewayMsg>, msg: GatewayMsg, _: &mut ()) -> Result<(), ActorProcessingErr> {
+            if let GatewayMsg::Frame(bytes) = msg {
+                let _ = self.0.send(bytes);
+            }
+            Ok(())
+        }
+    }
+
+    /// One thread: the flush runs only once the test awaits, after the whole burst. The
+    /// paused clock's sleeps return once every task is idle.
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_leaves_in_frames_of_at_most_a_batch_in_the_order_sent() {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let (peer, handle) = Actor::spawn(Some(gateway_name("burst-to")), Collector(tx), ())
+            .await
+            .expect("spawn");
+        let next = |rx: &mut tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>| {
+            let bytes = rx.try_recv().ok()?;
+            let frame = Frame::decode(&bytes).expect("a frame decodes");
+            assert_eq!(frame.from, "burst-from");
+            Some(frame.body)
+        };
+        // Running once its task has been polled.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let burst = 2 * BATCH as u64 + 44;
+        for seq in 0..burst {
+            assert!(send_frame("burst-from", "burst-to", Body::Ping { seq }));
+        }
+        assert!(
+            !send_frame("burst-from", "nobody", Body::Ping { seq: 0 }),
+            "no link, dropped"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut seqs = Vec::new();
+        let mut sizes = Vec::new();
+        while let Some(body) = next(&mut rx) {
+            let Body::Batch(bodies) = body else {
+                panic!("a burst leaves in batches: {body:?}")
+            };
+            sizes.push(bodies.len());
+            for b in bodies {
+                let Body::Ping { seq } = b else { panic!("{b:?}") };
+                seqs.push(seq);
+            }
+        }
+        assert_eq!(seqs, (0..burst).collect::<Vec<_>>(), "every body, in order");
+        assert_eq!(sizes, [BATCH, BATCH, 44]);
+        assert_eq!(frames_sent("burst-from"), 3);
+        // A lone body leaves as itself.
+        assert!(send_frame("burst-from", "burst-to", Body::Ping { seq: burst }));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(next(&mut rx), Some(Body::Ping { seq: burst }));
+        assert_eq!(frames_sent("burst-from"), 4);
+        peer.stop(None);
+        handle.await.expect("stopped");
     }
 
     #[test]
