@@ -256,6 +256,12 @@ impl Shared {
         InFlight::new(&self.in_flight)
     }
 
+    /// The in-flight counter itself, for the timer driver: it counts a due deadline
+    /// from the moment it leaves the wheel ([`super::timer::Timers::start`]).
+    pub(crate) fn in_flight_counter(&self) -> Arc<AtomicI64> {
+        Arc::clone(&self.in_flight)
+    }
+
     pub fn sent_total(&self) -> u64 {
         self.sent_total.load(Ordering::Relaxed)
     }

@@ -19,6 +19,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::time::delay_queue::{DelayQueue, Key};
 
+use crate::actors::envelope::InFlight;
 use crate::actors::shared::Shared;
 use crate::ids::{AgentId, ConversationId, SkillId};
 use crate::time::Timestamp;
@@ -120,6 +121,7 @@ impl Timers {
     /// is dropped (it holds only a weak reference) or the task is aborted.
     pub fn start(shared: &Arc<Shared>) -> JoinHandle<()> {
         let weak: Weak<Shared> = Arc::downgrade(shared);
+        let in_flight = shared.in_flight_counter();
         tokio::spawn(async move {
             loop {
                 let Some(timers) = weak.upgrade().map(|s| Arc::clone(&s.timers)) else {
@@ -131,7 +133,10 @@ impl Timers {
                     while let std::task::Poll::Ready(Some(expired)) = wheel.queue.poll_expired(cx) {
                         let target = expired.into_inner();
                         wheel.armed.remove(&target);
-                        due.push(target);
+                        // In flight from the moment it leaves the wheel until its message
+                        // is sent (and counted on its own): an engine that looks settled
+                        // in between has a deadline gone and its work not begun.
+                        due.push((target, InFlight::new(&in_flight)));
                     }
                     // An empty wheel answers `Ready(None)` above and registers no waker:
                     // `insert_at` wakes this task when the first deadline is armed.
@@ -143,7 +148,7 @@ impl Timers {
                 })
                 .await;
                 let Some(shared) = weak.upgrade() else { return };
-                for target in due {
+                for (target, _in_flight) in due {
                     shared.deliver_due(target);
                 }
             }
