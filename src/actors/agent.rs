@@ -283,29 +283,37 @@ impl AgentActor {
                     );
                 }
                 match agent.reserve(&offer, now, policy) {
-                    Ok(()) => match offer_timeout {
-                        None => shared.tell_conversation(
-                            &conversation,
-                            ConversationMsg::Assign {
-                                agent: id.clone(),
-                                epoch,
-                                reply: None,
-                            },
-                        ),
-                        Some(t) => {
-                            shared.tell_conversation(
+                    Ok(()) => {
+                        // The queue lowered its view of this agent's room when it made the
+                        // offer: it is told the room at the end of this turn even if the
+                        // room did not change (the offer superseded a reservation of the
+                        // same weight), or it would go on seeing the agent fuller than it
+                        // is.
+                        st.told.retain(|(s, _)| *s != queue);
+                        match offer_timeout {
+                            None => shared.tell_conversation(
                                 &conversation,
-                                ConversationMsg::Offered {
+                                ConversationMsg::Assign {
                                     agent: id.clone(),
                                     epoch,
+                                    reply: None,
                                 },
-                            );
-                            let kind = EventKind::Offered {
-                                expires_at: Some(now.plus(t)),
-                            };
-                            shared.event(now, kind, Some(&conversation), Some(&id), Some(&skill));
+                            ),
+                            Some(t) => {
+                                shared.tell_conversation(
+                                    &conversation,
+                                    ConversationMsg::Offered {
+                                        agent: id.clone(),
+                                        epoch,
+                                    },
+                                );
+                                let kind = EventKind::Offered {
+                                    expires_at: Some(now.plus(t)),
+                                };
+                                shared.event(now, kind, Some(&conversation), Some(&id), Some(&skill));
+                            }
                         }
-                    },
+                    }
                     Err(reason) => {
                         // The queue lowered its view of this agent's room when it made the
                         // offer: the decline carries the real room. A duplicate (a second
