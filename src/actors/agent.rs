@@ -504,9 +504,12 @@ fn let_go(shared: &Shared, me: &AgentId, conversation: ConversationId, r: &Reser
 }
 
 impl AgentActor {
-    /// After a crash, messages in the old mailbox are lost (offers, confirmations,
-    /// releases, voids). Re-derive what the agent holds from the conversations' own
-    /// committed state, and let the queues take back offers that were lost.
+    /// After a crash, the message being handled is lost (an offer, a confirmation, a
+    /// release, a void), and the state it changed may be half-done; the mailbox's other
+    /// messages wait for the new activation. Re-derive what the agent holds from the
+    /// conversations' own committed state, and let the queues take back offers that
+    /// may have been lost (an offer still waiting in the mailbox then finds its queue
+    /// has moved on, and is declined as stale or already held).
     fn reconcile(&self, shared: &Shared, agent: &mut Agent) {
         let me = agent.id.clone();
         let state_of = |id: &ConversationId| shared.conversations.get(id).map(|h| h.snapshot());
