@@ -435,14 +435,18 @@ fn check_capacity(nodes: &Nodes, agents: &[String], strict_weight: bool) {
 
 /// The events of one conversation, and the crashes, for a failure message.
 fn history(world: &World, id: &ConversationId) -> String {
-    let crashes: String = world
+    history_events(world, id) + &crashes(world)
+}
+
+/// The crashes injected so far, one per line.
+fn crashes(world: &World) -> String {
+    world
         .crash_log
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .iter()
         .map(|l| format!("\n  {l}"))
-        .collect();
-    history_events(world, id) + &crashes
+        .collect()
 }
 
 fn history_events(world: &World, id: &ConversationId) -> String {
@@ -654,17 +658,11 @@ async fn backlog_failure(nodes: &Nodes, world: &World, skill: &SkillId) -> Optio
                     );
                 }
             }
-            let crashes: String = world
-                .crash_log
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .iter()
-                .map(|l| format!("\n  {l}"))
-                .collect();
             return Some(format!(
                 "skill {skill} has waiting conversations while {id} has room {room:?} (engine clock {now})\n\
-                 agent: {a:?}\nqueue rows: {:?}{histories}\ncrashes:{crashes}",
-                q.conversations
+                 agent: {a:?}\nqueue rows: {:?}{histories}\ncrashes:{}",
+                q.conversations,
+                crashes(world)
             ));
         }
     }
