@@ -363,24 +363,23 @@ struct Outbox {
     bodies: Vec<Body>,
     /// A flush is spawned and has not run yet.
     flushing: bool,
+    /// Frames sent on this link since start.
+    sent: u64,
 }
 
 /// Every link's outbox in this process, by (from, to) node.
 static OUTBOXES: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<(String, String), Outbox>>> =
     std::sync::LazyLock::new(Default::default);
 
-/// Frames sent by each node of this process, since start.
-static FRAMES_SENT: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<String, u64>>> =
-    std::sync::LazyLock::new(Default::default);
-
 /// Frames this process's node `node` has sent to other nodes' gateways, since start.
 pub fn frames_sent(node: &str) -> u64 {
-    FRAMES_SENT
+    OUTBOXES
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .get(node)
-        .copied()
-        .unwrap_or(0)
+        .iter()
+        .filter(|((from, _), _)| from == node)
+        .map(|(_, outbox)| outbox.sent)
+        .sum()
 }
 
 /// Sends `body` from this process's node `from` to `to`'s gateway; false if there is no
@@ -433,29 +432,24 @@ impl Drop for Flush {
         let mut boxes = OUTBOXES.lock().unwrap_or_else(|p| p.into_inner());
         let Some(outbox) = boxes.get_mut(&self.0) else { return };
         outbox.flushing = false;
+        // Bodies are only pushed once a gateway is found.
+        let Some(gateway) = &outbox.gateway else { return };
         let mut bodies = std::mem::take(&mut outbox.bodies).into_iter().peekable();
-        let mut sent = 0;
         while bodies.peek().is_some() {
             let mut chunk: Vec<Body> = bodies.by_ref().take(BATCH).collect();
             let body = match chunk.len() {
                 1 => chunk.pop().expect("one body"),
                 _ => Body::Batch(chunk),
             };
-            let Some(gateway) = &outbox.gateway else { return };
             let frame = Frame {
                 from: from.clone(),
                 body,
             };
             match gateway.send_message(GatewayMsg::Frame(frame.encode())) {
-                Ok(()) => sent += 1,
+                Ok(()) => outbox.sent += 1,
                 Err(e) => tracing::debug!("cluster frame not sent: {e}"),
             }
         }
-        *FRAMES_SENT
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(from.clone())
-            .or_default() += sent;
     }
 }
 
