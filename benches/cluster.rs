@@ -6,10 +6,13 @@
 //! over the three names, as the lease keepers place them; each API call goes to the
 //! engine that owns its conversation, as a forwarded request would.
 //!
-//! Prints lifecycles per second split and alone, their ratio, the messages per
-//! lifecycle that cross between nodes (measured), and what those crossings would cost
-//! over the real transport at its measured CPU per frame (an estimate: see
-//! BENCHMARKS.md). `cargo bench --bench cluster`.
+//! A third setup is split the same way with co-located ids: agent `a7~s7` and
+//! conversation `c12~s2` carry their skill as placement key
+//! ([`switchboard::cluster::placement`]), so each is placed with its skill's queue.
+//!
+//! Prints lifecycles per second alone, split and split co-located, the ratios, the
+//! messages per lifecycle that cross between nodes (measured) in both splits, and the
+//! mean frame size. `cargo bench --bench cluster`.
 
 mod common;
 
@@ -26,7 +29,7 @@ use switchboard::config::EngineConfig;
 use switchboard::domain::agent::{AgentSpec, AgentStatus};
 use switchboard::domain::conversation::ClosedBy;
 use switchboard::events::EventKind;
-use switchboard::ids::{AgentId, SkillId};
+use switchboard::ids::{AgentId, ConversationId, SkillId};
 use switchboard::time::{Clock, Timestamp};
 use switchboard::Router;
 use tokio::sync::oneshot;
@@ -71,8 +74,26 @@ impl Remote for Loopback {
     }
 }
 
+/// Agent `a`'s id: `a{a}`, or with `colocate` `a{a}~s{skill}` (placed with its skill).
+fn agent_id(a: usize, colocate: bool) -> String {
+    if colocate {
+        format!("a{a}~s{}", a % SKILLS)
+    } else {
+        format!("a{a}")
+    }
+}
+
+/// Conversation `i`'s id: `c{i}`, or with `colocate` `c{i}~s{skill}`.
+fn conversation_id(i: u64, colocate: bool) -> String {
+    if colocate {
+        format!("c{i}~s{}", i as usize % SKILLS)
+    } else {
+        format!("c{i}")
+    }
+}
+
 /// Three engines, each with every skill, each agent on the engine that owns it.
-async fn split(bytes: &Arc<AtomicU64>) -> Vec<Router> {
+async fn split(bytes: &Arc<AtomicU64>, colocate: bool) -> Vec<Router> {
     let mut config = EngineConfig::default();
     for s in 0..SKILLS {
         let mut skill = config.skill_defaults.clone();
@@ -98,7 +119,7 @@ async fn split(bytes: &Arc<AtomicU64>) -> Vec<Router> {
     }
     shared.set(nodes.clone()).expect("once");
     for a in 0..AGENTS {
-        let id = AgentId::new(format!("a{a}")).expect("id");
+        let id = AgentId::new(agent_id(a, colocate)).expect("id");
         let r = &nodes[owner_of(id.as_str())];
         let spec = AgentSpec {
             group: None,
@@ -119,6 +140,7 @@ async fn lifecycles(
     waiting: &Arc<DashMap<String, oneshot::Sender<()>>>,
     first: u64,
     seconds: f64,
+    colocate: bool,
 ) -> (f64, u64) {
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let counter = Arc::new(AtomicU64::new(first));
@@ -132,14 +154,15 @@ async fn lifecycles(
                 let mut done = 0u64;
                 while Instant::now() < deadline {
                     let i = counter.fetch_add(1, Ordering::Relaxed);
-                    let req = open_req(i);
+                    let id = conversation_id(i, colocate);
+                    let req = open_req(i).with_id(ConversationId::new(&id).expect("id"));
                     let r = if nodes.len() == 1 {
                         &nodes[0]
                     } else {
-                        &nodes[owner_of(&format!("c{i}"))]
+                        &nodes[owner_of(&id)]
                     };
                     let (tx, rx) = oneshot::channel();
-                    waiting.insert(format!("c{i}"), tx);
+                    waiting.insert(id, tx);
                     let c = r.open_conversation(req).await.expect("open");
                     rx.await.expect("assigned");
                     let agent = r.conversation(&c.id).expect("conv").agent_id.expect("agent");
@@ -185,34 +208,49 @@ fn main() {
         let alone = vec![router(AGENTS, 100, |_| {}).await];
         watch_assignments(&alone[0], &waiting);
         let bytes = Arc::new(AtomicU64::new(0));
-        let nodes = split(&bytes).await;
-        for r in &nodes {
+        let nodes = split(&bytes, false).await;
+        let colocated = split(&bytes, true).await;
+        for r in nodes.iter().chain(&colocated) {
             watch_assignments(r, &waiting);
         }
+        let mut per_node = [0usize; NODES.len()];
+        for s in 0..SKILLS {
+            per_node[owner_of(&format!("s{s}"))] += 1;
+        }
+        println!("# skills' queues per node (co-located: their agents and conversations with them): {per_node:?}");
 
-        // Alternating runs, so that both see the same machine.
+        // Alternating runs, so that all see the same machine.
         let (mut rates_alone, mut rates_split, mut crossed, mut frame_bytes) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut rates_colocated, mut crossed_colocated) = (Vec::new(), Vec::new());
         let mut next = 0u64;
         for _ in 0..5 {
-            let (rate, _) = lifecycles(&alone, &waiting, next, 2.0).await;
+            let (rate, _) = lifecycles(&alone, &waiting, next, 2.0, false).await;
             rates_alone.push(rate);
             next += 1_000_000;
-            let out_before: u64 = nodes.iter().map(|r| r.crossings().0).sum();
-            let bytes_before = bytes.load(Ordering::Relaxed);
-            let (rate, total) = lifecycles(&nodes, &waiting, next, 2.0).await;
-            next += 1_000_000;
-            let out: u64 = nodes.iter().map(|r| r.crossings().0).sum::<u64>() - out_before;
-            rates_split.push(rate);
-            crossed.push(out as f64 / total as f64);
-            frame_bytes.push((bytes.load(Ordering::Relaxed) - bytes_before) as f64 / out.max(1) as f64);
+            for (engines, colocate) in [(&nodes, false), (&colocated, true)] {
+                let out_before: u64 = engines.iter().map(|r| r.crossings().0).sum();
+                let bytes_before = bytes.load(Ordering::Relaxed);
+                let (rate, total) = lifecycles(engines, &waiting, next, 2.0, colocate).await;
+                next += 1_000_000;
+                let out: u64 = engines.iter().map(|r| r.crossings().0).sum::<u64>() - out_before;
+                if colocate {
+                    rates_colocated.push(rate);
+                    crossed_colocated.push(out as f64 / total as f64);
+                } else {
+                    rates_split.push(rate);
+                    crossed.push(out as f64 / total as f64);
+                    frame_bytes.push((bytes.load(Ordering::Relaxed) - bytes_before) as f64 / out.max(1) as f64);
+                }
+            }
         }
-        let refused: u64 = nodes.iter().map(|r| r.crossings().2).sum();
+        let refused: u64 = nodes.iter().chain(&colocated).map(|r| r.crossings().2).sum();
         let median = |v: &mut Vec<f64>| {
             v.sort_by(f64::total_cmp);
             v[v.len() / 2]
         };
         let (alone_rate, split_rate) = (median(&mut rates_alone), median(&mut rates_split));
+        let colocated_rate = median(&mut rates_colocated);
         let crossings = median(&mut crossed);
         report("cluster_lifecycles_per_sec_one_engine", alone_rate, "lifecycles/s");
         report(
@@ -226,9 +264,20 @@ fn main() {
             crossings,
             "messages",
         );
+        report(
+            "cluster_lifecycles_per_sec_three_engines_colocated",
+            colocated_rate,
+            "lifecycles/s",
+        );
+        report("cluster_colocated_over_alone", colocated_rate / alone_rate, "x");
+        report(
+            "cluster_cross_node_messages_per_lifecycle_3_nodes_colocated",
+            median(&mut crossed_colocated),
+            "messages",
+        );
         report("cluster_frame_bytes_mean", median(&mut frame_bytes), "bytes");
         report("cluster_messages_refused_total", refused as f64, "messages");
-        for r in nodes.iter().chain(&alone) {
+        for r in nodes.iter().chain(&colocated).chain(&alone) {
             r.shutdown().await;
         }
     });

@@ -1,4 +1,7 @@
-//! Identifiers: client-chosen strings of 1–128 characters from `[A-Za-z0-9._:-]`.
+//! Identifiers: client-chosen strings of 1–128 characters from `[A-Za-z0-9._:-]`, with
+//! at most one `~` between two such runs: what follows it is the id's placement key in a
+//! cluster (`c-17~general` is placed with skill `general`'s queue;
+//! [`crate::cluster::placement`]).
 //!
 //! Each id is an `Arc<str>` newtype, so the many copies that travel in actor messages
 //! cost a reference count, not an allocation. Deserializing validates.
@@ -10,16 +13,26 @@ use serde::{Deserialize, Serialize};
 
 /// Why a string is not a valid id.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid id {value:?}: ids are 1-128 characters of [A-Za-z0-9._:-]")]
+#[error("invalid id {value:?}: ids are 1-128 characters of [A-Za-z0-9._:-], with at most one `~` (not first or last) before a placement key")]
 pub struct InvalidId {
     pub value: String,
 }
 
 pub fn is_valid_id(s: &str) -> bool {
-    (1..=128).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+    let run = |r: &str| {
+        !r.is_empty()
+            && r.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+    };
+    s.len() <= 128
+        && match s.split_once('~') {
+            None => run(s),
+            Some((name, key)) => run(name) && run(key),
+        }
 }
+
+/// [`is_valid_id`] as a regular expression (the OpenAPI document's pattern).
+pub const ID_PATTERN: &str = "^[A-Za-z0-9._:-]+(~[A-Za-z0-9._:-]+)?$";
 
 /// An id in the OpenAPI document: the string `is_valid_id` accepts.
 fn id_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
@@ -28,7 +41,7 @@ fn id_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         .schema_type(Type::String)
         .min_length(Some(1))
         .max_length(Some(128))
-        .pattern(Some("^[A-Za-z0-9._:-]+$"))
+        .pattern(Some(ID_PATTERN))
         .into()
 }
 
@@ -129,6 +142,16 @@ mod tests {
         assert!(ConversationId::new("é").is_err());
         assert!(ConversationId::new("x".repeat(128)).is_ok());
         assert!(ConversationId::new("x".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn one_tilde_may_separate_a_placement_key() {
+        assert!(ConversationId::new("c-17~general").is_ok());
+        for bad in ["~general", "c-17~", "~", "a~b~c", "c 1~g", "c~g/1"] {
+            assert!(ConversationId::new(bad).is_err(), "{bad}");
+        }
+        assert!(ConversationId::new(format!("{}~g", "x".repeat(126))).is_ok());
+        assert!(ConversationId::new(format!("{}~g", "x".repeat(127))).is_err());
     }
 
     #[test]

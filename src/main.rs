@@ -92,6 +92,10 @@ enum Command {
         /// of the --url), instead of round robin, saving the forwarding hop.
         #[arg(long)]
         follow_owner: bool,
+        /// Name each conversation and agent with its skill as placement key
+        /// (`…-c7~lt-skill-1`): a cluster places it with that skill's queue.
+        #[arg(long)]
+        colocate: bool,
     },
     /// Print the embedded default configuration.
     DefaultConfig,
@@ -158,6 +162,7 @@ fn main() -> anyhow::Result<()> {
             ledger,
             reconcile_only,
             follow_owner,
+            colocate,
         } => {
             let token = token.or_else(|| std::env::var("SWITCHBOARD_API_TOKEN").ok());
             let urls: Vec<String> = url.iter().map(|u| u.trim_end_matches('/').to_string()).collect();
@@ -211,6 +216,7 @@ fn main() -> anyhow::Result<()> {
                 drain,
                 ledger,
                 follow_owner,
+                colocate,
             };
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             let summary = runtime.block_on(switchboard::loadtest::run(opts))?;

@@ -482,6 +482,14 @@ fn forwarded_total(nodes: &[&Node]) -> f64 {
         .sum()
 }
 
+/// Engine messages sent from one node to another, over `nodes`.
+fn engine_messages_out(nodes: &[&Node]) -> f64 {
+    nodes
+        .iter()
+        .map(|n| n.metric_sum("switchboard_cluster_engine_messages_total", "way=\"out\""))
+        .sum()
+}
+
 /// The requests a load run made, from its summary (every endpoint's count).
 fn requests(summary: &Value) -> f64 {
     summary["endpoints"]
@@ -957,9 +965,11 @@ fn three_nodes_act_as_one_router_and_lose_nothing_through_kills_pauses_and_resta
     // same acknowledged state. node-a's event stream carries the whole cluster's.
     let following = follow(&a, None);
     let forwarded_before = forwarded_total(&[&a, &b, &c]);
+    let crossed_before = engine_messages_out(&[&a, &b, &c]);
     let run = load(d, "steady", &[&a, &b, &c], 20, 6);
     let steady = finish(d, "steady", run);
     let steady_forwarded = forwarded_total(&[&a, &b, &c]) - forwarded_before;
+    let steady_crossed = engine_messages_out(&[&a, &b, &c]) - crossed_before;
     std::thread::sleep(Duration::from_secs(1));
     let streamed = following.stop();
     assert_eq!(steady["lost"], 0);
@@ -973,11 +983,25 @@ fn three_nodes_act_as_one_router_and_lose_nothing_through_kills_pauses_and_resta
         cluster_stream_carries_every_node_s_events(&a, &streamed, &acknowledged(d, "steady"));
     // The same load with --follow-owner: after its open, a conversation's requests go
     // to the node that named itself in the last answer (x-switchboard-served-by), so
-    // far fewer are forwarded; and nothing is lost.
+    // far fewer are forwarded; and with --colocate (ids carry their skill as placement
+    // key: a conversation, its queue and its agents on one node) far fewer engine
+    // messages cross; and nothing is lost.
     let forwarded_before = forwarded_total(&[&a, &b, &c]);
-    let run = load_with(d, "owner", &[&a, &b, &c], 20, 6, &["--follow-owner"]);
+    let crossed_before = engine_messages_out(&[&a, &b, &c]);
+    let run = load_with(d, "owner", &[&a, &b, &c], 20, 6, &["--follow-owner", "--colocate"]);
     let owner = finish(d, "owner", run);
     let owner_forwarded = forwarded_total(&[&a, &b, &c]) - forwarded_before;
+    let owner_crossed = engine_messages_out(&[&a, &b, &c]) - crossed_before;
+    let per_conversation = |crossed: f64, run: &Value| crossed / run["opened"].as_f64().unwrap_or(1.0).max(1.0);
+    let (steady_per, owner_per) = (
+        per_conversation(steady_crossed, &steady),
+        per_conversation(owner_crossed, &owner),
+    );
+    eprintln!("CROSSED: {steady_per:.2} engine messages between nodes per conversation spread by hash, {owner_per:.2} with --colocate");
+    assert!(
+        owner_per < steady_per * 0.5,
+        "co-located ids keep a lifecycle's messages on one node: {owner_per:.2} against {steady_per:.2}"
+    );
     assert_eq!(owner["lost"], 0, "{owner}");
     assert_eq!(
         owner["states"]["closed"], owner["opened"],

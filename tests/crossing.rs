@@ -63,6 +63,11 @@ async fn two_nodes_with(config: &str, conversations: &[&str], agent: &str) -> (R
         !a_shards.contains(&shard_of_agent(&aid(agent))),
         "the agent's shard is b's"
     );
+    joined(config, a_shards).await
+}
+
+/// Two engines joined by a loopback: "a" serves `a_shards`, "b" every other shard.
+async fn joined(config: &str, a_shards: HashSet<u16>) -> (Router, Router) {
     let a_shards = Arc::new(a_shards);
     let (to_a, to_b) = (Arc::new(OnceLock::new()), Arc::new(OnceLock::new()));
     let (a, b) = (router(config).await, router(config).await);
@@ -140,6 +145,49 @@ async fn a_conversation_of_one_node_goes_to_an_agent_of_another_and_capacity_hol
     );
     assert_eq!((a_in, b_in), (b_out, a_out), "every message sent arrived");
     assert_eq!((a_refused, b_refused), (0, 0), "nothing node-local was sent across");
+}
+
+#[tokio::test(start_paused = true)]
+async fn ids_with_their_skill_as_placement_key_keep_a_lifecycle_on_one_node() {
+    // "a" serves general's shard (its queue, and every id placed by `~general`).
+    let (a, b) = joined(ONE_SKILL, HashSet::from([shard_of_queue(&sid("general"))])).await;
+    let spread = (0..)
+        .map(|i| format!("c{i}"))
+        .find(|c| shard_of_conversation(&cid(c)) != shard_of_queue(&sid("general")))
+        .expect("an id of b's");
+    assert_eq!(shard_of_agent(&aid("ag~general")), shard_of_queue(&sid("general")));
+    agent(&a, "ag~general", &["general"], 2).await;
+    a.set_agent_status(&aid("ag~general"), switchboard::domain::agent::AgentStatus::Online)
+        .await
+        .expect("online");
+    settle_both(&a, &b).await;
+    let crossed = |a: &Router, b: &Router| a.crossings().0 + b.crossings().0;
+    let before = crossed(&a, &b);
+
+    // A whole lifecycle of a co-located conversation: nothing crosses.
+    open(&a, "c1~general", "u1", "general").await;
+    settle_both(&a, &b).await;
+    assert_eq!(holder(&a, "c1~general").as_deref(), Some("ag~general"));
+    a.agent_message(&cid("c1~general"), &aid("ag~general"))
+        .await
+        .expect("agent replies");
+    a.consumer_message(&cid("c1~general")).await.expect("consumer replies");
+    a.close(&cid("c1~general"), ClosedBy::Consumer, None)
+        .await
+        .expect("close");
+    settle_both(&a, &b).await;
+    assert_eq!(busy(&a, "ag~general"), 0.0);
+    assert_eq!(crossed(&a, &b), before, "a co-located lifecycle sent nothing across");
+
+    // The same lifecycle for an id placed by its own hash, on b: its messages to the
+    // queue and the agent on a cross.
+    open(&b, &spread, "u2", "general").await;
+    settle_both(&a, &b).await;
+    assert_eq!(holder(&b, &spread).as_deref(), Some("ag~general"));
+    b.close(&cid(&spread), ClosedBy::Consumer, None).await.expect("close");
+    settle_both(&a, &b).await;
+    assert_eq!(busy(&a, "ag~general"), 0.0);
+    assert!(crossed(&a, &b) > before, "a spread conversation's messages crossed");
 }
 
 #[tokio::test(start_paused = true)]

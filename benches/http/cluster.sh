@@ -28,6 +28,7 @@
 #   DURATION=60s CONNECTIONS=96 AGENTS=200 benches/http/cluster.sh
 #   NO_BUILD=1 BIN=target/release/switchboard benches/http/cluster.sh   # no cargo build
 #   LOADTEST_FLAGS=--follow-owner benches/http/cluster.sh   # flags for the fixed-rate pass's loadtest
+#   SKILLS=6 LOADTEST_FLAGS=--colocate benches/http/cluster.sh  # its skills; ids placed with their skill
 #
 # THREADS (default 2) is wrk's thread count against the one node; each of the three wrk
 # gets THREADS/3 threads (at least 1). AGENTS (default 200) agents are put online on
@@ -51,9 +52,9 @@
 # open loop at RATE conversations/s (default 200) for FIXED_DURATION (default 20s),
 # below saturation: `--url` the node (three nodes: every node's URL, which it uses
 # round robin, so most requests reach a node that does not own their shard and are
-# forwarded), `--agents 100 --skills 2 --drain 10s --seed 3`. It PUTs its own skills
-# (lt-skill-0, lt-skill-1) and 100 agents (max_slots 6, a third of them with both
-# skills), opens each agent's event stream (SSE) and puts it online; then conversation
+# forwarded), `--agents 100 --skills $SKILLS --drain 10s --seed 3` (SKILLS default 2).
+# It PUTs its own skills (lt-skill-0, lt-skill-1, ...) and 100 agents (max_slots 6,
+# agent i on skill i mod SKILLS, a third of them also on the next), opens each agent's event stream (SSE) and puts it online; then conversation
 # i is due at i/RATE s and plays one lifecycle: open (POST /v1/conversations, id named
 # by the client) -> the `assigned` event on the agent's stream -> 1 to 3 agent messages
 # with a consumer message between two of them unless the consumer goes quiet (p 0.2)
@@ -79,7 +80,10 @@
 # nodes, PostgreSQL and the loadtest; the store's group commits; for three nodes the
 # engine messages out (and per lifecycle) and requests forwarded (per request and per
 # lifecycle); non-2xx by route; then fixed_cpu_per_lifecycle_three_nodes_over_one_node
-# and fixed_scale_out_estimate_three_machines (as above, per lifecycle completed). The
+# and fixed_scale_out_estimate_three_machines (as above, per lifecycle completed, which
+# assumes an even split), fixed_busiest_node_share (of the three nodes' CPU) and
+# fixed_scale_out_bound_by_busiest_node (one node's CPU per lifecycle over the busiest
+# node's, per lifecycle of the whole cluster: what that node lets three machines do). The
 # loadtest exits non-zero when it lost conversations (fixed_*_loadtest_exit).
 #
 #   RATE=300 FIXED_DURATION=30s NO_BUILD=1 benches/http/cluster.sh
@@ -96,6 +100,7 @@ BIN=${BIN:-target/release/switchboard}
 RATE=${RATE:-200}
 FIXED_DURATION=${FIXED_DURATION:-20s}
 LOADTEST_FLAGS=${LOADTEST_FLAGS:-}
+SKILLS=${SKILLS:-2}
 . benches/http/lib.sh
 need_wrk
 command -v jq >/dev/null || { echo "jq is missing: apt-get install jq" >&2; exit 1; }
@@ -285,11 +290,11 @@ run_fixed() {
   for a in "${node_addrs[@]}"; do urls+=(--url "http://$a"); done
   sleep 2 # the wrk run's last commits settle
   for k in "${!node_addrs[@]}"; do metric_of "${node_addrs[$k]}" > "$work/m-fixed-$name-$((k + 1))-before.txt"; done
-  echo "loadtest: $RATE conversations/s for $FIXED_DURATION (open loop), ${#node_addrs[@]} url(s) round robin, 100 agents, 2 skills, drain 10s ${LOADTEST_FLAGS}"
+  echo "loadtest: $RATE conversations/s for $FIXED_DURATION (open loop), ${#node_addrs[@]} url(s) round robin, 100 agents, $SKILLS skills, drain 10s ${LOADTEST_FLAGS}"
   for k in "${!node_pids[@]}"; do c0[$k]=$(cpu_ticks "${node_pids[$k]}"); done
   p0=$(pg_ticks); m0=($(machine_ticks)); w0=$(date +%s.%N); l0=$(cpu_ticks $$ children)
   timeout -k 5 "$FIXED_LIMIT" "$BIN" loadtest "${urls[@]}" --rate "$RATE" --duration "$FIXED_DURATION" \
-    --agents 100 --skills 2 --drain 10s --seed 3 $LOADTEST_FLAGS --json "$work/fixed-$name.json" >"$work/fixed-$name.txt" 2>&1 || rc=$?
+    --agents 100 --skills "$SKILLS" --drain 10s --seed 3 $LOADTEST_FLAGS --json "$work/fixed-$name.json" >"$work/fixed-$name.txt" 2>&1 || rc=$?
   l1=$(cpu_ticks $$ children); w1=$(date +%s.%N); m1=($(machine_ticks)); p1=$(pg_ticks)
   for k in "${!node_pids[@]}"; do c1[$k]=$(cpu_ticks "${node_pids[$k]}"); done
   for k in "${!node_addrs[@]}"; do metric_of "${node_addrs[$k]}" > "$work/m-fixed-$name-$((k + 1))-after.txt"; done
@@ -575,6 +580,15 @@ fixed_figures three_nodes 3
 fx_three_life=$FX_LIFE
 echo "fixed_cpu_per_lifecycle_three_nodes_over_one_node $(ratio "$(us_per "${fx[three_nodes_cpu]}" "$fx_three_life")" "$(us_per "${fx[one_node_cpu]}" "$fx_one_life")")"
 echo "fixed_scale_out_estimate_three_machines $(ratio "$(( 3 * fx[one_node_cpu] * fx_three_life ))" "$(( fx[three_nodes_cpu] * fx_one_life ))")"
+# The estimate above assumes the work splits evenly; the busiest node bounds it (keys
+# that place unevenly, ids placed with a few skills): one node's CPU per lifecycle over
+# the busiest node's CPU per lifecycle of the whole cluster.
+busiest=0
+for k in 1 2 3; do
+  if [ "${fx[three_nodes_cpu_$k]}" -gt "$busiest" ]; then busiest=${fx[three_nodes_cpu_$k]}; fi
+done
+echo "fixed_busiest_node_share $(ratio "$busiest" "${fx[three_nodes_cpu]}" %.2f)"
+echo "fixed_scale_out_bound_by_busiest_node $(ratio "$(( fx[one_node_cpu] * fx_three_life ))" "$(( busiest * fx_one_life ))")"
 for f in "$work"/one.log "$work"/node-*.log; do
   n=$(grep -c -E 'WARN|ERROR' "$f" || true)
   [ "$n" = 0 ] || echo "log_warnings $(basename "$f" .log) $n"

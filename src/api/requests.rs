@@ -181,7 +181,7 @@ pub struct AgentFilter {
 #[into_params(parameter_in = Query)]
 pub struct EventQuery {
     /// Comma-separated skills (all when absent or empty).
-    #[param(pattern = r"^([A-Za-z0-9._:-]+(,[A-Za-z0-9._:-]+)*)?$")]
+    #[param(pattern = r"^([A-Za-z0-9._:-]+(~[A-Za-z0-9._:-]+)?(,[A-Za-z0-9._:-]+(~[A-Za-z0-9._:-]+)?)*)?$")]
     pub skill: Option<String>,
     /// Comma-separated event types (all when absent or empty): names of
     /// [`crate::events::EVENT_NAMES`], each (a test checks).

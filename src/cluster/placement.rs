@@ -7,6 +7,13 @@
 //! move (each to the node with the next-highest weight); when one joins, only the shards
 //! it now wins move to it, about `1 / n` of them.
 //!
+//! Co-location: an id may end in a placement key after a `~` (`c-17~general`). Such an
+//! id is placed by its key alone, as Redis Cluster places a key by its hash tag and
+//! Akka Cluster Sharding by the shard id its extractor picks: conversation `c-17~general`,
+//! agent `alice~general` and skill `general`'s queue are in one shard, so the messages of
+//! a lifecycle among them stay on one node. The key is the client's choice; without a `~`
+//! an id is its own key and spreads by its hash.
+//!
 //! The hash is our own FNV-1a with a SplitMix64 finalizer, not std's `DefaultHasher`,
 //! whose algorithm is not promised to stay the same between Rust releases: nodes built
 //! by different compilers must still agree.
@@ -32,9 +39,14 @@ fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// The shard of a key.
-pub fn shard_of(key: &str) -> u16 {
-    (mix(fnv1a(key.as_bytes())) % u64::from(SHARDS)) as u16
+/// What an id is placed by: the text after its `~`, or the whole id.
+pub fn placement_key(id: &str) -> &str {
+    id.rsplit_once('~').map_or(id, |(_, key)| key)
+}
+
+/// The shard of an id (of its [`placement_key`]).
+pub fn shard_of(id: &str) -> u16 {
+    (mix(fnv1a(placement_key(id).as_bytes())) % u64::from(SHARDS)) as u16
 }
 
 /// A node's weight for a shard: the shard goes to the live node with the highest.
@@ -68,6 +80,18 @@ mod tests {
         assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
         assert_eq!(fnv1a(b"foobar"), 0x8594_4171_f739_67e8);
         assert_eq!(shard_of("c-1"), shard_of("c-1"));
+    }
+
+    #[test]
+    fn an_id_with_a_placement_key_is_placed_by_the_key_alone() {
+        assert_eq!(placement_key("c-17~general"), "general");
+        assert_eq!(placement_key("general"), "general");
+        for id in ["c-17~general", "alice~general", "lt1-c9~general"] {
+            assert_eq!(shard_of(id), shard_of("general"), "{id}");
+        }
+        // Without a key, ids spread: of 100 conversations, not all share general's shard.
+        let with_general = (0..100).filter(|i| shard_of(&format!("c-{i}")) == shard_of("general"));
+        assert!(with_general.count() < 10);
     }
 
     #[test]

@@ -46,6 +46,9 @@ pub struct Options {
     /// Send a conversation's requests to the node that named itself in the last
     /// answer about it ([`crate::api::forward::SERVED_BY`]), when it is one of `urls`.
     pub follow_owner: bool,
+    /// Name conversations and agents with a placement key (`…~lt-skill-0`): in a
+    /// cluster each is placed with its skill's queue (an agent with its first skill's).
+    pub colocate: bool,
 }
 
 /// What the server acknowledged with a 2xx during a run: `loadtest --ledger FILE`
@@ -480,7 +483,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Summary> {
     if let Some(path) = &opts.ledger {
         let ledger = Ledger {
             run_id: run_id.clone(),
-            agents: (0..opts.agents).map(|a| agent(&run_id, a)).collect(),
+            agents: (0..opts.agents).map(|a| agent(&opts, &run_id, a)).collect(),
             opened: shared.opened.lock().map(|v| v.clone()).unwrap_or_default(),
             closed: shared.closed.lock().map(|v| v.clone()).unwrap_or_default(),
         };
@@ -506,8 +509,13 @@ fn skill(i: usize) -> String {
     format!("lt-skill-{i}")
 }
 
-fn agent(run: &str, i: usize) -> String {
-    format!("{run}-agent-{i}")
+/// Agent `i`: its first skill is `skill(i % skills)`, which places it with `colocate`.
+fn agent(opts: &Options, run: &str, i: usize) -> String {
+    if opts.colocate {
+        format!("{run}-agent-{i}~{}", skill(i % opts.skills))
+    } else {
+        format!("{run}-agent-{i}")
+    }
 }
 
 async fn setup(s: &RunState) -> anyhow::Result<()> {
@@ -529,7 +537,7 @@ async fn setup(s: &RunState) -> anyhow::Result<()> {
         if s.opts.skills > 1 && a % 3 == 0 {
             skills.push(skill((a + 1) % s.opts.skills));
         }
-        let id = agent(&s.run_id, a);
+        let id = agent(&s.opts, &s.run_id, a);
         s.call(
             "",
             "setup",
@@ -550,7 +558,7 @@ async fn setup(s: &RunState) -> anyhow::Result<()> {
 async fn listen(s: &Arc<RunState>) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
     let mut handles = Vec::with_capacity(s.opts.agents);
     for a in 0..s.opts.agents {
-        let id = agent(&s.run_id, a);
+        let id = agent(&s.opts, &s.run_id, a);
         let (first_tx, first_rx) = oneshot::channel::<anyhow::Result<()>>();
         let shared = Arc::clone(s);
         handles.push(tokio::spawn(async move {
@@ -612,12 +620,12 @@ async fn listen(s: &Arc<RunState>) -> anyhow::Result<Vec<tokio::task::JoinHandle
         }));
         first_rx
             .await
-            .map_err(|_| anyhow::anyhow!("the event stream task of {} stopped", agent(&s.run_id, a)))?
+            .map_err(|_| anyhow::anyhow!("the event stream task of {} stopped", agent(&s.opts, &s.run_id, a)))?
             .context("opening an agent event stream")?;
     }
     let now = Instant::now();
     for a in 0..s.opts.agents {
-        let id = agent(&s.run_id, a);
+        let id = agent(&s.opts, &s.run_id, a);
         s.call(
             "",
             "setup",
@@ -635,13 +643,19 @@ async fn listen(s: &Arc<RunState>) -> anyhow::Result<Vec<tokio::task::JoinHandle
 /// A conversation's life: open, wait for the assignment, a few exchanges, close.
 async fn lifecycle(s: Arc<RunState>, i: u64, due: Instant, seed: u64) {
     let mut rng = SmallRng::seed_from_u64(seed);
-    let id = format!("{}-c{i}", s.run_id);
+    let consumer = format!("{}-u{}", s.run_id, rng.gen_range(0..(1 + i / 2)));
+    let skill = skill(rng.gen_range(0..s.opts.skills));
+    let id = if s.opts.colocate {
+        format!("{}-c{i}~{skill}", s.run_id)
+    } else {
+        format!("{}-c{i}", s.run_id)
+    };
     let (tx, rx) = oneshot::channel();
     s.waiting.insert(id.clone(), tx);
     let body = json!({
         "conversation_id": id,
-        "consumer_id": format!("{}-u{}", s.run_id, rng.gen_range(0..(1 + i / 2))),
-        "skill": skill(rng.gen_range(0..s.opts.skills)),
+        "consumer_id": consumer,
+        "skill": skill,
         "attributes": if rng.gen_bool(0.1) { json!({"tier": "vip"}) } else { json!({}) },
     });
     let Some(opened) = s
