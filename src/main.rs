@@ -92,6 +92,10 @@ enum Command {
         /// of the --url), instead of round robin, saving the forwarding hop.
         #[arg(long)]
         follow_owner: bool,
+        /// The run's skills are PREFIX-0, PREFIX-1, ...: a prefix of its own keeps its
+        /// conversations off the agents of other runs on the same server.
+        #[arg(long, value_name = "PREFIX", default_value = "lt-skill")]
+        skill_prefix: String,
         /// Name each conversation and agent with its skill as placement key
         /// (`…-c7~lt-skill-1`): a cluster places it with that skill's queue.
         #[arg(long)]
@@ -162,6 +166,7 @@ fn main() -> anyhow::Result<()> {
             ledger,
             reconcile_only,
             follow_owner,
+            skill_prefix,
             colocate,
         } => {
             let token = token.or_else(|| std::env::var("SWITCHBOARD_API_TOKEN").ok());
@@ -216,6 +221,7 @@ fn main() -> anyhow::Result<()> {
                 drain,
                 ledger,
                 follow_owner,
+                skill_prefix,
                 colocate,
             };
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

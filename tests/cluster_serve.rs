@@ -456,14 +456,19 @@ fn load(dir: &Path, tag: &str, nodes: &[&Node], rate: u32, secs: u32) -> Child {
     load_with(dir, tag, nodes, rate, secs, &[])
 }
 
-/// [`load`] with more of the load tool's flags.
+/// [`load`] with more of the load tool's flags (`--skills` among them replaces the 2).
 fn load_with(dir: &Path, tag: &str, nodes: &[&Node], rate: u32, secs: u32, flags: &[&str]) -> Child {
     Command::new(bin())
         .arg("loadtest")
         .args(urls(nodes))
         .args(flags)
         .args(["--rate", &rate.to_string(), "--duration", &format!("{secs}s")])
-        .args(["--agents", "20", "--skills", "2", "--drain", "40s", "--seed", "7"])
+        .args(["--agents", "20", "--drain", "40s", "--seed", "7"])
+        .args(if flags.contains(&"--skills") {
+            &[][..]
+        } else {
+            &["--skills", "2"][..]
+        })
         .arg("--ledger")
         .arg(dir.join(format!("{tag}.ledger")))
         .arg("--json")
@@ -985,10 +990,29 @@ fn three_nodes_act_as_one_router_and_lose_nothing_through_kills_pauses_and_resta
     // to the node that named itself in the last answer (x-switchboard-served-by), so
     // far fewer are forwarded; and with --colocate (ids carry their skill as placement
     // key: a conversation, its queue and its agents on one node) far fewer engine
-    // messages cross; and nothing is lost.
+    // messages cross: one skill of its own (the earlier runs' agents, still online and
+    // spread by hash, are not offered its conversations), so its queue, its agents and
+    // its conversations are all on one node; and nothing is lost. What still crosses
+    // is the cluster's repair: every 5 s each agent re-tells its queues the offers it
+    // holds and its room, and the earlier runs' 40 agents are spread by hash (1.5 per
+    // conversation of this run, against 9-10 spread).
     let forwarded_before = forwarded_total(&[&a, &b, &c]);
     let crossed_before = engine_messages_out(&[&a, &b, &c]);
-    let run = load_with(d, "owner", &[&a, &b, &c], 20, 6, &["--follow-owner", "--colocate"]);
+    let run = load_with(
+        d,
+        "owner",
+        &[&a, &b, &c],
+        20,
+        6,
+        &[
+            "--follow-owner",
+            "--colocate",
+            "--skill-prefix",
+            "colocated",
+            "--skills",
+            "1",
+        ],
+    );
     let owner = finish(d, "owner", run);
     let owner_forwarded = forwarded_total(&[&a, &b, &c]) - forwarded_before;
     let owner_crossed = engine_messages_out(&[&a, &b, &c]) - crossed_before;
@@ -999,7 +1023,7 @@ fn three_nodes_act_as_one_router_and_lose_nothing_through_kills_pauses_and_resta
     );
     eprintln!("CROSSED: {steady_per:.2} engine messages between nodes per conversation spread by hash, {owner_per:.2} with --colocate");
     assert!(
-        owner_per < steady_per * 0.5,
+        owner_per < steady_per * 0.3,
         "co-located ids keep a lifecycle's messages on one node: {owner_per:.2} against {steady_per:.2}"
     );
     assert_eq!(owner["lost"], 0, "{owner}");

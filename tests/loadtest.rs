@@ -27,6 +27,7 @@ async fn a_short_load_test_loses_nothing_and_reports_latencies() {
         drain: Duration::from_secs(15),
         ledger: None,
         follow_owner: false,
+        skill_prefix: "lt-skill".into(),
         colocate: false,
     };
     let summary = run(opts).await.expect("load test runs");
@@ -70,6 +71,7 @@ async fn a_wrong_token_fails_at_setup_with_a_clear_error() {
         drain: Duration::from_secs(1),
         ledger: None,
         follow_owner: false,
+        skill_prefix: "lt-skill".into(),
         colocate: false,
     };
     let err = run(opts).await.expect_err("unauthorized");

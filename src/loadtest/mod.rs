@@ -46,6 +46,9 @@ pub struct Options {
     /// Send a conversation's requests to the node that named itself in the last
     /// answer about it ([`crate::api::forward::SERVED_BY`]), when it is one of `urls`.
     pub follow_owner: bool,
+    /// Skills are `{skill_prefix}-0`, `-1`, ... (`lt-skill` by default): a prefix of
+    /// its own keeps a run's conversations off other runs' agents on the same server.
+    pub skill_prefix: String,
     /// Name conversations and agents with a placement key (`…~lt-skill-0`): in a
     /// cluster each is placed with its skill's queue (an agent with its first skill's).
     pub colocate: bool,
@@ -505,14 +508,14 @@ pub async fn run(opts: Options) -> anyhow::Result<Summary> {
     ))
 }
 
-fn skill(i: usize) -> String {
-    format!("lt-skill-{i}")
+fn skill(opts: &Options, i: usize) -> String {
+    format!("{}-{i}", opts.skill_prefix)
 }
 
 /// Agent `i`: its first skill is `skill(i % skills)`, which places it with `colocate`.
 fn agent(opts: &Options, run: &str, i: usize) -> String {
     if opts.colocate {
-        format!("{run}-agent-{i}~{}", skill(i % opts.skills))
+        format!("{run}-agent-{i}~{}", skill(opts, i % opts.skills))
     } else {
         format!("{run}-agent-{i}")
     }
@@ -526,16 +529,16 @@ async fn setup(s: &RunState) -> anyhow::Result<()> {
             "setup",
             now,
             reqwest::Method::PUT,
-            &format!("/v1/skills/{}", skill(k)),
+            &format!("/v1/skills/{}", skill(&s.opts, k)),
             Some(json!({})),
         )
         .await
-        .with_context(|| format!("creating skill {} at {}", skill(k), s.opts.urls.join(", ")))?;
+        .with_context(|| format!("creating skill {} at {}", skill(&s.opts, k), s.opts.urls.join(", ")))?;
     }
     for a in 0..s.opts.agents {
-        let mut skills = vec![skill(a % s.opts.skills)];
+        let mut skills = vec![skill(&s.opts, a % s.opts.skills)];
         if s.opts.skills > 1 && a % 3 == 0 {
-            skills.push(skill((a + 1) % s.opts.skills));
+            skills.push(skill(&s.opts, (a + 1) % s.opts.skills));
         }
         let id = agent(&s.opts, &s.run_id, a);
         s.call(
@@ -644,7 +647,7 @@ async fn listen(s: &Arc<RunState>) -> anyhow::Result<Vec<tokio::task::JoinHandle
 async fn lifecycle(s: Arc<RunState>, i: u64, due: Instant, seed: u64) {
     let mut rng = SmallRng::seed_from_u64(seed);
     let consumer = format!("{}-u{}", s.run_id, rng.gen_range(0..(1 + i / 2)));
-    let skill = skill(rng.gen_range(0..s.opts.skills));
+    let skill = skill(&s.opts, rng.gen_range(0..s.opts.skills));
     let id = if s.opts.colocate {
         format!("{}-c{i}~{skill}", s.run_id)
     } else {
