@@ -218,7 +218,7 @@ impl Router {
             if let (Some(agent), Some(skill)) = (&conv.agent_id, shared.skill(&conv.skill)) {
                 held.entry(agent.clone())
                     .or_default()
-                    .push((conv.id.clone(), held_by(conv, &skill, now)));
+                    .push((conv.id.clone(), held_by(conv, &skill, &shared.policy, now)));
             }
         }
         for mut conv in snapshot.conversations {
@@ -252,7 +252,7 @@ impl Router {
                 if let (Phase::Assigned, Some(agent)) = (conv.state, &conv.agent_id) {
                     held.entry(agent.clone())
                         .or_default()
-                        .push((conv.id.clone(), held_by(&conv, &skill, now)));
+                        .push((conv.id.clone(), held_by(&conv, &skill, &shared.policy, now)));
                 }
                 for (queue, entry) in recovered_entries(shared, &conv, &skill) {
                     let batch = entries.entry(queue.clone()).or_default();
@@ -1286,12 +1286,12 @@ fn ensure_has_skill(agent: &AgentId, skills: &[SkillId], skill: &SkillId) -> Res
 }
 
 /// What an agent holds for an assigned conversation, as its record says.
-fn held_by(conv: &Conversation, skill: &Skill, now: Timestamp) -> Held {
+fn held_by(conv: &Conversation, skill: &Skill, policy: &RoutingPolicy, now: Timestamp) -> Held {
     Held {
         skill: conv.skill.clone(),
         weight: conv.weight(skill),
         activity: conv.activity,
-        pending_since: conv.pending_agent_since(),
+        pending_since: conv.pending_for_agent(policy),
         assigned_at: conv.assigned_at.unwrap_or(now),
     }
 }

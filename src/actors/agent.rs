@@ -526,7 +526,7 @@ impl AgentActor {
                         skill: c.skill.clone(),
                         weight,
                         activity: c.activity,
-                        pending_since: c.pending_agent_since(),
+                        pending_since: c.pending_for_agent(&shared.policy),
                         assigned_at: shared.now(),
                     };
                     agent.conversations.insert(id, held);

@@ -169,7 +169,7 @@ impl Told {
         };
         Told {
             queues,
-            agent: holder(conv, skill),
+            agent: holder(conv, skill, policy),
         }
     }
 }
@@ -200,10 +200,11 @@ fn newly_assigned(before: &Conversation, conv: &Conversation) -> bool {
     conv.state == Phase::Assigned && (before.state != Phase::Assigned || before.agent_id != conv.agent_id)
 }
 
-/// The agent holding the conversation, with its weight and activity.
-fn holder(conv: &Conversation, skill: &Skill) -> Option<(AgentId, Holding)> {
+/// The agent holding the conversation, with its weight and activity (and the wait for
+/// its answer when automatic unassignment is on).
+fn holder(conv: &Conversation, skill: &Skill, policy: &RoutingPolicy) -> Option<(AgentId, Holding)> {
     match (&conv.state, &conv.agent_id) {
-        (Phase::Assigned, Some(a)) => Some((a.clone(), conv.holding(skill))),
+        (Phase::Assigned, Some(a)) => Some((a.clone(), conv.holding(skill, policy))),
         _ => None,
     }
 }
@@ -585,7 +586,7 @@ impl Activation {
         // The holding agent first: a release must reach the agent before the queue can
         // offer the conversation to that same agent again.
         let id = &conv.id;
-        let holder = holder(conv, skill);
+        let holder = holder(conv, skill, &shared.policy);
         match (&self.told.agent, &holder) {
             (Some((old, _)), Some((new, holding))) if old == new => {
                 if self.told.agent.as_ref() != holder.as_ref() {

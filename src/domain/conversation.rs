@@ -343,11 +343,22 @@ impl Conversation {
     }
 
     /// What the holding agent is told of this conversation.
-    pub fn holding(&self, skill: &Skill) -> Holding {
+    pub fn holding(&self, skill: &Skill, policy: &RoutingPolicy) -> Holding {
         Holding {
             weight: self.weight(skill),
             activity: self.activity,
-            pending_since: self.pending_agent_since(),
+            pending_since: self.pending_for_agent(policy),
+        }
+    }
+
+    /// The wait the holding agent keeps ([`Self::pending_agent_since`]) when automatic
+    /// unassignment is on, its only reader; none when it is off, so that an answer
+    /// from either side, which only moves the wait, tells the agent nothing.
+    pub fn pending_for_agent(&self, policy: &RoutingPolicy) -> Option<Timestamp> {
+        if policy.unassign.is_on() {
+            self.pending_agent_since()
+        } else {
+            None
         }
     }
 

@@ -127,6 +127,14 @@ pub struct UnassignPolicy {
     pub unresponsive_after: Option<Duration>,
 }
 
+impl UnassignPolicy {
+    /// Some rule gives conversations back: only then does an agent need to know how
+    /// long each of its conversations has waited for its answer.
+    pub fn is_on(&self) -> bool {
+        self.away_after.is_some() || self.offline_after.is_some() || self.unresponsive_after.is_some()
+    }
+}
+
 /// Engine-wide routing rules (the `[routing]` table of the config).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RoutingPolicy {

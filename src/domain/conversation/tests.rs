@@ -437,6 +437,28 @@ fn pending_for_the_agent_counts_from_the_assignment_at_the_earliest() {
     assert_eq!(c.pending_agent_since(), Some(at(7)));
 }
 
+/// The agent is told of the wait only when automatic unassignment, its only reader, is
+/// on: otherwise an answer from either side changes nothing the agent keeps, and
+/// needs no message to it.
+#[test]
+fn the_holding_agent_keeps_the_wait_only_when_unassignment_is_on() {
+    let s = skill();
+    let off = RoutingPolicy::default();
+    assert!(!off.unassign.is_on());
+    let mut on = off.clone();
+    on.unassign.unresponsive_after = Some(Duration::from_secs(60));
+    let mut c = assigned("a1");
+    assert_eq!(c.holding(&s, &on).pending_since, Some(at(1)));
+    assert_eq!(c.holding(&s, &off).pending_since, None);
+    let waiting = c.holding(&s, &off);
+    c.agent_message(&agent("a1"), at(2)).expect("held");
+    assert_eq!(c.holding(&s, &on).pending_since, None);
+    assert_eq!(c.holding(&s, &off), waiting, "off: the agent's reply tells it nothing");
+    c.consumer_message(at(7), &s).expect("open");
+    assert_eq!(c.holding(&s, &on).pending_since, Some(at(7)));
+    assert_eq!(c.holding(&s, &off), waiting, "off: nor the consumer's");
+}
+
 /// Leaves out of a JSON record every field at its default (`null`, `false`, `0`, empty),
 /// inner objects too: the compact record a later build may write.
 fn compact(v: serde_json::Value) -> serde_json::Value {
